@@ -1,0 +1,6 @@
+"""Model-family adapters. Importing this package registers every family."""
+from . import llama  # noqa: F401  (registers)
+from .base import KINDS, Adapter
+from .registry import adapter_for, register, supported
+
+__all__ = ["Adapter", "KINDS", "adapter_for", "register", "supported"]

@@ -1,0 +1,122 @@
+"""The adapter interface: everything blockprune knows about one model family lives in one subclass.
+
+A decoder layer is two residual branches, `h -> h + f(h)`: attention ("attn") then MLP ("mlp"). An adapter
+says where the layers are, how each branch is computed from the stock modules (its norms included), which
+parameters each branch owns, which submodules export replaces when a branch is removed, and how the
+final norm and LM head turn hidden states into logits. Parallel-residual families (GPT-NeoX) compute both
+branches from the same input: `h -> h + f_attn(h) + f_mlp(h)`.
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+KINDS = ("attn", "mlp")
+
+
+class Adapter:
+    #: the `config.model_type` values this adapter serves
+    model_types: ClassVar[tuple[str, ...]] = ()
+    #: attention and MLP read the same layer input (GPT-NeoX style)
+    parallel_residual: ClassVar[bool] = False
+    #: per kind: the layer's submodules that make that residual branch, in the order they run
+    branch_modules: ClassVar[dict[str, tuple[str, ...]]] = {}
+    #: per kind: which of `branch_modules` is the module proper (the others are its norms)
+    branch_core: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self.config = model.config
+
+    # -- structure -------------------------------------------------------------------------------
+    def backbone(self) -> nn.Module:
+        """The module whose forward embeds tokens and runs the decoder layers."""
+        return self.model.model
+
+    def layers(self) -> nn.ModuleList:
+        return self.backbone().layers
+
+    def branch_parameters(self, layer: int, kind: str) -> list[tuple[str, nn.Parameter]]:
+        """(qualified name, parameter) of every weight the branch owns; removal deletes exactly these."""
+        prefix = self._layer_prefix(layer)
+        mod = self.layers()[layer]
+        out = []
+        for sub in self.branch_modules[kind]:
+            for n, p in getattr(mod, sub).named_parameters():
+                out.append((f"{prefix}.{sub}.{n}", p))
+        return out
+
+    def _layer_prefix(self, layer: int) -> str:
+        target = self.layers()[layer]
+        for name, mod in self.model.named_modules():
+            if mod is target:
+                return name
+        raise RuntimeError(f"layer {layer} is not inside the model")
+
+    # -- computation -----------------------------------------------------------------------------
+    def capture(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, list[dict[str, Any]]]:
+        """The hidden states entering layer 0 and the keyword arguments each layer is called with.
+
+        Runs the backbone's own forward with every layer short-circuited, so position embeddings,
+        attention masks (per-layer sliding windows included) come from the family's code, not ours."""
+        layers = self.layers()
+        captured: list[dict[str, Any]] = [None] * len(layers)  # type: ignore[list-item]
+        first: list[torch.Tensor] = []
+
+        def make_stub(i: int):
+            def stub(hidden_states, *args, **kwargs):
+                if i == 0:
+                    first.append(hidden_states)
+                captured[i] = self._layer_kwargs(args, kwargs)
+                return self._stub_output(hidden_states)
+            return stub
+
+        for i, layer in enumerate(layers):
+            layer.forward = make_stub(i)
+        try:
+            self.backbone()(input_ids=input_ids, use_cache=False)
+        finally:
+            for layer in layers:
+                del layer.forward
+        return first[0], captured
+
+    def _layer_kwargs(self, args: tuple, kwargs: dict[str, Any]) -> dict[str, Any]:
+        if args:
+            raise RuntimeError(f"{type(self).__name__}: decoder layers called with positional arguments; "
+                               f"override _layer_kwargs for this family")
+        kwargs = dict(kwargs)
+        kwargs.pop("past_key_values", None)
+        kwargs.pop("use_cache", None)
+        return kwargs
+
+    def _stub_output(self, hidden_states: torch.Tensor) -> Any:
+        return hidden_states
+
+    def branch(self, layer: int, kind: str, h: torch.Tensor, kwargs: dict[str, Any]) -> torch.Tensor:
+        """f(h) of one residual branch: what the layer adds to the residual stream."""
+        raise NotImplementedError
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        """Final norm and LM head (and any logit post-processing the family applies)."""
+        return self.model.lm_head(self.backbone().norm(h))
+
+    # -- export ----------------------------------------------------------------------------------
+    def removed_core_output(self, kind: str) -> str:
+        """What the layer expects back from a removed branch's module: "zero_tuple" or "zero"."""
+        return "zero_tuple" if kind == "attn" else "zero"
+
+    def renumber_layer(self, new_index: int) -> None:
+        """After whole layers are dropped, tell layer `new_index` its new position (for the KV cache)."""
+        layer = self.layers()[new_index]
+        for mod in layer.modules():
+            if hasattr(mod, "layer_idx"):
+                mod.layer_idx = new_index
+
+    def removed_attention_config(self, config: Any, layers_without_attention: list[int]) -> None:
+        """Adjust an exported config so layers without attention hold no KV cache."""
+        types = list(getattr(config, "layer_types", None) or ["full_attention"] * config.num_hidden_layers)
+        for i in layers_without_attention:
+            types[i] = "mlp"
+        config.layer_types = types

@@ -1,0 +1,23 @@
+"""Pre-norm decoders with `input_layernorm -> self_attn` and `post_attention_layernorm -> mlp` branches.
+
+Covers Llama (and SmolLM, Mistral), Qwen2 (q/k/v bias), Qwen3 (q/k norms), Phi-3 (fused projections)
+and the MoE families whose sparse MLP, router included, sits at `layer.mlp` (Mixtral's is
+`block_sparse_moe` in older releases; transformers 5 names it `mlp`)."""
+from __future__ import annotations
+
+from .base import Adapter
+from .registry import register
+
+
+@register
+class LlamaAdapter(Adapter):
+    model_types = ("llama", "mistral", "qwen2", "qwen3", "phi3", "mixtral", "qwen2_moe", "qwen3_moe")
+    branch_modules = {"attn": ("input_layernorm", "self_attn"), "mlp": ("post_attention_layernorm", "mlp")}
+    branch_core = {"attn": "self_attn", "mlp": "mlp"}
+
+    def branch(self, layer, kind, h, kwargs):
+        mod = self.layers()[layer]
+        if kind == "attn":
+            return mod.self_attn(hidden_states=mod.input_layernorm(h), **kwargs)[0]
+        out = mod.mlp(mod.post_attention_layernorm(h))
+        return out[0] if isinstance(out, tuple) else out  # some MoE blocks also return router logits

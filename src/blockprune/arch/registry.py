@@ -1,0 +1,30 @@
+"""Adapter registry: `config.model_type` -> the adapter class that knows that family."""
+from __future__ import annotations
+
+from torch import nn
+
+from ..errors import UserError
+from .base import Adapter
+
+_ADAPTERS: dict[str, type[Adapter]] = {}
+
+
+def register(cls: type[Adapter]) -> type[Adapter]:
+    for t in cls.model_types:
+        _ADAPTERS[t] = cls
+    return cls
+
+
+def supported() -> list[str]:
+    return sorted(_ADAPTERS)
+
+
+def adapter_for(model: nn.Module) -> Adapter:
+    model_type = getattr(model.config, "model_type", None)
+    base_type = getattr(model.config, "blockprune", {}).get("base_model_type") if hasattr(model.config, "blockprune") else None
+    cls = _ADAPTERS.get(base_type or model_type)
+    if cls is None:
+        raise UserError(
+            f"unsupported architecture '{model_type}'; supported: {', '.join(supported())}. "
+            f"To add one, write a small Adapter subclass in blockprune/arch/ (see arch/base.py) and register it")
+    return cls(model)

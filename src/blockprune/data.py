@@ -1,0 +1,166 @@
+"""Text sources (Alpaca, WikiText-2, PTB, local files) turned into fixed-length token windows.
+
+Calibration as the BlockPruner paper builds it: a seeded sample of rows, joined with blank lines,
+tokenized once, cut into non-overlapping windows (the remainder is dropped). Offline copies are read
+from a data folder (`--data-dir` or $BLOCKPRUNE_DATA) laid out like this project's shared data:
+`calibration/alpaca_5000.json`, `perplexity/wikitext2_raw_test.jsonl`, `perplexity/ptb_test.txt`."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .errors import UserError
+
+# The Stanford Alpaca prompt format (tatsu-lab/stanford_alpaca, train.py), followed by the response.
+ALPACA_WITH_INPUT = ("Below is an instruction that describes a task, paired with an input that provides further context. "
+                     "Write a response that appropriately completes the request.\n\n"
+                     "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n")
+ALPACA_NO_INPUT = ("Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n"
+                   "### Instruction:\n{instruction}\n\n### Response:\n")
+
+# name -> (file inside the data folder, hub dataset, hub config, hub split, hub text field)
+BUILTIN = {
+    "alpaca": ("calibration/alpaca_5000.json", "tatsu-lab/alpaca", None, "train", None),
+    "wikitext2": ("perplexity/wikitext2_raw_test.jsonl", "wikitext", "wikitext-2-raw-v1", "test", "text"),
+    "ptb": ("perplexity/ptb_test.txt", "ptb_text_only", "penn_treebank", "test", "sentence"),
+}
+# How rows are joined before tokenizing: blank lines, except PTB's sentences, which SparseGPT,
+# SliceGPT and BlockPruner join with single spaces.
+JOINER = {"ptb": " "}
+
+
+def alpaca_prompt(row: dict) -> str:
+    template = ALPACA_WITH_INPUT if row.get("input") else ALPACA_NO_INPUT
+    return template.format(instruction=row["instruction"], input=row.get("input", ""))
+
+
+def alpaca_text(row: dict) -> str:
+    return alpaca_prompt(row) + row["output"]
+
+
+def data_dir(explicit: str | os.PathLike | None = None) -> Path | None:
+    d = explicit or os.environ.get("BLOCKPRUNE_DATA")
+    if d is None:
+        return None
+    d = Path(d).expanduser()
+    if not d.is_dir():
+        raise UserError(f"data folder {d} does not exist (from --data-dir or $BLOCKPRUNE_DATA)")
+    return d
+
+
+def _rows_from_file(path: Path) -> list[str]:
+    """A local file as text rows: .txt lines, or .json/.jsonl rows (Alpaca fields or a "text" field)."""
+    if path.suffix == ".txt":
+        return [path.read_text(encoding="utf-8")]  # a text file is used whole, as written
+    try:
+        if path.suffix == ".jsonl":
+            records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        elif path.suffix == ".json":
+            records = json.loads(path.read_text(encoding="utf-8"))
+        else:
+            raise UserError(f"{path}: unsupported file type; give a .txt, .json or .jsonl file")
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path} is not valid {path.suffix[1:]} text: {e}") from e
+    if not isinstance(records, list):
+        raise UserError(f"{path}: expected a list of rows")
+    rows = []
+    for r in records:
+        if isinstance(r, str):
+            rows.append(r)
+        elif isinstance(r, dict) and "instruction" in r and "output" in r:
+            rows.append(alpaca_text(r))
+        elif isinstance(r, dict) and isinstance(r.get("text"), str):
+            rows.append(r["text"])
+        else:
+            raise UserError(f"{path}: rows must be strings, {{instruction, input, output}} or {{text}} objects")
+    return rows
+
+
+def _rows_from_hub(name: str) -> list[str]:
+    _, hub, config, split, field = BUILTIN[name]
+    try:
+        import datasets
+        ds = datasets.load_dataset(hub, config, split=split)
+    except Exception as e:  # noqa: BLE001 - any hub failure means the same thing to the user
+        raise UserError(f"could not fetch '{name}' from the hub ({type(e).__name__}); "
+                        f"pass --data-dir with an offline copy or a local file path") from e
+    if name == "alpaca":
+        return [alpaca_text(r) for r in ds]
+    return [r[field] for r in ds]
+
+
+def load_rows(source: str, data_dir_: str | os.PathLike | None = None) -> list[str]:
+    """Rows of text for a source: a built-in name (alpaca, wikitext2, ptb) or a local file path."""
+    if source in BUILTIN:
+        d = data_dir(data_dir_)
+        if d is not None and (d / BUILTIN[source][0]).exists():
+            return _rows_from_file(d / BUILTIN[source][0])
+        return _rows_from_hub(source)
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise UserError(f"dataset {source!r} is neither a file nor one of: {', '.join(BUILTIN)}")
+    return _rows_from_file(path)
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Token windows of one text, and where they came from."""
+
+    ids: torch.Tensor  # (num_windows, seqlen) int64
+    source: str
+    rows: int  # rows of text used
+    tokens: int  # tokens in the joined text, before cutting
+    seed: int | None
+
+    @property
+    def seqlen(self) -> int:
+        return self.ids.shape[1]
+
+    def __len__(self) -> int:
+        return self.ids.shape[0]
+
+    def sha256(self) -> str:
+        return hashlib.sha256(self.ids.numpy().tobytes()).hexdigest()
+
+    def describe(self) -> dict:
+        return {"source": self.source, "rows": self.rows, "seqlen": self.seqlen, "windows": len(self),
+                "tokens": len(self) * self.seqlen, "text_tokens": self.tokens, "seed": self.seed,
+                "sha256": self.sha256()}
+
+
+def windows_from_rows(rows: list[str], tokenizer, seqlen: int, source: str, *, nsamples: int | None = None,
+                      seed: int | None = None, max_windows: int | None = None, joiner: str = "\n\n") -> Windows:
+    """Sample rows (seeded), join with blank lines, tokenize once, cut into non-overlapping windows."""
+    if seqlen < 2:
+        raise UserError(f"--seqlen must be at least 2 (got {seqlen})")
+    if nsamples is not None:
+        if nsamples < 1:
+            raise UserError(f"--nsamples must be at least 1 (got {nsamples})")
+        if nsamples < len(rows):
+            rows = random.Random(seed).sample(rows, nsamples)
+    text = joiner.join(rows)
+    if not text.strip():
+        raise UserError(f"{source}: the text is empty")
+    ids = tokenizer(text, return_tensors="pt").input_ids[0]
+    n = ids.numel() // seqlen
+    if n == 0:
+        raise UserError(f"{source}: {ids.numel()} tokens is fewer than one window of {seqlen}; "
+                        f"use more rows (--nsamples) or a shorter --seqlen")
+    if max_windows is not None:
+        n = min(n, max_windows)
+    return Windows(ids[: n * seqlen].reshape(n, seqlen).clone(), source, len(rows), ids.numel(), seed)
+
+
+def load_windows(source: str, tokenizer, seqlen: int, *, nsamples: int | None = None, seed: int | None = 42,
+                 data_dir_: str | os.PathLike | None = None, max_windows: int | None = None) -> Windows:
+    rows = load_rows(source, data_dir_)
+    if source in ("wikitext2", "ptb") or Path(source).suffix == ".txt":
+        nsamples, seed = None, None  # whole-text sources are used in order, as the perplexity literature does
+    return windows_from_rows(rows, tokenizer, seqlen, source, nsamples=nsamples, seed=seed,
+                             max_windows=max_windows, joiner=JOINER.get(source, "\n\n"))

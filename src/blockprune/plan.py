@@ -1,0 +1,99 @@
+"""The plan: the one record every method writes, and all that export, eval, report and resume read.
+
+    {
+      "format": "blockprune.plan/1", "status": "running" | "done", "method": "blockpruner",
+      "model": {"source", "family", "params", "sha256"},
+      "calibration": {"source", "rows", "seqlen", "windows", "tokens", "seed", "sha256"},
+      "options": {...every option that changes the result...},
+      "versions": {"blockprune", "torch", "transformers", "python"},
+      "dense": {"ppl"},
+      "steps": [{"step", "removed", "ppl", "ratio", "scores": {unit: ppl | null}, "evaluated_windows",
+                 "exhaustive_windows", "faults": [...]}],
+      "removed": ["attn.5", "layer.7", ...]    # units in removal order
+    }
+
+Units are blocks (`attn.<i>`, `mlp.<i>`) or whole layers (`layer.<i>`), with the base model's layer
+indices, never renumbered. Wall times are kept out of the plan (in timings.json) so that the same
+inputs give a byte-identical plan."""
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import atomic
+from .errors import UserError
+
+FORMAT = "blockprune.plan/1"
+
+
+def expand(unit: str) -> list[str]:
+    """A unit's block names: `layer.3` -> [`attn.3`, `mlp.3`]."""
+    kind, _, layer = unit.partition(".")
+    return [f"attn.{layer}", f"mlp.{layer}"] if kind == "layer" else [unit]
+
+
+def versions() -> dict[str, str]:
+    import torch
+    import transformers
+
+    from . import __version__
+    return {"blockprune": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
+            "python": platform.python_version()}
+
+
+@dataclass
+class Plan:
+    method: str
+    model: dict[str, Any]
+    calibration: dict[str, Any]
+    options: dict[str, Any]
+    versions: dict[str, str] = field(default_factory=versions)
+    dense: dict[str, Any] = field(default_factory=dict)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    status: str = "running"
+    format: str = FORMAT
+
+    @property
+    def removed(self) -> list[str]:
+        return [s["removed"] for s in self.steps]
+
+    @property
+    def removed_blocks(self) -> frozenset[str]:
+        return frozenset(b for u in self.removed for b in expand(u))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["removed"] = self.removed
+        return d
+
+    def save(self, path: str | Path) -> None:
+        atomic.write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Plan":
+        path = Path(path)
+        if path.is_dir():
+            path = path / "plan.json"
+        if not path.exists():
+            raise UserError(f"no plan at {path}; give a run folder made by `blockprune prune`")
+        try:
+            d = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise UserError(f"{path} is corrupt ({e}); delete the run folder and start again") from e
+        if not isinstance(d, dict) or d.get("format") != FORMAT:
+            found = d.get("format") if isinstance(d, dict) else None
+            raise UserError(f"{path} has plan format {found!r}, this blockprune reads {FORMAT!r}; "
+                            f"re-run the search with this version")
+        d.pop("removed", None)
+        try:
+            return cls(**d)
+        except TypeError as e:
+            raise UserError(f"{path} is not a valid plan ({e})") from e
+
+    def identity(self) -> dict[str, Any]:
+        """What must match for a saved state to be resumed: the model, the data and the options."""
+        return {"method": self.method, "model": self.model.get("sha256"),
+                "calibration": self.calibration.get("sha256"), "options": self.options}

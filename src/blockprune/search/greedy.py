@@ -1,0 +1,94 @@
+"""Iterative greedy removal (BlockPruner, Algorithm 1): at each step score every remaining unit with it
+removed, remove the lowest, repeat.
+
+Ties are broken by execution order (the earlier block wins); a candidate whose score is NaN or inf is
+ranked last and reported in the step's `faults`, never chosen while a finite one exists."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+from ..errors import UserError
+from ..plan import Plan
+from ..view import BlockView
+
+BLOCK_TYPES = {"mha": ("attn",), "mlp": ("mlp",), "mix": ("attn", "mlp")}
+
+
+@dataclass(frozen=True)
+class Unit:
+    name: str  # "attn.3" or "layer.3"
+    blocks: frozenset[str]
+    index: int  # execution order of its first block
+    params: int
+
+
+def units(view: BlockView, granularity: str = "block", block_type: str = "mix") -> list[Unit]:
+    if granularity == "layer":
+        return [Unit(f"layer.{i}", frozenset({f"attn.{i}", f"mlp.{i}"}), 2 * i,
+                     view.by_name[f"attn.{i}"].params + view.by_name[f"mlp.{i}"].params)
+                for i in range(view.num_layers)]
+    kinds = BLOCK_TYPES[block_type]
+    return [Unit(b.name, frozenset({b.name}), b.index, b.params) for b in view.blocks if b.kind in kinds]
+
+
+def rank_key(score: float, unit: Unit) -> tuple[float, int]:
+    return (score if math.isfinite(score) else math.inf, unit.index)
+
+
+def budget_check(candidates: list[Unit], num_blocks: int | None, ratio: float | None) -> None:
+    if num_blocks is not None and num_blocks > len(candidates):
+        raise UserError(f"--num-blocks {num_blocks} is more than the {len(candidates)} candidate units; "
+                        f"choose at most {len(candidates)}")
+
+
+def fits(unit: Unit, removed_params: int, total_params: int, ratio: float | None) -> bool:
+    return ratio is None or removed_params + unit.params <= ratio * total_params
+
+
+def greedy(view: BlockView, scorer, plan: Plan, candidates: list[Unit], *, num_blocks: int | None,
+           ratio: float | None, on_step: Callable[[Plan, float], None] | None = None,
+           progress_factory=None) -> Plan:
+    """Extend `plan.steps` until `num_blocks` units are gone or no unit fits under `ratio`.
+
+    Resumes from whatever steps the plan already holds."""
+    import time
+
+    budget_check(candidates, num_blocks, ratio)
+    while True:
+        done = {s["removed"] for s in plan.steps}
+        removed_blocks = plan.removed_blocks
+        removed_params = view.removed_params(removed_blocks)
+        if num_blocks is not None and len(done) >= num_blocks:
+            break
+        pool = [u for u in candidates if u.name not in done and fits(u, removed_params, view.total_params, ratio)]
+        if not pool:
+            break
+        t0 = time.perf_counter()
+        step_no = len(plan.steps) + 1
+        bar = progress_factory(step_no, len(pool)) if progress_factory else None
+        scored = scorer.score(removed_blocks, [u.blocks for u in pool], progress=bar.update if bar else None)
+        if bar:
+            bar.close()
+        order = sorted(range(len(pool)), key=lambda i: rank_key(scored.scores[i], pool[i]))
+        best = pool[order[0]]
+        best_score = scored.scores[order[0]]
+        faults = [pool[i].name for i, s in enumerate(scored.scores) if not math.isfinite(s)]
+        if not math.isfinite(best_score):
+            raise UserError(f"step {step_no}: every candidate's perplexity is inf or NaN "
+                            f"({', '.join(faults)}); try --dtype fp32")
+        new_removed = removed_params + best.params
+        plan.steps.append({
+            "step": step_no,
+            "removed": best.name,
+            "ppl": best_score,
+            "ratio": new_removed / view.total_params,
+            "scores": {u.name: (s if math.isfinite(s) else None) for u, s in zip(pool, scored.scores)},
+            "evaluated_windows": scored.evaluated_windows,
+            "exhaustive_windows": scored.exhaustive_windows,
+            "faults": faults,
+        })
+        if on_step:
+            on_step(plan, time.perf_counter() - t0)
+    return plan

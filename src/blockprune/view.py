@@ -1,0 +1,110 @@
+"""The model as embeddings -> an ordered list of residual blocks -> final norm -> LM head.
+
+Blocks are named `attn.<layer>` and `mlp.<layer>` with the base model's layer indices, in execution
+order. A mask (the set of removed block names) changes what the view computes, never the model."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import AbstractSet, Any
+
+import torch
+from torch import nn
+
+from .arch import KINDS, Adapter, adapter_for
+from .models import count_params
+
+
+@dataclass(frozen=True)
+class Block:
+    name: str  # "attn.12"
+    layer: int
+    kind: str  # "attn" | "mlp"
+    index: int  # position in execution order: 2 * layer + (0 for attn, 1 for mlp)
+    params: int  # parameters this block owns (its norms included)
+
+
+def block_name(kind: str, layer: int) -> str:
+    return f"{kind}.{layer}"
+
+
+@dataclass
+class Prepared:
+    """A batch of windows after the embeddings: the input of block 0 and each layer's call arguments."""
+
+    hidden: torch.Tensor
+    layer_kwargs: list[dict[str, Any]]
+
+
+class BlockView:
+    def __init__(self, model: nn.Module, adapter: Adapter | None = None):
+        self.model = model
+        self.adapter = adapter or adapter_for(model)
+        self.num_layers = len(self.adapter.layers())
+        self.total_params = count_params(model)
+        self.blocks: list[Block] = []
+        for layer in range(self.num_layers):
+            for k, kind in enumerate(KINDS):
+                n = sum(p.numel() for _, p in self.adapter.branch_parameters(layer, kind))
+                self.blocks.append(Block(block_name(kind, layer), layer, kind, 2 * layer + k, n))
+        self.by_name = {b.name: b for b in self.blocks}
+
+    @property
+    def parallel(self) -> bool:
+        return self.adapter.parallel_residual
+
+    def check_names(self, names) -> None:
+        unknown = sorted(set(names) - set(self.by_name))
+        if unknown:
+            raise ValueError(f"unknown block names {unknown}; blocks are attn.<layer> / mlp.<layer> "
+                             f"for layers 0..{self.num_layers - 1}")
+
+    def removed_params(self, removed: AbstractSet[str]) -> int:
+        return sum(self.by_name[n].params for n in removed)
+
+    @torch.no_grad()
+    def prepare(self, input_ids: torch.Tensor) -> Prepared:
+        h, kwargs = self.adapter.capture(input_ids.to(self.device))
+        return Prepared(h, kwargs)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @torch.no_grad()
+    def run(self, h: torch.Tensor, prep: Prepared, removed: AbstractSet[str], start: int = 0,
+            stop: int | None = None) -> torch.Tensor:
+        """Run blocks [start, stop) of execution order on `h`, skipping removed ones.
+
+        Parallel-residual layers run as a unit, so there `start` and `stop` must be layer boundaries."""
+        stop = len(self.blocks) if stop is None else stop
+        if self.parallel:
+            if start % 2 or stop % 2:
+                raise ValueError("parallel-residual models run whole layers: start/stop must be even")
+            for layer in range(start // 2, stop // 2):
+                kept = [k for k in KINDS if block_name(k, layer) not in removed]
+                if kept:
+                    kw = prep.layer_kwargs[layer]
+                    delta = sum(self.adapter.branch(layer, k, h, kw) for k in kept)
+                    h = h + delta
+            return h
+        for b in self.blocks[start:stop]:
+            if b.name not in removed:
+                h = h + self.adapter.branch(b.layer, b.kind, h, prep.layer_kwargs[b.layer])
+        return h
+
+    @torch.no_grad()
+    def logits(self, input_ids: torch.Tensor, removed: AbstractSet[str] = frozenset()) -> torch.Tensor:
+        prep = self.prepare(input_ids)
+        return self.adapter.head(self.run(prep.hidden, prep, removed))
+
+    @torch.no_grad()
+    def window_nll(self, h: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+        """Mean next-token NLL of each window (one value per row), from the last hidden states.
+
+        The head runs one window at a time: a 2048 x 50k logit matrix per window bounds memory."""
+        input_ids = input_ids.to(h.device)
+        out = torch.empty(h.shape[0], dtype=torch.float64)
+        for i in range(h.shape[0]):
+            logits = self.adapter.head(h[i:i + 1, :-1]).float()[0]
+            out[i] = nn.functional.cross_entropy(logits, input_ids[i, 1:], reduction="mean").double()
+        return out

@@ -1,0 +1,47 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def tiny_llama(seed: int = 0, layers: int = 4, **overrides):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = dict(vocab_size=97, hidden_size=32, intermediate_size=48, num_hidden_layers=layers, num_attention_heads=4,
+               num_key_value_heads=2, max_position_embeddings=128, tie_word_embeddings=False, pad_token_id=0)
+    cfg.update(overrides)
+    model = LlamaForCausalLM(LlamaConfig(**cfg)).eval()
+    # random init leaves residual branches tiny; scale them up so each block matters distinctly
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(3.0)
+    return model
+
+
+class CharTokenizer:
+    """A tokenizer for tiny models: one id per byte (mod vocab), callable like a HF tokenizer."""
+
+    def __init__(self, vocab: int = 97):
+        self.vocab = vocab
+        self.pad_token_id = 0
+
+    def __call__(self, text, return_tensors=None):
+        ids = torch.tensor([[1 + (b % (self.vocab - 1)) for b in text.encode()]])
+        return type("Enc", (), {"input_ids": ids})()
+
+
+@pytest.fixture
+def shared_data():
+    if not SHARED_DATA.exists():
+        pytest.skip(f"shared data folder {SHARED_DATA} not present")
+    return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    # the real-model cache is shared across tests (it is expensive to build); everything else is per-test
+    monkeypatch.setenv("BLOCKPRUNE_CACHE", os.environ.get("BLOCKPRUNE_TEST_CACHE", str(Path.home() / ".cache" / "blockprune")))
