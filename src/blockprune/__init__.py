@@ -1,2 +1,8 @@
 """blockprune: training-free structured pruning of causal LMs (BlockPruner, LLM-BIP and baselines)."""
 __version__ = "0.1.0"
+
+from .api import PruneOptions, RunResult, load, prune  # noqa: E402
+from .errors import UserError  # noqa: E402
+from .view import Block, BlockView  # noqa: E402
+
+__all__ = ["Block", "BlockView", "PruneOptions", "RunResult", "UserError", "load", "prune"]

@@ -1,0 +1,163 @@
+"""The Python API: `prune` runs a method end to end into a run folder; `load` reads a checkpoint back."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import atomic, models
+from .data import load_windows
+from .errors import UserError
+from .export import export as export_checkpoint
+from .export import load
+from .methods import get as get_method
+from .perplexity import PlainScorer, perplexity
+from .plan import Plan, versions
+from .search.greedy import BLOCK_TYPES
+from .view import BlockView
+
+__all__ = ["PruneOptions", "RunResult", "prune", "load"]
+
+
+@dataclass
+class PruneOptions:
+    """Every option that changes what a search selects (recorded in the plan)."""
+
+    method: str = "blockpruner"
+    block_type: str = "mix"
+    num_blocks: int | None = None
+    ratio: float | None = None
+    calibration: str = "alpaca"
+    nsamples: int = 256
+    seqlen: int = 2048
+    seed: int = 42
+    dtype: str = "fp32"
+    batch_size: int = 1
+
+    def validate(self) -> None:
+        get_method(self.method)
+        if self.block_type not in BLOCK_TYPES:
+            raise UserError(f"--block-type must be one of {', '.join(BLOCK_TYPES)} (got {self.block_type!r})")
+        if (self.num_blocks is None) == (self.ratio is None):
+            raise UserError("give exactly one of --num-blocks K or --ratio r")
+        if self.num_blocks is not None and self.num_blocks < 1:
+            raise UserError(f"--num-blocks must be at least 1 (got {self.num_blocks})")
+        if self.ratio is not None and not (0.0 < self.ratio < 1.0):
+            raise UserError(f"--ratio must be strictly between 0 and 1 (got {self.ratio})")
+        if self.nsamples < 1:
+            raise UserError(f"--nsamples must be at least 1 (got {self.nsamples})")
+        if self.seqlen < 2:
+            raise UserError(f"--seqlen must be at least 2 (got {self.seqlen})")
+        if self.batch_size < 1:
+            raise UserError(f"--batch-size must be at least 1 (got {self.batch_size})")
+        if self.dtype not in models.DTYPES:
+            raise UserError(f"--dtype must be one of {', '.join(models.DTYPES)} (got {self.dtype!r})")
+
+    def recorded(self) -> dict[str, Any]:
+        # batch size changes only speed, not the result, so it does not bind a resume
+        return {k: v for k, v in self.__dict__.items() if k != "batch_size"}
+
+
+@dataclass
+class RunResult:
+    out: Path
+    plan: Plan
+    checkpoint: Path | None
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def _check_writable(out: Path) -> None:
+    probe = out
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write the output folder {out} ({probe} is not a writable folder); choose another --out")
+
+
+def _progress_factory(enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    def make(step: int, candidates: int, windows: int):
+        return tqdm(total=candidates * windows, desc=f"step {step}: {candidates} candidates", unit="win",
+                    leave=False, file=sys.stderr)
+    return make
+
+
+def prune(model: str = models.DEFAULT_MODEL, out: str | os.PathLike = "runs/blockprune", *,
+          options: PruneOptions | None = None, data_dir: str | os.PathLike | None = None, device: str = "cpu",
+          resume: bool = False, export: bool = True, progress: bool = True, **option_overrides) -> RunResult:
+    """Run a pruning method on `model` and write `out/plan.json` and the pruned checkpoint `out/model`.
+
+    Options are a `PruneOptions` or its fields as keywords (`num_blocks=12`, `block_type="mix"`, ...)."""
+    options = options or PruneOptions(**option_overrides)
+    options.validate()
+    out = Path(out)
+    plan_path = out / "plan.json"
+    if plan_path.exists() and not resume:
+        raise UserError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    if resume and not plan_path.exists():
+        raise UserError(f"nothing to resume in {out} (no plan.json); drop --resume to start a new run")
+    _check_writable(out)
+
+    net, tok = models.load(model, options.dtype, device)
+    view = BlockView(net)
+    max_len = getattr(net.config, "max_position_embeddings", None)
+    if max_len is not None and options.seqlen > max_len:
+        raise UserError(f"--seqlen {options.seqlen} is above the model's context of {max_len} tokens")
+    windows = load_windows(options.calibration, tok, options.seqlen, nsamples=options.nsamples, seed=options.seed,
+                           data_dir_=data_dir)
+    method = get_method(options.method)
+    fresh = Plan(method=method.name,
+                 model={"source": model, "family": net.config.model_type, "params": view.total_params,
+                        "layers": view.num_layers, "sha256": models.fingerprint(net)},
+                 calibration=windows.describe(), options=options.recorded())
+    if resume:
+        plan = Plan.load(plan_path)
+        if plan.identity() != fresh.identity():
+            diff = [k for k in fresh.identity() if fresh.identity()[k] != plan.identity()[k]]
+            raise UserError(f"{plan_path} was made with a different {', '.join(diff)}; "
+                            f"it cannot be resumed with these inputs (start a new --out)")
+    else:
+        plan = fresh
+
+    scorer = PlainScorer(view, windows, options.batch_size)
+    timings_path = out / "timings.json"
+    timings: dict[str, Any] = json.loads(timings_path.read_text()) if resume and timings_path.exists() else {"steps": []}
+    if not plan.dense:
+        plan.dense = {"ppl": perplexity(view, windows, batch_size=options.batch_size)}
+        plan.save(plan_path)
+
+    def on_step(p: Plan, seconds: float) -> None:
+        p.save(plan_path)  # the plan is the search state: written atomically after every step
+        timings["steps"].append({"step": p.steps[-1]["step"], "seconds": round(seconds, 3)})
+        atomic.write_json(timings_path, timings)
+        if progress:
+            s = p.steps[-1]
+            print(f"step {s['step']}: removed {s['removed']}  ppl {s['ppl']:.4f}  ratio {s['ratio']:.4f}",
+                  file=sys.stderr)
+
+    from .methods import Job
+    bars = _progress_factory(progress)
+    job = Job(view, windows, scorer, options.block_type, options.num_blocks, options.ratio, on_step,
+              (lambda step, n: bars(step, n, len(windows))) if bars else None)
+    method.run(job, plan)
+    plan.status = "done"
+    plan.save(plan_path)
+
+    checkpoint = None
+    if export:
+        meta = {"method": plan.method, "base_model": model, "base_model_sha256": plan.model["sha256"],
+                "blockprune_version": plan.versions["blockprune"]}
+        checkpoint = export_checkpoint(net, plan.removed_blocks, out / "model", meta=meta, tokenizer=tok)
+    final = plan.steps[-1]["ppl"] if plan.steps else plan.dense["ppl"]
+    summary = {"removed": plan.removed, "ratio": plan.steps[-1]["ratio"] if plan.steps else 0.0,
+               "dense_ppl": plan.dense["ppl"], "pruned_ppl": final, "plan": str(plan_path),
+               "checkpoint": str(checkpoint) if checkpoint else None,
+               "calibration": {k: plan.calibration[k] for k in ("source", "windows", "seqlen", "tokens")}}
+    return RunResult(out, plan, checkpoint, summary)
+
