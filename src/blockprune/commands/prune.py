@@ -1,0 +1,52 @@
+"""blockprune prune: search what to remove; write the plan and the pruned checkpoint."""
+from __future__ import annotations
+
+from . import add_model_arguments
+
+NAME = "prune"
+HELP = "search what to remove and write a plan and a pruned checkpoint"
+DESCRIPTION = ("Run a pruning method; write OUT/plan.json (the removal plan, also the search state after every "
+               "step) and OUT/model (the pruned checkpoint).")
+
+
+def add_arguments(p) -> None:
+    from ..methods import METHODS
+
+    add_model_arguments(p)
+    p.add_argument("--method", default="blockpruner", choices=sorted(METHODS),
+                   help="; ".join(f"{m.name}: {m.summary}" for m in METHODS.values()))
+    p.add_argument("--block-type", default="mix", choices=["mha", "mlp", "mix"],
+                   help="which blocks are candidates: attention only, MLP only, or both")
+    stop = p.add_mutually_exclusive_group(required=True)
+    stop.add_argument("--num-blocks", type=int, help="remove exactly K units (blocks, or layers for layer methods)")
+    stop.add_argument("--ratio", type=float,
+                      help="remove units while removed parameters / all parameters (embeddings included) stays <= r")
+    p.add_argument("--calibration", default="alpaca",
+                   help="calibration text: alpaca, wikitext2, ptb, or a local .txt/.json/.jsonl file")
+    p.add_argument("--nsamples", type=int, default=256, help="rows sampled from the calibration set (seeded)")
+    p.add_argument("--seqlen", type=int, default=2048, help="tokens per calibration window")
+    p.add_argument("--seed", type=int, default=42, help="seed of the row sample")
+    p.add_argument("--batch-size", type=int, default=1, help="windows per forward pass (memory vs speed)")
+    p.add_argument("--out", default="runs/blockprune", help="run folder to write")
+    p.add_argument("--resume", action="store_true", help="continue the killed run in --out")
+    p.add_argument("--no-export", action="store_true", help="write the plan only, no checkpoint")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run(args) -> None:
+    from ..api import PruneOptions, prune
+
+    opts = PruneOptions(method=args.method, block_type=args.block_type, num_blocks=args.num_blocks, ratio=args.ratio,
+                        calibration=args.calibration, nsamples=args.nsamples, seqlen=args.seqlen, seed=args.seed,
+                        dtype=args.dtype, batch_size=args.batch_size)
+    res = prune(args.model, args.out, options=opts, data_dir=args.data_dir, device=args.device, resume=args.resume,
+                export=not args.no_export, progress=not args.quiet)
+    s = res.summary
+    c = s["calibration"]
+    print(f"blockprune: {res.plan.method} removed {len(s['removed'])} units ({s['ratio']:.1%} of parameters): "
+          f"{', '.join(s['removed'])}")
+    print(f"  calibration perplexity {s['dense_ppl']:.4f} -> {s['pruned_ppl']:.4f} "
+          f"({c['source']}, {c['windows']} windows x {c['seqlen']} tokens)")
+    print(f"  plan:       {s['plan']}")
+    if s["checkpoint"]:
+        print(f"  checkpoint: {s['checkpoint']}  (AutoModelForCausalLM.from_pretrained(path, trust_remote_code=True))")
