@@ -14,7 +14,9 @@ from .errors import UserError
 from .export import export as export_checkpoint
 from .export import load
 from .methods import get as get_method
+from .incremental import IncrementalScorer
 from .perplexity import PlainScorer, perplexity
+from .racing import RacingScorer
 from .plan import Plan, versions
 from .search.greedy import BLOCK_TYPES
 from .view import BlockView
@@ -35,7 +37,10 @@ class PruneOptions:
     seqlen: int = 2048
     seed: int = 42
     dtype: str = "fp32"
+    scorer: str = "incremental"
     batch_size: int = 1
+    cache_every: int = 1
+    cache_device: str | None = None
 
     def validate(self) -> None:
         get_method(self.method)
@@ -51,14 +56,28 @@ class PruneOptions:
             raise UserError(f"--nsamples must be at least 1 (got {self.nsamples})")
         if self.seqlen < 2:
             raise UserError(f"--seqlen must be at least 2 (got {self.seqlen})")
+        if self.scorer not in SCORERS:
+            raise UserError(f"--scorer must be one of {', '.join(SCORERS)} (got {self.scorer!r})")
+        if self.cache_every < 1:
+            raise UserError(f"--cache-every must be at least 1 (got {self.cache_every})")
         if self.batch_size < 1:
             raise UserError(f"--batch-size must be at least 1 (got {self.batch_size})")
         if self.dtype not in models.DTYPES:
             raise UserError(f"--dtype must be one of {', '.join(models.DTYPES)} (got {self.dtype!r})")
 
     def recorded(self) -> dict[str, Any]:
-        # batch size changes only speed, not the result, so it does not bind a resume
-        return {k: v for k, v in self.__dict__.items() if k != "batch_size"}
+        # batching and cache placement change only speed and memory, not the result: they do not bind a resume
+        return {k: v for k, v in self.__dict__.items() if k not in SPEED_ONLY}
+
+    def make_scorer(self, view: BlockView, windows):
+        if self.scorer == "plain":
+            return PlainScorer(view, windows, self.batch_size)
+        cls = IncrementalScorer if self.scorer == "incremental" else RacingScorer
+        return cls(view, windows, self.batch_size, self.cache_every, self.cache_device)
+
+
+SCORERS = ("plain", "incremental", "racing")
+SPEED_ONLY = ("batch_size", "cache_every", "cache_device")
 
 
 @dataclass
@@ -125,7 +144,7 @@ def prune(model: str = models.DEFAULT_MODEL, out: str | os.PathLike = "runs/bloc
     else:
         plan = fresh
 
-    scorer = PlainScorer(view, windows, options.batch_size)
+    scorer = options.make_scorer(view, windows)
     timings_path = out / "timings.json"
     timings: dict[str, Any] = json.loads(timings_path.read_text()) if resume and timings_path.exists() else {"steps": []}
     if not plan.dense:

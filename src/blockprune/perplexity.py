@@ -47,6 +47,10 @@ class Scored:
     scores: list[float]  # lower is better; NaN for a candidate whose evaluation failed numerically
     evaluated_windows: int  # candidate-windows actually run
     exhaustive_windows: int  # candidate-windows a plain evaluation would run
+    windows: list[int] | None = None  # windows behind each score, where a scorer stopped some early
+
+    def complete(self, i: int) -> bool:
+        return self.windows is None or self.windows[i] == max(self.windows)
 
 
 class PlainScorer:

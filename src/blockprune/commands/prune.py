@@ -26,7 +26,13 @@ def add_arguments(p) -> None:
     p.add_argument("--nsamples", type=int, default=256, help="rows sampled from the calibration set (seeded)")
     p.add_argument("--seqlen", type=int, default=2048, help="tokens per calibration window")
     p.add_argument("--seed", type=int, default=42, help="seed of the row sample")
+    p.add_argument("--scorer", default="incremental", choices=["plain", "incremental", "racing"],
+                   help="how candidates are scored: plain (a full forward pass each), incremental (exact, from "
+                        "cached block-boundary states), racing (incremental, and drops clear losers early)")
     p.add_argument("--batch-size", type=int, default=1, help="windows per forward pass (memory vs speed)")
+    p.add_argument("--cache-every", type=int, default=1,
+                   help="keep every n-th block boundary in the cache (memory / n, more recomputation)")
+    p.add_argument("--cache-device", default=None, help="where cached hidden states live (default: the model's device)")
     p.add_argument("--out", default="runs/blockprune", help="run folder to write")
     p.add_argument("--resume", action="store_true", help="continue the killed run in --out")
     p.add_argument("--no-export", action="store_true", help="write the plan only, no checkpoint")
@@ -38,7 +44,8 @@ def run(args) -> None:
 
     opts = PruneOptions(method=args.method, block_type=args.block_type, num_blocks=args.num_blocks, ratio=args.ratio,
                         calibration=args.calibration, nsamples=args.nsamples, seqlen=args.seqlen, seed=args.seed,
-                        dtype=args.dtype, batch_size=args.batch_size)
+                        dtype=args.dtype, scorer=args.scorer, batch_size=args.batch_size,
+                        cache_every=args.cache_every, cache_device=args.cache_device)
     res = prune(args.model, args.out, options=opts, data_dir=args.data_dir, device=args.device, resume=args.resume,
                 export=not args.no_export, progress=not args.quiet)
     s = res.summary

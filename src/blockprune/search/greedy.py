@@ -33,8 +33,9 @@ def units(view: BlockView, granularity: str = "block", block_type: str = "mix") 
     return [Unit(b.name, frozenset({b.name}), b.index, b.params) for b in view.blocks if b.kind in kinds]
 
 
-def rank_key(score: float, unit: Unit) -> tuple[float, int]:
-    return (score if math.isfinite(score) else math.inf, unit.index)
+def rank_key(score: float, unit: Unit, complete: bool = True) -> tuple[bool, float, int]:
+    # a score from fewer windows (a candidate that left a race) never outranks a complete one
+    return (not complete, score if math.isfinite(score) else math.inf, unit.index)
 
 
 def budget_check(candidates: list[Unit], num_blocks: int | None, ratio: float | None) -> None:
@@ -71,7 +72,7 @@ def greedy(view: BlockView, scorer, plan: Plan, candidates: list[Unit], *, num_b
         scored = scorer.score(removed_blocks, [u.blocks for u in pool], progress=bar.update if bar else None)
         if bar:
             bar.close()
-        order = sorted(range(len(pool)), key=lambda i: rank_key(scored.scores[i], pool[i]))
+        order = sorted(range(len(pool)), key=lambda i: rank_key(scored.scores[i], pool[i], scored.complete(i)))
         best = pool[order[0]]
         best_score = scored.scores[order[0]]
         faults = [pool[i].name for i, s in enumerate(scored.scores) if not math.isfinite(s)]
@@ -89,6 +90,8 @@ def greedy(view: BlockView, scorer, plan: Plan, candidates: list[Unit], *, num_b
             "exhaustive_windows": scored.exhaustive_windows,
             "faults": faults,
         })
+        if scored.windows is not None:
+            plan.steps[-1]["partial"] = {u.name: n for u, n in zip(pool, scored.windows) if n < max(scored.windows)}
         if on_step:
             on_step(plan, time.perf_counter() - t0)
     return plan
