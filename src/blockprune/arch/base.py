@@ -115,8 +115,11 @@ class Adapter:
                 mod.layer_idx = new_index
 
     def removed_attention_config(self, config: Any, layers_without_attention: list[int]) -> None:
-        """Adjust an exported config so layers without attention hold no KV cache."""
-        types = list(getattr(config, "layer_types", None) or ["full_attention"] * config.num_hidden_layers)
+        """Adjust an exported config so layers without attention hold no KV cache.
+
+        transformers gives a layer marked "reuse" in `kv_sharing_modes` a cache slot that stores nothing.
+        `layer_types` stays as it is: families with sliding layers look each layer's mask up by its type."""
+        modes = list(getattr(config, "kv_sharing_modes", None) or [None] * config.num_hidden_layers)
         for i in layers_without_attention:
-            types[i] = "mlp"
-        config.layer_types = types
+            modes[i] = "reuse"
+        config.kv_sharing_modes = modes

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 from typing import AbstractSet, Any
 
@@ -10,10 +9,11 @@ import torch
 from torch import nn
 
 from .. import atomic
-from ..arch import adapter_for
+from ..arch import Adapter, adapter_for
 from ..errors import UserError
+from ..models import count_params
 
-FORMATS = ("auto", "vanilla", "remote-code")
+FORMATS = ("auto", "vanilla", "remote-code", "nemotron-nas")
 TEMPLATES = Path(__file__).parent / "templates"
 
 
@@ -25,16 +25,47 @@ def whole_layers(removed: AbstractSet[str]) -> list[int] | None:
     return None
 
 
-def _provenance(meta: dict[str, Any], removed: AbstractSet[str], fmt: str) -> dict[str, Any]:
-    return {**meta, "format": fmt, "removed": sorted(removed, key=_block_order)}
-
-
-def _block_order(name: str) -> tuple[int, int]:
+def block_order(name: str) -> tuple[int, int]:
     kind, _, layer = name.partition(".")
     return int(layer), 0 if kind == "attn" else 1
 
 
-def _save_extras(tokenizer, model: nn.Module, out: Path) -> None:
+def provenance(model: nn.Module, removed: AbstractSet[str], meta: dict[str, Any], fmt: str) -> dict[str, Any]:
+    """What config.json records: what was removed, by which method, from which base model."""
+    adapter = adapter_for(model)
+    base = count_params(model)
+    gone = sum(p.numel() for name in removed for _, p in adapter.branch_parameters(*_layer_kind(name)))
+    return {**meta, "format": fmt, "removed": sorted(removed, key=block_order), "base_params": base,
+            "params": base - gone, "base_model_type": model.config.model_type}
+
+
+def _layer_kind(name: str) -> tuple[int, str]:
+    kind, _, layer = name.partition(".")
+    return int(layer), kind
+
+
+def removed_modules(adapter: Adapter, removed: AbstractSet[str]) -> dict[str, str]:
+    """Submodule path -> its replacement ("identity" for a removed branch's norms, else what the
+    layer expects back from the removed module), for every submodule of every removed branch."""
+    out: dict[str, str] = {}
+    for name in sorted(removed, key=block_order):
+        layer, kind = _layer_kind(name)
+        prefix = adapter._layer_prefix(layer)
+        for sub in adapter.branch_modules[kind]:
+            core = sub == adapter.branch_core[kind]
+            out[f"{prefix}.{sub}"] = adapter.removed_core_output(kind) if core else "identity"
+    return out
+
+
+def render(template: str, out: Path, name: str | None = None, **fill: str) -> None:
+    text = (TEMPLATES / template).read_text()
+    for k, v in fill.items():
+        text = text.replace("{" + k + "}", v)
+    (out / (name or template)).write_text(text)
+
+
+def save_extras(tokenizer, model: nn.Module, out: Path) -> None:
+    """The tokenizer (its chat template included) and the generation config travel with the weights."""
     if tokenizer is not None:
         tokenizer.save_pretrained(out)
     gen = getattr(model, "generation_config", None)
@@ -42,99 +73,115 @@ def _save_extras(tokenizer, model: nn.Module, out: Path) -> None:
         gen.save_pretrained(out)
 
 
-def _state_dict_without(model: nn.Module, drop: set[str]) -> dict[str, torch.Tensor]:
-    return {k: v for k, v in model.state_dict().items() if k not in drop}
+def save_without(model: nn.Module, modules: dict[str, str], config: dict[str, Any], out: Path, tokenizer) -> None:
+    """Save `model`'s weights minus everything under `modules`, with `config` as config.json.
+
+    Weights keep their in-memory names (save_original_format=False): the checkpoint's own model type
+    has no transformers conversion mapping, so names reverted to a family's legacy format (Mixtral's
+    `block_sparse_moe`, GPT-NeoX's `embed_out`) would not be converted back on load."""
+    prefixes = tuple(p + "." for p in modules)
+    kept = {k: v for k, v in model.state_dict().items() if not k.startswith(prefixes)}
+    model.save_pretrained(out, state_dict=kept, save_original_format=False)
+    atomic.write_json(out / "config.json", config)
+    save_extras(tokenizer, model, out)
 
 
-def _export_vanilla(model: nn.Module, removed: AbstractSet[str], out: Path, meta: dict[str, Any], tokenizer) -> None:
+def _export_vanilla(model: nn.Module, removed: AbstractSet[str], out: Path, meta: dict[str, Any],
+                    tokenizer) -> None:
     layers = whole_layers(removed)
     if layers is None:
         raise UserError("the vanilla format only expresses whole removed layers; this plan removes single "
                         "blocks: use --format remote-code (or auto)")
-    adapter = adapter_for(model)
-    keep = [i for i in range(len(adapter.layers())) if i not in set(layers)]
+    n = len(adapter_for(model).layers())
+    keep = [i for i in range(n) if i not in set(layers)]
     pruned = copy.deepcopy(model)
     pad = adapter_for(pruned)
     pad.layers().__init__([pad.layers()[i] for i in keep])  # a fresh ModuleList in the kept order
-    for new, old in enumerate(keep):
+    for new in range(len(keep)):
         pad.renumber_layer(new)
     cfg = pruned.config
     cfg.num_hidden_layers = len(keep)
     if getattr(cfg, "layer_types", None) is not None:
         cfg.layer_types = [cfg.layer_types[i] for i in keep]
-    cfg.blockprune = _provenance(meta, removed, "vanilla")
+    _check_rebuilds(pruned)
+    cfg.blockprune = provenance(model, removed, meta, "vanilla")
     pruned.save_pretrained(out)
-    _save_extras(tokenizer, model, out)
+    save_extras(tokenizer, model, out)
+
+
+def _check_rebuilds(pruned: nn.Module) -> None:
+    """The family's own class, built from the shortened config, must have exactly the kept weights.
+
+    Configs that say what a layer is by its index (Qwen-MoE's `mlp_only_layers`/`decoder_sparse_step`)
+    would otherwise load the renumbered layers into different modules."""
+    with torch.device("meta"):
+        fresh = type(pruned)(copy.deepcopy(pruned.config))
+    want = {k: tuple(v.shape) for k, v in pruned.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in fresh.state_dict().items()}
+    if want != got:
+        diff = sorted(set(want.items()) ^ set(got.items()))[:3]
+        raise UserError(f"this {pruned.config.model_type} config ties layer structure to layer indices, so "
+                        f"dropping whole layers changes the model (e.g. {diff}); export with --format remote-code")
 
 
 def _export_remote_code(model: nn.Module, removed: AbstractSet[str], out: Path, meta: dict[str, Any],
                         tokenizer) -> None:
     adapter = adapter_for(model)
-    skip: dict[str, str] = {}
-    drop: set[str] = set()
-    no_attention = []
-    for name in sorted(removed, key=_block_order):
-        kind, _, layer = name.partition(".")
-        layer_i = int(layer)
-        prefix = adapter._layer_prefix(layer_i)
-        drop |= {n for n, _ in adapter.branch_parameters(layer_i, kind)}
-        for sub in adapter.branch_modules[kind]:
-            if sub == adapter.branch_core[kind]:
-                skip[f"{prefix}.{sub}"] = adapter.removed_core_output(kind)
-            else:
-                skip[f"{prefix}.{sub}"] = "identity"
-        if kind == "attn":
-            no_attention.append(layer_i)
+    skip = removed_modules(adapter, removed)
+    no_attention = sorted({_layer_kind(n)[0] for n in removed if n.startswith("attn.")})
     base_type = model.config.model_type
     model_type = f"blockprune_{base_type}"
     cfg = copy.deepcopy(model.config)
     if no_attention:
         adapter.removed_attention_config(cfg, no_attention)
-    cfg.blockprune = {**_provenance(meta, removed, "remote-code"), "skip": skip, "base_model_type": base_type}
+    cfg.blockprune = {**provenance(model, removed, meta, "remote-code"), "skip": skip}
     cfg.architectures = ["BlockPrunedForCausalLM"]
     cfg.auto_map = {"AutoConfig": "configuration_blockprune.BlockPrunedConfig",
                     "AutoModelForCausalLM": "modeling_blockprune.BlockPrunedForCausalLM"}
     d = cfg.to_dict()
     d["model_type"] = model_type
-    model.save_pretrained(out, state_dict=_state_dict_without(model, drop))
-    atomic.write_json(out / "config.json", d)
-    fill = {"config_module": type(model.config).__module__, "config_class": type(model.config).__name__,
-            "model_module": type(model).__module__, "model_class": type(model).__name__, "model_type": model_type}
-    for name in ("configuration_blockprune.py", "modeling_blockprune.py"):
-        text = (TEMPLATES / name).read_text()
-        for k, v in fill.items():
-            text = text.replace("{" + k + "}", v)
-        (out / name).write_text(text)
-    _save_extras(tokenizer, model, out)
+    save_without(model, skip, d, out, tokenizer)
+    render("configuration_blockprune.py", out, base_config_module=type(model.config).__module__,
+           base_config_class=type(model.config).__name__, model_type=model_type)
+    render("modeling_blockprune.py", out, model_module=type(model).__module__, model_class=type(model).__name__,
+           config_file="configuration_blockprune", config_class="BlockPrunedConfig",
+           model_name="BlockPrunedForCausalLM")
 
 
 def export(model: nn.Module, removed: AbstractSet[str], out: str | Path, *, fmt: str = "auto",
            meta: dict[str, Any] | None = None, tokenizer=None) -> Path:
     """Write the pruned checkpoint of `model` without the `removed` blocks to `out` (atomically)."""
     from . import choose_format
+    from .nemotron_nas import export_nemotron_nas
 
     if fmt not in FORMATS:
         raise UserError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
     removed = frozenset(removed)
     if fmt == "auto":
-        fmt = choose_format(removed) if removed else "vanilla"
+        fmt = choose_format(removed)
+    writer = {"vanilla": _export_vanilla, "remote-code": _export_remote_code,
+              "nemotron-nas": export_nemotron_nas}[fmt]
     out = Path(out)
-    writer = {"vanilla": _export_vanilla, "remote-code": _export_remote_code}[fmt]
     with atomic.staged_dir(out) as tmp:
-        if fmt == "vanilla" and not removed:
-            model.save_pretrained(tmp)
-            _save_extras(tokenizer, model, tmp)
-        else:
-            writer(model, removed, tmp, meta or {}, tokenizer)
+        writer(model, removed, tmp, meta or {}, tokenizer)
     return out
 
 
 def load(path: str | Path, dtype: torch.dtype = torch.float32, device: str = "cpu"):
-    """Load a pruned (or any) checkpoint, with its own modeling code where it ships one."""
+    """Load a pruned (or any) checkpoint, with its own modeling code where it ships one.
+
+    Refuses a checkpoint whose weights do not all land in the model: transformers would otherwise
+    leave the missing ones randomly initialized and only log it."""
     from transformers import AutoModelForCausalLM
 
     path = Path(path)
     if not (path / "config.json").exists():
         raise UserError(f"{path} is not a checkpoint folder (no config.json)")
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=True)
+    model, info = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=True,
+                                                       output_loading_info=True)
+    wrong = {k: sorted(info.get(k) or ())[:5] for k in ("missing_keys", "unexpected_keys", "mismatched_keys")}
+    wrong = {k: v for k, v in wrong.items() if v}
+    if wrong:
+        raise UserError(f"{path}: the checkpoint's weights do not match its model ({wrong}); it is damaged or "
+                        f"was written by an incompatible exporter")
     return model.to(device).eval()

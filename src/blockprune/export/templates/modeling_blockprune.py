@@ -1,5 +1,5 @@
 # Written by blockprune: the base family's model with some residual branches removed.
-# `config.blockprune["skip"]` maps each decoder layer's submodule path to what replaces it: "identity"
+# `config.removed_modules()` maps each decoder layer's submodule path to what replaces it: "identity"
 # for the norm that fed a removed branch, "zero" / "zero_tuple" for the removed module itself. The
 # removed weights are absent from the checkpoint, and layers without attention hold no KV cache.
 import torch
@@ -7,7 +7,7 @@ from torch import nn
 
 from {model_module} import {model_class} as _Base
 
-from .configuration_blockprune import BlockPrunedConfig
+from .{config_file} import {config_class}
 
 
 class RemovedNorm(nn.Module):
@@ -33,11 +33,11 @@ def _replacement(kind):
     return RemovedBranch(kind == "zero_tuple")
 
 
-class BlockPrunedForCausalLM(_Base):
-    config_class = BlockPrunedConfig
+class {model_name}(_Base):
+    config_class = {config_class}
 
     def __init__(self, config):
         super().__init__(config)
-        for path, kind in config.blockprune["skip"].items():
+        for path, kind in config.removed_modules().items():
             parent_path, _, attr = path.rpartition(".")
             setattr(self.get_submodule(parent_path), attr, _replacement(kind))

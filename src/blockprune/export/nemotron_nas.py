@@ -1,0 +1,118 @@
+"""Path 3: Llama-layout models in the Nemotron-NAS / DeciLM layout that vLLM serves natively.
+
+vLLM's `DeciLMForCausalLM` (model_type "nemotron-nas") builds each decoder layer from
+`config.block_configs[i]`: attention `no_op` drops the layer's input norm and attention (and its KV
+cache), FFN `no_op` drops the post-attention norm and MLP; kept blocks are Llama's, with
+`num_attention_heads // n_heads_in_group` KV heads and an FFN width from `ffn_mult`
+(`int(2 * ffn_mult * hidden / 3)` rounded up to a multiple of 256) or, in newer vLLM, from an explicit
+`intermediate_size`. Weight names are Llama's. The checkpoint also ships a config class and modeling
+file so that transformers loads it with `trust_remote_code=True`.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import AbstractSet, Any
+
+from torch import nn
+
+from ..arch import adapter_for
+from ..errors import UserError
+from ..view import BlockView
+from .checkpoint import provenance, removed_modules, render, save_without
+from .templates.configuration_nemotron_nas import ffn_mult_to_intermediate_size
+
+LLAMA_TOP = ("model.embed_tokens.weight", "model.norm.weight", "lm_head.weight")
+
+
+def llama_layer_shapes(config) -> dict[str, tuple[int, ...]]:
+    """Every tensor of one full Llama decoder layer (what DeciLM builds for a layer with both blocks)."""
+    h, inter = config.hidden_size, config.intermediate_size
+    head_dim = getattr(config, "head_dim", None) or h // config.num_attention_heads
+    q, kv = config.num_attention_heads * head_dim, config.num_key_value_heads * head_dim
+    shapes = {"input_layernorm.weight": (h,), "self_attn.q_proj.weight": (q, h), "self_attn.k_proj.weight": (kv, h),
+              "self_attn.v_proj.weight": (kv, h), "self_attn.o_proj.weight": (h, q),
+              "post_attention_layernorm.weight": (h,), "mlp.gate_proj.weight": (inter, h),
+              "mlp.up_proj.weight": (inter, h), "mlp.down_proj.weight": (h, inter)}
+    if getattr(config, "attention_bias", False):
+        shapes.update({"self_attn.q_proj.bias": (q,), "self_attn.k_proj.bias": (kv,), "self_attn.v_proj.bias": (kv,),
+                       "self_attn.o_proj.bias": (h,)})
+    if getattr(config, "mlp_bias", False):
+        shapes.update({"mlp.gate_proj.bias": (inter,), "mlp.up_proj.bias": (inter,), "mlp.down_proj.bias": (h,)})
+    return shapes
+
+
+def check_llama_layout(model: nn.Module) -> None:
+    """Refuse models DeciLM cannot express: its layers are exactly Llama's (no q/k norms, no fused or
+    partial biases, no experts, SiLU gate, no sliding window)."""
+    cfg = model.config
+    why = None
+    if getattr(cfg, "hidden_act", None) != "silu":
+        why = f"activation {getattr(cfg, 'hidden_act', None)!r} (DeciLM's MLP is SiLU-gated)"
+    elif getattr(cfg, "sliding_window", None) is not None:
+        why = "sliding-window attention (DeciLM attends to the whole context)"
+    else:
+        want = llama_layer_shapes(cfg)
+        sd = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        top = {k for k in sd if not k.startswith("model.layers.")}
+        if not top <= set(LLAMA_TOP):
+            why = f"weights outside Llama's layout: {sorted(top - set(LLAMA_TOP))[:3]}"
+        for i in range(getattr(cfg, "num_hidden_layers", 0)):
+            prefix = f"model.layers.{i}."
+            got = {k[len(prefix):]: s for k, s in sd.items() if k.startswith(prefix)}
+            if why is None and got != want:
+                why = f"layer {i} differs from a Llama layer in {sorted(set(got.items()) ^ set(want.items()))[:3]}"
+    if why is not None:
+        raise UserError(f"--format nemotron-nas needs a Llama-layout model, and this {cfg.model_type} model has "
+                        f"{why}; export with --format remote-code")
+
+
+def ffn_width(intermediate_size: int, hidden_size: int) -> dict[str, Any]:
+    """DeciLM's `ffn_mult` where its rounding reproduces the width exactly, else `intermediate_size`.
+
+    `ffn_mult` is what every DeciLM reader understands (NVIDIA's code, vLLM, llama.cpp), but the rule
+    rounds up to a multiple of 256, so widths that are not multiples of 256 need the explicit field."""
+    mult = round(intermediate_size * 3 / (2 * hidden_size), 6)
+    if ffn_mult_to_intermediate_size(mult, hidden_size) == intermediate_size:
+        return {"ffn_mult": mult}
+    return {"intermediate_size": intermediate_size}
+
+
+def block_configs(config, removed: AbstractSet[str]) -> list[dict[str, Any]]:
+    group = config.num_attention_heads // config.num_key_value_heads
+    width = ffn_width(config.intermediate_size, config.hidden_size)
+    out = []
+    for i in range(config.num_hidden_layers):
+        attn_gone, ffn_gone = f"attn.{i}" in removed, f"mlp.{i}" in removed
+        out.append({"attention": {"no_op": attn_gone, "replace_with_linear": False,
+                                  "n_heads_in_group": None if attn_gone else group},
+                    "ffn": {"no_op": ffn_gone, "replace_with_linear": False, **({} if ffn_gone else width)}})
+    return out
+
+
+def _check_starts_with_attention(view: BlockView, removed: AbstractSet[str]) -> None:
+    # vLLM's DeciLM layer carries the residual stream separately from the first kept attention on;
+    # an FFN before any attention calls its fused add-norm with no residual and fails
+    kept = [b.name for b in view.blocks if b.name not in removed]
+    if kept and kept[0].startswith("mlp."):
+        raise UserError(f"vLLM's DeciLM cannot run a model whose first kept block is an MLP ({kept[0]}: the "
+                        f"attention blocks before it are removed); export with --format remote-code")
+
+
+def export_nemotron_nas(model: nn.Module, removed: AbstractSet[str], out: Path, meta: dict[str, Any],
+                        tokenizer) -> None:
+    adapter = adapter_for(model)
+    check_llama_layout(model)
+    _check_starts_with_attention(BlockView(model, adapter), removed)
+    cfg = copy.deepcopy(model.config)
+    d = cfg.to_dict()
+    d.pop("layer_types", None)  # every DeciLM layer is full attention or none, as block_configs say
+    d.update(model_type="nemotron-nas", architectures=["DeciLMForCausalLM"],
+             auto_map={"AutoConfig": "configuration_nemotron_nas.NemotronNasConfig",
+                       "AutoModelForCausalLM": "modeling_nemotron_nas.DeciLMForCausalLM"},
+             block_configs=block_configs(cfg, removed), blockprune=provenance(model, removed, meta, "nemotron-nas"))
+    save_without(model, removed_modules(adapter, removed), d, out, tokenizer)
+    render("configuration_nemotron_nas.py", out)
+    render("modeling_blockprune.py", out, "modeling_nemotron_nas.py", model_module="transformers.models.llama.modeling_llama",
+           model_class="LlamaForCausalLM", config_file="configuration_nemotron_nas", config_class="NemotronNasConfig",
+           model_name="DeciLMForCausalLM")

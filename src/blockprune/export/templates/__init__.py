@@ -1,0 +1,1 @@
+"""Files copied into exported checkpoints; each must import nothing from blockprune."""
