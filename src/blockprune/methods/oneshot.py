@@ -1,0 +1,82 @@
+"""BlockPruner's "- search" ablation: score every block once on the dense model (perplexity with that
+block masked, or whichever metric the scorer gives) and remove the lowest-scoring ones at once.
+
+`remove_ranked` is the one-shot removal every single-pass method shares (ShortGPT, Relative Magnitude):
+units go in ascending score order, each one that still fits the budget, one plan step per removal.
+A step records the unit's score from the single pass, the scores of the units still in the model
+(for the report's heatmap) and the calibration perplexity of the removal set so far."""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+from ..perplexity import perplexity
+from ..search.greedy import Unit, budget_check, fits, rank_key, units
+from .registry import Job, register
+
+
+def remove_ranked(job: Job, plan, candidates: list[Unit], scores: dict[str, float], metric: str,
+                  scoring_windows: int) -> None:
+    """Extend `plan.steps` with `candidates` in ascending score order while they fit the budget.
+
+    Resumes: units already in the plan are skipped, and the scores come from the plan's first step."""
+    budget_check(candidates, job.num_blocks, job.ratio)
+    view = job.view
+    order = sorted(candidates, key=lambda u: rank_key(scores[u.name], u))
+    for u in order:
+        done = set(plan.removed)
+        if job.num_blocks is not None and len(done) >= job.num_blocks:
+            break
+        removed_params = view.removed_params(plan.removed_blocks)
+        if u.name in done or not fits(u, removed_params, view.total_params, job.ratio):
+            continue
+        t0 = time.perf_counter()
+        blocks = plan.removed_blocks | u.blocks
+        first = not plan.steps
+        plan.steps.append({
+            "step": len(plan.steps) + 1,
+            "removed": u.name,
+            "ppl": perplexity(view, job.windows, blocks, getattr(job.scorer, "batch_size", 1)),
+            "ratio": view.removed_params(blocks) / view.total_params,
+            "metric": metric,
+            "score": _json(scores[u.name]),
+            "scores": {c.name: _json(scores[c.name]) for c in candidates if c.name not in done},
+            "evaluated_windows": (scoring_windows if first else 0) + len(job.windows),
+            "exhaustive_windows": (scoring_windows if first else 0) + len(job.windows),
+            "faults": [c.name for c in candidates if first and not math.isfinite(scores[c.name])],
+        })
+        if job.on_step:
+            job.on_step(plan, time.perf_counter() - t0)
+
+
+def _json(v: float) -> float | None:
+    return v if math.isfinite(v) else None  # JSON has no inf/NaN; the plan writes null as greedy does
+
+
+def saved_scores(plan) -> dict[str, float] | None:
+    """The single pass's scores, from a resumed plan's first step (None: score afresh)."""
+    if not plan.steps:
+        return None
+    return {k: (math.inf if v is None else v) for k, v in plan.steps[0]["scores"].items()}
+
+
+@dataclass(frozen=True)
+class OneShot:
+    name: str = "blockpruner-oneshot"
+    granularity: str = "block"
+    summary: str = "score every block once on the dense model, remove the lowest at once (the '- search' ablation)"
+
+    def run(self, job: Job, plan):
+        cands = units(job.view, self.granularity, job.block_type)
+        scores = saved_scores(plan)
+        cost = 0
+        if scores is None:
+            scored = job.scorer.score(frozenset(), [u.blocks for u in cands],
+                                      job.progress_factory(1, len(cands)).update if job.progress_factory else None)
+            scores, cost = dict(zip((u.name for u in cands), scored.scores)), scored.evaluated_windows
+        remove_ranked(job, plan, cands, scores, getattr(job.scorer, "metric", "ppl"), cost)
+        return plan
+
+
+register(OneShot())

@@ -1,0 +1,32 @@
+"""ShortGPT (Men et al., 2024): Block Influence of each layer, 1 - cos(layer input, layer output)
+averaged over calibration tokens, from one pass of the dense model; the lowest layers go at once."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..metrics import unit_stats
+from ..search.greedy import units
+from .oneshot import remove_ranked, saved_scores
+from .registry import Job, register
+
+
+@dataclass(frozen=True)
+class LayerMetricOneShot:
+    name: str
+    metric: str  # a local metric of `blockprune.metrics`
+    summary: str
+    granularity: str = "layer"
+
+    def run(self, job: Job, plan):
+        cands = units(job.view, "layer")
+        scores = saved_scores(plan)
+        if scores is None:
+            bar = job.progress_factory(1, len(cands)) if job.progress_factory else None
+            stats = unit_stats(job.view, job.windows, [u.blocks for u in cands], self.metric,
+                               batch_size=getattr(job.scorer, "batch_size", 1), progress=bar.update if bar else None)
+            scores = dict(zip((u.name for u in cands), stats))
+        remove_ranked(job, plan, cands, scores, self.metric, len(job.windows))
+        return plan
+
+
+register(LayerMetricOneShot("shortgpt", "bi", "ShortGPT: remove the layers of lowest Block Influence (1 - cos in/out), one shot"))
