@@ -45,3 +45,42 @@ def shared_data():
 def _isolated_cache(tmp_path_factory, monkeypatch):
     # the real-model cache is shared across tests (it is expensive to build); everything else is per-test
     monkeypatch.setenv("BLOCKPRUNE_CACHE", os.environ.get("BLOCKPRUNE_TEST_CACHE", str(Path.home() / ".cache" / "blockprune")))
+
+
+def byte_tokenizer():
+    """A real (saveable) HF tokenizer over raw bytes: 256 byte tokens plus <eos>, no merges."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {ch: i for i, ch in enumerate(pre_tokenizers.ByteLevel.alphabet())}
+    vocab["<eos>"] = len(vocab)
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<eos>")
+
+
+def save_tiny_checkpoint(path, seed: int = 0, layers: int = 4, **overrides):
+    tok = byte_tokenizer()
+    model = tiny_llama(seed, layers, vocab_size=len(tok), **overrides)
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path):
+    return str(save_tiny_checkpoint(tmp_path / "tiny-llama"))
+
+
+@pytest.fixture
+def calib_file(tmp_path):
+    """A local calibration text long enough for a few 32-token windows."""
+    import random
+
+    rng = random.Random(0)
+    words = ["the", "model", "block", "prune", "layer", "attention", "weights", "data", "cat", "sat", "on", "mat"]
+    text = " ".join(rng.choice(words) for _ in range(400))
+    p = tmp_path / "calib.txt"
+    p.write_text(text)
+    return str(p)

@@ -1,0 +1,139 @@
+"""Greedy search order, ratio accounting, and the equality of every scorer with plain evaluation."""
+import math
+
+import pytest
+import torch
+
+from blockprune.data import Windows
+from blockprune.errors import UserError
+from blockprune.incremental import IncrementalScorer
+from blockprune.perplexity import PlainScorer, perplexity
+from blockprune.plan import Plan
+from blockprune.racing import RacingScorer
+from blockprune.search import greedy, units
+from blockprune.view import BlockView
+from conftest import tiny_llama
+
+
+def setup(layers=4, n=6, t=24, seed=0):
+    model = tiny_llama(seed, layers)
+    view = BlockView(model)
+    ids = torch.randint(1, 97, (n, t), generator=torch.Generator().manual_seed(seed))
+    return view, Windows(ids, "random", n, n * t, None)
+
+
+def empty_plan():
+    return Plan(method="blockpruner", model={}, calibration={}, options={})
+
+
+def test_each_step_removes_the_argmin_of_its_recorded_scores_and_scores_are_true_perplexities():
+    view, w = setup()
+    plan = greedy(view, PlainScorer(view, w), empty_plan(), units(view), num_blocks=3, ratio=None)
+    removed = set()
+    for step in plan.steps:
+        best = min(step["scores"].items(), key=lambda kv: (kv[1], view.by_name[kv[0]].index))
+        assert step["removed"] == best[0]
+        assert step["ppl"] == step["scores"][step["removed"]]
+        assert step["removed"] not in removed and set(step["scores"]).isdisjoint(removed)
+        # a recorded score is the calibration perplexity with that block masked too
+        some = sorted(step["scores"])[0]
+        assert step["scores"][some] == pytest.approx(perplexity(view, w, removed | {some}), rel=1e-9)
+        removed.add(step["removed"])
+    assert len(plan.steps) == 3 and [len(s["scores"]) for s in plan.steps] == [8, 7, 6]
+
+
+@pytest.mark.parametrize("block_type,kinds", [("mha", {"attn"}), ("mlp", {"mlp"}), ("mix", {"attn", "mlp"})])
+def test_block_type_restricts_candidates(block_type, kinds):
+    view, w = setup(layers=3, n=2)
+    plan = greedy(view, PlainScorer(view, w), empty_plan(), units(view, "block", block_type), num_blocks=2, ratio=None)
+    assert {n.split(".")[0] for s in plan.steps for n in s["scores"]} == kinds
+
+
+def test_ratio_counts_all_parameters_and_stops_before_exceeding_it():
+    view, w = setup(layers=4, n=2)
+    total = view.total_params
+    assert total == sum(p.numel() for p in view.model.parameters())
+    plan = greedy(view, PlainScorer(view, w), empty_plan(), units(view), num_blocks=None, ratio=0.3)
+    removed = sum(view.by_name[s["removed"]].params for s in plan.steps)
+    assert plan.steps[-1]["ratio"] == pytest.approx(removed / total)
+    assert removed <= 0.3 * total
+    smallest_left = min(b.params for b in view.blocks if b.name not in plan.removed)
+    assert removed + smallest_left > 0.3 * total  # nothing else would have fit
+
+
+def test_more_blocks_than_candidates_is_refused():
+    view, w = setup(layers=2, n=1)
+    with pytest.raises(UserError, match="more than the 2 candidate"):
+        greedy(view, PlainScorer(view, w), empty_plan(), units(view, "block", "mha"), num_blocks=3, ratio=None)
+
+
+def test_ties_go_to_the_earlier_block():
+    view, w = setup(layers=2, n=1)
+
+    class Flat:
+        def score(self, removed, candidates, progress=None):
+            from blockprune.perplexity import Scored
+            return Scored([5.0] * len(candidates), len(candidates), len(candidates))
+
+    plan = greedy(view, Flat(), empty_plan(), units(view), num_blocks=2, ratio=None)
+    assert plan.removed == ["attn.0", "mlp.0"]
+
+
+def test_nan_candidates_are_ranked_last_and_reported():
+    view, w = setup(layers=2, n=1)
+
+    class NaNFirst:
+        def score(self, removed, candidates, progress=None):
+            from blockprune.perplexity import Scored
+            return Scored([math.nan] + [3.0 + i for i in range(len(candidates) - 1)], 1, 1)
+
+    plan = greedy(view, NaNFirst(), empty_plan(), units(view), num_blocks=1, ratio=None)
+    assert plan.removed == ["mlp.0"] and plan.steps[0]["faults"] == ["attn.0"]
+    assert plan.steps[0]["scores"]["attn.0"] is None
+
+
+@pytest.mark.parametrize("make", [
+    lambda v, w: IncrementalScorer(v, w, batch_size=2),
+    lambda v, w: IncrementalScorer(v, w, batch_size=4, every=3),
+    lambda v, w: IncrementalScorer(v, w, batch_size=1, every=2, device="cpu"),
+], ids=["every-boundary", "every-3rd", "every-2nd"])
+def test_incremental_scores_and_selections_equal_plain(make):
+    view, w = setup(layers=4, n=4)
+    plain = greedy(view, PlainScorer(view, w, 2), empty_plan(), units(view), num_blocks=4, ratio=None)
+    fast = greedy(view, make(view, w), empty_plan(), units(view), num_blocks=4, ratio=None)
+    assert fast.removed == plain.removed
+    for a, b in zip(plain.steps, fast.steps):
+        for k in a["scores"]:
+            assert b["scores"][k] == pytest.approx(a["scores"][k], rel=1e-5)
+
+
+def test_layer_granularity_removes_whole_layers():
+    view, w = setup(layers=3, n=2)
+    plain = greedy(view, PlainScorer(view, w), empty_plan(), units(view, "layer"), num_blocks=2, ratio=None)
+    fast = greedy(view, IncrementalScorer(view, w), empty_plan(), units(view, "layer"), num_blocks=2, ratio=None)
+    assert plain.removed == fast.removed and all(n.startswith("layer.") for n in plain.removed)
+    assert len(plain.removed_blocks) == 4
+
+
+def clear_winner_model():
+    """A model with one loud, useless block (mlp.1 scaled up 20x): removing it is clearly best."""
+    model = tiny_llama(2, layers=3)
+    with torch.no_grad():
+        model.model.layers[1].mlp.down_proj.weight.mul_(20)
+    return model
+
+
+def test_racing_finds_the_clear_winner_with_fewer_windows():
+    model = clear_winner_model()
+    view = BlockView(model)
+    ids = torch.randint(1, 97, (16, 24), generator=torch.Generator().manual_seed(4))
+    w = Windows(ids, "random", 16, 16 * 24, None)
+    plain = PlainScorer(view, w, 2).score(frozenset(), [u.blocks for u in units(view)])
+    race = RacingScorer(view, w, batch_size=2, z=2.0).score(frozenset(), [u.blocks for u in units(view)])
+    best = min(range(6), key=plain.scores.__getitem__)
+    assert units(view)[best].name == "mlp.1"
+    assert race.complete(best) and race.scores[best] == pytest.approx(plain.scores[best], rel=1e-5)
+    assert race.evaluated_windows < plain.evaluated_windows
+    plan = greedy(view, RacingScorer(view, w, batch_size=2, z=2.0), empty_plan(), units(view), num_blocks=1, ratio=None)
+    assert plan.removed == ["mlp.1"] and plan.steps[0]["evaluated_windows"] < plan.steps[0]["exhaustive_windows"]
+    assert plan.steps[0]["partial"]  # the losers that left early are named with their window counts

@@ -1,0 +1,83 @@
+"""The block view computes exactly the model without the masked residual branches."""
+import copy
+import itertools
+import random
+
+import pytest
+import torch
+
+from blockprune.data import Windows
+from blockprune.perplexity import perplexity, window_nll
+from blockprune.view import BlockView
+from conftest import tiny_llama
+
+
+def zeroed(model, removed):
+    """The stock model with each removed branch's output projection zeroed."""
+    m = copy.deepcopy(model)
+    with torch.no_grad():
+        for name in removed:
+            kind, layer = name.split(".")
+            mod = m.model.layers[int(layer)]
+            (mod.self_attn.o_proj if kind == "attn" else mod.mlp.down_proj).weight.zero_()
+    return m
+
+
+def test_blocks_are_named_in_execution_order():
+    view = BlockView(tiny_llama(layers=3))
+    assert [b.name for b in view.blocks] == ["attn.0", "mlp.0", "attn.1", "mlp.1", "attn.2", "mlp.2"]
+    assert [b.index for b in view.blocks] == list(range(6))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_masking_equals_zeroed_output_projections(seed):
+    model = tiny_llama(layers=4)
+    view = BlockView(model)
+    rng = random.Random(seed)
+    names = [b.name for b in view.blocks]
+    removed = set(rng.sample(names, rng.randint(1, 5)))
+    ids = torch.randint(1, 97, (2, 24), generator=torch.Generator().manual_seed(seed))
+    got = view.logits(ids, removed)
+    want = zeroed(model, removed)(ids).logits
+    assert torch.allclose(got, want, atol=1e-5, rtol=0), (removed, (got - want).abs().max())
+    # and masking really changes the function
+    assert not torch.allclose(got, view.logits(ids), atol=1e-3)
+
+
+def test_unmasked_view_equals_model_and_perplexity_matches_transformers_loss():
+    model = tiny_llama(layers=3)
+    view = BlockView(model)
+    ids = torch.randint(1, 97, (3, 20), generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(view.logits(ids), model(ids).logits, atol=1e-6)
+    w = Windows(ids, "random", 3, 60, None)
+    ppl = perplexity(view, w, batch_size=2)
+    loss = model(ids, labels=ids).loss.item()
+    assert ppl == pytest.approx(torch.tensor(loss).exp().item(), rel=1e-4)
+
+
+def test_perplexity_is_exp_of_mean_window_nll_by_hand():
+    model = tiny_llama(layers=2)
+    view = BlockView(model)
+    ids = torch.randint(1, 97, (2, 10), generator=torch.Generator().manual_seed(2))
+    logits = model(ids).logits.double()
+    by_hand = []
+    for i in range(2):
+        logp = logits[i, :-1].log_softmax(-1)
+        by_hand.append(-logp[torch.arange(9), ids[i, 1:]].mean())
+    nll = window_nll(view, Windows(ids, "r", 2, 20, None))
+    assert torch.allclose(nll, torch.stack(by_hand), atol=1e-5)
+    assert perplexity(view, Windows(ids, "r", 2, 20, None)) == pytest.approx(float(torch.stack(by_hand).mean().exp()), rel=1e-5)
+
+
+def test_block_params_account_for_every_parameter():
+    model = tiny_llama(layers=3)
+    view = BlockView(model)
+    embed_and_head = model.model.embed_tokens.weight.numel() + model.lm_head.weight.numel() + model.model.norm.weight.numel()
+    assert sum(b.params for b in view.blocks) + embed_and_head == view.total_params
+
+
+def test_unknown_block_names_are_refused():
+    view = BlockView(tiny_llama(layers=2))
+    with pytest.raises(ValueError, match="unknown block names"):
+        view.check_names({"attn.7"})
+    view.check_names({"attn.1", "mlp.0"})
