@@ -84,8 +84,11 @@ def check_round_trip(model, removed, path):
     in_place = got.config.num_hidden_layers == n  # blocks replaced inside layers, not layers dropped
     no_attn = {int(b.split(".")[1]) for b in removed if b.startswith("attn.")} if in_place else set()
     cache = got(IDS, use_cache=True).past_key_values
-    assert [layer.keys is not None for layer in cache.layers] == [
-        i not in no_attn for i in range(got.config.num_hidden_layers)]
+    # a layer without attention gets transformers' DummyLayer: it claims no KV slot, and position
+    # bookkeeping (get_seq_length) skips it even when it is layer 0
+    assert [type(layer).__name__ == "DummyLayer" for layer in cache.layers] == [
+        i in no_attn for i in range(got.config.num_hidden_layers)]
+    assert all(cache.layers[i].keys.numel() > 0 for i in range(len(cache.layers)) if i not in no_attn)
     saved = json.loads((path / "config.json").read_text())["blockprune"]
     assert saved["params"] == saved["base_params"] - BlockView(model).removed_params(removed) == count_params(got)
     return got
@@ -99,3 +102,185 @@ def test_round_trip_every_family(tmp_path, family, fmt, removed):
     got = check_round_trip(model, removed, path)
     if fmt == "vanilla":
         assert type(got) is type(model) and got.config.num_hidden_layers == 3  # no remote code
+
+
+# -- path 3: nemotron-nas ---------------------------------------------------------------------------
+
+def nas_models():
+    """Llama layouts DeciLM expresses: GQA and MHA, a width that ffn_mult reproduces (256 = 4.0 x 96 x 2/3)
+    and one it cannot (48), tied embeddings, biases, and a Mistral without a sliding window."""
+    return {"llama-gqa-w48": tiny("llama"),
+            "llama-mha-w256-tied": tiny("llama", hidden_size=96, intermediate_size=256, num_attention_heads=4,
+                                        num_key_value_heads=4, tie_word_embeddings=True),
+            "llama-bias": tiny("llama", attention_bias=True, mlp_bias=True),
+            "mistral-full-attention": tiny("mistral", sliding_window=None)}
+
+
+@pytest.mark.parametrize("name", ["llama-gqa-w48", "llama-mha-w256-tied", "llama-bias", "mistral-full-attention"])
+def test_nemotron_nas_round_trip(tmp_path, name):
+    model = nas_models()[name]
+    removed = frozenset({"mlp.0", "attn.1", "attn.2", "mlp.2", "attn.3"})
+    path = export(model, removed, tmp_path / "nas", fmt="nemotron-nas", meta={"method": "test"})
+    got = check_round_trip(model, removed, path)
+    assert type(got).__name__ == "DeciLMForCausalLM"
+
+
+def test_nemotron_nas_layout_matches_the_format(tmp_path):
+    """The checkpoint as vLLM's DeciLM reads it: config fields, and each layer's weight names and shapes
+    built from block_configs alone (the format's rules, written out here independently of the exporter)."""
+    model = tiny("llama", hidden_size=96, intermediate_size=256, num_attention_heads=6, num_key_value_heads=2)
+    removed = frozenset({"attn.1", "mlp.1", "mlp.2", "attn.3"})
+    path = export(model, removed, tmp_path / "nas", fmt="nemotron-nas", meta={"method": "blockpruner"})
+    cfg = json.loads((path / "config.json").read_text())
+    assert cfg["model_type"] == "nemotron-nas" and cfg["architectures"] == ["DeciLMForCausalLM"]
+    assert cfg["auto_map"]["AutoConfig"].startswith("configuration_nemotron_nas.")
+    for key in ("hidden_size", "num_attention_heads", "num_hidden_layers", "rms_norm_eps", "vocab_size",
+                "max_position_embeddings", "hidden_act", "tie_word_embeddings"):
+        assert key in cfg
+    blocks = cfg["block_configs"]
+    assert len(blocks) == cfg["num_hidden_layers"] == 4
+    h, heads = cfg["hidden_size"], cfg["num_attention_heads"]
+    head_dim = h // heads
+    with safe_open(path / "model.safetensors", "pt") as f:
+        shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    want = {"model.embed_tokens.weight": (97, h), "model.norm.weight": (h,), "lm_head.weight": (97, h)}
+    for i, b in enumerate(blocks):
+        attn, ffn = b["attention"], b["ffn"]
+        assert set(attn) == {"no_op", "replace_with_linear", "n_heads_in_group"} and not attn["replace_with_linear"]
+        assert attn["no_op"] == (f"attn.{i}" in removed) and ffn["no_op"] == (f"mlp.{i}" in removed)
+        p = f"model.layers.{i}."
+        if not attn["no_op"]:
+            kv = heads // attn["n_heads_in_group"] * head_dim
+            want.update({p + "input_layernorm.weight": (h,), p + "self_attn.q_proj.weight": (heads * head_dim, h),
+                         p + "self_attn.k_proj.weight": (kv, h), p + "self_attn.v_proj.weight": (kv, h),
+                         p + "self_attn.o_proj.weight": (h, heads * head_dim)})
+        if not ffn["no_op"]:
+            assert set(ffn) == {"no_op", "replace_with_linear", "ffn_mult"}  # 256 is expressible exactly
+            inter = int(2 * ffn["ffn_mult"] * h / 3)
+            inter = inter if inter % 256 == 0 else inter + 256 - inter % 256
+            assert inter == 256
+            want.update({p + "post_attention_layernorm.weight": (h,), p + "mlp.gate_proj.weight": (inter, h),
+                         p + "mlp.up_proj.weight": (inter, h), p + "mlp.down_proj.weight": (h, inter)})
+    assert shapes == want
+    assert cfg["blockprune"]["method"] == "blockpruner" and cfg["blockprune"]["base_model_type"] == "llama"
+
+
+def test_nemotron_nas_width_not_on_the_256_grid_is_written_explicitly(tmp_path):
+    path = export(tiny("llama"), {"attn.1"}, tmp_path / "nas", fmt="nemotron-nas")
+    ffn = json.loads((path / "config.json").read_text())["block_configs"][0]["ffn"]
+    assert "ffn_mult" not in ffn and ffn["intermediate_size"] == 48
+
+
+@pytest.mark.parametrize("family", ["qwen3", "phi3", "mixtral", "gpt2", "mistral"])
+def test_nemotron_nas_refuses_what_decilm_cannot_express(tmp_path, family):
+    with pytest.raises(UserError, match="remote-code"):
+        export(tiny(family), {"attn.1"}, tmp_path / "nas", fmt="nemotron-nas")
+    assert not (tmp_path / "nas").exists()
+
+
+def test_nemotron_nas_refuses_a_network_that_starts_with_an_mlp(tmp_path):
+    # vLLM's DeciLM layer would call its fused add-norm without a residual
+    with pytest.raises(UserError, match="first kept block is an MLP"):
+        export(tiny("llama"), {"attn.0"}, tmp_path / "nas", fmt="nemotron-nas")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is None,
+                    reason="vLLM is not installed (it needs a CUDA GPU; this machine is CPU-only): the layout test "
+                           "above checks the checkpoint against DeciLM's field names and shapes instead")
+def test_vllm_serves_the_nemotron_nas_checkpoint(tmp_path):
+    from vllm import LLM, SamplingParams
+
+    model = tiny("llama", hidden_size=128, intermediate_size=256, num_attention_heads=4, num_key_value_heads=2)
+    removed = frozenset({"attn.1", "mlp.2", "attn.3", "mlp.3"})
+    path = export(model, removed, tmp_path / "nas", fmt="nemotron-nas", tokenizer=tiny_tokenizer())
+    llm = LLM(str(path), trust_remote_code=True, dtype="float32", enforce_eager=True, max_model_len=64)
+    out = llm.generate({"prompt_token_ids": IDS[0].tolist()}, SamplingParams(temperature=0, max_tokens=8))
+    want = load(path).generate(IDS, max_new_tokens=8, do_sample=False, pad_token_id=0)[0, IDS.shape[1]:]
+    assert list(out[0].outputs[0].token_ids) == want.tolist()
+
+
+# -- choosing, refusing, provenance, damage ---------------------------------------------------------
+
+def test_auto_chooses_vanilla_for_whole_layers_and_remote_code_otherwise(tmp_path):
+    assert choose_format(frozenset()) == "vanilla"
+    assert choose_format(LAYERS) == "vanilla"
+    assert choose_format(frozenset({"attn.1"})) == "remote-code"
+    path = export(tiny_llama(), {"mlp.2"}, tmp_path / "auto")
+    assert json.loads((path / "config.json").read_text())["blockprune"]["format"] == "remote-code"
+
+
+def test_vanilla_refuses_single_blocks(tmp_path):
+    with pytest.raises(UserError, match="whole removed layers"):
+        export(tiny_llama(), {"attn.1"}, tmp_path / "v", fmt="vanilla")
+
+
+def test_vanilla_refuses_configs_that_tie_structure_to_layer_index(tmp_path):
+    # Qwen2-MoE: every second layer sparse; dropping layer 1 would move dense and sparse MLPs around
+    model = tiny("qwen2_moe", decoder_sparse_step=2)
+    with pytest.raises(UserError, match="layer indices"):
+        export(model, LAYERS, tmp_path / "v", fmt="vanilla")
+    check_round_trip(model, LAYERS, export(model, LAYERS, tmp_path / "rc", fmt="remote-code"))
+
+
+def test_remote_code_checkpoint_is_refused_without_trust_remote_code(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    path = export(tiny_llama(), {"attn.1"}, tmp_path / "rc", fmt="remote-code")
+    with pytest.raises(Exception):  # never silently read as the dense model
+        AutoModelForCausalLM.from_pretrained(path, trust_remote_code=False)
+
+
+def test_tokenizer_generation_config_chat_template_and_provenance_travel(tmp_path):
+    from transformers import AutoTokenizer, GenerationConfig
+
+    model, tok = tiny_llama(), tiny_tokenizer()
+    model.generation_config = GenerationConfig(max_new_tokens=7, eos_token_id=2, pad_token_id=0)
+    meta = {"method": "blockpruner", "base_model": "tiny-llama", "base_model_sha256": "abc"}
+    for fmt, removed in [("vanilla", LAYERS), ("remote-code", BLOCKS), ("nemotron-nas", {"attn.1", "mlp.2"})]:
+        path = export(model, removed, tmp_path / fmt, fmt=fmt, meta=meta, tokenizer=tok)
+        back = AutoTokenizer.from_pretrained(path)
+        assert back.chat_template == tok.chat_template and back("hi").input_ids == tok("hi").input_ids
+        assert load(path).generation_config.max_new_tokens == 7
+        rec = json.loads((path / "config.json").read_text())["blockprune"]
+        assert rec["removed"] == sorted(removed, key=lambda b: (int(b.split(".")[1]), b[0] == "m"))
+        assert {k: rec[k] for k in meta} == meta and rec["format"] == fmt
+
+
+def test_load_refuses_a_checkpoint_with_missing_weights(tmp_path):
+    path = export(tiny_llama(), {"attn.1"}, tmp_path / "rc", fmt="remote-code")
+    weights = load_file(path / "model.safetensors")
+    del weights["model.layers.2.mlp.up_proj.weight"]
+    save_file(weights, path / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(UserError, match="missing_keys"):
+        load(path)
+
+
+def test_load_refuses_a_folder_without_config(tmp_path):
+    with pytest.raises(UserError, match="no config.json"):
+        load(tmp_path)
+
+
+def test_cli_exports_a_run_folder_in_every_format(tmp_path, capsys):
+    from blockprune import models
+    from blockprune.cli import main
+    from blockprune.plan import Plan
+
+    model, tok = tiny_llama(), tiny_tokenizer()
+    base = tmp_path / "base"
+    model.save_pretrained(base)
+    tok.save_pretrained(base)
+    model = load(base)
+    plan = Plan(method="blockpruner", model={"source": str(base), "family": "llama", "sha256": models.fingerprint(model)},
+                calibration={}, options={}, status="done",
+                steps=[{"step": 1, "removed": "attn.2", "ppl": 1.0}, {"step": 2, "removed": "layer.1", "ppl": 2.0}])
+    run = tmp_path / "run"
+    plan.save(run / "plan.json")
+    for fmt in ("remote-code", "nemotron-nas", "auto"):
+        assert main(["export", str(run), "--format", fmt]) == 0
+        path = run / f"model-{fmt}"
+        assert f"wrote {path}" in capsys.readouterr().out
+        rec = json.loads((path / "config.json").read_text())["blockprune"]
+        assert rec["removed"] == ["attn.1", "mlp.1", "attn.2"] and rec["base_model"] == str(base)
+        check_round_trip(model, frozenset(rec["removed"]), path)
+    assert main(["export", str(run), "--format", "vanilla"]) == 2
+    assert "whole removed layers" in capsys.readouterr().err
