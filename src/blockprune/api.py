@@ -14,6 +14,9 @@ from .errors import UserError
 from .export import export as export_checkpoint
 from .export import load
 from .methods import get as get_method
+from .methods.llm_bip import describe as describe_width
+from .methods.llm_bip import export_plan as export_width_plan
+from .methods.llm_bip import width_options
 from .metrics import METRICS, true_ppl_steps
 from .metrics import make_scorer as metric_scorer
 from .incremental import IncrementalScorer
@@ -44,6 +47,10 @@ class PruneOptions:
     batch_size: int = 1
     cache_every: int = 1
     cache_device: str | None = None
+    # width methods only (llm-bip, width-local, width-magnitude; see blockprune.width)
+    allocation: str = "uniform"
+    gqa: str = "groups"
+    layers: str = "1:-1"
 
     def validate(self) -> None:
         get_method(self.method)
@@ -69,10 +76,17 @@ class PruneOptions:
             raise UserError(f"--batch-size must be at least 1 (got {self.batch_size})")
         if self.dtype not in models.DTYPES:
             raise UserError(f"--dtype must be one of {', '.join(models.DTYPES)} (got {self.dtype!r})")
+        if self.is_width:
+            width_options(self).validate()
+
+    @property
+    def is_width(self) -> bool:
+        return get_method(self.method).granularity == "width"
 
     def recorded(self) -> dict[str, Any]:
         # batching and cache placement change only speed and memory, not the result: they do not bind a resume
-        return {k: v for k, v in self.__dict__.items() if k not in SPEED_ONLY}
+        return {k: v for k, v in self.__dict__.items()
+                if k not in SPEED_ONLY and (self.is_width or k not in WIDTH_ONLY)}
 
     def make_scorer(self, view: BlockView, windows):
         if self.metric != "ppl":
@@ -85,6 +99,7 @@ class PruneOptions:
 
 SCORERS = ("plain", "incremental", "racing")
 SPEED_ONLY = ("batch_size", "cache_every", "cache_device")
+WIDTH_ONLY = ("allocation", "gqa", "layers")
 
 
 @dataclass
@@ -172,7 +187,7 @@ def prune(model: str = models.DEFAULT_MODEL, out: str | os.PathLike = "runs/bloc
     from .methods import Job
     bars = _progress_factory(progress)
     job = Job(view, windows, scorer, options.block_type, options.num_blocks, options.ratio, on_step,
-              (lambda step, n: bars(step, n, len(windows))) if bars else None)
+              (lambda step, n: bars(step, n, len(windows))) if bars else None, options=options)
     method.run(job, plan)
     plan.status = "done"
     plan.save(plan_path)
@@ -181,11 +196,15 @@ def prune(model: str = models.DEFAULT_MODEL, out: str | os.PathLike = "runs/bloc
     if export:
         meta = {"method": plan.method, "base_model": model, "base_model_sha256": plan.model["sha256"],
                 "blockprune_version": plan.versions["blockprune"]}
-        checkpoint = export_checkpoint(net, plan.removed_blocks, out / "model", meta=meta, tokenizer=tok)
-    final = plan.steps[-1]["ppl"] if plan.steps else plan.dense["ppl"]
-    summary = {"removed": plan.removed, "ratio": plan.steps[-1]["ratio"] if plan.steps else 0.0,
-               "dense_ppl": plan.dense["ppl"], "pruned_ppl": final, "plan": str(plan_path),
+        if plan.width is not None:
+            checkpoint = export_width_plan(net, plan, out / "model", meta, tok)
+        else:
+            checkpoint = export_checkpoint(net, plan.removed_blocks, out / "model", meta=meta, tokenizer=tok)
+    last = plan.width or (plan.steps[-1] if plan.steps else {"ppl": plan.dense["ppl"], "ratio": 0.0})
+    summary = {"removed": plan.removed, "ratio": last["ratio"],
+               "dense_ppl": plan.dense["ppl"], "pruned_ppl": last["ppl"], "plan": str(plan_path),
                "checkpoint": str(checkpoint) if checkpoint else None,
+               "width": describe_width(plan) if plan.width is not None else None,
                "calibration": {k: plan.calibration[k] for k in ("source", "windows", "seqlen", "tokens")}}
     return RunResult(out, plan, checkpoint, summary)
 

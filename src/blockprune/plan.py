@@ -9,7 +9,8 @@
       "dense": {"ppl"},
       "steps": [{"step", "removed", "ppl", "ratio", "scores": {unit: ppl | null}, "evaluated_windows",
                  "exhaustive_windows", "faults": [...]}],
-      "removed": ["attn.5", "layer.7", ...]    # units in removal order
+      "removed": ["attn.5", "layer.7", ...],   # units in removal order
+      "width": {...}                           # width methods only: see blockprune.width.record
     }
 
 Units are blocks (`attn.<i>`, `mlp.<i>`) or whole layers (`layer.<i>`), with the base model's layer
@@ -55,6 +56,9 @@ class Plan:
     steps: list[dict[str, Any]] = field(default_factory=list)
     status: str = "running"
     format: str = FORMAT
+    #: width methods only (blockprune.width.record): per layer the kept heads / KV groups / channels and
+    #: every unit's score; absent from plan.json for block methods
+    width: dict[str, Any] | None = None
 
     @property
     def removed(self) -> list[str]:
@@ -67,6 +71,8 @@ class Plan:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["removed"] = self.removed
+        if self.width is None:
+            del d["width"]
         return d
 
     def save(self, path: str | Path) -> None:

@@ -13,7 +13,8 @@ def add_arguments(p) -> None:
 
     p.add_argument("run_dir", help="a run folder written by `blockprune prune`")
     p.add_argument("--format", default="auto", choices=list(FORMATS),
-                   help="auto: vanilla when only whole layers are removed, else remote-code")
+                   help="auto: vanilla when only whole layers are removed (width plans: when every layer "
+                        "keeps the same widths), else remote-code")
     p.add_argument("--out", default=None, help="checkpoint folder (default RUN_DIR/model-FORMAT)")
 
 
@@ -29,5 +30,9 @@ def run(args) -> None:
         raise UserError(f"the model {plan.model['source']} is not the one this plan was made on (weights differ)")
     out = args.out or str(Path(args.run_dir) / f"model-{args.format}")
     meta = {"method": plan.method, "base_model": plan.model["source"], "base_model_sha256": plan.model["sha256"]}
-    export(net, plan.removed_blocks, out, fmt=args.format, meta=meta, tokenizer=tok)
+    if plan.width is not None:  # a width method's plan: the narrower model
+        from ..methods.llm_bip import export_plan
+        export_plan(net, plan, out, meta, tok, fmt=args.format)
+    else:
+        export(net, plan.removed_blocks, out, fmt=args.format, meta=meta, tokenizer=tok)
     print(f"blockprune: wrote {out}")

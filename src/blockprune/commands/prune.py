@@ -36,6 +36,14 @@ def add_arguments(p) -> None:
     p.add_argument("--cache-every", type=int, default=1,
                    help="keep every n-th block boundary in the cache (memory / n, more recomputation)")
     p.add_argument("--cache-device", default=None, help="where cached hidden states live (default: the model's device)")
+    width = p.add_argument_group("width methods (llm-bip, width-local, width-magnitude)")
+    width.add_argument("--allocation", default="uniform", choices=["uniform", "global"],
+                       help="uniform: the same share of heads and channels in every pruned layer; global: one "
+                            "ranking of all units by score per parameter")
+    width.add_argument("--gqa", default="groups", choices=["groups", "heads"],
+                       help="remove whole KV groups with their query heads, or query heads evenly from every group")
+    width.add_argument("--layers", default="1:-1",
+                       help="layers to prune: a range a:b (default 1:-1 keeps the first and last), 'all', or i,j,k")
     p.add_argument("--out", default="runs/blockprune", help="run folder to write")
     p.add_argument("--resume", action="store_true", help="continue the killed run in --out")
     p.add_argument("--no-export", action="store_true", help="write the plan only, no checkpoint")
@@ -49,13 +57,17 @@ def run(args) -> None:
                         num_blocks=args.num_blocks, ratio=args.ratio,
                         calibration=args.calibration, nsamples=args.nsamples, seqlen=args.seqlen, seed=args.seed,
                         dtype=args.dtype, scorer=args.scorer, batch_size=args.batch_size,
-                        cache_every=args.cache_every, cache_device=args.cache_device)
+                        cache_every=args.cache_every, cache_device=args.cache_device,
+                        allocation=args.allocation, gqa=args.gqa, layers=args.layers)
     res = prune(args.model, args.out, options=opts, data_dir=args.data_dir, device=args.device, resume=args.resume,
                 export=not args.no_export, progress=not args.quiet)
     s = res.summary
     c = s["calibration"]
-    print(f"blockprune: {res.plan.method} removed {len(s['removed'])} units ({s['ratio']:.1%} of parameters): "
-          f"{', '.join(s['removed'])}")
+    if s["width"]:
+        print(f"blockprune: {res.plan.method} removed {s['ratio']:.1%} of parameters: {s['width']}")
+    else:
+        print(f"blockprune: {res.plan.method} removed {len(s['removed'])} units ({s['ratio']:.1%} of parameters): "
+              f"{', '.join(s['removed'])}")
     print(f"  calibration perplexity {s['dense_ppl']:.4f} -> {s['pruned_ppl']:.4f} "
           f"({c['source']}, {c['windows']} windows x {c['seqlen']} tokens)")
     print(f"  plan:       {s['plan']}")

@@ -22,11 +22,13 @@ class Job:
     ratio: float | None
     on_step: Callable[[Plan, float], None] | None = None
     progress_factory: Callable[[int, int], Any] | None = None
+    options: Any = None  # the run's PruneOptions, for methods with options of their own (width methods)
 
 
 class Method(Protocol):
     name: str
-    #: "block" (attn/mlp units) or "layer" (whole layers): decides what --num-blocks counts
+    #: "block" (attn/mlp units) or "layer" (whole layers): decides what --num-blocks counts;
+    #: "width" (heads and channels inside blocks): writes `plan.width` instead of steps
     granularity: str
     summary: str
 

@@ -1,0 +1,73 @@
+"""Width pruning methods: LLM-BIP (Wu, 2024) and its two baselines, one code path differing only in
+the unit score (see blockprune/width/scores.py and docs/llm-bip.md):
+
+- `llm-bip`: activation x weight, heads scaled by the block-wise propagation factor 1 + ||W_up|| ||W_down||
+- `width-local`: activation x weight without that factor (Wanda/FLAP-style local score)
+- `width-magnitude`: L2 norm of each unit's weights (no calibration pass)
+
+Options (PruneOptions / CLI): `ratio` (share of all parameters to remove; required), `allocation`
+(uniform | global), `gqa` (groups | heads), `layers` (which layers are pruned; default 1:-1, the
+first and last stay dense). The method writes the plan's `width` record; it takes no steps."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserError
+from ..perplexity import perplexity
+from ..plan import Plan
+from ..view import BlockView
+from .registry import Job, register
+
+
+def width_options(options: Any):
+    """The width options out of a PruneOptions (or anything with those attributes; defaults otherwise)."""
+    from ..width import WidthOptions
+
+    defaults = WidthOptions()
+    return WidthOptions(**{k: getattr(options, k, getattr(defaults, k)) for k in ("allocation", "gqa", "layers")})
+
+
+@dataclass(frozen=True)
+class WidthMethod:
+    name: str
+    score: str
+    summary: str
+    granularity: str = "width"
+
+    def run(self, job: Job, plan: Plan) -> Plan:
+        from .. import width
+
+        if job.num_blocks is not None or job.ratio is None:
+            raise UserError(f"{self.name} removes a share of the parameters: give --ratio r, not --num-blocks")
+        opts = width_options(job.options)
+        opts.score = self.score
+        batch = getattr(job.options, "batch_size", 1)
+        result = width.prune_width(job.view, job.windows, job.ratio, opts, batch)
+        plan.width = width.record(result, opts)
+        plan.width["ppl"] = perplexity(BlockView(result.model), job.windows, batch_size=batch)
+        return plan
+
+
+def export_plan(net, plan: Plan, out: str | Path, meta: dict[str, Any], tokenizer=None, fmt: str = "auto") -> Path:
+    """The checkpoint of a width plan: `net` (the plan's base model) narrowed as recorded, then exported."""
+    from .. import width
+
+    return width.export(width.apply(net, plan.width), out, fmt=fmt, meta=meta, tokenizer=tokenizer)
+
+
+def describe(plan: Plan) -> str:
+    """One line: what a width plan keeps."""
+    heads = [len(d["kept_heads"]) for d in plan.width["layers"] if d["kept_heads"] is not None]
+    chans = [len(d["kept_channels"]) for d in plan.width["layers"] if d["kept_channels"] is not None]
+    span = lambda xs: f"{min(xs)}" if min(xs) == max(xs) else f"{min(xs)}-{max(xs)}"  # noqa: E731
+    return (f"{len(plan.width['layers'])} layers narrowed to {span(heads) if heads else '-'} query heads and "
+            f"{span(chans) if chans else '-'} MLP channels ({plan.width['allocation']} allocation, "
+            f"gqa={plan.width['gqa']})")
+
+
+register(WidthMethod("llm-bip", "llm-bip", "LLM-BIP width pruning: heads and MLP channels by block-wise "
+                     "forward importance (--allocation, --gqa, --layers)"))
+register(WidthMethod("width-local", "local", "width pruning by activation x weight, no propagation factor"))
+register(WidthMethod("width-magnitude", "magnitude", "width pruning by the L2 norm of each unit's weights"))
