@@ -157,6 +157,10 @@ def test_unsupported_family_is_refused_clearly():
                                        num_attention_heads=4, num_key_value_heads=2, pad_token_id=0)).eval()
     with pytest.raises(UserError, match="width pruning does not support phi3 yet"):
         prune_width(BlockView(model), windows(), 0.2, WidthOptions())
+    llama_shaped = tiny_llama(layers=2)
+    llama_shaped.config.model_type = "mixtral"  # the same adapter serves it, but width pruning was not checked on it
+    with pytest.raises(UserError, match="width pruning does not support mixtral yet"):
+        prune_width(BlockView(llama_shaped), windows(), 0.2, WidthOptions())
 
 
 # -- export ---------------------------------------------------------------------------------------
@@ -171,12 +175,12 @@ def _qwen(cls_name, **extra):
     return getattr(transformers, f"{cls_name}ForCausalLM")(cfg).eval()
 
 
-@pytest.mark.parametrize("family", ["llama", "qwen2", "qwen3", "mistral"])
+@pytest.mark.parametrize("family", ["llama", "qwen2", "qwen3", "mistral", "gemma"])
 def test_per_layer_widths_export_reloads_with_the_same_logits(tmp_path, family):
     from transformers import AutoModelForCausalLM
 
     model = tiny_llama(layers=4) if family == "llama" else _qwen(family.capitalize(), **(
-        {"head_dim": 8} if family == "qwen3" else {}))
+        {"head_dim": 8} if family in ("qwen3", "gemma") else {}))
     res = prune_width(BlockView(model), windows(), 0.25, WidthOptions(allocation="global", layers="0:-1"))
     out = export(res.model, tmp_path / "m", meta={"method": "llm-bip"})
     cfg = json.loads((out / "config.json").read_text())

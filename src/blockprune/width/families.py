@@ -3,7 +3,8 @@
 One small table keyed by adapter class (the adapters own the residual-branch knowledge; this file
 owns the width knowledge, so width pruning never edits a family's adapter). A family the table does
 not know, or a layer whose modules are not plain `nn.Linear` (Phi-3's fused projections, MoE experts
-served by the same adapter), is refused with one clear message."""
+served by the same adapter), is refused with one clear message; so is a family of a known adapter
+whose head layout was not checked (OLMo-2-style q/k norms span all heads)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -28,6 +29,9 @@ class WidthModules:
     gate: str  # act(gate(x)) * up(x) -> down: the SwiGLU pair and the projection back
     up: str
     down: str
+    #: the families of this adapter whose attention was checked to hold nothing else sized by the head
+    #: count (per-head rows of q/k/v, columns of o; q/k norms, if any, per head_dim): others are refused
+    model_types: tuple[str, ...]
 
     @property
     def linears(self) -> tuple[str, ...]:
@@ -35,22 +39,29 @@ class WidthModules:
                                                 (self.mlp, (self.gate, self.up, self.down))) for p in ps)
 
 
-LLAMA = WidthModules("self_attn", "q_proj", "k_proj", "v_proj", "o_proj", "mlp", "gate_proj", "up_proj", "down_proj")
+LLAMA = WidthModules("self_attn", "q_proj", "k_proj", "v_proj", "o_proj", "mlp", "gate_proj", "up_proj", "down_proj",
+                     model_types=("llama", "mistral", "qwen2", "qwen3", "gemma"))
 
 #: adapter class -> module names; a new family adds one line here
 FAMILIES: dict[type[Adapter], WidthModules] = {LlamaAdapter: LLAMA}
 
 
+def family(adapter: Adapter) -> str:
+    """The model type, seen through a blockprune remote-code checkpoint to the family it was made from."""
+    info = getattr(adapter.config, "blockprune", None) or {}
+    return info.get("base_model_type") or adapter.config.model_type
+
+
 def unsupported(adapter: Adapter) -> UserError:
-    family = getattr(adapter.config, "blockprune", {}).get("base_model_type") if hasattr(adapter.config, "blockprune") \
-        else None
-    return UserError(f"width pruning does not support {family or adapter.config.model_type} yet "
-                     f"(it needs separate q/k/v/o and gate/up/down Linear modules)")
+    supported = sorted(t for spec in FAMILIES.values() for t in spec.model_types)
+    return UserError(f"width pruning does not support {family(adapter)} yet (supported: {', '.join(supported)}); "
+                     f"it needs separate q/k/v/o and gate/up/down Linear modules with a per-head layout")
 
 
 def modules_for(adapter: Adapter) -> WidthModules:
-    spec = FAMILIES.get(type(adapter))
-    if spec is None:
+    # an adapter subclass (a family split off Llama's) inherits its parent's module names
+    spec = next((FAMILIES[c] for c in type(adapter).__mro__ if c in FAMILIES), None)
+    if spec is None or family(adapter) not in spec.model_types:
         raise unsupported(adapter)
     for i in range(len(adapter.layers())):  # every layer's shape, before any work
         for kind in ("attn", "mlp"):
