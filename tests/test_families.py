@@ -46,8 +46,8 @@ def llama_like(**cfg) -> dict:
 DENSE = {"attn": ("self_attn.o_proj",), "mlp": ("mlp.down_proj",)}
 MOE = {"attn": ("self_attn.o_proj",), "mlp": ("mlp.experts.down_proj",)}  # every expert at once (fused)
 SLIDING = 4  # smaller than the test sequences, so per-layer sliding masks matter
-GEMMA = dict(head_dim=8, sliding_window=SLIDING, final_logit_softcapping=0.5,
-             layer_types=["sliding_attention", "full_attention", "sliding_attention"])
+MIXED = ["sliding_attention", "full_attention", "sliding_attention"]
+GEMMA = dict(head_dim=8, sliding_window=SLIDING, final_logit_softcapping=0.5, layer_types=MIXED)
 
 FAMILIES: dict[str, Family] = {
     "llama": Family("LlamaConfig", "LlamaForCausalLM", "model.layers", DENSE, llama_like()),
@@ -74,16 +74,41 @@ FAMILIES: dict[str, Family] = {
                   dict(vocab_size=VOCAB, hidden_size=32, ffn_dim=48, num_hidden_layers=LAYERS, num_attention_heads=4,
                        max_position_embeddings=128, word_embed_proj_dim=16, pad_token_id=0, bos_token_id=1,
                        eos_token_id=2)),
+    "ministral": Family("MinistralConfig", "MinistralForCausalLM", "model.layers", DENSE,
+                        llama_like(head_dim=8, sliding_window=SLIDING, layer_types=MIXED)),
+    "starcoder2": Family("Starcoder2Config", "Starcoder2ForCausalLM", "model.layers",
+                         {"attn": ("self_attn.o_proj",), "mlp": ("mlp.c_proj",)}, llama_like(sliding_window=SLIDING)),
+    "olmo": Family("OlmoConfig", "OlmoForCausalLM", "model.layers", DENSE, llama_like()),
+    "olmo2": Family("Olmo2Config", "Olmo2ForCausalLM", "model.layers", DENSE, llama_like()),
+    "olmo3": Family("Olmo3Config", "Olmo3ForCausalLM", "model.layers", DENSE,
+                    llama_like(sliding_window=SLIDING, layer_types=MIXED)),
+    "exaone4": Family("Exaone4Config", "Exaone4ForCausalLM", "model.layers", DENSE,
+                      llama_like(sliding_window=SLIDING, layer_types=MIXED)),
+    "glm": Family("GlmConfig", "GlmForCausalLM", "model.layers", DENSE, llama_like()),
+    "glm4": Family("Glm4Config", "Glm4ForCausalLM", "model.layers", DENSE, llama_like()),
+    "helium": Family("HeliumConfig", "HeliumForCausalLM", "model.layers", DENSE, llama_like(head_dim=8)),
+    "nemotron": Family("NemotronConfig", "NemotronForCausalLM", "model.layers", DENSE, llama_like()),
+    "granite": Family("GraniteConfig", "GraniteForCausalLM", "model.layers", DENSE,
+                      llama_like(residual_multiplier=0.5, logits_scaling=2.0, embedding_multiplier=3.0,
+                                 attention_multiplier=0.2)),
+    "phi": Family("PhiConfig", "PhiForCausalLM", "model.layers", {"attn": ("self_attn.dense",), "mlp": ("mlp.fc2",)},
+                  llama_like(num_key_value_heads=None, partial_rotary_factor=0.5)),
+    "cohere": Family("CohereConfig", "CohereForCausalLM", "model.layers", DENSE, llama_like(logit_scale=0.5)),
     "mixtral": Family("MixtralConfig", "MixtralForCausalLM", "model.layers", MOE,
                       llama_like(num_local_experts=4, num_experts_per_tok=2)),
     "qwen2_moe": Family("Qwen2MoeConfig", "Qwen2MoeForCausalLM", "model.layers",
                         {"attn": ("self_attn.o_proj",), "mlp": ("mlp.experts.down_proj", "mlp.shared_expert.down_proj")},
                         llama_like(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=16,
                                    shared_expert_intermediate_size=24)),
+    "olmoe": Family("OlmoeConfig", "OlmoeForCausalLM", "model.layers", MOE,
+                    llama_like(num_experts=4, num_experts_per_tok=2)),
+    "gpt_oss": Family("GptOssConfig", "GptOssForCausalLM", "model.layers",
+                      {"attn": ("self_attn.o_proj",), "mlp": ("mlp.experts.down_proj", "mlp.experts.down_proj_bias")},
+                      llama_like(num_local_experts=4, num_experts_per_tok=2, sliding_window=SLIDING, layer_types=MIXED)),
     "qwen3_moe": Family("Qwen3MoeConfig", "Qwen3MoeForCausalLM", "model.layers", MOE,
                         llama_like(head_dim=8, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=16)),
 }
-SLIDING_FAMILIES = ("mistral", "qwen2", "gemma2", "gemma3")
+SLIDING_FAMILIES = ("mistral", "ministral", "qwen2", "gemma2", "gemma3", "starcoder2", "olmo3", "exaone4", "gpt_oss")
 
 _built: dict[str, torch.nn.Module] = {}
 

@@ -1,0 +1,42 @@
+"""Parallel-residual families with one norm shared by both branches:
+`h -> h + attn(norm(h)) + mlp(norm(h))` (Phi-2, Cohere Command-R).
+
+The shared norm belongs to neither branch: removing one branch must keep it for the other, so it is
+counted in neither block's parameters and stays in a remote-code export even when both go (a whole
+layer dropped by vanilla export takes it along)."""
+from __future__ import annotations
+
+import torch
+
+from .base import Adapter
+from .registry import register
+
+
+class SharedNormParallelAdapter(Adapter):
+    parallel_residual = True
+    shared_norm = "input_layernorm"
+    branch_modules = {"attn": ("self_attn",), "mlp": ("mlp",)}
+    branch_core = {"attn": "self_attn", "mlp": "mlp"}
+
+    def branch(self, layer, kind, h, kwargs):
+        mod = self.layers()[layer]
+        x = getattr(mod, self.shared_norm)(h)
+        if kind == "attn":
+            return mod.self_attn(hidden_states=x, **kwargs)[0]
+        return mod.mlp(x)
+
+
+@register
+class PhiAdapter(SharedNormParallelAdapter):
+    model_types = ("phi",)
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        return self.model.lm_head(self.backbone().final_layernorm(h))
+
+
+@register
+class CohereAdapter(SharedNormParallelAdapter):
+    model_types = ("cohere",)
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        return super().head(h) * self.config.logit_scale
