@@ -45,6 +45,14 @@ def llama_like(**cfg) -> dict:
 
 DENSE = {"attn": ("self_attn.o_proj",), "mlp": ("mlp.down_proj",)}
 MOE = {"attn": ("self_attn.o_proj",), "mlp": ("mlp.experts.down_proj",)}  # every expert at once (fused)
+FALCON = {"attn": ("self_attention.dense",), "mlp": ("mlp.dense_4h_to_h",)}
+
+
+def falcon(**cfg) -> dict:
+    return dict(vocab_size=VOCAB, hidden_size=32, ffn_hidden_size=48, num_hidden_layers=LAYERS, num_attention_heads=4,
+                max_position_embeddings=128, pad_token_id=0, bos_token_id=1, eos_token_id=2, **cfg)
+
+
 SLIDING = 4  # smaller than the test sequences, so per-layer sliding masks matter
 MIXED = ["sliding_attention", "full_attention", "sliding_attention"]
 GEMMA = dict(head_dim=8, sliding_window=SLIDING, final_logit_softcapping=0.5, layer_types=MIXED)
@@ -94,6 +102,16 @@ FAMILIES: dict[str, Family] = {
     "phi": Family("PhiConfig", "PhiForCausalLM", "model.layers", {"attn": ("self_attn.dense",), "mlp": ("mlp.fc2",)},
                   llama_like(num_key_value_heads=None, partial_rotary_factor=0.5)),
     "cohere": Family("CohereConfig", "CohereForCausalLM", "model.layers", DENSE, llama_like(logit_scale=0.5)),
+    "stablelm": Family("StableLmConfig", "StableLmForCausalLM", "model.layers", DENSE, llama_like(qk_layernorm=True)),
+    "stablelm-parallel": Family("StableLmConfig", "StableLmForCausalLM", "model.layers", DENSE,
+                                llama_like(use_parallel_residual=True)),
+    "falcon-7b": Family("FalconConfig", "FalconForCausalLM", "transformer.h", FALCON,
+                        falcon(parallel_attn=True, new_decoder_architecture=False, multi_query=True)),
+    "falcon-40b": Family("FalconConfig", "FalconForCausalLM", "transformer.h", FALCON,
+                         falcon(new_decoder_architecture=True, num_kv_heads=2)),
+    "falcon-rw": Family("FalconConfig", "FalconForCausalLM", "transformer.h", FALCON,
+                        falcon(parallel_attn=False, new_decoder_architecture=False, multi_query=False, alibi=True,
+                               bias=True)),
     "mixtral": Family("MixtralConfig", "MixtralForCausalLM", "model.layers", MOE,
                       llama_like(num_local_experts=4, num_experts_per_tok=2)),
     "qwen2_moe": Family("Qwen2MoeConfig", "Qwen2MoeForCausalLM", "model.layers",
@@ -183,10 +201,24 @@ def test_masked_view_equals_stock_model_with_branch_outputs_zeroed(name):
             assert (ref - dense).abs().max() > 1e-3, (name, removed)
 
 
-def test_parallel_residual_families_are_flagged_and_sequential_ones_are_not():
-    assert BlockView(tiny("pythia")).parallel
-    assert not BlockView(tiny("gpt_neox-sequential")).parallel
-    assert not BlockView(tiny("llama")).parallel
+PARALLEL = {"pythia", "phi", "cohere", "stablelm-parallel", "falcon-7b", "falcon-40b"}
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_parallel_residual_is_flagged_exactly_where_the_config_says_so(name):
+    assert BlockView(tiny(name)).parallel == (name in PARALLEL)
+
+
+@pytest.mark.parametrize("name", ["phi", "cohere", "stablelm-parallel", "falcon-7b"])
+def test_a_norm_shared_by_both_branches_is_owned_by_neither(name, tmp_path):
+    # removing one branch must leave the other its input norm: the norm stays in the export
+    model = tiny(name)
+    view = BlockView(model)
+    norm = "input_layernorm"
+    assert not any(norm in n for kind in ("attn", "mlp") for n, _ in view.adapter.branch_parameters(0, kind))
+    export(model, {"attn.0", "mlp.0"}, tmp_path / "rc", fmt="remote-code")
+    kept = load(tmp_path / "rc").get_submodule(f"{FAMILIES[name].layers}.0.{norm}")
+    assert sum(p.numel() for p in kept.parameters()) > 0
 
 
 @pytest.mark.parametrize("name", SLIDING_FAMILIES)

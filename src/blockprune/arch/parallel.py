@@ -40,3 +40,23 @@ class CohereAdapter(SharedNormParallelAdapter):
 
     def head(self, h: torch.Tensor) -> torch.Tensor:
         return super().head(h) * self.config.logit_scale
+
+
+@register
+class StableLmAdapter(SharedNormParallelAdapter):
+    """StableLM: sequential pre-norm (StableLM 2, 3B-4E1T) or, with `use_parallel_residual`, both branches
+    reading the one `input_layernorm`."""
+
+    model_types = ("stablelm",)
+
+    def __init__(self, model):
+        super().__init__(model)
+        self.parallel_residual = bool(self.config.use_parallel_residual)
+        if not self.parallel_residual:
+            self.branch_modules = {"attn": ("input_layernorm", "self_attn"), "mlp": ("post_attention_layernorm", "mlp")}
+
+    def branch(self, layer, kind, h, kwargs):
+        if kind == "mlp" and not self.parallel_residual:
+            mod = self.layers()[layer]
+            return mod.mlp(mod.post_attention_layernorm(h))
+        return super().branch(layer, kind, h, kwargs)
