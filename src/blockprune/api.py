@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from . import atomic, models
 from .data import load_windows
@@ -118,6 +122,17 @@ def _check_writable(out: Path) -> None:
         raise UserError(f"cannot write the output folder {out} ({probe} is not a writable folder); choose another --out")
 
 
+@contextmanager
+def memory_guard(options: PruneOptions):
+    """Out of accelerator memory: say which options reduce memory instead of a stack trace."""
+    try:
+        yield
+    except torch.OutOfMemoryError as e:
+        raise UserError(f"out of accelerator memory (batch size {options.batch_size}, {options.dtype}); reduce "
+                        f"--batch-size, keep the cache in CPU memory with --cache-device cpu, store fewer "
+                        f"boundaries with --cache-every, or use --dtype bf16") from e
+
+
 def _progress_factory(enabled: bool):
     if not enabled:
         return None
@@ -141,8 +156,7 @@ def prune(model: str = models.DEFAULT_MODEL, out: str | os.PathLike = "runs/bloc
     plan_path = out / "plan.json"
     if plan_path.exists() and not resume:
         raise UserError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-    if resume and not plan_path.exists():
-        raise UserError(f"nothing to resume in {out} (no plan.json); drop --resume to start a new run")
+    resume = resume and plan_path.exists()  # a run killed before its first save simply starts again
     _check_writable(out)
 
     net, tok = models.load(model, options.dtype, device)
@@ -170,7 +184,13 @@ def prune(model: str = models.DEFAULT_MODEL, out: str | os.PathLike = "runs/bloc
     timings_path = out / "timings.json"
     timings: dict[str, Any] = json.loads(timings_path.read_text()) if resume and timings_path.exists() else {"steps": []}
     if not plan.dense:
-        plan.dense = {"ppl": perplexity(view, windows, batch_size=options.batch_size)}
+        with memory_guard(options):
+            dense = perplexity(view, windows, batch_size=options.batch_size)
+        if not math.isfinite(dense):
+            hint = "fp16 overflows on this model: use --dtype bf16 or fp32" if options.dtype == "fp16" else \
+                "check the model and the calibration text"
+            raise UserError(f"the unpruned model's calibration perplexity is {dense}; {hint}")
+        plan.dense = {"ppl": dense}
         plan.save(plan_path)
 
     def on_step(p: Plan, seconds: float) -> None:
@@ -188,7 +208,12 @@ def prune(model: str = models.DEFAULT_MODEL, out: str | os.PathLike = "runs/bloc
     bars = _progress_factory(progress)
     job = Job(view, windows, scorer, options.block_type, options.num_blocks, options.ratio, on_step,
               (lambda step, n: bars(step, n, len(windows))) if bars else None, options=options)
-    method.run(job, plan)
+    with memory_guard(options):
+        method.run(job, plan)
+    faults = sorted({f for st in plan.steps for f in st.get("faults", [])})
+    if faults and progress:
+        hint = " (fp16 overflow is likely: use --dtype bf16 or fp32)" if options.dtype == "fp16" else ""
+        print(f"blockprune: warning: inf/NaN perplexity for {', '.join(faults)}; ranked last{hint}", file=sys.stderr)
     plan.status = "done"
     plan.save(plan_path)
 
