@@ -61,6 +61,9 @@ FAMILIES: dict[str, Family] = {
     "llama": Family("LlamaConfig", "LlamaForCausalLM", "model.layers", DENSE, llama_like()),
     "smollm": Family("LlamaConfig", "LlamaForCausalLM", "model.layers", DENSE, llama_like(tie_word_embeddings=True)),
     "mistral": Family("MistralConfig", "MistralForCausalLM", "model.layers", DENSE, llama_like(sliding_window=SLIDING)),
+    # NoPE in the middle layer: vanilla export drops it, and the next layer must keep its rotary embedding
+    "smollm3": Family("SmolLM3Config", "SmolLM3ForCausalLM", "model.layers", DENSE,
+                      llama_like(no_rope_layers=[1, 0, 1], use_sliding_window=True, sliding_window=SLIDING)),
     "qwen2": Family("Qwen2Config", "Qwen2ForCausalLM", "model.layers", DENSE,
                     llama_like(use_sliding_window=True, sliding_window=SLIDING, max_window_layers=1)),
     "qwen3": Family("Qwen3Config", "Qwen3ForCausalLM", "model.layers", DENSE, llama_like(head_dim=8)),

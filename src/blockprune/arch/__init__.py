@@ -1,5 +1,5 @@
 """Model-family adapters. Importing this package registers every family."""
-from . import falcon, gpt2, gpt_neox, granite, llama, moe, opt, parallel, sandwich  # noqa: F401  (registers)
+from . import falcon, gpt2, gpt_neox, granite, llama, moe, opt, parallel, sandwich, smollm3  # noqa: F401
 from .base import KINDS, Adapter
 from .registry import adapter_for, register, supported
 
