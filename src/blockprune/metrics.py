@@ -103,26 +103,31 @@ class LocalScorer:
 
 
 class JSScorer:
-    """Mean JS divergence between the dense model's and each candidate-masked model's predictions."""
+    """Mean JS divergence between the dense model's and each candidate-masked model's predictions.
+
+    Candidates run from the cached block boundary before their first block, as `IncrementalScorer` does."""
 
     metric = name = "js"
 
     def __init__(self, view: BlockView, windows: Windows, batch_size: int = 1):
+        from .incremental import BoundaryCache
+
         self.view, self.windows, self.batch_size = view, windows, batch_size
+        self.cache = BoundaryCache(view, windows, batch_size)
 
     @torch.no_grad()
     def score(self, removed: frozenset[str], candidates: Sequence[frozenset[str]],
               progress: Progress | None = None) -> Scored:
+        view, cache = self.view, self.cache
+        cache.sync(removed)
+        starts = [cache.stored_at_or_before(min(view.by_name[n].index for n in c)) for c in candidates]
         sums, count = [0.0] * len(candidates), 0
-        head = self.view.adapter.head
-        for b0 in range(0, len(self.windows), self.batch_size):
-            ids = self.windows.ids[b0:b0 + self.batch_size]
-            prep = self.view.prepare(ids)
-            # dense logits once per batch, shared by every candidate (storing them all would be windows x T x V)
-            dense = head(self.view.run(prep.hidden, prep, frozenset()))
-            for i, c in enumerate(candidates):
-                masked = head(self.view.run(prep.hidden, prep, removed | c))
-                sums[i] += float(js_divergence(dense, masked).sum())
+        for b, (ids, prep) in enumerate(zip(cache.batches, cache.preps)):
+            # dense logits once per batch and step, shared by every candidate (keeping them all costs windows x T x V)
+            dense = view.adapter.head(view.run(prep.hidden, prep, frozenset()))
+            for i, (c, start) in enumerate(zip(candidates, starts)):
+                h = view.run(cache.states[b][start].to(view.device), prep, removed | c, start)
+                sums[i] += float(js_divergence(dense, view.adapter.head(h)).sum())
             count += ids.numel()
             if progress:
                 progress(ids.shape[0] * len(candidates))

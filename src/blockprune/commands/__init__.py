@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-COMMANDS = ["prune", "export"]
+COMMANDS = ["prune", "export", "compare"]
 
 
 def load_all():

@@ -1,0 +1,58 @@
+"""blockprune compare: several methods at a matched ratio, evaluated alike, as one Table-1-shaped table."""
+from __future__ import annotations
+
+from . import add_model_arguments
+
+NAME = "compare"
+HELP = "run several methods at the same target ratio and tabulate their evaluations"
+DESCRIPTION = ("Run each method at the largest removal not above --ratio (each into OUT/<method>, resumable: "
+               "finished searches and evaluations are kept), evaluate each and the dense model on WikiText-2 "
+               "perplexity and zero-shot tasks, and write OUT/comparison.md and OUT/comparison.json.")
+
+
+def add_arguments(p) -> None:
+    from ..compare import DEFAULT_METHODS
+
+    add_model_arguments(p)
+    p.add_argument("--ratio", type=float, required=True, help="target share of parameters to remove")
+    p.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                   help="comma-separated methods; method:metric runs a search ranked by bi, rm or js")
+    p.add_argument("--block-type", default="mix", choices=["mha", "mlp", "mix"], help="candidates of block methods")
+    p.add_argument("--calibration", default="alpaca", help="calibration text (as for prune)")
+    p.add_argument("--nsamples", type=int, default=256, help="calibration rows sampled (seeded)")
+    p.add_argument("--seqlen", type=int, default=2048, help="tokens per calibration window")
+    p.add_argument("--seed", type=int, default=42, help="seed of the row sample")
+    p.add_argument("--scorer", default="incremental", choices=["plain", "incremental", "racing"],
+                   help="how perplexity searches score candidates")
+    p.add_argument("--batch-size", type=int, default=1, help="calibration windows per forward pass")
+    p.add_argument("--tasks", default="wikitext2,piqa,winogrande,hellaswag,arc_easy,arc_challenge",
+                   help="comma-separated evaluation tasks")
+    p.add_argument("--eval-seqlen", type=int, default=2048, help="tokens per test-perplexity window")
+    p.add_argument("--max-windows", type=int, default=None,
+                   help="first N test-perplexity windows (default: the standard quick subset's)")
+    p.add_argument("--limit", type=int, default=None,
+                   help="first M documents of each zero-shot task (default: the standard quick subset's)")
+    p.add_argument("--full", action="store_true", help="evaluate on the full test sets instead of the quick subset")
+    p.add_argument("--out", default="runs/compare", help="comparison folder (resumable)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def run(args) -> None:
+    from ..api import PruneOptions
+    from ..compare import compare, quick_evaluator
+    from ..evaluate import QUICK_DOCS, QUICK_WINDOWS
+
+    opts = PruneOptions(block_type=args.block_type, calibration=args.calibration, nsamples=args.nsamples,
+                        seqlen=args.seqlen, seed=args.seed, dtype=args.dtype, scorer=args.scorer,
+                        batch_size=args.batch_size, ratio=args.ratio)
+    windows = None if args.full else (args.max_windows or QUICK_WINDOWS)
+    limit = None if args.full else (args.limit or QUICK_DOCS)
+    evaluator, settings = quick_evaluator(seqlen=args.eval_seqlen, max_windows=windows, limit=limit,
+                                          data_dir=args.data_dir, dtype=args.dtype, device=args.device,
+                                          progress=not args.quiet)
+    result = compare(args.model, args.out, ratio=args.ratio, methods=args.methods, options=opts,
+                     tasks=[t.strip() for t in args.tasks.split(",") if t.strip()], evaluator=evaluator,
+                     eval_settings=settings, data_dir=args.data_dir, device=args.device, progress=not args.quiet)
+    from ..compare import markdown
+    print(markdown(result))
+    print(f"blockprune: wrote {args.out}/comparison.md and comparison.json")

@@ -1,0 +1,258 @@
+"""Methods side by side at a matched pruning ratio, in the shape of the BlockPruner paper's Table 1.
+
+Methods remove units of different sizes (attention and MLP blocks, whole layers), so each one runs with
+the same `--ratio` budget and stops at the largest removal not above it. Every method runs into its own
+subfolder of `out` (`plan.json`, `eval.json`, `compare.json` with wall times); whatever a folder already
+holds is kept, so a long comparison can be stopped and resumed, or run a few methods at a time.
+
+A method is named `method` or `method:metric` (e.g. `blockpruner:bi`, the iterative search ranking by
+Block Influence). `blockpruner-refined` starts from the `blockpruner` folder's plan when that one is
+done (same calibration and options), so greedy's search is not paid twice; its wall time is then
+greedy's plus the refinement's."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from . import atomic
+from .api import PruneOptions, prune
+from .errors import UserError
+from .metrics import METRICS
+from .plan import Plan
+
+ZERO_SHOT = ("piqa", "winogrande", "hellaswag", "arc_easy", "arc_challenge")
+TASK_TITLES = {"piqa": "PIQA", "winogrande": "WinoGrande", "hellaswag": "HellaSwag", "arc_easy": "ARC-e",
+               "arc_challenge": "ARC-c"}
+DEFAULT_METHODS = ("blockpruner", "blockpruner-refined", "blockpruner-oneshot", "layer-ppl", "shortgpt",
+                   "relative-magnitude", "blockpruner:bi", "blockpruner:rm", "blockpruner:js")
+# target run folder (or the dense model spec) and tasks -> eval record (`blockprune.evaluate`'s eval.json shape)
+Evaluator = Callable[[str, Sequence[str], Path], dict]
+
+
+@dataclass(frozen=True)
+class Entry:
+    label: str  # "blockpruner:bi"
+    method: str
+    metric: str
+
+    @property
+    def folder(self) -> str:
+        return self.label.replace(":", "-")
+
+
+def parse_methods(spec: str | Sequence[str]) -> list[Entry]:
+    from .methods import METHODS
+
+    names = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
+    if not names:
+        raise UserError("--methods is empty; name at least one method")
+    out = []
+    for name in names:
+        method, _, metric = name.partition(":")
+        if method not in METHODS:
+            raise UserError(f"unknown method {method!r} in --methods; choose from {', '.join(sorted(METHODS))}")
+        if metric and metric not in METRICS:
+            raise UserError(f"unknown metric {metric!r} in {name!r}; choose from {', '.join(METRICS)}")
+        out.append(Entry(name, method, metric or "ppl"))
+    if len({e.label for e in out}) != len(out):
+        raise UserError("--methods names a method twice")
+    return out
+
+
+def _done(path: Path) -> bool:
+    return (path / "plan.json").exists() and Plan.load(path).status == "done"
+
+
+def _warm_start(entry: Entry, sub: Path, out: Path, options: PruneOptions) -> str | None:
+    """Seed `blockpruner-refined`'s folder with the finished greedy plan it would recompute first."""
+    source = out / "blockpruner"
+    if entry.method != "blockpruner-refined" or (sub / "plan.json").exists() or not _done(source):
+        return None
+    plan = Plan.load(source)
+    if plan.options != {**options.recorded(), "method": "blockpruner"}:
+        return None  # made with other options: refined searches from scratch
+    plan.method, plan.status = entry.method, "running"
+    plan.options = options.recorded()
+    sub.mkdir(parents=True, exist_ok=True)
+    plan.save(sub / "plan.json")
+    return "blockpruner"
+
+
+def run_method(entry: Entry, model: str, out: Path, base: PruneOptions, *, data_dir=None, device: str = "cpu",
+               progress: bool = True) -> dict[str, Any]:
+    """Run (or resume, or skip) one method; returns its compare.json record."""
+    sub = out / entry.folder
+    record_path = sub / "compare.json"
+    if _done(sub) and record_path.exists():
+        return json.loads(record_path.read_text())
+    options = replace(base, method=entry.method, metric=entry.metric)
+    options.validate()
+    record = json.loads(record_path.read_text()) if record_path.exists() else {"search_seconds": 0.0}
+    warm = _warm_start(entry, sub, out, options)
+    if warm:
+        greedy = json.loads((out / warm / "compare.json").read_text())
+        record.update(warm_start=warm, search_seconds=greedy["search_seconds"])
+    _say(progress, f"compare: {entry.label}: searching")
+    t0 = time.perf_counter()
+    prune(model, sub, options=options, data_dir=data_dir, device=device, resume=(sub / "plan.json").exists(),
+          export=False, progress=progress)
+    record["search_seconds"] += time.perf_counter() - t0  # a resumed search adds to what its parts took
+    atomic.write_json(record_path, record)
+    return record
+
+
+def _missing(record: dict | None, tasks: Sequence[str], settings: dict[str, Any]) -> list[str]:
+    if not record or {k: record.get("settings", {}).get(k) for k in settings} != settings:
+        return list(tasks)
+    have = set(record.get("perplexity", {})) | set(record.get("zero_shot", {}))
+    return [t for t in tasks if t not in have]
+
+
+def quick_evaluator(*, seqlen: int, max_windows: int | None, limit: int | None, data_dir=None,
+                    dtype: str = "fp32", device: str = "cpu", batch_size: int = 16,
+                    progress: bool = True) -> tuple[Evaluator, dict[str, Any]]:
+    """`blockprune.evaluate` on a run folder (masked in memory) or a model, and the settings it binds."""
+    settings = {"seqlen": seqlen, "max_windows": max_windows, "limit": limit}
+
+    def run(target: str, tasks: Sequence[str], out: Path) -> dict:
+        from .evaluate import evaluate, load_subject
+
+        subject = load_subject(target, dtype, device)
+        return evaluate(subject, tasks, out=out, seqlen=seqlen, max_windows=max_windows, limit=limit,
+                        data_dir=data_dir, batch_size=batch_size, with_cost=False, progress=progress)
+    return run, settings
+
+
+def evaluate_folder(target: str, sub: Path, tasks: Sequence[str], evaluator: Evaluator, settings: dict[str, Any],
+                    reuse: dict[frozenset, Path], removed: frozenset[str] | None) -> dict:
+    """`sub/eval.json` with every task in `tasks`: kept when present, copied from a folder whose removal
+    set is identical, else evaluated (only the tasks still missing, merged into what is there)."""
+    path = sub / "eval.json"
+    record = json.loads(path.read_text()) if path.exists() else None
+    missing = _missing(record, tasks, settings)
+    if not missing:
+        return record
+    twin = reuse.get(removed) if removed is not None else None
+    if twin is not None and twin != sub and not _missing(_read(twin / "eval.json"), tasks, settings):
+        record = {**_read(twin / "eval.json"), "same_removal_as": twin.name}
+        atomic.write_json(path, record)
+        return record
+    part = Path(sub) / ".eval-part"
+    new = evaluator(target, missing, part)
+    shutil.rmtree(part, ignore_errors=True)
+    if record is None or len(missing) == len(tasks):
+        record = new
+    else:
+        record["perplexity"].update(new.get("perplexity", {}))
+        record["zero_shot"].update(new.get("zero_shot", {}))
+        record["average"] = _average(record["zero_shot"])
+    record["settings"] = {**record.get("settings", {}), **settings, "tasks": list(tasks)}
+    atomic.write_json(path, record)
+    return record
+
+
+def _read(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _task_score(scores: dict[str, Any]) -> float:
+    return scores["acc_norm"] if "acc_norm" in scores else scores["acc"]  # the paper's rule
+
+
+def _average(zero_shot: dict[str, Any]) -> dict[str, Any] | None:
+    if not all(t in zero_shot for t in ZERO_SHOT):
+        return None
+    return {"value": sum(_task_score(zero_shot[t]) for t in ZERO_SHOT) / len(ZERO_SHOT),
+            "rule": "acc_norm where the task reports it, acc otherwise (the BlockPruner paper's five-task average)"}
+
+
+def compare(model: str, out: str | os.PathLike, *, ratio: float, methods: Sequence[str] | str = DEFAULT_METHODS,
+            options: PruneOptions | None = None, tasks: Sequence[str] = ("wikitext2",) + ZERO_SHOT,
+            evaluator: Evaluator | None = None, eval_settings: dict[str, Any] | None = None, data_dir=None,
+            device: str = "cpu", progress: bool = True) -> dict[str, Any]:
+    """Run every method at `ratio`, evaluate each and the dense model, write comparison.{json,md}."""
+    entries = parse_methods(methods)
+    base = replace(options or PruneOptions(), ratio=ratio, num_blocks=None)
+    base.validate()
+    if evaluator is None:
+        evaluator, eval_settings = quick_evaluator(seqlen=2048, max_windows=None, limit=None, data_dir=data_dir,
+                                                   dtype=base.dtype, device=device, progress=progress)
+    eval_settings = eval_settings or {}
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    _say(progress, "compare: dense model: evaluating")
+    dense = evaluate_folder(model, out / "dense", tasks, evaluator, eval_settings, {}, None)
+    rows = [_row("dense", None, dense, None)]
+    result = {"format": "blockprune.compare/1", "model": model, "target_ratio": ratio, "tasks": list(tasks),
+              "calibration": {k: base.recorded()[k] for k in ("calibration", "nsamples", "seqlen", "seed")},
+              "eval": eval_settings, "rows": rows}
+    reuse: dict[frozenset, Path] = {}  # removal set -> the first folder with it: identical sets share one evaluation
+    for e in entries:  # search then evaluate, one method at a time: the table grows as methods finish
+        sub = out / e.folder
+        run = run_method(e, model, out, base, data_dir=data_dir, device=device, progress=progress)
+        plan = Plan.load(sub)
+        reuse.setdefault(plan.removed_blocks, sub)
+        _say(progress, f"compare: {e.label}: evaluating")
+        rec = evaluate_folder(str(sub), sub, tasks, evaluator, eval_settings, reuse, plan.removed_blocks)
+        rows[0]["calibration_ppl"] = plan.dense["ppl"]
+        rows.append(_row(e.label, plan, rec, run))
+        atomic.write_json(out / "comparison.json", result)
+        atomic.write_text(out / "comparison.md", markdown(result))
+    return result
+
+
+def _row(label: str, plan: Plan | None, ev: dict, run: dict | None) -> dict[str, Any]:
+    last = plan.steps[-1] if plan and plan.steps else None
+    row: dict[str, Any] = {
+        "method": label,
+        "ratio": last["ratio"] if last else 0.0,
+        "removed": plan.removed if plan else [],
+        "calibration_ppl": last["ppl"] if last else (plan.dense["ppl"] if plan else None),
+        "perplexity": {t: v["ppl"] for t, v in ev.get("perplexity", {}).items()},
+        "zero_shot": {t: _task_score(v) for t, v in ev.get("zero_shot", {}).items()},
+        "average": (_average(ev.get("zero_shot", {})) or {}).get("value"),
+        "search_seconds": run["search_seconds"] if run else None,
+    }
+    if run and run.get("warm_start"):
+        row["warm_start"] = run["warm_start"]
+    if last and "refine" in last:
+        r = last["refine"]
+        row["refine"] = {"greedy_ppl": r["greedy_ppl"], "swaps": r["swaps"],
+                         "extra_evaluated_windows": r["evaluated_windows"]}
+    return row
+
+
+def markdown(result: dict[str, Any]) -> str:
+    tasks = result["tasks"]
+    ppl_tasks = [t for t in tasks if t not in ZERO_SHOT]
+    zs = [t for t in tasks if t in ZERO_SHOT]
+    head = (["Method", "Ratio", "Calib. PPL"] + [f"{'WikiText-2' if t == 'wikitext2' else t} PPL" for t in ppl_tasks]
+            + [TASK_TITLES[t] for t in zs] + (["Avg."] if len(zs) == len(ZERO_SHOT) else []) + ["Search (s)"])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    fmt = lambda v, f: "–" if v is None else format(v, f)  # noqa: E731
+    for r in result["rows"]:
+        cells = [r["method"], f"{r['ratio']:.1%}", fmt(r["calibration_ppl"], ".2f")]
+        cells += [fmt(r["perplexity"].get(t), ".2f") for t in ppl_tasks]
+        cells += [fmt(None if r["zero_shot"].get(t) is None else 100 * r["zero_shot"][t], ".2f") for t in zs]
+        if len(zs) == len(ZERO_SHOT):
+            cells.append(fmt(None if r["average"] is None else 100 * r["average"], ".2f"))
+        cells.append(fmt(r["search_seconds"], ".0f"))
+        lines.append("| " + " | ".join(cells) + " |")
+    removed = [f"- {r['method']}: {', '.join(r['removed'])}" for r in result["rows"] if r["removed"]]
+    ev = result.get("eval", {})
+    return (f"# Method comparison at a target ratio of {result['target_ratio']:.0%}\n\n"
+            f"Model {result['model']}; calibration {result['calibration']}; evaluation {ev}.\n"
+            f"Zero-shot columns are accuracy in % (acc_norm where the task reports it, acc otherwise).\n\n"
+            + "\n".join(lines) + "\n\nRemoved units (in removal order):\n\n" + "\n".join(removed) + "\n")
+
+
+def _say(enabled: bool, line: str) -> None:
+    if enabled:
+        print(line, file=sys.stderr)

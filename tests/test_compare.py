@@ -1,0 +1,125 @@
+"""`blockprune compare`: matched ratios, one folder per method, resumable, Table-1-shaped output."""
+import json
+
+import pytest
+
+from blockprune import compare as cmp
+from blockprune.api import PruneOptions
+from blockprune.errors import UserError
+from blockprune.plan import Plan
+
+TASKS = ("wikitext2",) + cmp.ZERO_SHOT
+METHODS = "blockpruner,blockpruner-refined,shortgpt,relative-magnitude,blockpruner:bi"
+
+
+class FakeEvaluator:
+    """Stands in for lm-eval: records what it was asked, returns fixed scores."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, target, tasks, out):
+        self.calls.append((target, tuple(tasks)))
+        return {"perplexity": {t: {"ppl": 10.0 + len(self.calls)} for t in tasks if t == "wikitext2"},
+                "zero_shot": {t: {"acc": 0.25} if t == "winogrande" else {"acc": 0.25, "acc_norm": 0.5}
+                              for t in tasks if t in cmp.ZERO_SHOT},
+                "settings": {"tasks": list(tasks)}}
+
+
+@pytest.fixture
+def calib(tmp_path):
+    """Calibration text for six 32-byte windows: small enough that every search here takes seconds."""
+    p = tmp_path / "calib.txt"
+    p.write_text(("the cat sat on the mat and the model pruned a block of attention " * 3)[:200])
+    return str(p)
+
+
+def run_compare(model, out, calib, evaluator, methods=METHODS, ratio=0.3):
+    opts = PruneOptions(calibration=calib, nsamples=8, seqlen=32, scorer="plain")
+    return cmp.compare(model, out, ratio=ratio, methods=methods, options=opts, tasks=TASKS, evaluator=evaluator,
+                       eval_settings={"limit": 3}, progress=False)
+
+
+def test_method_names_parse_with_metrics_and_bad_ones_are_refused():
+    entries = cmp.parse_methods("blockpruner, shortgpt,blockpruner:js")
+    assert [(e.method, e.metric, e.folder) for e in entries] == [
+        ("blockpruner", "ppl", "blockpruner"), ("shortgpt", "ppl", "shortgpt"), ("blockpruner", "js", "blockpruner-js")]
+    for bad, msg in (("nope", "unknown method"), ("blockpruner:cos", "unknown metric"), ("shortgpt,shortgpt", "twice"),
+                     ("", "empty")):
+        with pytest.raises(UserError, match=msg):
+            cmp.parse_methods(bad)
+
+
+def test_compare_matches_ratios_keeps_folders_and_resumes(tiny_checkpoint, calib, tmp_path, monkeypatch):
+    out = tmp_path / "cmp"
+    ev = FakeEvaluator()
+    result = run_compare(tiny_checkpoint, out, calib, ev)
+    rows = {r["method"]: r for r in result["rows"]}
+    assert list(rows) == ["dense", *METHODS.split(",")]
+    for name, r in rows.items():
+        assert r["ratio"] <= 0.3
+        if name != "dense":
+            plan = Plan.load(out / name.replace(":", "-"))
+            assert plan.status == "done" and plan.removed == r["removed"] and r["ratio"] > 0
+            assert (out / name.replace(":", "-") / "eval.json").exists()
+    assert all(u.startswith("layer.") for u in rows["shortgpt"]["removed"])
+    # refined started from greedy's plan and is never worse on calibration perplexity
+    assert rows["blockpruner-refined"]["warm_start"] == "blockpruner"
+    assert rows["blockpruner-refined"]["calibration_ppl"] <= rows["blockpruner"]["calibration_ppl"]
+    assert rows["blockpruner-refined"]["refine"]["greedy_ppl"] == pytest.approx(rows["blockpruner"]["calibration_ppl"])
+    assert rows["dense"]["calibration_ppl"] == Plan.load(out / "shortgpt").dense["ppl"]
+    # identical removal sets are evaluated once
+    sets = {frozenset(Plan.load(out / e.folder).removed_blocks) for e in cmp.parse_methods(METHODS)}
+    assert len(ev.calls) == 1 + len(sets)
+    assert rows["dense"]["average"] == pytest.approx((0.5 * 4 + 0.25) / 5)  # acc_norm where reported, acc for winogrande
+    md = (out / "comparison.md").read_text()
+    assert "| Method | Ratio | Calib. PPL | WikiText-2 PPL | PIQA | WinoGrande | HellaSwag | ARC-e | ARC-c | Avg. |" in md
+    assert json.loads((out / "comparison.json").read_text())["rows"] == json.loads(json.dumps(result["rows"]))
+
+    # a second run redoes nothing: no search, no evaluation
+    def refuse(*a, **k):
+        raise AssertionError("finished work was redone")
+    monkeypatch.setattr(cmp, "prune", refuse)
+    again = run_compare(tiny_checkpoint, out, calib, refuse)
+    assert again["rows"] == result["rows"]
+
+
+def test_compare_evaluates_only_missing_tasks_and_resumes_an_interrupted_search(tiny_checkpoint, calib, tmp_path):
+    out = tmp_path / "cmp"
+    run_compare(tiny_checkpoint, out, calib, FakeEvaluator(), methods="shortgpt")
+    rec = json.loads((out / "shortgpt" / "eval.json").read_text())
+    del rec["zero_shot"]["piqa"]
+    (out / "shortgpt" / "eval.json").write_text(json.dumps(rec))
+    # an interrupted search: a plan with its first step only, no compare record
+    plan = Plan.load(out / "shortgpt")
+    plan.steps, plan.status = plan.steps[:1], "running"
+    plan.save(out / "shortgpt" / "plan.json")
+    (out / "shortgpt" / "compare.json").unlink()
+    ev = FakeEvaluator()
+    result = run_compare(tiny_checkpoint, out, calib, ev, methods="shortgpt")
+    assert ev.calls == [(str(out / "shortgpt"), ("piqa",))]
+    assert Plan.load(out / "shortgpt").status == "done" and len(result["rows"][1]["removed"]) >= 1
+    assert result["rows"][1]["zero_shot"]["piqa"] == 0.5
+
+
+def test_changed_evaluation_settings_reevaluate(tiny_checkpoint, calib, tmp_path):
+    out = tmp_path / "cmp"
+    run_compare(tiny_checkpoint, out, calib, FakeEvaluator(), methods="shortgpt")
+    ev = FakeEvaluator()
+    opts = PruneOptions(calibration=calib, nsamples=8, seqlen=32, scorer="plain")
+    cmp.compare(tiny_checkpoint, out, ratio=0.3, methods="shortgpt", options=opts, tasks=TASKS, evaluator=ev,
+                eval_settings={"limit": 5}, progress=False)
+    assert len(ev.calls) == 2 and all(tasks == TASKS for _, tasks in ev.calls)
+
+
+def test_compare_with_the_evaluation_pipeline(tiny_checkpoint, calib, tmp_path, shared_data):
+    pytest.importorskip("blockprune.evaluate")
+    evaluator, settings = cmp.quick_evaluator(seqlen=32, max_windows=2, limit=None, data_dir=shared_data,
+                                              progress=False)
+    opts = PruneOptions(calibration=calib, nsamples=8, seqlen=32, scorer="plain")
+    result = cmp.compare(tiny_checkpoint, tmp_path / "cmp", ratio=0.3, methods="shortgpt", options=opts,
+                         tasks=("wikitext2",), evaluator=evaluator, eval_settings=settings, progress=False)
+    dense, pruned = result["rows"]
+    assert dense["perplexity"]["wikitext2"] > 1 and pruned["perplexity"]["wikitext2"] > 1
+    assert dense["perplexity"]["wikitext2"] != pruned["perplexity"]["wikitext2"]
+    assert "Avg." not in (tmp_path / "cmp" / "comparison.md").read_text()  # no zero-shot tasks, no average
