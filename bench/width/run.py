@@ -55,6 +55,7 @@ def main() -> None:
     ap.add_argument("--ratio", type=float, default=0.2)
     ap.add_argument("--calib-windows", type=int, default=8, help="Alpaca calibration windows of 2048 tokens")
     ap.add_argument("--ckpt-dir", default=None, help="where the pruned checkpoints go (default: a temp folder)")
+    ap.add_argument("--ptb-windows", type=int, default=QUICK_WINDOWS)
     ap.add_argument("--skip-zero-shot", action="store_true")
     ap.add_argument("--latency-rounds", type=int, default=3)
     ap.add_argument("--new-tokens", type=int, default=64)
@@ -62,9 +63,10 @@ def main() -> None:
     out = Path(args.out)
     path = out / "results.json"
     res = json.loads(path.read_text()) if path.exists() else {}
-    res.setdefault("settings", {"ratio": args.ratio, "calibration": f"alpaca, {args.calib_windows} x 2048 tokens "
+    res["settings"] = ({"ratio": args.ratio, "calibration": f"alpaca, {args.calib_windows} x 2048 tokens "
                                 "(nsamples=256, seed=42)", "layers": "1:-1", "gqa": "groups",
-                                "ppl_windows": QUICK_WINDOWS, "zero_shot_docs": QUICK_DOCS,
+                                "wikitext2_windows": QUICK_WINDOWS, "ptb_windows": args.ptb_windows,
+                                "zero_shot_docs": None if args.skip_zero_shot else QUICK_DOCS,
                                 "threads": torch.get_num_threads()})
     res.setdefault("models", {})
 
@@ -106,9 +108,9 @@ def main() -> None:
         entry = res["models"][name]
         entry["params"] = count_params(model)
         entry["kv_cache_bytes_per_token"] = kv_bytes_per_token(model)
-        for source in ("wikitext2", "ptb"):
+        for source, n in (("wikitext2", QUICK_WINDOWS), ("ptb", args.ptb_windows)):
             if source not in entry:
-                entry[source] = test_perplexity(model, tok, source, max_windows=QUICK_WINDOWS, data_dir=args.data_dir,
+                entry[source] = test_perplexity(model, tok, source, max_windows=n, data_dir=args.data_dir,
                                                 progress=False)["ppl"]
                 save()
                 log(f"{name}: {source} ppl {entry[source]:.3f}")

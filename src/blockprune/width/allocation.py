@@ -178,12 +178,8 @@ def removed_params(units: dict[int, LayerUnits], keep: dict[int, Keep]) -> int:
     for i, u in units.items():
         k = keep[i]
         if u.attn is not None:
-            total += (len(u.attn.order) - _attn_kept(u, k)) * u.attn.cost
+            heads_per_unit = len(u.attn.order[0][1])  # a whole group's heads, or one head of every group
+            total += (u.geo.heads - len(k.heads)) // heads_per_unit * u.attn.cost
         if k.channels is not None:
             total += (u.geo.channels - len(k.channels)) * u.channel_cost
     return total
-
-
-def _attn_kept(u: LayerUnits, k: Keep) -> int:
-    # groups: kept KV groups; heads: kept query heads per group
-    return len(k.kv) if u.attn.order[0][2] else len(k.heads) // u.geo.kv
