@@ -14,7 +14,8 @@ def add_arguments(p) -> None:
     p.add_argument("run_dir", help="a run folder written by `blockprune prune`")
     p.add_argument("--format", default="auto", choices=list(FORMATS),
                    help="auto: vanilla when only whole layers are removed (width plans: when every layer "
-                        "keeps the same widths), else remote-code")
+                        "keeps the same widths), else remote-code; nemotron-nas: Llama-layout models in the "
+                        "DeciLM layout vLLM serves natively")
     p.add_argument("--out", default=None, help="checkpoint folder (default RUN_DIR/model-FORMAT)")
 
 
