@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-COMMANDS = ["prune", "export", "compare"]
+COMMANDS = ["prune", "export", "compare", "heal"]
 
 
 def load_all():
