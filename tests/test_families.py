@@ -336,6 +336,10 @@ def test_an_unsupported_model_names_the_supported_families_and_how_to_add_one():
     assert "Adapter" in msg and "register" in msg
 
 
-def test_post_norm_opt_is_refused_with_the_reason():
-    with pytest.raises(UserError, match="post-norm"):
-        BlockView(build("opt", do_layer_norm_before=False))
+@pytest.mark.parametrize("name,overrides,reason", [
+    ("opt", {"do_layer_norm_before": False}, "post-norm"),  # opt-350m: norms on the residual stream
+    ("gpt2", {"add_cross_attention": True}, "cross-attention"),
+])
+def test_layer_shapes_that_are_not_residual_branches_are_refused_with_the_reason(name, overrides, reason):
+    with pytest.raises(UserError, match=reason):
+        BlockView(build(name, **overrides))
