@@ -1,0 +1,144 @@
+"""Dense SmolLM2-135M: WikiText-2 perplexity (2048-token windows) and the five zero-shot tasks on the
+full sets, plus the standard quick subset, through blockprune's evaluation code.
+
+    OMP_NUM_THREADS=1 nohup python bench/eval/dense.py --data-dir ../shared/data --out bench/eval/dense \
+        > bench/eval/dense.log 2>&1 &
+
+The full sets take hours on a small CPU, so the work is done in chunks (perplexity windows, documents
+by their index) and every finished chunk is saved: `results.json` always holds the figures so far,
+and re-running the same command resumes. Per-document scores come from lm-eval's logged samples;
+the full-set mean of them is lm-eval's own acc / acc_norm (its aggregation is the mean). The quick
+subset's figures are the first QUICK_WINDOWS windows and first QUICK_DOCS documents of the same runs."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from blockprune import atomic
+from blockprune.data import load_windows
+from blockprune.evaluate import QUICK_DOCS, QUICK_WINDOWS, ZERO_SHOT, load_subject
+from blockprune.evaluate.cost import cost
+from blockprune.evaluate.harness import AVERAGE_RULE, harness_model, run_tasks, task_specs
+from blockprune.perplexity import ppl_from_nll, window_nll
+from blockprune.view import BlockView
+
+ORDER = ZERO_SHOT  # hellaswag (40k requests) is the longest
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--data-dir", required=True)
+    ap.add_argument("--out", default="bench/eval/dense")
+    ap.add_argument("--seqlen", type=int, default=2048)
+    ap.add_argument("--chunk-docs", type=int, default=250)
+    ap.add_argument("--chunk-windows", type=int, default=4)
+    ap.add_argument("--batch-size", type=int, default=16)
+    args = ap.parse_args()
+    out = Path(args.out)
+    state_path = out / "state.json"
+    state = json.loads(state_path.read_text()) if state_path.exists() else {"nll": [], "docs": {}, "seconds": {}}
+
+    def save() -> None:
+        atomic.write_json(state_path, state)
+        atomic.write_json(out / "results.json", summarize(state, args))
+
+    subject = load_subject(args.model)
+    model, tok = subject.model, subject.tokenizer
+    if "cost" not in state:
+        state["cost"] = cost(model, tok, subject.reference_params, repeats=3)
+        save()
+
+    windows = load_windows("wikitext2", tok, args.seqlen, data_dir_=args.data_dir)
+    state["windows_total"] = len(windows)
+    view = BlockView(model)
+    lm = harness_model(model, tok, args.batch_size)
+
+    def do_windows(upto: int) -> None:
+        while len(state["nll"]) < upto:
+            i, t0 = len(state["nll"]), time.time()
+            part = type(windows)(windows.ids[i:min(upto, i + args.chunk_windows)], windows.source, windows.rows,
+                                 windows.tokens, windows.seed)
+            state["nll"] += [float(x) for x in window_nll(view, part)]
+            state["seconds"]["wikitext2"] = state["seconds"].get("wikitext2", 0) + time.time() - t0
+            print(f"wikitext2 {len(state['nll'])}/{len(windows)} windows", file=sys.stderr, flush=True)
+            save()
+
+    def do_task(task: str, upto: int | None) -> None:
+        specs, _ = task_specs([task], args.data_dir)
+        total = len(specs[0].eval_docs)
+        docs = state["docs"].setdefault(task, {"total": total, "acc": {}, "acc_norm": {}})
+        upto = total if upto is None else min(upto, total)
+        while len(docs["acc"]) < upto:
+            start, t0 = len(docs["acc"]), time.time()
+            stop = min(upto, start + args.chunk_docs)
+            r = run_tasks(lm, specs, samples={task: list(range(start, stop))}, log_samples=True)
+            for s in r["samples"][task]:
+                for m in ("acc", "acc_norm"):
+                    if m in s:
+                        docs[m][str(s["doc_id"])] = s[m]
+            state["seconds"][task] = state["seconds"].get(task, 0) + time.time() - t0
+            print(f"{task} {len(docs['acc'])}/{total} docs", file=sys.stderr, flush=True)
+            save()
+            specs, _ = task_specs([task], args.data_dir)  # a fresh task object: lm-eval keeps per-run state
+
+    # the quick subset first (its figures land early), then the rest of every set
+    do_windows(QUICK_WINDOWS)
+    for task in ORDER:
+        do_task(task, QUICK_DOCS)
+    do_windows(len(windows))
+    for task in ORDER:
+        do_task(task, None)
+
+
+def mean_and_stderr(values: list[float]) -> tuple[float, float]:
+    n = len(values)
+    mean = sum(values) / n
+    var = sum((v - mean) ** 2 for v in values) / (n - 1) if n > 1 else 0.0
+    return mean, math.sqrt(var / n)
+
+
+def summarize(state: dict, args) -> dict:
+    def task_figures(limit: int | None) -> dict:
+        out = {}
+        for task, d in state["docs"].items():
+            ids = [i for i in range(d["total"] if limit is None else min(limit, d["total"])) if str(i) in d["acc"]]
+            if not ids:
+                continue
+            complete = len(ids) == (d["total"] if limit is None else min(limit, d["total"]))
+            row = {"docs": len(ids), "complete": complete}
+            for m in ("acc", "acc_norm"):
+                if d[m]:
+                    row[m], row[f"{m}_stderr"] = mean_and_stderr([d[m][str(i)] for i in ids])
+            out[task] = row
+        return out
+
+    def average(tasks: dict) -> dict | None:
+        if not all(t in tasks and tasks[t]["complete"] for t in ZERO_SHOT):
+            return None
+        metrics = {t: "acc_norm" if "acc_norm" in tasks[t] else "acc" for t in ZERO_SHOT}
+        return {"value": sum(tasks[t][m] for t, m in metrics.items()) / 5, "metrics": metrics, "rule": AVERAGE_RULE}
+
+    nll = torch.tensor(state["nll"], dtype=torch.float64)
+    full_tasks, quick_tasks = task_figures(None), task_figures(QUICK_DOCS)
+    total_w = state.get("windows_total")
+    return {
+        "model": args.model, "seqlen": args.seqlen, "cost": state.get("cost"), "seconds": state["seconds"],
+        "full": {"wikitext2": {"ppl": ppl_from_nll(nll) if len(nll) else None, "windows": len(nll),
+                               "complete": len(nll) == total_w},
+                 "zero_shot": full_tasks, "average": average(full_tasks)},
+        "quick": {"definition": f"first {QUICK_WINDOWS} WikiText-2 windows, first {QUICK_DOCS} docs per task",
+                  "wikitext2": {"ppl": ppl_from_nll(nll[:QUICK_WINDOWS]) if len(nll) >= QUICK_WINDOWS else None,
+                                "windows": min(len(nll), QUICK_WINDOWS)},
+                  "zero_shot": quick_tasks, "average": average(quick_tasks)},
+    }
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""blockprune eval: perplexity, zero-shot accuracy (lm-evaluation-harness) and cost of a model."""
+from __future__ import annotations
+
+NAME = "eval"
+HELP = "evaluate a dense model, a pruned checkpoint or a run folder as the papers report it"
+DESCRIPTION = ("Perplexity on WikiText-2/PTB (non-overlapping windows), zero-shot acc/acc_norm through "
+               "lm-evaluation-harness (piqa, winogrande, hellaswag, arc_easy, arc_challenge or any lm-eval task), "
+               "parameters, generation latency, KV-cache size and peak memory. A run folder is evaluated as its "
+               "plan applied in memory to the base model; nothing is saved but eval.json.")
+
+
+def add_arguments(p) -> None:
+    from ..evaluate import DEFAULT_TASKS, QUICK_DOCS, QUICK_WINDOWS
+    from . import add_model_arguments
+
+    p.add_argument("target", nargs="?", default=None,
+                   help="a run folder (plan.json) or a checkpoint folder; default: the --model")
+    add_model_arguments(p)
+    p.add_argument("--tasks", default=",".join(DEFAULT_TASKS),
+                   help="comma-separated: wikitext2, ptb, and lm-eval task names")
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N documents of each zero-shot task")
+    p.add_argument("--max-windows", type=int, default=None, help="use only the first N perplexity windows")
+    p.add_argument("--quick", action="store_true",
+                   help=f"the standard quick subset: the first {QUICK_WINDOWS} perplexity windows and the first "
+                        f"{QUICK_DOCS} documents of each task (overrides --limit and --max-windows)")
+    p.add_argument("--seqlen", type=int, default=2048, help="perplexity window length in tokens")
+    p.add_argument("--batch-size", type=int, default=16, help="lm-eval batch size")
+    p.add_argument("--no-cost", action="store_true", help="skip params/latency/KV-cache/peak-memory figures")
+    p.add_argument("--latency-repeats", type=int, default=5, help="timed generation runs (after one warm-up)")
+    p.add_argument("--out", default=None, help="folder for eval.json (default: TARGET/eval, or runs/eval-MODEL)")
+
+
+def run(args) -> None:
+    from pathlib import Path
+
+    from ..errors import UserError
+    from ..evaluate import QUICK_DOCS, QUICK_WINDOWS, evaluate, load_subject
+
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    if not tasks:
+        raise UserError("--tasks is empty; name at least one task")
+    for flag in ("limit", "max_windows", "seqlen", "batch_size", "latency_repeats"):
+        v = getattr(args, flag)
+        if v is not None and v < 1:
+            raise UserError(f"--{flag.replace('_', '-')} must be at least 1 (got {v})")
+    limit, max_windows = (QUICK_DOCS, QUICK_WINDOWS) if args.quick else (args.limit, args.max_windows)
+    target = args.target or args.model
+    subject = load_subject(target, args.dtype, args.device)
+    out = Path(args.out) if args.out else (Path(target) / "eval" if args.target else
+                                          Path("runs") / f"eval-{Path(target).name}")
+    record = evaluate(subject, tasks, out=out, seqlen=args.seqlen, max_windows=max_windows, limit=limit,
+                      data_dir=args.data_dir, batch_size=args.batch_size, with_cost=not args.no_cost,
+                      latency_repeats=args.latency_repeats,
+                      settings={"quick": args.quick, "dtype": args.dtype, "device": args.device})
+    for t, r in record["perplexity"].items():
+        print(f"{t}: ppl {r['ppl']:.4f} ({r['windows']} windows of {r['seqlen']})")
+    for t, r in record["zero_shot"].items():
+        print(f"{t}: " + "  ".join(f"{m} {r[m]:.4f}" for m in ("acc", "acc_norm") if m in r) + f"  ({r['docs']} docs)")
+    if record["average"]:
+        print(f"average {record['average']['value']:.4f}  ({record['average']['rule']})")
+    if record["cost"]:
+        c = record["cost"]
+        ratio = f"  ratio {c['ratio']:.4f}" if c["ratio"] is not None else ""
+        print(f"params {c['params']:,}{ratio}  latency {c['latency']['mean_s']:.3f}s/{c['latency']['new_tokens']} tokens  "
+              f"KV cache {c['kv_cache_bytes_per_token']:,} B/token  peak memory {c['peak_memory']['bytes'] / 2**20:.0f} MiB")
+    print(f"blockprune: wrote {out / 'eval.json'}")

@@ -1,0 +1,91 @@
+"""What a model costs to run: parameters, generation latency, KV-cache size, peak memory."""
+from __future__ import annotations
+
+import resource
+import statistics
+import sys
+import time
+from typing import Any
+
+import torch
+
+from ..models import count_params
+
+# A fixed prompt, so latencies of different models are comparable (the tokens differ only by tokenizer).
+LATENCY_PROMPT = "The history of the city begins in the early Middle Ages, when"
+
+
+def attention_layers(config) -> int:
+    """Decoder layers whose KV cache stores anything, by transformers' own rule: a layer typed "mlp"/"moe"
+    or marked "reuse" in `kv_sharing_modes` (how blockprune marks layers without attention) gets a cache
+    slot that stores nothing."""
+    from transformers.cache_utils import get_layer_types_and_kwargs
+
+    types, _ = get_layer_types_and_kwargs(config.get_text_config(decoder=True))
+    return sum(t != "dummy" for t in types)
+
+
+def kv_bytes_per_token(config, dtype: torch.dtype) -> int:
+    """Bytes the KV cache grows by per token of context: layers × (K and V) × kv heads × head dim × dtype."""
+    heads = config.num_attention_heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    return attention_layers(config) * 2 * kv_heads * head_dim * torch.empty((), dtype=dtype).element_size()
+
+
+@torch.no_grad()
+def generation_latency(model, tokenizer, new_tokens: int = 128, repeats: int = 5, warmup: int = 1,
+                       progress: bool = True) -> dict[str, Any]:
+    """Seconds to generate `new_tokens` greedily with the KV cache: mean of `repeats` runs after `warmup`."""
+    device = next(model.parameters()).device
+    ids = tokenizer(LATENCY_PROMPT, return_tensors="pt").input_ids.to(device)
+    pad = getattr(tokenizer, "pad_token_id", None)
+    pad = pad if pad is not None else getattr(tokenizer, "eos_token_id", 0)
+    kwargs = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, use_cache=True,
+                  pad_token_id=pad, attention_mask=torch.ones_like(ids))
+    times = []
+    runs = range(warmup + repeats)
+    if progress:
+        from tqdm.auto import tqdm
+        runs = tqdm(runs, desc=f"latency ({new_tokens} tokens)", unit="run", file=sys.stderr)
+    for i in runs:
+        _sync(device)
+        t0 = time.perf_counter()
+        out = model.generate(ids, **kwargs)
+        _sync(device)
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    assert out.shape[1] - ids.shape[1] == new_tokens
+    mean = statistics.fmean(times)
+    return {"new_tokens": new_tokens, "prompt_tokens": ids.shape[1], "repeats": repeats, "warmup": warmup,
+            "mean_s": mean, "stdev_s": statistics.stdev(times) if len(times) > 1 else 0.0,
+            "tokens_per_s": new_tokens / mean, "threads": torch.get_num_threads()}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def peak_memory(device: torch.device) -> dict[str, Any]:
+    if device.type == "cuda":
+        return {"bytes": torch.cuda.max_memory_allocated(device), "what": "torch.cuda.max_memory_allocated"}
+    # ru_maxrss is in KiB on Linux: the whole process's peak, model loading included
+    return {"bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "what": "process max RSS"}
+
+
+def cost(model, tokenizer, reference_params: int | None = None, new_tokens: int = 128, repeats: int = 5,
+         progress: bool = True) -> dict[str, Any]:
+    device = next(model.parameters()).device
+    dtype = next(model.parameters()).dtype
+    params = count_params(model)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    out = {"params": params, "reference_params": reference_params,
+           "ratio": None if not reference_params else 1 - params / reference_params,
+           "kv_cache_bytes_per_token": kv_bytes_per_token(model.config, dtype),
+           "attention_layers": attention_layers(model.config), "dtype": str(dtype).removeprefix("torch."),
+           "device": str(device)}
+    out["latency"] = generation_latency(model, tokenizer, new_tokens, repeats, progress=progress)
+    out["peak_memory"] = peak_memory(device)
+    return out

@@ -1,0 +1,122 @@
+"""Zero-shot accuracy through lm-evaluation-harness, used as a library.
+
+The five tasks of the BlockPruner paper run from lm-eval's own task definitions (its YAML, prompts,
+targets and metrics). Offline, each reads a local JSONL copy from the data folder instead of the hub:
+the standard config is loaded as is and only where the documents come from is changed."""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..data import data_dir as resolve_data_dir
+from ..errors import UserError
+
+ZERO_SHOT = ("piqa", "winogrande", "hellaswag", "arc_easy", "arc_challenge")
+
+# task -> (standard YAML inside lm_eval/tasks, offline copy inside the data folder, the split it evaluates)
+STANDARD = {
+    "piqa": ("piqa/piqa.yaml", "eval/piqa_validation.jsonl", "validation"),
+    "winogrande": ("winogrande/default.yaml", "eval/winogrande_xl_validation.jsonl", "validation"),
+    "hellaswag": ("hellaswag/hellaswag.yaml", "eval/hellaswag_validation.jsonl", "validation"),
+    "arc_easy": ("arc/arc_easy.yaml", "eval/arc_easy_test.jsonl", "test"),
+    "arc_challenge": ("arc/arc_challenge.yaml", "eval/arc_challenge_test.jsonl", "test"),
+}
+
+AVERAGE_RULE = ("five-task average as in the BlockPruner paper: acc_norm where the task reports it "
+                "(piqa, hellaswag, arc_easy, arc_challenge), acc otherwise (winogrande)")
+
+
+def standard_yaml(task: str) -> Path:
+    import lm_eval.tasks
+
+    return Path(lm_eval.tasks.__file__).parent / STANDARD[task][0]
+
+
+def standard_config(task: str) -> dict[str, Any]:
+    """lm-eval's own config for a task, includes merged and `!function` entries resolved."""
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    cfg = load_yaml(standard_yaml(task), resolve_func=True)
+    cfg.pop("tag", None)  # grouping metadata, not part of a task's definition
+    return cfg
+
+
+def offline_config(task: str, data_dir: Path) -> dict[str, Any]:
+    """The standard config reading the local copy of the split it evaluates; nothing else changes.
+
+    Only the evaluated split exists locally, so the other splits are unset; zero-shot never reads them."""
+    _, rel, split = STANDARD[task]
+    cfg = standard_config(task)
+    cfg.update(dataset_path="json", dataset_name=None, dataset_kwargs={"data_files": {split: str(data_dir / rel)}},
+               training_split=None, validation_split=split if split == "validation" else None,
+               test_split=split if split == "test" else None)
+    return cfg
+
+
+def offline_task(task: str, data_dir: Path):
+    from lm_eval.api.task import ConfigurableTask
+
+    return ConfigurableTask(config=offline_config(task, data_dir))
+
+
+def task_specs(tasks: Sequence[str], data_dir: str | os.PathLike | None) -> tuple[list, dict[str, str]]:
+    """What to hand lm-eval for each task (a Task built from a local copy, or the name for the hub),
+    and where each task's documents come from."""
+    d = resolve_data_dir(data_dir)
+    specs, origin = [], {}
+    for t in tasks:
+        if t in STANDARD and d is not None and (d / STANDARD[t][1]).exists():
+            specs.append(offline_task(t, d))
+            origin[t] = str(d / STANDARD[t][1])
+        else:
+            specs.append(t)
+            origin[t] = "hub (lm-eval's standard dataset)"
+    return specs, origin
+
+
+def harness_model(model, tokenizer, batch_size: int = 16):
+    """lm-eval's HF model class around an already-loaded model (pruned in memory or not)."""
+    from lm_eval.models.huggingface import HFLM
+
+    return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+
+
+def run_tasks(lm, specs: list, *, limit: int | None = None, samples: dict[str, list[int]] | None = None,
+              log_samples: bool = False) -> dict[str, Any]:
+    from lm_eval import simple_evaluate
+
+    logging.getLogger("lm-eval").setLevel(logging.WARNING)
+    try:
+        return simple_evaluate(model=lm, tasks=specs, num_fewshot=0, limit=limit, samples=samples,
+                               log_samples=log_samples, bootstrap_iters=1000)
+    except KeyError as e:
+        raise UserError(f"lm-eval does not know the task {e}; see `lm-eval ls tasks`") from e
+    except OSError as e:  # connection errors included: a task's dataset is not on this machine
+        names = ", ".join(s if isinstance(s, str) else s.config.task for s in specs)
+        raise UserError(f"could not load the documents of {names} from the hub ({type(e).__name__}); "
+                        f"pass --data-dir with offline copies (eval/*.jsonl)") from e
+
+
+def task_scores(results: dict[str, Any], task: str) -> dict[str, Any]:
+    """acc / acc_norm (and their standard errors) of one task from lm-eval's results."""
+    r = results["results"][task]
+    out: dict[str, Any] = {}
+    for metric in ("acc", "acc_norm"):
+        if f"{metric},none" in r:
+            out[metric] = r[f"{metric},none"]
+            out[f"{metric}_stderr"] = r.get(f"{metric}_stderr,none")
+    n = results.get("n-samples", {}).get(task, {})
+    out["docs"] = n.get("effective")
+    out["docs_total"] = n.get("original")
+    return out
+
+
+def average(scores: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """The paper's five-task average, or None unless all five tasks were scored."""
+    if not all(t in scores for t in ZERO_SHOT):
+        return None
+    metrics = {t: "acc_norm" if "acc_norm" in scores[t] else "acc" for t in ZERO_SHOT}
+    value = sum(scores[t][m] for t, m in metrics.items()) / len(ZERO_SHOT)
+    return {"value": value, "metrics": metrics, "rule": AVERAGE_RULE}

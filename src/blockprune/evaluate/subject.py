@@ -1,0 +1,110 @@
+"""What `blockprune eval` evaluates: a dense model, a pruned checkpoint, or a run folder's plan
+applied in memory to its base model (nothing saved), as one ready-to-run Hugging Face model."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import AbstractSet, Any
+
+import torch
+from torch import nn
+
+from .. import models
+from ..arch import adapter_for
+from ..errors import UserError
+from ..plan import Plan
+
+
+class RemovedNorm(nn.Module):
+    """Stands in for the norm that fed a removed branch (as the exported checkpoint does)."""
+
+    def forward(self, hidden_states, *args, **kwargs):
+        return hidden_states
+
+
+class RemovedBranch(nn.Module):
+    """Stands in for a removed attention or MLP module: it adds nothing to the residual stream."""
+
+    def __init__(self, returns_tuple: bool):
+        super().__init__()
+        self.returns_tuple = returns_tuple
+
+    def forward(self, hidden_states=None, *args, **kwargs):
+        if hidden_states is None:
+            hidden_states = args[0] if args else next(iter(kwargs.values()))
+        zero = torch.zeros_like(hidden_states)
+        return (zero, None) if self.returns_tuple else zero
+
+
+def mask_in_memory(model: nn.Module, removed: AbstractSet[str]) -> nn.Module:
+    """Replace the removed blocks' modules in place, exactly as the remote-code export does on load.
+
+    The result is an ordinary model object (generate, KV cache, lm-eval all work) whose logits equal
+    `BlockView(base).logits(ids, removed)`; the removed weights are freed."""
+    adapter = adapter_for(model)
+    without_attention = []
+    for name in sorted(removed):
+        kind, _, layer = name.partition(".")
+        prefix = adapter._layer_prefix(int(layer))
+        for sub in adapter.branch_modules[kind]:
+            parent, _, attr = f"{prefix}.{sub}".rpartition(".")
+            is_core = sub == adapter.branch_core[kind]
+            replacement = RemovedBranch(adapter.removed_core_output(kind) == "zero_tuple") if is_core else RemovedNorm()
+            setattr(model.get_submodule(parent), attr, replacement)
+        if kind == "attn":
+            without_attention.append(int(layer))
+    if without_attention:  # layers without attention hold no KV cache, as in the exported config
+        adapter.removed_attention_config(model.config, sorted(without_attention))
+    return model
+
+
+@dataclass
+class Subject:
+    model: nn.Module
+    tokenizer: Any
+    kind: str  # "dense" | "checkpoint" | "run"
+    source: str  # what the user named
+    method: str  # "dense" or the pruning method
+    removed: list[str] = field(default_factory=list)  # units in removal order (run folders, checkpoints)
+    reference_params: int | None = None  # the dense model's parameter count, for the ratio
+    base_model: str | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "source": self.source, "method": self.method, "removed": self.removed,
+                "base_model": self.base_model, "family": getattr(self.model.config, "model_type", None)}
+
+
+def dense_params(spec: str) -> int:
+    """A model's parameter count from its config alone (built on the meta device: no weights read)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(models.resolve(spec), trust_remote_code=True)
+    with torch.device("meta"):
+        net = AutoModelForCausalLM.from_config(config, trust_remote_code=True)
+    return models.count_params(net)
+
+
+def load_subject(target: str, dtype: str = "fp32", device: str = "cpu") -> Subject:
+    path = Path(target).expanduser()
+    if (path / "plan.json").exists():
+        plan = Plan.load(path)
+        net, tok = models.load(plan.model["source"], dtype, device)
+        if plan.options.get("dtype", "fp32") == dtype and models.fingerprint(net) != plan.model["sha256"]:
+            raise UserError(f"the model {plan.model['source']} is not the one the plan in {path} was made on "
+                            f"(weights differ)")
+        reference = models.count_params(net)
+        mask_in_memory(net, plan.removed_blocks)
+        return Subject(net, tok, "run", str(path), plan.method, plan.removed, reference, plan.model["source"])
+    net, tok = models.load(target, dtype, device)
+    meta = getattr(net.config, "blockprune", None)
+    if isinstance(meta, dict):  # a checkpoint blockprune exported: its provenance names the dense base
+        base = meta.get("base_model")
+        reference = None
+        if base:
+            try:
+                reference = dense_params(base)
+            except (OSError, UserError, ValueError):
+                reference = None  # the base is not reachable here: report params without a ratio
+        return Subject(net, tok, "checkpoint", target, meta.get("method", "pruned"), meta.get("removed", []),
+                       reference, base)
+    return Subject(net, tok, "dense", target, "dense", [], models.count_params(net), target)

@@ -1,0 +1,269 @@
+"""Reports: run folders (plan.json) and eval folders (eval.json) as a Markdown page, a JSON file and
+PNG figures that can be read at a glance.
+
+Figures per run: block importance at each search step (layers × attention/MLP, colour = calibration
+perplexity with that unit removed), calibration perplexity against pruning ratio along the removal
+path (all runs on one plot), and the pruned architecture (which blocks remain in each layer). The
+table compares every evaluated model in the shape of the BlockPruner paper's Table 1."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import atomic
+from .errors import UserError
+from .plan import Plan, expand
+
+TASKS = ("piqa", "winogrande", "hellaswag", "arc_easy", "arc_challenge")
+TASK_TITLES = {"piqa": "PIQA", "winogrande": "WinoGrande", "hellaswag": "HellaSwag", "arc_easy": "ARC-e",
+               "arc_challenge": "ARC-c"}
+
+
+@dataclass
+class Entry:
+    """One folder given to the report: a run (plan, maybe its evaluation) or an evaluation alone."""
+
+    label: str
+    path: Path
+    plan: Plan | None = None
+    evaluation: dict[str, Any] | None = None
+    figures: dict[str, str] = field(default_factory=dict)
+
+
+def _read_eval(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path} is corrupt ({e}); re-run `blockprune eval`") from e
+
+
+def load_entry(path: str | os.PathLike) -> Entry:
+    path = Path(path)
+    if not path.is_dir():
+        raise UserError(f"{path} is not a folder; give run folders (plan.json) or eval folders (eval.json)")
+    plan = Plan.load(path) if (path / "plan.json").exists() else None
+    ev = next((p for p in (path / "eval.json", path / "eval" / "eval.json") if p.exists()), None)
+    if plan is None and ev is None:
+        raise UserError(f"{path} holds neither plan.json nor eval.json")
+    return Entry(path.resolve().name, path, plan, _read_eval(ev) if ev else None)
+
+
+def _unique_labels(entries: list[Entry]) -> None:
+    seen: dict[str, int] = {}
+    for e in entries:
+        base = re.sub(r"[^A-Za-z0-9._-]+", "_", e.label) or "run"
+        seen[base] = seen.get(base, 0) + 1
+        e.label = base if seen[base] == 1 else f"{base}-{seen[base]}"
+
+
+# -- figures ---------------------------------------------------------------------------------------
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def importance_grid(plan: Plan, layers: int):
+    """Per step, a (2, layers) array of log10 calibration perplexity with each unit removed (NaN where the
+    unit was not a candidate), and the (row, layer) cells of the unit removed at that step."""
+    import numpy as np
+
+    grids, chosen = [], []
+    for step in plan.steps:
+        g = np.full((2, layers), np.nan)
+        for unit, score in step["scores"].items():
+            for block in expand(unit):
+                kind, _, layer = block.partition(".")
+                if score is not None and score > 0 and math.isfinite(score):
+                    g[0 if kind == "attn" else 1, int(layer)] = math.log10(score)
+        grids.append(g)
+        chosen.append([(0 if b.startswith("attn") else 1, int(b.split(".")[1])) for b in expand(step["removed"])])
+    return grids, chosen
+
+
+def plot_importance(plan: Plan, layers: int, path: Path) -> None:
+    import numpy as np
+
+    plt = _pyplot()
+    grids, chosen = importance_grid(plan, layers)
+    values = np.concatenate([g[~np.isnan(g)] for g in grids]) if grids else np.array([0.0])
+    vmin, vmax = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
+    n = max(1, len(grids))
+    fig, axes = plt.subplots(n, 1, figsize=(max(6, 0.28 * layers + 2), 0.75 * n + 1.2), squeeze=False)
+    cmap = plt.get_cmap("viridis_r").with_extremes(bad="#dddddd")  # grey: already removed, or not a candidate
+    im = None
+    for i, ax in enumerate(axes[:, 0]):
+        if i < len(grids):
+            im = ax.imshow(np.ma.masked_invalid(grids[i]), aspect="auto", cmap=cmap, vmin=vmin, vmax=vmax)
+            for r, c in chosen[i]:
+                ax.text(c, r, "x", ha="center", va="center", color="red", fontsize=8, fontweight="bold")
+        ax.set_yticks([0, 1], ["attn", "mlp"], fontsize=7)
+        ax.set_ylabel(f"step {i + 1}", rotation=0, ha="right", va="center", fontsize=7)
+        ax.set_xticks(range(layers) if i == n - 1 else [])
+        ax.tick_params(axis="x", labelsize=6)
+    axes[-1, 0].set_xlabel("layer")
+    fig.suptitle(f"{plan.method}: calibration ppl with each candidate removed (x = removed at that step)",
+                 fontsize=9)
+    if im is not None:
+        fig.colorbar(im, ax=axes[:, 0].tolist(), label="log10 ppl (lower = less important)", shrink=0.8)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def removal_path(plan: Plan) -> tuple[list[float], list[float]]:
+    ratios = [0.0] + [s["ratio"] for s in plan.steps]
+    ppls = [plan.dense.get("ppl", math.nan)] + [s["ppl"] for s in plan.steps]
+    return ratios, ppls
+
+
+def plot_paths(entries: list[Entry], path: Path) -> None:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for e in entries:
+        if e.plan is not None:
+            ratios, ppls = removal_path(e.plan)
+            ax.plot(ratios, ppls, marker="o", markersize=3, label=f"{e.label} ({e.plan.method})")
+    ax.set_yscale("log")
+    ax.set_xlabel("pruning ratio (parameters removed / dense)")
+    ax.set_ylabel("calibration perplexity")
+    ax.set_title("calibration perplexity along the removal path", fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_architecture(plan: Plan, layers: int, path: Path) -> None:
+    import numpy as np
+
+    plt = _pyplot()
+    removed = plan.removed_blocks
+    kept = np.array([[f"{k}.{i}" not in removed for i in range(layers)] for k in ("attn", "mlp")], dtype=float)
+    fig, ax = plt.subplots(figsize=(max(6, 0.28 * layers + 2), 1.6))
+    ax.imshow(kept, aspect="auto", cmap=plt.get_cmap("RdYlGn"), vmin=0, vmax=1)
+    ax.set_yticks([0, 1], ["attn", "mlp"])
+    ax.set_xticks(range(layers))
+    ax.tick_params(axis="x", labelsize=6)
+    ax.set_xlabel("layer")
+    ax.set_title(f"pruned architecture: green = kept, red = removed ({len(removed)} of {2 * layers} blocks)",
+                 fontsize=9)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+# -- table -----------------------------------------------------------------------------------------
+def table_row(e: Entry) -> dict[str, Any] | None:
+    """One row of the Table-1-shaped comparison, from an entry's eval.json (None without one)."""
+    ev = e.evaluation
+    if ev is None:
+        return None
+    ratio = (ev.get("cost") or {}).get("ratio")
+    if ratio is None and e.plan is not None and e.plan.steps:
+        ratio = e.plan.steps[-1]["ratio"]
+    zs = ev.get("zero_shot", {})
+    metric = {t: (ev.get("average") or {}).get("metrics", {}).get(t) or ("acc_norm" if "acc_norm" in zs.get(t, {})
+                                                                        else "acc") for t in zs}
+    return {"label": e.label, "method": ev["subject"]["method"], "ratio": ratio,
+            "wikitext2": (ev.get("perplexity", {}).get("wikitext2") or {}).get("ppl"),
+            "tasks": {t: zs[t].get(metric[t]) for t in zs}, "metrics": metric,
+            "average": (ev.get("average") or {}).get("value"),
+            "subset": {"windows": (ev.get("perplexity", {}).get("wikitext2") or {}).get("windows"),
+                       "docs": {t: zs[t].get("docs") for t in zs}}}
+
+
+def _fmt(x: float | None, pct: bool = False) -> str:
+    if x is None:
+        return "–"
+    return f"{100 * x:.2f}" if pct else f"{x:.2f}"
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    extra = sorted({t for r in rows for t in r["tasks"]} - set(TASKS))
+    tasks = list(TASKS) + extra
+    head = ["Model", "Method", "Ratio", "WikiText-2 PPL"] + [TASK_TITLES.get(t, t) for t in tasks] + ["Avg."]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["label"], r["method"], f"{100 * r['ratio']:.1f}%" if r["ratio"] is not None else "–",
+                 _fmt(r["wikitext2"])] + [_fmt(r["tasks"].get(t), pct=True) for t in tasks] + [_fmt(r["average"], True)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# -- the report ------------------------------------------------------------------------------------
+def build(dirs: list[str | os.PathLike], out: str | os.PathLike) -> Path:
+    """Write out/report.md, out/report.json and out/figures/*.png; returns the Markdown path."""
+    entries = [load_entry(d) for d in dirs]
+    _unique_labels(entries)
+    out = Path(out)
+    figs = out / "figures"
+    figs.mkdir(parents=True, exist_ok=True)
+    md = ["# blockprune report", ""]
+    runs = [e for e in entries if e.plan is not None]
+    if runs:
+        plot_paths(runs, figs / "removal_path.png")
+    for e in runs:
+        layers = e.plan.model.get("layers") or _layers_from_scores(e.plan)
+        if e.plan.steps:
+            plot_importance(e.plan, layers, figs / f"{e.label}_importance.png")
+            e.figures["importance"] = f"figures/{e.label}_importance.png"
+        plot_architecture(e.plan, layers, figs / f"{e.label}_architecture.png")
+        e.figures["architecture"] = f"figures/{e.label}_architecture.png"
+    rows = [r for r in (table_row(e) for e in entries) if r is not None]
+    if rows:
+        md += ["## Comparison (BlockPruner Table 1 layout)", "",
+               "WikiText-2 perplexity (lower is better); zero-shot accuracy in % (acc_norm where the task has it, "
+               "acc for WinoGrande); Avg. is the mean of the five tasks as the BlockPruner paper reports it.", "",
+               markdown_table(rows), ""]
+        subsets = {json.dumps(r["subset"], sort_keys=True) for r in rows}
+        if len(subsets) > 1:
+            md += ["**Note:** the rows were evaluated on different subsets (windows / documents); compare with care.", ""]
+        md += _cost_table(entries)
+    for e in runs:
+        p = e.plan
+        final = p.steps[-1] if p.steps else None
+        md += [f"## {e.label}", "",
+               f"- method `{p.method}` on `{p.model.get('source')}` ({p.model.get('params', 0):,} parameters), "
+               f"status {p.status}",
+               f"- calibration: {p.calibration.get('source')}, {p.calibration.get('windows')} windows × "
+               f"{p.calibration.get('seqlen')} tokens",
+               f"- removed ({len(p.removed)}): {', '.join(p.removed) or 'nothing'}",
+               f"- calibration ppl {p.dense.get('ppl', math.nan):.3f} dense → "
+               f"{final['ppl'] if final else p.dense.get('ppl', math.nan):.3f} at ratio "
+               f"{final['ratio'] if final else 0.0:.3f}", ""]
+        for name, rel in e.figures.items():
+            md += [f"![{name}]({rel})", ""]
+    if runs:
+        md += ["## Calibration perplexity along the removal path", "", "![removal path](figures/removal_path.png)", ""]
+    report = {"format": "blockprune.report/1", "table": rows,
+              "runs": [{"label": e.label, "path": str(e.path), "method": e.plan.method, "removed": e.plan.removed,
+                        "path_ratio": removal_path(e.plan)[0], "path_ppl": removal_path(e.plan)[1],
+                        "figures": e.figures} for e in runs],
+              "figures": {"removal_path": "figures/removal_path.png"} if runs else {}}
+    atomic.write_json(out / "report.json", report)
+    atomic.write_text(out / "report.md", "\n".join(md))
+    return out / "report.md"
+
+
+def _layers_from_scores(plan: Plan) -> int:
+    idx = [int(b.split(".")[1]) for s in plan.steps for u in s["scores"] for b in expand(u)]
+    return max(idx) + 1 if idx else 1
+
+
+def _cost_table(entries: list[Entry]) -> list[str]:
+    rows = [(e.label, e.evaluation["cost"]) for e in entries if e.evaluation and e.evaluation.get("cost")]
+    if not rows:
+        return []
+    lines = ["### Cost", "", "| Model | Params | Ratio | Latency (128 tokens) | KV cache / token | Peak memory |",
+             "|---|---|---|---|---|---|"]
+    for label, c in rows:
+        ratio = f"{100 * c['ratio']:.1f}%" if c.get("ratio") is not None else "–"
+        lines.append(f"| {label} | {c['params']:,} | {ratio} | {c['latency']['mean_s']:.3f} s | "
+                     f"{c['kv_cache_bytes_per_token']:,} B | {c['peak_memory']['bytes'] / 2**20:.0f} MiB "
+                     f"({c['peak_memory']['what']}) |")
+    return lines + [""]

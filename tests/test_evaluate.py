@@ -1,0 +1,192 @@
+"""Evaluation: test perplexity by hand, the in-memory masked model, the offline lm-eval tasks against
+the standard ones, cost figures, and eval.json from a run folder."""
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import tiny_llama
+from blockprune.evaluate import evaluate, load_subject, mask_in_memory
+from blockprune.evaluate.cost import generation_latency, kv_bytes_per_token
+from blockprune.evaluate.harness import (STANDARD, ZERO_SHOT, average, offline_config, offline_task,
+                                         standard_config, standard_yaml)
+from blockprune.evaluate.perplexity import test_perplexity as ppl_on_test_set
+from blockprune.view import BlockView
+
+ROWS = ["The quick brown fox jumps over the lazy dog.", "", " = Heading = ", "Pack my box with five dozen liquor jugs.",
+        "How vexingly quick daft zebras jump!"] * 3
+
+
+def bpe_tokenizer():
+    """A real Hugging Face fast tokenizer (byte-level BPE, 300 ids), trained in milliseconds."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<eos>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(ROWS * 4, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<eos>")
+
+
+def tiny_checkpoint(folder: Path, layers: int = 4) -> Path:
+    tok = bpe_tokenizer()
+    model = tiny_llama(layers=layers, vocab_size=len(tok), max_position_embeddings=256, pad_token_id=0)
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def write_data(root: Path) -> Path:
+    (root / "perplexity").mkdir(parents=True)
+    (root / "perplexity" / "wikitext2_raw_test.jsonl").write_text("".join(json.dumps({"text": r}) + "\n" for r in ROWS))
+    (root / "perplexity" / "ptb_test.txt").write_text("\n".join(r for r in ROWS if r) + "\n")
+    return root
+
+
+def hand_ppl(model, ids: torch.Tensor, seqlen: int) -> tuple[float, int]:
+    n = ids.numel() // seqlen
+    nlls = []
+    for i in range(n):
+        w = ids[i * seqlen:(i + 1) * seqlen][None]
+        logits = model(w).logits[0, :-1]
+        nlls.append(torch.nn.functional.cross_entropy(logits, w[0, 1:]).item())
+    return math.exp(sum(nlls) / n), n
+
+
+def test_perplexity_matches_hand_computation(tmp_path):
+    """WikiText-2 test rows joined with blank lines, tokenized once, cut into non-overlapping windows."""
+    tok = bpe_tokenizer()
+    model = tiny_llama(vocab_size=len(tok))
+    data = write_data(tmp_path)
+    source = "wikitext2"
+    ids = tok("\n\n".join(ROWS), return_tensors="pt").input_ids[0]
+    seqlen = 24
+    with torch.no_grad():
+        expected, n = hand_ppl(model, ids, seqlen)
+    got = ppl_on_test_set(model, tok, source, seqlen=seqlen, data_dir=data, progress=False)
+    assert got["windows"] == n == ids.numel() // seqlen and n >= 3
+    assert got["text_tokens"] == ids.numel()
+    assert got["ppl"] == pytest.approx(expected, rel=1e-5)
+    first = ppl_on_test_set(model, tok, source, seqlen=seqlen, data_dir=data, max_windows=2, progress=False)
+    with torch.no_grad():
+        assert first["ppl"] == pytest.approx(hand_ppl(model, ids[:2 * seqlen], seqlen)[0], rel=1e-5)
+
+
+def test_masked_model_equals_view_and_generates():
+    base = tiny_llama(layers=4)
+    removed = frozenset({"attn.0", "mlp.2", "attn.3"})
+    ids = torch.randint(1, 97, (2, 12))
+    expected = BlockView(base).logits(ids, removed)
+    masked = mask_in_memory(tiny_llama(layers=4), removed)  # same seed, same weights
+    with torch.no_grad():
+        assert torch.allclose(masked(ids).logits, expected, atol=1e-5)
+        # generation with the KV cache matches step-by-step full recomputation, layer 0 without attention
+        out = masked.generate(ids[:1], max_new_tokens=6, do_sample=False, use_cache=True, pad_token_id=0)
+        seq = ids[:1]
+        for _ in range(6):
+            seq = torch.cat([seq, masked(seq).logits[:, -1:].argmax(-1)], 1)
+    assert torch.equal(out, seq)
+    assert sum(p.numel() for p in masked.parameters()) == BlockView(base).total_params - BlockView(base).removed_params(removed)
+
+
+def test_kv_cache_bytes_per_token():
+    model = tiny_llama(layers=4)  # 4 layers × (K, V) × 2 kv heads × head dim 8 × 4 bytes
+    assert kv_bytes_per_token(model.config, torch.float32) == 4 * 2 * 2 * 8 * 4
+    assert kv_bytes_per_token(model.config, torch.float16) == 4 * 2 * 2 * 8 * 2
+    mask_in_memory(model, {"attn.1", "mlp.3"})  # one layer loses its attention, and with it its cache
+    assert kv_bytes_per_token(model.config, torch.float32) == 3 * 2 * 2 * 8 * 4
+
+
+def test_latency_runs_after_warmup():
+    tok = bpe_tokenizer()
+    r = generation_latency(tiny_llama(vocab_size=len(tok)), tok, new_tokens=5, repeats=2, warmup=1, progress=False)
+    assert r["new_tokens"] == 5 and r["repeats"] == 2 and r["mean_s"] > 0
+
+
+def _local_docs(data: Path, task: str, n: int) -> list[dict]:
+    with open(data / STANDARD[task][1]) as f:
+        return [json.loads(next(f)) for _ in range(n)]
+
+
+@pytest.mark.parametrize("task", ZERO_SHOT)
+def test_offline_tasks_make_the_standard_requests(shared_data, monkeypatch, task):
+    """The offline task and lm-eval's standard task, fed the same documents, ask the model the same
+    questions (contexts and continuations), expect the same answers and score with the same metrics."""
+    import datasets
+    from lm_eval.api.task import ConfigurableTask
+
+    n = 12
+    docs = _local_docs(shared_data, task, n)
+    offline = offline_task(task, shared_data)
+
+    def fake_download(self, dataset_kwargs=None, **kwargs):  # the hub's splits, holding the same documents
+        self.dataset = datasets.DatasetDict({s: datasets.Dataset.from_list(docs) for s in ("train", "validation", "test")})
+    monkeypatch.setattr(ConfigurableTask, "download", fake_download)
+    standard = ConfigurableTask(config=standard_config(task))
+    assert standard.config.dataset_path not in ("json", None)  # really the hub config
+    for t in (offline, standard):
+        t.build_all_requests(limit=n, rank=0, world_size=1)
+    assert [i.arguments for i in offline.instances] == [i.arguments for i in standard.instances]
+    assert len(offline.instances) >= 2 * n
+    for a, b in zip(offline.eval_docs.select(range(n)), standard.eval_docs):
+        assert offline.doc_to_target(a) == standard.doc_to_target(b)
+        assert offline.doc_to_choice(a) == standard.doc_to_choice(b)
+    assert offline._metric_fn_list.keys() == standard._metric_fn_list.keys()
+    assert offline._aggregation_list == standard._aggregation_list
+    assert offline.OUTPUT_TYPE == standard.OUTPUT_TYPE == "multiple_choice"
+    cfg = offline_config(task, shared_data)
+    assert cfg["dataset_path"] == "json" and Path(next(iter(cfg["dataset_kwargs"]["data_files"].values()))).exists()
+
+
+def test_standard_configs_are_lm_evals_registered_tasks():
+    from lm_eval.tasks import TaskManager
+
+    tm = TaskManager()
+    for task in ZERO_SHOT:
+        assert tm.task_index[task].yaml_path.resolve() == standard_yaml(task).resolve()
+
+
+def test_average_uses_acc_norm_where_present():
+    scores = {t: {"acc": 0.5, "acc_norm": 0.7} for t in ZERO_SHOT}
+    scores["winogrande"] = {"acc": 0.6}
+    avg = average(scores)
+    assert avg["value"] == pytest.approx((0.7 * 4 + 0.6) / 5)
+    assert avg["metrics"]["winogrande"] == "acc" and avg["metrics"]["piqa"] == "acc_norm"
+    assert "acc_norm" in avg["rule"]
+    assert average({"piqa": scores["piqa"]}) is None
+
+
+def test_eval_run_folder_in_memory(tmp_path, shared_data):
+    """A run folder is evaluated as its plan applied in memory; eval.json holds every figure."""
+    from blockprune.api import prune
+
+    ckpt = tiny_checkpoint(tmp_path / "ckpt")
+    data = write_data(tmp_path / "data")
+    (data / "eval").mkdir()
+    (data / STANDARD["winogrande"][1]).write_text((shared_data / STANDARD["winogrande"][1]).read_text())
+    calib = tmp_path / "calib.txt"
+    calib.write_text("\n\n".join(ROWS * 4))
+    run = prune(str(ckpt), tmp_path / "run", num_blocks=2, calibration=str(calib), seqlen=16, nsamples=2,
+                export=False, progress=False)
+    subject = load_subject(str(tmp_path / "run"))
+    assert subject.kind == "run" and subject.removed == run.plan.removed
+    record = evaluate(subject, ["wikitext2", "winogrande"], out=tmp_path / "ev", seqlen=16, limit=4,
+                      data_dir=data, latency_repeats=1, latency_tokens=4, progress=False)
+    saved = json.loads((tmp_path / "ev" / "eval.json").read_text())
+    assert saved == json.loads(json.dumps(record))
+    assert saved["zero_shot"]["winogrande"]["docs"] == 4 and 0 <= saved["zero_shot"]["winogrande"]["acc"] <= 1
+    # the harness saw the masked model: perplexity equals the view's with the plan's blocks removed
+    base = load_subject(str(ckpt))
+    from blockprune.data import load_windows
+    from blockprune.perplexity import perplexity
+    w = load_windows("wikitext2", base.tokenizer, 16, data_dir_=data)
+    assert saved["perplexity"]["wikitext2"]["ppl"] == pytest.approx(
+        perplexity(BlockView(base.model), w, run.plan.removed_blocks), rel=1e-5)
+    c = saved["cost"]
+    assert c["ratio"] == pytest.approx(run.plan.steps[-1]["ratio"], rel=1e-6)
+    assert c["params"] == run.plan.model["params"] - BlockView(base.model).removed_params(run.plan.removed_blocks)

@@ -1,0 +1,84 @@
+"""Reports render from real run and eval folders, with non-empty PNG figures."""
+import json
+import math
+
+import numpy as np
+import pytest
+
+from test_evaluate import ROWS, STANDARD, tiny_checkpoint, write_data
+from blockprune.errors import UserError
+from blockprune.report import build, importance_grid, markdown_table, table_row, load_entry
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    """A tiny checkpoint, a BlockPruner run on it with its evaluation, and the dense model's evaluation."""
+    from blockprune.api import prune
+    from blockprune.evaluate import evaluate, load_subject
+
+    root = tmp_path_factory.mktemp("report")
+    ckpt = tiny_checkpoint(root / "ckpt")
+    data = write_data(root / "data")
+    calib = root / "calib.txt"
+    calib.write_text("\n\n".join(ROWS * 4))
+    prune(str(ckpt), root / "run", num_blocks=3, calibration=str(calib), seqlen=16, export=False, progress=False)
+    for target, out in ((root / "run", root / "run" / "eval"), (ckpt, root / "dense-eval")):
+        evaluate(load_subject(str(target)), ["wikitext2"], out=out, seqlen=16, data_dir=data, latency_repeats=1,
+                 latency_tokens=4, progress=False)
+    return root
+
+
+def test_report_renders_from_a_run_folder(folders, tmp_path):
+    md = build([folders / "run", folders / "dense-eval"], tmp_path / "report")
+    text = md.read_text()
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    pngs = sorted((tmp_path / "report" / "figures").glob("*.png"))
+    assert {p.name for p in pngs} == {"removal_path.png", "run_importance.png", "run_architecture.png"}
+    import matplotlib.image as mpimg
+    for p in pngs:
+        assert p.read_bytes()[:8] == PNG and p.stat().st_size > 2000
+        img = mpimg.imread(p)
+        assert img.shape[0] > 50 and img.shape[1] > 50 and img.std() > 0  # not a blank canvas
+        assert f"figures/{p.name}" in text
+    labels = [r["label"] for r in report["table"]]
+    assert labels == ["run", "dense-eval"]
+    assert [r["method"] for r in report["table"]] == ["blockpruner", "dense"]
+    run_row = report["table"][0]
+    assert run_row["ratio"] > 0 and math.isfinite(run_row["wikitext2"])
+    assert "| run | blockpruner |" in text and "| dense-eval | dense | 0.0% |" in text
+    assert len(report["runs"][0]["path_ratio"]) == 4  # dense + three removal steps
+
+
+def test_importance_grid_marks_each_steps_choice(folders):
+    plan = load_entry(folders / "run").plan
+    grids, chosen = importance_grid(plan, 4)
+    assert len(grids) == len(plan.steps) == 3
+    for step, g, c in zip(plan.steps, grids, chosen):
+        assert (~np.isnan(g)).sum() == len(step["scores"])  # one cell per candidate block
+        kind, layer = step["removed"].split(".")
+        assert c == [(0 if kind == "attn" else 1, int(layer))]
+    # a removed block is no longer a candidate at later steps
+    first = plan.steps[0]["removed"]
+    r, l = chosen[0][0]
+    assert all(math.isnan(g[r, l]) for g in grids[1:]), first
+
+
+def test_table_is_shaped_like_blockpruner_table_1():
+    ev = {"subject": {"method": "blockpruner"}, "cost": {"ratio": 0.25},
+          "perplexity": {"wikitext2": {"ppl": 12.345, "windows": 8}},
+          "zero_shot": {t: {"acc": 0.5, "acc_norm": 0.6, "docs": 100} for t in STANDARD},
+          "average": {"value": 0.58, "metrics": {t: "acc_norm" for t in STANDARD} | {"winogrande": "acc"}}}
+    from blockprune.report import Entry
+    from pathlib import Path
+    row = table_row(Entry("m", Path("."), None, ev))
+    table = markdown_table([row])
+    assert table.splitlines()[0] == ("| Model | Method | Ratio | WikiText-2 PPL | PIQA | WinoGrande | HellaSwag | ARC-e | "
+                                     "ARC-c | Avg. |")
+    assert table.splitlines()[2] == "| m | blockpruner | 25.0% | 12.35 | 60.00 | 50.00 | 60.00 | 60.00 | 60.00 | 58.00 |"
+
+
+def test_report_refuses_a_folder_without_results(tmp_path):
+    with pytest.raises(UserError, match="neither plan.json nor eval.json"):
+        build([tmp_path], tmp_path / "out")
