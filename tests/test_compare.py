@@ -123,3 +123,18 @@ def test_compare_with_the_evaluation_pipeline(tiny_checkpoint, calib, tmp_path, 
     assert dense["perplexity"]["wikitext2"] > 1 and pruned["perplexity"]["wikitext2"] > 1
     assert dense["perplexity"]["wikitext2"] != pruned["perplexity"]["wikitext2"]
     assert "Avg." not in (tmp_path / "cmp" / "comparison.md").read_text()  # no zero-shot tasks, no average
+
+
+def test_an_interrupted_evaluation_keeps_the_tasks_it_finished(tiny_checkpoint, calib, tmp_path):
+    out = tmp_path / "cmp"
+    part = out / "dense" / ".eval-part"
+    part.mkdir(parents=True)
+    (part / "eval.json").write_text(json.dumps({"perplexity": {"wikitext2": {"ppl": 5.0}},
+                                                "zero_shot": {"piqa": {"acc": 0.1, "acc_norm": 0.2}},
+                                                "settings": {"limit": 3}}))
+    ev = FakeEvaluator()
+    result = run_compare(tiny_checkpoint, out, calib, ev, methods="shortgpt")
+    assert ev.calls[0] == (tiny_checkpoint, ("winogrande", "hellaswag", "arc_easy", "arc_challenge"))
+    dense = result["rows"][0]
+    assert dense["perplexity"]["wikitext2"] == 5.0 and dense["zero_shot"]["piqa"] == 0.2
+    assert dense["average"] == pytest.approx((0.2 + 0.25 + 0.5 * 3) / 5) and not part.exists()

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Method comparison on SmolLM2-135M at a 20% target ratio (issue 5), recorded in bench/RESULTS.md.
+# Methods run cheapest-to-most-informative first; the table (OUT/comparison.md) grows as each finishes.
 #
 #   bash bench/compare/run.sh [OUT]        (re-run the same command to resume; finished work is kept)
 #
-# Calibration: Alpaca (../shared/data/calibration/alpaca_5000.json), 8 rows sampled with seed 42,
-# 128-token windows (7 windows, 896 tokens), the same for every method.
+# Calibration: Alpaca (../shared/data/calibration/alpaca_5000.json), 4 rows sampled with seed 42,
+# 128-token windows (3 windows, 384 tokens), the same for every method. Small because the greedy
+# searches score ~1000 candidates each on a CPU shared by several jobs.
 # Evaluation: the first 4 WikiText-2 windows of 2048 tokens and the first 50 documents of each of the
 # five zero-shot tasks (lm-eval, offline copies), the same for every method and the dense model.
 # (blockprune.evaluate's standard quick subset is 8 windows / 200 docs; this 2-core shared machine
@@ -15,6 +17,6 @@ DATA=${BLOCKPRUNE_DATA:-../shared/data}
 OUT=${1:-bench/compare/smollm2-r20}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # the machine is shared: one thread each runs best
 exec blockprune compare --model smollm2-135m --data-dir "$DATA" --ratio 0.2 \
-    --methods shortgpt,relative-magnitude,blockpruner-oneshot,layer-ppl,blockpruner:bi,blockpruner:rm,blockpruner,blockpruner-refined,blockpruner:js \
-    --calibration alpaca --nsamples 8 --seqlen 128 --seed 42 --batch-size 8 --scorer incremental \
+    --methods shortgpt,relative-magnitude,blockpruner,blockpruner-oneshot,layer-ppl,blockpruner-refined,blockpruner:bi,blockpruner:rm,blockpruner:js \
+    --calibration alpaca --nsamples 4 --seqlen 128 --seed 42 --batch-size 8 --scorer incremental \
     --max-windows 4 --limit 50 --out "$OUT"

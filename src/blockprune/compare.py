@@ -107,8 +107,12 @@ def run_method(entry: Entry, model: str, out: Path, base: PruneOptions, *, data_
     return record
 
 
+def _matches(record: dict | None, settings: dict[str, Any]) -> bool:
+    return bool(record) and {k: record.get("settings", {}).get(k) for k in settings} == settings
+
+
 def _missing(record: dict | None, tasks: Sequence[str], settings: dict[str, Any]) -> list[str]:
-    if not record or {k: record.get("settings", {}).get(k) for k in settings} != settings:
+    if not _matches(record, settings):
         return list(tasks)
     have = set(record.get("perplexity", {})) | set(record.get("zero_shot", {}))
     return [t for t in tasks if t not in have]
@@ -133,8 +137,12 @@ def evaluate_folder(target: str, sub: Path, tasks: Sequence[str], evaluator: Eva
                     reuse: dict[frozenset, Path], removed: frozenset[str] | None) -> dict:
     """`sub/eval.json` with every task in `tasks`: kept when present, copied from a folder whose removal
     set is identical, else evaluated (only the tasks still missing, merged into what is there)."""
-    path = sub / "eval.json"
-    record = json.loads(path.read_text()) if path.exists() else None
+    path, part = sub / "eval.json", sub / ".eval-part"
+    record = _read(path)
+    interrupted = _read(part / "eval.json")  # an evaluation killed midway keeps the tasks it finished
+    if interrupted and len(_missing(interrupted, tasks, settings)) < len(tasks):
+        record = _merge(record if _matches(record, settings) else None, interrupted, tasks, settings)
+        atomic.write_json(path, record)
     missing = _missing(record, tasks, settings)
     if not missing:
         return record
@@ -143,17 +151,21 @@ def evaluate_folder(target: str, sub: Path, tasks: Sequence[str], evaluator: Eva
         record = {**_read(twin / "eval.json"), "same_removal_as": twin.name}
         atomic.write_json(path, record)
         return record
-    part = Path(sub) / ".eval-part"
     new = evaluator(target, missing, part)
-    shutil.rmtree(part, ignore_errors=True)
-    if record is None or len(missing) == len(tasks):
-        record = new
-    else:
-        record["perplexity"].update(new.get("perplexity", {}))
-        record["zero_shot"].update(new.get("zero_shot", {}))
-        record["average"] = _average(record["zero_shot"])
-    record["settings"] = {**record.get("settings", {}), **settings, "tasks": list(tasks)}
+    record = _merge(record if len(missing) < len(tasks) else None, new, tasks, settings)
     atomic.write_json(path, record)
+    shutil.rmtree(part, ignore_errors=True)
+    return record
+
+
+def _merge(record: dict | None, new: dict, tasks: Sequence[str], settings: dict[str, Any]) -> dict:
+    """`new`'s task results added to `record` (None: `new` alone), average recomputed, settings bound."""
+    if record is None:
+        record = {**new, "perplexity": {}, "zero_shot": {}}
+    record["perplexity"].update(new.get("perplexity", {}))
+    record["zero_shot"].update(new.get("zero_shot", {}))
+    record["average"] = _average(record["zero_shot"])
+    record["settings"] = {**record.get("settings", {}), **settings, "tasks": list(tasks)}
     return record
 
 
