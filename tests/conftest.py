@@ -1,4 +1,5 @@
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -84,3 +85,12 @@ def calib_file(tmp_path):
     p = tmp_path / "calib.txt"
     p.write_text(text)
     return str(p)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print the fault-injection tally (tests/test_faults.py) at the end of the run."""
+    mod = sys.modules.get("test_faults")
+    tally = getattr(mod, "TALLY", None)
+    if tally and any(tally.values()):
+        terminalreporter.write_sep("=", "fault-injection tally")
+        terminalreporter.write_line(", ".join(f"{k}: {v}" for k, v in tally.items()))

@@ -14,6 +14,7 @@ import torch
 
 from . import atomic, models
 from .data import load_windows
+from .distributed import SplitScorer, init_from_env
 from .errors import UserError
 from .export import export as export_checkpoint
 from .export import load
@@ -180,7 +181,16 @@ def prune(model: str = models.DEFAULT_MODEL, out: str | os.PathLike = "runs/bloc
     else:
         plan = fresh
 
+    rank, world = init_from_env()
+    main = rank == 0  # with torchrun, every rank searches in lockstep and rank 0 alone writes
+    progress = progress and main
     scorer = options.make_scorer(view, windows)
+    if world > 1:
+        scorer = SplitScorer(scorer, rank, world)
+
+    def save(p: Plan) -> None:
+        if main:
+            p.save(plan_path)
     timings_path = out / "timings.json"
     timings: dict[str, Any] = json.loads(timings_path.read_text()) if resume and timings_path.exists() else {"steps": []}
     if not plan.dense:
@@ -191,10 +201,12 @@ def prune(model: str = models.DEFAULT_MODEL, out: str | os.PathLike = "runs/bloc
                 "check the model and the calibration text"
             raise UserError(f"the unpruned model's calibration perplexity is {dense}; {hint}")
         plan.dense = {"ppl": dense}
-        plan.save(plan_path)
+        save(plan)
 
     def on_step(p: Plan, seconds: float) -> None:
-        p.save(plan_path)  # the plan is the search state: written atomically after every step
+        save(p)  # the plan is the search state: written atomically after every step
+        if not main:
+            return
         timings["steps"].append({"step": p.steps[-1]["step"], "seconds": round(seconds, 3)})
         atomic.write_json(timings_path, timings)
         if progress:
@@ -215,10 +227,10 @@ def prune(model: str = models.DEFAULT_MODEL, out: str | os.PathLike = "runs/bloc
         hint = " (fp16 overflow is likely: use --dtype bf16 or fp32)" if options.dtype == "fp16" else ""
         print(f"blockprune: warning: inf/NaN perplexity for {', '.join(faults)}; ranked last{hint}", file=sys.stderr)
     plan.status = "done"
-    plan.save(plan_path)
+    save(plan)
 
     checkpoint = None
-    if export:
+    if export and main:
         meta = {"method": plan.method, "base_model": model, "base_model_sha256": plan.model["sha256"],
                 "blockprune_version": plan.versions["blockprune"]}
         if plan.width is not None:

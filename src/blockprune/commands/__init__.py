@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-COMMANDS = ["prune", "export", "eval", "report", "compare", "heal"]
+COMMANDS = ["prune", "export", "eval", "report", "compare", "verify", "heal"]
 
 
 def load_all():

@@ -1,0 +1,225 @@
+"""Fault injection: kills at random moments, a full disk, corrupt state, NaN scores and a table of bad inputs.
+
+The tally of what was survived is printed at the end of the test session (see conftest.py)."""
+import hashlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import blockprune
+from blockprune import atomic, cli
+from blockprune.errors import UserError
+from blockprune.incremental import IncrementalScorer
+from blockprune.plan import Plan
+
+TALLY = {"kills survived": 0, "bad inputs tried": 0, "faults injected": 0, "results lost": 0}
+
+
+def folder_digest(path: Path) -> dict[str, str]:
+    return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(path.rglob("*")) if p.is_file() and p.name != "timings.json"}
+
+
+def prune_argv(ckpt, calib, out, *extra):
+    return ["prune", "--model", ckpt, "--calibration", calib, "--seqlen", "32", "--nsamples", "8",
+            "--num-blocks", "4", "--out", str(out), "--quiet", *extra]
+
+
+@pytest.fixture
+def reference_run(tiny_checkpoint, calib_file, tmp_path):
+    out = tmp_path / "reference"
+    assert cli.main(prune_argv(tiny_checkpoint, calib_file, out)) == 0
+    return out
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_sigkill_at_a_random_moment_then_resume_gives_the_same_plan_and_checkpoint(
+        seed, tiny_checkpoint, calib_file, tmp_path, reference_run):
+    out = tmp_path / "killed"
+    rng = random.Random(seed)
+    cmd = [sys.executable, "-m", "blockprune.cli", *prune_argv(tiny_checkpoint, calib_file, out)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    kills = 0
+    for attempt in range(6):
+        proc = subprocess.Popen(cmd + (["--resume"] if attempt else []), env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # first attempts die somewhere between start-up and the end; the last one runs to completion
+        deadline = time.monotonic() + (rng.uniform(2.0, 12.0) if attempt < 2 else 600)
+        while proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            kills += 1
+            continue
+        assert proc.returncode == 0, proc.stderr.read().decode()
+        break
+    got, want = folder_digest(out), folder_digest(reference_run)
+    if got != want:
+        TALLY["results lost"] += 1
+    assert got == want
+    assert not list(out.glob(".*.tmp"))  # no staging leftovers
+    TALLY["kills survived"] += kills
+
+
+def test_disk_full_while_saving_keeps_the_previous_state(tiny_checkpoint, calib_file, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    real = atomic.os.fdopen
+    saves = {"n": 0}
+
+    class FullDisk:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            self.f.close()
+
+        def write(self, data):
+            raise OSError(28, "No space left on device")
+
+    def fdopen(fd, mode="r", *a, **k):
+        saves["n"] += 1
+        f = real(fd, mode, *a, **k)
+        return FullDisk(f) if saves["n"] >= 4 else f  # plan, plan+timings of step 1, then the disk fills
+
+    monkeypatch.setattr(atomic.os, "fdopen", fdopen)
+    with pytest.raises(UserError, match="No space left on device.*free some space"):
+        blockprune.prune(tiny_checkpoint, out, calibration=calib_file, seqlen=32, nsamples=8, num_blocks=4,
+                         progress=False)
+    TALLY["faults injected"] += 1
+    monkeypatch.setattr(atomic.os, "fdopen", real)
+    plan = Plan.load(out)  # the last good state is intact and readable
+    assert plan.status == "running" and len(plan.steps) == 1
+    assert [p.name for p in out.iterdir() if p.name.endswith(".tmp")] == []
+    blockprune.prune(tiny_checkpoint, out, calibration=calib_file, seqlen=32, nsamples=8, num_blocks=4,
+                     progress=False, resume=True, export=False)
+    assert len(Plan.load(out).steps) == 4
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "old-format", "other-options"])
+def test_corrupt_or_foreign_state_is_refused(damage, tiny_checkpoint, calib_file, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(prune_argv(tiny_checkpoint, calib_file, out, "--no-export")) == 0
+    plan_file = out / "plan.json"
+    text = plan_file.read_text()
+    extra = []
+    if damage == "garbage":
+        plan_file.write_bytes(os.urandom(200))
+    elif damage == "truncated":
+        plan_file.write_text(text[: len(text) // 2])
+    elif damage == "old-format":
+        plan_file.write_text(text.replace("blockprune.plan/1", "blockprune.plan/0"))
+    else:
+        extra = ["--block-type", "mha"]
+    before = plan_file.read_bytes()
+    code = cli.main(prune_argv(tiny_checkpoint, calib_file, out, "--no-export", "--resume", *extra))
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert any(w in err for w in ("corrupt", "plan format", "different options"))
+    assert plan_file.read_bytes() == before  # refused, never overwritten
+    TALLY["faults injected"] += 1
+
+
+def test_nan_candidates_are_ranked_last_and_reported(tiny_checkpoint, calib_file, tmp_path, monkeypatch, capsys):
+    real = IncrementalScorer.score
+
+    def poisoned(self, removed, candidates, progress=None):
+        scored = real(self, removed, candidates, progress)
+        scored.scores[0] = float("nan")  # the first candidate of every step blows up
+        scored.scores[1] = float("inf")
+        return scored
+
+    monkeypatch.setattr(IncrementalScorer, "score", poisoned)
+    res = blockprune.prune(tiny_checkpoint, tmp_path / "run", calibration=calib_file, seqlen=32, nsamples=8,
+                           num_blocks=3, progress=True, export=False)
+    for step in res.plan.steps:
+        names = list(step["scores"])
+        assert step["faults"] == names[:2] and step["removed"] not in names[:2]
+        assert step["scores"][names[0]] is None
+    json.loads((tmp_path / "run" / "plan.json").read_text())  # still strict JSON (no NaN literals)
+    assert "inf/NaN perplexity" in capsys.readouterr().err
+    TALLY["faults injected"] += 3
+
+
+BAD = [
+    (["--model", "/no/such/model"], "does not exist"),
+    (["--model", "smollm3-999b-typo"], "could not load"),
+    (["--ratio", "1.0"], "strictly between 0 and 1"),
+    (["--ratio", "-0.1"], "strictly between 0 and 1"),
+    (["--num-blocks", "0"], "at least 1"),
+    (["--num-blocks", "2", "--ratio", "0.1"], "not allowed with"),
+    (["--num-blocks", "99"], "candidate units"),
+    (["--batch-size", "0"], "--batch-size must be at least 1"),
+    (["--cache-every", "0"], "--cache-every must be at least 1"),
+    (["--nsamples", "0"], "--nsamples must be at least 1"),
+    (["--seqlen", "1"], "--seqlen must be at least 2"),
+    (["--seqlen", "100000"], "above the model's context"),
+    (["--dtype", "int3"], "invalid choice"),
+    (["--scorer", "magic"], "invalid choice"),
+    (["--calibration", "no_such_set"], "neither a file nor one of"),
+    (["--calibration", "EMPTY"], "empty"),
+    (["--calibration", "NOTJSON"], "not valid json"),
+    (["--calibration", "NUMBERS"], "rows must be strings"),
+    (["--resume", "--out", "CORRUPT"], "corrupt"),
+]
+
+
+@pytest.mark.parametrize("extra,message", BAD, ids=[" ".join(e) for e, _ in BAD])
+def test_bad_input_table(extra, message, tiny_checkpoint, calib_file, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    (tmp_path / "empty.txt").write_text("  \n")
+    (tmp_path / "bad.json").write_text("{not json")
+    (tmp_path / "numbers.json").write_text("[1, 2, 3]")
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "plan.json").write_text("{")
+    subst = {"EMPTY": str(tmp_path / "empty.txt"), "NOTJSON": str(tmp_path / "bad.json"),
+             "NUMBERS": str(tmp_path / "numbers.json"), "CORRUPT": str(corrupt)}
+    extra = [subst.get(a, a) for a in extra]
+    out = tmp_path / "out"
+    argv = ["prune", "--model", tiny_checkpoint, "--calibration", calib_file, "--seqlen", "32", "--nsamples", "8",
+            "--out", str(out), "--quiet"]
+    if "--num-blocks" not in extra and "--ratio" not in extra:
+        argv += ["--num-blocks", "2"]
+    code = cli.main(argv + extra)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert message.lower() in err.lower() and err.count("\n") == 1 and "Traceback" not in err
+    assert not out.exists()
+    TALLY["bad inputs tried"] += 1
+
+
+def test_export_and_verify_refuse_bad_run_folders(tmp_path, capsys, tiny_checkpoint, calib_file):
+    assert cli.main(["export", str(tmp_path)]) == 2
+    assert "no plan" in capsys.readouterr().err
+    out = tmp_path / "run"
+    blockprune.prune(tiny_checkpoint, out, calibration=calib_file, seqlen=32, nsamples=8, num_blocks=1,
+                     progress=False, export=False)
+    plan = json.loads((out / "plan.json").read_text())
+    plan["status"] = "running"
+    (out / "plan.json").write_text(json.dumps(plan))
+    assert cli.main(["verify", str(out)]) == 2
+    assert "unfinished" in capsys.readouterr().err
+    TALLY["bad inputs tried"] += 2
+
+
+def test_verify_confirms_a_finished_run(tiny_checkpoint, calib_file, tmp_path, capsys):
+    out = tmp_path / "run"
+    blockprune.prune(tiny_checkpoint, out, calibration=calib_file, seqlen=32, nsamples=8, num_blocks=2, progress=False)
+    assert cli.main(["verify", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "verified" in text and "exported checkpoint" in text
+    plan = json.loads((out / "plan.json").read_text())
+    plan["steps"][-1]["ppl"] *= 1.01  # a tampered record no longer verifies
+    (out / "plan.json").write_text(json.dumps(plan))
+    assert cli.main(["verify", str(out)]) == 1

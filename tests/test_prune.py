@@ -1,0 +1,153 @@
+"""End to end on a tiny saved checkpoint: the API and CLI, resume, reload, and every bad input."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import blockprune
+from blockprune import cli, models
+from blockprune.data import load_windows
+from blockprune.errors import UserError
+from blockprune.perplexity import perplexity
+from blockprune.plan import Plan
+from blockprune.view import BlockView
+from conftest import save_tiny_checkpoint
+
+OPTS = dict(num_blocks=3, nsamples=8, seqlen=32)
+
+
+def run_prune(ckpt, calib, out, **kw):
+    opts = {**OPTS, **kw}
+    return blockprune.prune(ckpt, out, calibration=calib, progress=False, **opts)
+
+
+def test_prune_writes_plan_and_a_checkpoint_that_reproduces_the_final_perplexity(tiny_checkpoint, calib_file, tmp_path):
+    res = run_prune(tiny_checkpoint, calib_file, tmp_path / "run")
+    plan = Plan.load(tmp_path / "run")
+    assert plan.status == "done" and len(plan.removed) == 3
+    assert plan.calibration["windows"] >= 2 and plan.calibration["seqlen"] == 32
+    assert set(plan.versions) >= {"blockprune", "torch", "transformers"}
+    for step in plan.steps:
+        assert step["removed"] == min(step["scores"], key=lambda k: (step["scores"][k], 0))
+    reloaded = blockprune.load(res.checkpoint)
+    dense, tok = models.load(tiny_checkpoint)
+    # the removed weights are physically absent
+    n_reloaded = sum(p.numel() for p in reloaded.parameters())
+    assert n_reloaded == BlockView(dense).total_params - BlockView(dense).removed_params(plan.removed_blocks)
+    w = load_windows(calib_file, tok, 32)
+    view = BlockView(dense)
+    assert torch.allclose(reloaded(w.ids).logits, view.logits(w.ids, plan.removed_blocks), atol=1e-4)
+    assert perplexity(BlockView(reloaded), w) == pytest.approx(plan.steps[-1]["ppl"], rel=1e-4)
+
+
+def test_same_inputs_give_a_byte_identical_plan(tiny_checkpoint, calib_file, tmp_path):
+    run_prune(tiny_checkpoint, calib_file, tmp_path / "a", export=False)
+    run_prune(tiny_checkpoint, calib_file, tmp_path / "b", export=False, scorer="plain")
+    a = json.loads((tmp_path / "a" / "plan.json").read_text())
+    b = json.loads((tmp_path / "b" / "plan.json").read_text())
+    assert a["removed"] == b["removed"]  # the exact incremental scorer selects what plain evaluation selects
+    run_prune(tiny_checkpoint, calib_file, tmp_path / "c", export=False)
+    assert (tmp_path / "a" / "plan.json").read_bytes() == (tmp_path / "c" / "plan.json").read_bytes()
+
+
+def test_resume_after_a_crash_ends_with_the_same_plan(tiny_checkpoint, calib_file, tmp_path, monkeypatch):
+    run_prune(tiny_checkpoint, calib_file, tmp_path / "whole", export=False)
+    real_save = Plan.save
+    calls = {"n": 0}
+
+    def crashing_save(self, path):
+        real_save(self, path)
+        calls["n"] += 1
+        if calls["n"] == 3:  # dense ppl, step 1, step 2: then the process "dies"
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Plan, "save", crashing_save)
+    with pytest.raises(KeyboardInterrupt):
+        run_prune(tiny_checkpoint, calib_file, tmp_path / "killed", export=False)
+    monkeypatch.setattr(Plan, "save", real_save)
+    partial = Plan.load(tmp_path / "killed")
+    assert partial.status == "running" and len(partial.steps) == 2
+    run_prune(tiny_checkpoint, calib_file, tmp_path / "killed", export=False, resume=True)
+    assert (tmp_path / "killed" / "plan.json").read_bytes() == (tmp_path / "whole" / "plan.json").read_bytes()
+
+
+def test_resume_refuses_a_state_from_other_options(tiny_checkpoint, calib_file, tmp_path):
+    run_prune(tiny_checkpoint, calib_file, tmp_path / "run", export=False)
+    with pytest.raises(UserError, match="different options"):
+        run_prune(tiny_checkpoint, calib_file, tmp_path / "run", export=False, resume=True, block_type="mlp")
+    other = save_tiny_checkpoint(tmp_path / "other", seed=1)
+    with pytest.raises(UserError, match="different model"):
+        run_prune(str(other), calib_file, tmp_path / "run", export=False, resume=True)
+
+
+def cli_run(capsys, *argv):
+    code = cli.main(list(argv))
+    err = capsys.readouterr().err
+    return code, err
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--model", "./no/such/model"], "does not exist"),
+    (["--num-blocks", "100"], "more than the 8 candidate"),
+    (["--ratio", "1.5"], "strictly between 0 and 1"),
+    (["--ratio", "0"], "strictly between 0 and 1"),
+    (["--num-blocks", "0"], "at least 1"),
+    (["--seqlen", "4000"], "fewer than one window"),
+    (["--seqlen", "256", "--nsamples", "1"], "above the model's context"),
+    (["--calibration", "no_such_dataset"], "neither a file nor one of"),
+    (["--block-type", "ffn"], "invalid choice"),
+])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tiny_checkpoint, calib_file, tmp_path, capsys, extra, message):
+    out = tmp_path / "out"
+    argv = ["prune", "--model", tiny_checkpoint, "--calibration", calib_file, "--seqlen", "32", "--nsamples", "8",
+            "--out", str(out), "--quiet"]
+    if not any(a in extra for a in ("--num-blocks", "--ratio")):
+        argv += ["--num-blocks", "2"]
+    code, err = cli_run(capsys, *argv, *extra)
+    assert code == 2
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_unwritable_output_folder(tiny_checkpoint, calib_file, tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    code, err = cli_run(capsys, "prune", "--model", tiny_checkpoint, "--calibration", calib_file, "--seqlen", "32",
+                        "--num-blocks", "1", "--out", str(blocker / "run"), "--quiet")
+    assert code == 2 and "cannot write the output folder" in err
+
+
+def test_unsupported_architecture(tmp_path, calib_file, capsys):
+    from transformers import BloomConfig, BloomForCausalLM
+
+    from conftest import byte_tokenizer
+    path = tmp_path / "bloom"
+    BloomForCausalLM(BloomConfig(vocab_size=257, hidden_size=16, n_layer=2, n_head=2)).save_pretrained(path)
+    byte_tokenizer().save_pretrained(path)
+    code, err = cli_run(capsys, "prune", "--model", str(path), "--calibration", calib_file, "--seqlen", "32",
+                        "--num-blocks", "1", "--out", str(tmp_path / "run"), "--quiet")
+    assert code == 2 and "unsupported architecture 'bloom'" in err and "llama" in err and "Adapter" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_existing_run_needs_resume(tiny_checkpoint, calib_file, tmp_path):
+    run_prune(tiny_checkpoint, calib_file, tmp_path / "run", export=False, num_blocks=1)
+    with pytest.raises(UserError, match="--resume"):
+        run_prune(tiny_checkpoint, calib_file, tmp_path / "run", export=False, num_blocks=1)
+
+
+def test_missing_alias_package_says_how_to_install(monkeypatch, tmp_path):
+    monkeypatch.setitem(models.ALIASES, "fake-1m", models.Alias("no_such_pkg_xyz", "x.gguf", "pip install no-such-pkg"))
+    monkeypatch.setenv("BLOCKPRUNE_CACHE", str(tmp_path))
+    with pytest.raises(UserError, match="pip install no-such-pkg"):
+        models.resolve("fake-1m")
+
+
+def test_cli_prints_a_summary(tiny_checkpoint, calib_file, tmp_path, capsys):
+    code = cli.main(["prune", "--model", tiny_checkpoint, "--calibration", calib_file, "--seqlen", "32",
+                     "--num-blocks", "2", "--out", str(tmp_path / "run"), "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "removed 2 units" in out and "calibration perplexity" in out and "plan.json" in out
+    assert (tmp_path / "run" / "model" / "config.json").exists()
