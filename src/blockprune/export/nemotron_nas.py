@@ -90,6 +90,17 @@ def block_configs(config, removed: AbstractSet[str]) -> list[dict[str, Any]]:
     return out
 
 
+def legacy_rope(rope: dict[str, Any]) -> dict[str, Any]:
+    """transformers 4 (and the vLLM releases built on it) read `rope_theta` / `rope_scaling`, not
+    transformers 5's `rope_parameters`; without them they would silently use a default base."""
+    out: dict[str, Any] = {}
+    if "rope_theta" in rope:
+        out["rope_theta"] = rope["rope_theta"]
+    if rope.get("rope_type", "default") != "default":
+        out["rope_scaling"] = {k: v for k, v in rope.items() if k != "rope_theta"}
+    return out
+
+
 def _check_starts_with_attention(view: BlockView, removed: AbstractSet[str]) -> None:
     # vLLM's DeciLM layer carries the residual stream separately from the first kept attention on;
     # an FFN before any attention calls its fused add-norm with no residual and fails
@@ -111,6 +122,7 @@ def export_nemotron_nas(model: nn.Module, removed: AbstractSet[str], out: Path, 
              auto_map={"AutoConfig": "configuration_nemotron_nas.NemotronNasConfig",
                        "AutoModelForCausalLM": "modeling_nemotron_nas.DeciLMForCausalLM"},
              block_configs=block_configs(cfg, removed), blockprune=provenance(model, removed, meta, "nemotron-nas"))
+    d.update(legacy_rope(d.get("rope_parameters") or {}))
     save_without(model, removed_modules(adapter, removed), d, out, tokenizer)
     render("configuration_nemotron_nas.py", out)
     render("modeling_blockprune.py", out, "modeling_nemotron_nas.py", model_module="transformers.models.llama.modeling_llama",

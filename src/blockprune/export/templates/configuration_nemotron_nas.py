@@ -31,31 +31,33 @@ def _the_one(values, what):
     return values.pop() if values else None
 
 
+def _intermediate_size(ffn, hidden_size: int) -> int:
+    if getattr(ffn, "ffn_mult", None) is not None:
+        return ffn_mult_to_intermediate_size(ffn.ffn_mult, hidden_size)
+    return ffn.intermediate_size
+
+
 class NemotronNasConfig(LlamaConfig):
     model_type = "nemotron-nas"
-    block_configs: list | None = None
 
-    def __post_init__(self, **kwargs):
-        self.block_configs = [b if isinstance(b, SimpleNamespace) else _namespace(b) for b in self.block_configs or []]
+    # an explicit __init__, as remote-code configs have, works with transformers 4 and 5 alike
+    def __init__(self, block_configs=None, **kwargs):
+        blocks = [b if isinstance(b, SimpleNamespace) else _namespace(b) for b in block_configs or []]
         if any(getattr(b.attention, "replace_with_linear", False) or getattr(b.ffn, "replace_with_linear", False)
-               for b in self.block_configs):
+               for b in blocks):
             raise ValueError("this modeling code runs no-op and full blocks only, not replace_with_linear")
-        attn = [b.attention for b in self.block_configs if not b.attention.no_op]
-        ffn = [b.ffn for b in self.block_configs if not b.ffn.no_op]
-        group = _the_one((a.n_heads_in_group for a in attn), "n_heads_in_group")
+        super().__init__(**kwargs)
+        self.block_configs = blocks
+        # every kept block has one shape, so the Llama modules take it from the block configs
+        group = _the_one((b.attention.n_heads_in_group for b in blocks if not b.attention.no_op), "n_heads_in_group")
         if group is not None:
             self.num_key_value_heads = self.num_attention_heads // group
-        width = _the_one((self._intermediate_size(f) for f in ffn), "FFN width")
+        width = _the_one((_intermediate_size(b.ffn, self.hidden_size) for b in blocks if not b.ffn.no_op),
+                         "FFN width")
         if width is not None:
             self.intermediate_size = width
         # transformers gives a "reuse" layer a cache slot that stores nothing: no-op attention, no KV
-        self.kv_sharing_modes = ["reuse" if b.attention.no_op else None for b in self.block_configs]
-        super().__post_init__(**kwargs)
-
-    def _intermediate_size(self, ffn) -> int:
-        if getattr(ffn, "ffn_mult", None) is not None:
-            return ffn_mult_to_intermediate_size(ffn.ffn_mult, self.hidden_size)
-        return ffn.intermediate_size
+        self.kv_sharing_modes = ["reuse" if b.attention.no_op else None for b in blocks]
 
     def removed_modules(self) -> dict:
         """Decoder submodule path -> what replaces it, for each no-op block."""
