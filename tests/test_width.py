@@ -288,6 +288,8 @@ def test_prune_api_plan_is_reproducible_and_exports_the_recorded_model(tmp_path,
     base, _ = models.load(tiny_checkpoint)
     ids = torch.randint(0, 200, (1, 20))
     torch.testing.assert_close(logits(load(first.checkpoint), ids), logits(apply(base, w), ids), rtol=1e-5, atol=1e-5)
+    from blockprune.evaluate import load_subject
+    assert widths(load_subject(str(tmp_path / "a")).model) == widths(apply(base, w))  # `blockprune eval RUN`
 
 
 def test_cli_prune_and_export_a_width_plan(tmp_path, tiny_checkpoint, short_calib, capsys):

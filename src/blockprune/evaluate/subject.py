@@ -93,6 +93,9 @@ def load_subject(target: str, dtype: str = "fp32", device: str = "cpu") -> Subje
             raise UserError(f"the model {plan.model['source']} is not the one the plan in {path} was made on "
                             f"(weights differ)")
         reference = models.count_params(net)
+        if plan.width is not None:  # a width method's plan: the narrower model it records
+            from ..width import apply
+            net = apply(net, plan.width)
         mask_in_memory(net, plan.removed_blocks)
         return Subject(net, tok, "run", str(path), plan.method, plan.removed, reference, plan.model["source"])
     net, tok = models.load(target, dtype, device)
