@@ -87,14 +87,17 @@ def load(spec: str, dtype: str = "fp32", device: str = "cpu"):
     where = resolve(spec)
     try:
         tok = AutoTokenizer.from_pretrained(where)
-        model = AutoModelForCausalLM.from_pretrained(where, dtype=DTYPES[dtype], trust_remote_code=True)
+        # "auto" shards a model too large for one accelerator across all of them (accelerate's device map)
+        placement = {"device_map": "auto"} if device == "auto" else {}
+        model = AutoModelForCausalLM.from_pretrained(where, dtype=DTYPES[dtype], trust_remote_code=True, **placement)
     except OSError as e:
         if isinstance(where, str):
             raise UserError(f"could not load '{spec}' from the Hugging Face hub ({str(e).splitlines()[0]}); "
                             f"check the id and your network, or pass a local folder") from e
         raise UserError(f"could not load model from {where}: {str(e).splitlines()[0]}") from e
-    model.to(device).eval()
-    return model, tok
+    if device != "auto":
+        model.to(device)
+    return model.eval(), tok
 
 
 def fingerprint(model: torch.nn.Module) -> str:

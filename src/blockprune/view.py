@@ -23,6 +23,16 @@ class Block:
     params: int  # parameters this block owns (its norms included)
 
 
+def _to(obj: Any, device: torch.device) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device)
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(_to(o, device) for o in obj)
+    if isinstance(obj, dict):
+        return {k: _to(v, device) for k, v in obj.items()}
+    return obj
+
+
 def block_name(kind: str, layer: int) -> str:
     return f"{kind}.{layer}"
 
@@ -47,6 +57,9 @@ class BlockView:
                 n = sum(p.numel() for _, p in self.adapter.branch_parameters(layer, kind))
                 self.blocks.append(Block(block_name(kind, layer), layer, kind, 2 * layer + k, n))
         self.by_name = {b.name: b for b in self.blocks}
+        # where each layer lives; more than one device means accelerate sharded the model (--device auto)
+        self.layer_devices = [next(layer.parameters()).device for layer in self.adapter.layers()]
+        self.sharded = len({p.device for p in model.parameters()}) > 1
 
     @property
     def parallel(self) -> bool:
@@ -64,7 +77,10 @@ class BlockView:
     @torch.no_grad()
     def prepare(self, input_ids: torch.Tensor) -> Prepared:
         h, kwargs = self.adapter.capture(input_ids.to(self.device))
+        if self.sharded:  # a model spread over devices: each layer's arguments live where the layer does
+            kwargs = [_to(kw, dev) for kw, dev in zip(kwargs, self.layer_devices)]
         return Prepared(h, kwargs)
+
 
     @property
     def device(self) -> torch.device:
@@ -87,8 +103,11 @@ class BlockView:
                     delta = sum(self.adapter.branch(layer, k, h, kw) for k in kept)
                     h = h + delta
             return h
+        devices = self.layer_devices if self.sharded else None
         for b in self.blocks[start:stop]:
             if b.name not in removed:
+                if devices is not None and h.device != devices[b.layer]:
+                    h = h.to(devices[b.layer])
                 h = h + self.adapter.branch(b.layer, b.kind, h, prep.layer_kwargs[b.layer])
         return h
 
@@ -102,6 +121,8 @@ class BlockView:
         """Mean next-token NLL of each window (one value per row), from the last hidden states.
 
         The head runs one window at a time: a 2048 x 50k logit matrix per window bounds memory."""
+        if self.sharded:
+            h = h.to(self.model.get_output_embeddings().weight.device)
         input_ids = input_ids.to(h.device)
         out = torch.empty(h.shape[0], dtype=torch.float64)
         for i in range(h.shape[0]):

@@ -16,7 +16,7 @@ def add_model_arguments(p) -> None:
     p.add_argument("--model", default="smollm2-135m",
                    help="Hugging Face hub id, local checkpoint folder, or built-in alias 'smollm2-135m'")
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"], help="precision of the forward passes")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1; auto shards the model over all GPUs (accelerate)")
     add_data_dir(p)
 
 
