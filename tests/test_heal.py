@@ -154,3 +154,21 @@ def test_run_folder_input_and_cli(instructions, tmp_path, capsys):
     healed = load(run.out / "healed" / "model")
     assert healed.config.blockprune["removed"] == sorted(run.plan.removed_blocks, key=lambda n: (int(n.split('.')[1]), n[0] != 'a'))
     assert healed.config.blockprune["healing"]["steps"] == 2
+
+
+def test_width_pruned_run_keeps_its_format(instructions, tmp_path):
+    from peft import PeftModel
+
+    from blockprune import prune
+    from conftest import save_tiny_checkpoint
+
+    base = save_tiny_checkpoint(tmp_path / "base", max_position_embeddings=512)
+    run = prune(str(base), tmp_path / "run", method="width-magnitude", ratio=0.2, calibration=instructions,
+                nsamples=4, seqlen=32, progress=False)
+    result = heal(run.out, data=instructions, progress=False, **FAST)
+    src = json.loads((run.checkpoint / "config.json").read_text())
+    out = json.loads((result.checkpoint / "config.json").read_text())
+    assert out["auto_map"] == src["auto_map"] and out["blockprune"]["widths"] == src["blockprune"]["widths"]
+    ids = torch.randint(1, 200, (1, 30))
+    wrapped = PeftModel.from_pretrained(load(run.checkpoint), run.out / "healed" / "adapter").eval()
+    assert torch.allclose(logits(load(result.checkpoint), ids), logits(wrapped, ids), atol=1e-4)

@@ -254,7 +254,7 @@ def validation_loss(model: nn.Module, examples: list[Example], pad_id: int, devi
 
 # ------------------------------------------------------------------------------------------- inputs
 
-def _export_run(run: Path, out: Path) -> Path:
+def export_run(run: Path, out: Path) -> Path:
     """A run folder's plan applied to its base model, written as a checkpoint (the format `auto` picks)."""
     from .export import export
     from .plan import Plan
@@ -277,7 +277,7 @@ def input_checkpoint(target: str | Path, scratch: Path) -> Path:
     if (path / "plan.json").exists():
         if (path / "model" / "config.json").exists():
             return path / "model"
-        return _export_run(path, scratch / "model")
+        return export_run(path, scratch / "model")
     if (path / "config.json").exists():
         return path
     resolved = models.resolve(str(target))
@@ -383,7 +383,7 @@ def heal(target: str | Path, out: str | Path | None = None, *, options: HealOpti
         from .export import load as load_checkpoint
         model = load_checkpoint(source, models.DTYPES[opts.dtype], device)
         try:
-            tokenizer = AutoTokenizer.from_pretrained(source)
+            tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=True)
         except (OSError, ValueError) as e:
             raise UserError(f"{source} has no tokenizer to read the training data with") from e
         data = load_examples(opts, tokenizer, data_dir)

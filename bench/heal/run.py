@@ -1,0 +1,152 @@
+"""Healing benchmark (issue 10): SmolLM2-135M pruned by BlockPruner at about 20%, healed with LoRA on
+Alpaca, and dense / pruned / healed evaluated side by side. Recorded in bench/RESULTS.md ("Healing").
+
+    OMP_NUM_THREADS=1 nohup python bench/heal/run.py --data-dir ../shared/data > bench/heal/run.log 2>&1 &
+
+Stages, each kept on disk so that re-running the same command resumes:
+1. OUT/run: the removal plan. `--plan PATH` copies an existing plan.json; otherwise `--method` runs
+   here (default BlockPruner with the racing scorer on ../shared/data/calibration/alpaca_sample16.txt,
+   256-token windows, ratio 0.2). The plan is exported to OUT/run/model (the format `auto` picks).
+2. OUT/healed: `blockprune.heal` with the paper's LoRA settings and a step budget that fits a small
+   shared CPU (`--steps`, `--max-length`).
+3. OUT/eval/{healed,pruned,dense}/eval.json: `blockprune.evaluate` on the first `--max-windows`
+   WikiText-2 windows of 2048 tokens and the first `--limit` documents of each of the five zero-shot
+   tasks; the same subset for all three models.
+OUT/results.json collects everything; the markdown table is printed at the end."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import sys
+from pathlib import Path
+
+from blockprune import atomic, heal, prune
+from blockprune.evaluate import ZERO_SHOT, evaluate, load_subject
+from blockprune.heal import export_run
+
+
+def stage_plan(args, run: Path) -> None:
+    if (run / "model" / "config.json").exists():
+        return
+    if args.plan:
+        if json.loads(Path(args.plan).read_text())["status"] != "done":
+            raise SystemExit(f"{args.plan} is not a finished plan")
+        run.mkdir(parents=True, exist_ok=True)
+        shutil.copy(args.plan, run / "plan.json")
+        export_run(run, run / "model")
+        return
+    prune(args.model, run, method=args.method, ratio=args.ratio, calibration=args.calibration, seqlen=args.seqlen,
+          nsamples=args.nsamples, scorer="racing" if args.method == "blockpruner" else "incremental",
+          data_dir=args.data_dir, resume=(run / "plan.json").exists())
+
+
+def stage_heal(args, run: Path, healed: Path) -> None:
+    if (healed / "heal.json").exists():
+        return
+    resume = (healed / "adapter" / "state.json").exists()
+    heal(run, healed, data="alpaca", data_dir=args.data_dir, steps=args.steps, max_length=args.max_length,
+         val_size=args.val_size, save_every=args.save_every, eval_every=args.eval_every, resume=resume)
+
+
+def stage_eval(args, name: str, target: str, out: Path) -> None:
+    path = out / "eval.json"
+    tasks = ("wikitext2",) + ZERO_SHOT
+    if path.exists():
+        record = json.loads(path.read_text())
+        if record.get("average") is not None and record["settings"]["limit"] == args.limit \
+                and record["settings"]["max_windows"] == args.max_windows:
+            return
+    evaluate(load_subject(target), tasks, out=out, max_windows=args.max_windows, limit=args.limit,
+             data_dir=args.data_dir, with_cost=False, settings={"bench": "heal", "model": name})
+
+
+def summarize(evals: dict[str, dict], healing: dict, plan: dict) -> dict:
+    def row(r: dict) -> dict:
+        avg = r.get("average")
+        return {"wikitext2_ppl": r["perplexity"]["wikitext2"]["ppl"],
+                "zero_shot": {t: r["zero_shot"][t].get("acc_norm", r["zero_shot"][t].get("acc"))
+                              for t in ZERO_SHOT if t in r["zero_shot"]},
+                "average": avg["value"] if avg else None}
+    rows = {k: row(v) for k, v in evals.items()}
+    dense = rows.get("dense", {}).get("average")
+    for r in rows.values():
+        r["recovery_pct"] = 100 * r["average"] / dense if dense and r["average"] is not None else None
+    last = plan["steps"][-1]
+    return {"models": rows, "removed": plan_removed(plan), "ratio": last["ratio"],
+            "healing": {k: v for k, v in healing.items() if k not in ("history", "val")},
+            "val_curve": healing.get("val")}
+
+
+def plan_removed(plan: dict) -> list[str]:
+    return [s["removed"] for s in plan["steps"]]
+
+
+def table(summary: dict) -> str:
+    lines = ["| model | WikiText-2 ppl | " + " | ".join(ZERO_SHOT) + " | average | % of dense |",
+             "|---|---|" + "---|" * len(ZERO_SHOT) + "---|---|"]
+    for name, r in summary["models"].items():
+        cells = [f"{r['zero_shot'][t]:.3f}" if t in r["zero_shot"] else "-" for t in ZERO_SHOT]
+        avg = f"{r['average']:.4f}" if r["average"] is not None else "-"
+        rec = f"{r['recovery_pct']:.1f}" if r["recovery_pct"] is not None else "-"
+        lines.append(f"| {name} | {r['wikitext2_ppl']:.2f} | " + " | ".join(cells) + f" | {avg} | {rec} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--data-dir", required=True)
+    ap.add_argument("--out", default="bench/heal/smollm2-r20")
+    ap.add_argument("--plan", default=None, help="an existing BlockPruner plan.json to use instead of pruning here")
+    ap.add_argument("--method", default="blockpruner", help="blockpruner, or blockpruner-oneshot (one scoring pass)")
+    ap.add_argument("--ratio", type=float, default=0.2)
+    ap.add_argument("--nsamples", type=int, default=256, help="Alpaca rows sampled when --calibration alpaca")
+    ap.add_argument("--calibration", default=None, help="default: DATA/calibration/alpaca_sample16.txt")
+    ap.add_argument("--seqlen", type=int, default=256)
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--max-length", type=int, default=256)
+    ap.add_argument("--val-size", type=int, default=50)
+    ap.add_argument("--save-every", type=int, default=25)
+    ap.add_argument("--eval-every", type=int, default=100)
+    ap.add_argument("--max-windows", type=int, default=4)
+    ap.add_argument("--limit", type=int, default=50)
+    ap.add_argument("--dense-eval", default=None,
+                    help="a finished eval.json of the dense model on the same subset, used instead of evaluating it")
+    ap.add_argument("--stages", default="plan,heal,pruned,healed,dense,summary",
+                    help="what this invocation does (separate invocations can run stages side by side)")
+    args = ap.parse_args()
+    args.calibration = args.calibration or str(Path(args.data_dir) / "calibration" / "alpaca_sample16.txt")
+    stages = set(args.stages.split(","))
+    out = Path(args.out)
+    run, healed = out / "run", out / "healed"
+
+    if "plan" in stages:
+        stage_plan(args, run)
+    if "heal" in stages:
+        stage_heal(args, run, healed)
+    if args.dense_eval and Path(args.dense_eval).exists() and not (out / "eval" / "dense" / "eval.json").exists():
+        (out / "eval" / "dense").mkdir(parents=True, exist_ok=True)
+        shutil.copy(args.dense_eval, out / "eval" / "dense" / "eval.json")
+    for name, target in (("pruned", str(run / "model")), ("healed", str(healed / "model")), ("dense", args.model)):
+        if name in stages:
+            print(f"bench/heal: evaluating {name}", file=sys.stderr)
+            stage_eval(args, name, target, out / "eval" / name)
+    if "summary" not in stages:
+        return
+    evals = {k: json.loads((out / "eval" / k / "eval.json").read_text()) for k in ("dense", "pruned", "healed")
+             if (out / "eval" / k / "eval.json").exists()}
+    healing = json.loads((healed / "heal.json").read_text())
+    summary = summarize(evals, healing, json.loads((run / "plan.json").read_text()))
+    summary["settings"] = vars(args)
+    atomic.write_json(out / "results.json", summary)
+    h = summary["healing"]
+    print(table(summary))
+    print(f"\nhealing: {h['steps']} steps, {h['tokens']} tokens ({h['label_tokens']} with loss), {h['seconds']} s; "
+          f"validation loss {h['val_loss_before']:.4f} -> {h['val_loss_after']:.4f} "
+          f"(ppl {math.exp(h['val_loss_before']):.2f} -> {math.exp(h['val_loss_after']):.2f})")
+
+
+if __name__ == "__main__":
+    main()
