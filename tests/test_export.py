@@ -210,6 +210,12 @@ def test_auto_chooses_vanilla_for_whole_layers_and_remote_code_otherwise(tmp_pat
     assert json.loads((path / "config.json").read_text())["blockprune"]["format"] == "remote-code"
 
 
+def test_export_refuses_unknown_block_names(tmp_path):
+    with pytest.raises(UserError, match="unknown block names"):
+        export(tiny_llama(), {"attn.9"}, tmp_path / "x", fmt="remote-code")
+    assert not (tmp_path / "x").exists()
+
+
 def test_vanilla_refuses_single_blocks(tmp_path):
     with pytest.raises(UserError, match="whole removed layers"):
         export(tiny_llama(), {"attn.1"}, tmp_path / "v", fmt="vanilla")

@@ -12,6 +12,7 @@ from .. import atomic
 from ..arch import Adapter, adapter_for
 from ..errors import UserError
 from ..models import count_params
+from ..view import BlockView
 
 FORMATS = ("auto", "vanilla", "remote-code", "nemotron-nas")
 TEMPLATES = Path(__file__).parent / "templates"
@@ -157,6 +158,10 @@ def export(model: nn.Module, removed: AbstractSet[str], out: str | Path, *, fmt:
     if fmt not in FORMATS:
         raise UserError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
     removed = frozenset(removed)
+    try:
+        BlockView(model).check_names(removed)
+    except ValueError as e:
+        raise UserError(str(e)) from e
     if fmt == "auto":
         fmt = choose_format(removed)
     writer = {"vanilla": _export_vanilla, "remote-code": _export_remote_code,
