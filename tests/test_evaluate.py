@@ -170,7 +170,7 @@ def test_eval_run_folder_in_memory(tmp_path, shared_data):
     (data / "eval").mkdir()
     (data / STANDARD["winogrande"][1]).write_text((shared_data / STANDARD["winogrande"][1]).read_text())
     calib = tmp_path / "calib.txt"
-    calib.write_text("\n\n".join(ROWS * 4))
+    calib.write_text("\n\n".join(ROWS))
     run = prune(str(ckpt), tmp_path / "run", num_blocks=2, calibration=str(calib), seqlen=16, nsamples=2,
                 export=False, progress=False)
     subject = load_subject(str(tmp_path / "run"))
@@ -190,3 +190,20 @@ def test_eval_run_folder_in_memory(tmp_path, shared_data):
     c = saved["cost"]
     assert c["ratio"] == pytest.approx(run.plan.steps[-1]["ratio"], rel=1e-6)
     assert c["params"] == run.plan.model["params"] - BlockView(base.model).removed_params(run.plan.removed_blocks)
+
+
+def test_eval_cli_on_a_checkpoint(tmp_path, capsys):
+    from blockprune.cli import main
+
+    ckpt = tiny_checkpoint(tmp_path / "ckpt")
+    data = write_data(tmp_path / "data")
+    args = ["eval", str(ckpt), "--tasks", "wikitext2,ptb", "--seqlen", "16", "--max-windows", "3", "--no-cost",
+            "--data-dir", str(data), "--out", str(tmp_path / "ev")]
+    assert main(args) == 0
+    saved = json.loads((tmp_path / "ev" / "eval.json").read_text())
+    assert saved["subject"]["kind"] == "dense" and saved["cost"] is None
+    assert {t: r["windows"] for t, r in saved["perplexity"].items()} == {"wikitext2": 3, "ptb": 3}
+    assert "wikitext2: ppl" in capsys.readouterr().out
+    assert main(args[:2] + ["--tasks", " ,", "--data-dir", str(data)]) == 2
+    assert main(args + ["--limit", "0"]) == 2
+    assert "--limit must be at least 1" in capsys.readouterr().err

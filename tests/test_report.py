@@ -22,7 +22,7 @@ def folders(tmp_path_factory):
     ckpt = tiny_checkpoint(root / "ckpt")
     data = write_data(root / "data")
     calib = root / "calib.txt"
-    calib.write_text("\n\n".join(ROWS * 4))
+    calib.write_text("\n\n".join(ROWS))
     prune(str(ckpt), root / "run", num_blocks=3, calibration=str(calib), seqlen=16, export=False, progress=False)
     for target, out in ((root / "run", root / "run" / "eval"), (ckpt, root / "dense-eval")):
         evaluate(load_subject(str(target)), ["wikitext2"], out=out, seqlen=16, data_dir=data, latency_repeats=1,
@@ -82,3 +82,10 @@ def test_table_is_shaped_like_blockpruner_table_1():
 def test_report_refuses_a_folder_without_results(tmp_path):
     with pytest.raises(UserError, match="neither plan.json nor eval.json"):
         build([tmp_path], tmp_path / "out")
+
+
+def test_report_cli(folders, tmp_path, capsys):
+    from blockprune.cli import main
+
+    assert main(["report", str(folders / "run"), "--out", str(tmp_path / "r")]) == 0
+    assert (tmp_path / "r" / "report.md").exists() and "report.md" in capsys.readouterr().out

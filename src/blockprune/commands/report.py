@@ -3,15 +3,17 @@ from __future__ import annotations
 
 NAME = "report"
 HELP = "turn run/eval folders into a Markdown report with figures"
-DESCRIPTION = "Summarize one or more run folders (plan.json) and eval folders (eval.json)."
+DESCRIPTION = ("A Markdown page, report.json and PNG figures: block importance per search step, calibration "
+               "perplexity along the removal path, the pruned architecture, and a BlockPruner-Table-1 comparison.")
 
 
 def add_arguments(p) -> None:
-    p.add_argument("dirs", nargs="+", metavar="RUN_OR_EVAL_DIR")
+    p.add_argument("dirs", nargs="+", metavar="RUN_OR_EVAL_DIR",
+                   help="run folders (plan.json, and eval/eval.json if evaluated) and eval folders (eval.json)")
     p.add_argument("--out", required=True, help="folder for report.md, report.json and figures")
 
 
 def run(args) -> None:
     from ..report import build
 
-    build(args.dirs, args.out)
+    print(f"blockprune: wrote {build(args.dirs, args.out)}")

@@ -5,6 +5,7 @@ targets and metrics). Offline, each reads a local JSONL copy from the data folde
 the standard config is loaded as is and only where the documents come from is changed."""
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from pathlib import Path
@@ -83,14 +84,24 @@ def harness_model(model, tokenizer, batch_size: int = 16):
     return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
 
 
+@functools.lru_cache(maxsize=2)
+def task_manager(by_name: bool):
+    """lm-eval's task index: indexing every built-in task takes seconds, so only when a task is named,
+    and once per process."""
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_defaults=by_name)
+
+
 def run_tasks(lm, specs: list, *, limit: int | None = None, samples: dict[str, list[int]] | None = None,
               log_samples: bool = False) -> dict[str, Any]:
     from lm_eval import simple_evaluate
 
     logging.getLogger("lm-eval").setLevel(logging.WARNING)
+    manager = task_manager(any(isinstance(s, str) for s in specs))
     try:
         return simple_evaluate(model=lm, tasks=specs, num_fewshot=0, limit=limit, samples=samples,
-                               log_samples=log_samples, bootstrap_iters=1000)
+                               log_samples=log_samples, bootstrap_iters=1000, task_manager=manager)
     except KeyError as e:
         raise UserError(f"lm-eval does not know the task {e}; see `lm-eval ls tasks`") from e
     except OSError as e:  # connection errors included: a task's dataset is not on this machine
