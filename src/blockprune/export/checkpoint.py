@@ -11,7 +11,6 @@ from torch import nn
 from .. import atomic
 from ..arch import Adapter, adapter_for
 from ..errors import UserError
-from ..models import count_params
 from ..view import BlockView
 
 FORMATS = ("auto", "vanilla", "remote-code", "nemotron-nas")
@@ -26,23 +25,21 @@ def whole_layers(removed: AbstractSet[str]) -> list[int] | None:
     return None
 
 
-def block_order(name: str) -> tuple[int, int]:
+def _layer_kind(name: str) -> tuple[int, str]:
     kind, _, layer = name.partition(".")
-    return int(layer), 0 if kind == "attn" else 1
+    return int(layer), kind
+
+
+def block_order(name: str) -> tuple[int, int]:
+    layer, kind = _layer_kind(name)
+    return layer, 0 if kind == "attn" else 1
 
 
 def provenance(model: nn.Module, removed: AbstractSet[str], meta: dict[str, Any], fmt: str) -> dict[str, Any]:
     """What config.json records: what was removed, by which method, from which base model."""
-    adapter = adapter_for(model)
-    base = count_params(model)
-    gone = sum(p.numel() for name in removed for _, p in adapter.branch_parameters(*_layer_kind(name)))
-    return {**meta, "format": fmt, "removed": sorted(removed, key=block_order), "base_params": base,
-            "params": base - gone, "base_model_type": model.config.model_type}
-
-
-def _layer_kind(name: str) -> tuple[int, str]:
-    kind, _, layer = name.partition(".")
-    return int(layer), kind
+    view = BlockView(model)
+    return {**meta, "format": fmt, "removed": sorted(removed, key=block_order), "base_params": view.total_params,
+            "params": view.total_params - view.removed_params(removed), "base_model_type": model.config.model_type}
 
 
 def removed_modules(adapter: Adapter, removed: AbstractSet[str]) -> dict[str, str]:
