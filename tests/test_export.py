@@ -106,19 +106,20 @@ def test_round_trip_every_family(tmp_path, family, fmt, removed):
 
 # -- path 3: nemotron-nas ---------------------------------------------------------------------------
 
-def nas_models():
-    """Llama layouts DeciLM expresses: GQA and MHA, a width that ffn_mult reproduces (256 = 4.0 x 96 x 2/3)
-    and one it cannot (48), tied embeddings, biases, and a Mistral without a sliding window."""
-    return {"llama-gqa-w48": tiny("llama"),
-            "llama-mha-w256-tied": tiny("llama", hidden_size=96, intermediate_size=256, num_attention_heads=4,
+# Llama layouts DeciLM expresses: GQA and MHA, a width that ffn_mult reproduces (256 = 4.0 x 96 x 2/3)
+# and one it cannot (48), tied embeddings, biases, and a Mistral without a sliding window
+NAS_MODELS = {
+    "llama-gqa-w48": lambda: tiny("llama"),
+    "llama-mha-w256-tied": lambda: tiny("llama", hidden_size=96, intermediate_size=256, num_attention_heads=4,
                                         num_key_value_heads=4, tie_word_embeddings=True),
-            "llama-bias": tiny("llama", attention_bias=True, mlp_bias=True),
-            "mistral-full-attention": tiny("mistral", sliding_window=None)}
+    "llama-bias": lambda: tiny("llama", attention_bias=True, mlp_bias=True),
+    "mistral-full-attention": lambda: tiny("mistral", sliding_window=None),
+}
 
 
-@pytest.mark.parametrize("name", ["llama-gqa-w48", "llama-mha-w256-tied", "llama-bias", "mistral-full-attention"])
+@pytest.mark.parametrize("name", sorted(NAS_MODELS))
 def test_nemotron_nas_round_trip(tmp_path, name):
-    model = nas_models()[name]
+    model = NAS_MODELS[name]()
     removed = frozenset({"mlp.0", "attn.1", "attn.2", "mlp.2", "attn.3"})
     path = export(model, removed, tmp_path / "nas", fmt="nemotron-nas", meta={"method": "test"})
     got = check_round_trip(model, removed, path)
