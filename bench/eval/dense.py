@@ -93,6 +93,7 @@ def main() -> None:
     do_windows(QUICK_WINDOWS)
     for task in ZERO_SHOT:
         do_task(task, QUICK_DOCS)
+    do_task(FULL_ORDER[0], None)  # one full set that lands within an hour on a busy 2-core machine
     do_windows(len(windows))
     for task in FULL_ORDER:
         do_task(task, None)
@@ -131,6 +132,7 @@ def summarize(state: dict, args) -> dict:
     total_w = state.get("windows_total")
     return {
         "model": args.model, "seqlen": args.seqlen, "cost": state.get("cost"), "seconds": state["seconds"],
+        "windows_total": total_w, "totals": {t: d["total"] for t, d in state["docs"].items()},
         "full": {"wikitext2": {"ppl": ppl_from_nll(nll) if len(nll) else None, "windows": len(nll),
                                "complete": len(nll) == total_w},
                  "zero_shot": full_tasks, "average": average(full_tasks)},

@@ -69,9 +69,15 @@ def _pyplot():
     return plt
 
 
+def score_metric(plan: Plan) -> str:
+    """What the step scores measure: calibration perplexity unless the method recorded another metric."""
+    return next((s["metric"] for s in plan.steps if s.get("metric")), "ppl")
+
+
 def importance_grid(plan: Plan, layers: int):
-    """Per step, a (2, layers) array of log10 calibration perplexity with each unit removed (NaN where the
-    unit was not a candidate), and the (row, layer) cells of the unit removed at that step."""
+    """Per step, a (2, layers) array of log10 of each candidate unit's score (calibration perplexity with it
+    removed, or the method's own metric; NaN where the unit was not a candidate), and the (row, layer) cells
+    of the unit removed at that step."""
     import numpy as np
 
     grids, chosen = [], []
@@ -108,10 +114,11 @@ def plot_importance(plan: Plan, layers: int, path: Path) -> None:
         ax.set_xticks(range(layers) if i == n - 1 else [])
         ax.tick_params(axis="x", labelsize=6)
     axes[-1, 0].set_xlabel("layer")
-    fig.suptitle(f"{plan.method}: calibration ppl with each candidate removed (x = removed at that step)",
-                 fontsize=9)
+    metric = score_metric(plan)
+    what = "calibration ppl with each candidate removed" if metric == "ppl" else f"{metric} score of each candidate"
+    fig.suptitle(f"{plan.method}: {what} (x = removed at that step)", fontsize=9)
     if im is not None:
-        fig.colorbar(im, ax=axes[:, 0].tolist(), label="log10 ppl (lower = less important)", shrink=0.8)
+        fig.colorbar(im, ax=axes[:, 0].tolist(), label=f"log10 {metric} (lower = removed first)", shrink=0.8)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
@@ -166,6 +173,8 @@ def table_row(e: Entry) -> dict[str, Any] | None:
     ratio = (ev.get("cost") or {}).get("ratio")
     if ratio is None and e.plan is not None and e.plan.steps:
         ratio = e.plan.steps[-1]["ratio"]
+    if ratio is None and ev["subject"]["method"] == "dense":
+        ratio = 0.0
     zs = ev.get("zero_shot", {})
     metric = {t: (ev.get("average") or {}).get("metrics", {}).get(t) or ("acc_norm" if "acc_norm" in zs.get(t, {})
                                                                         else "acc") for t in zs}

@@ -1,0 +1,35 @@
+"""Print the Markdown table of bench/eval/dense/results.json: the full sets beside the quick subset.
+
+    python bench/eval/results_md.py bench/eval/dense/results.json"""
+import json
+import sys
+
+TASKS = ("piqa", "winogrande", "hellaswag", "arc_easy", "arc_challenge")
+
+
+def score(row: dict | None, metric: str) -> str:
+    if not row or metric not in row:
+        return "–"
+    return f"{100 * row[metric]:.2f} ± {100 * row[metric + '_stderr']:.2f}"
+
+
+def main(path: str) -> None:
+    r = json.load(open(path))
+    full, quick = r["full"], r["quick"]
+    totals = {t: d for t, d in r.get("totals", {}).items()}
+    print("| figure | full set | done of full set | quick subset |")
+    print("|---|---|---|---|")
+    fw, qw = full["wikitext2"], quick["wikitext2"]
+    print(f"| WikiText-2 ppl (2048-token windows) | {fw['ppl']:.3f} | {fw['windows']} of {r.get('windows_total', '?')} "
+          f"windows | {qw['ppl']:.3f} ({qw['windows']} windows) |")
+    for t in TASKS:
+        for m in (("acc",) if t == "winogrande" else ("acc", "acc_norm")):
+            f, q = full["zero_shot"].get(t), quick["zero_shot"].get(t)
+            done = f"{f['docs']} of {totals.get(t, '?')} docs" if f else "–"
+            print(f"| {t} {m} | {score(f, m)} | {done} | {score(q, m)} |")
+    avg = lambda s: "–" if not s["average"] else f"{100 * s['average']['value']:.2f}"
+    print(f"| five-task average (acc_norm, winogrande acc) | {avg(full)} | | {avg(quick)} |")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
