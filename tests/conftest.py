@@ -43,6 +43,12 @@ def shared_data():
 
 
 @pytest.fixture(autouse=True)
+def _threads(request):
+    # tiny models run fastest on one thread (and do not fight other processes for cores); real ones use all
+    torch.set_num_threads(os.cpu_count() if request.node.get_closest_marker("slow") else 1)
+
+
+@pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     # the real-model cache is shared across tests (it is expensive to build); everything else is per-test
     monkeypatch.setenv("BLOCKPRUNE_CACHE", os.environ.get("BLOCKPRUNE_TEST_CACHE", str(Path.home() / ".cache" / "blockprune")))
@@ -81,7 +87,7 @@ def calib_file(tmp_path):
 
     rng = random.Random(0)
     words = ["the", "model", "block", "prune", "layer", "attention", "weights", "data", "cat", "sat", "on", "mat"]
-    text = " ".join(rng.choice(words) for _ in range(400))
+    text = " ".join(rng.choice(words) for _ in range(60))  # ~350 bytes: ten 32-token windows
     p = tmp_path / "calib.txt"
     p.write_text(text)
     return str(p)

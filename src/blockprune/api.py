@@ -28,7 +28,7 @@ from .incremental import IncrementalScorer
 from .perplexity import PlainScorer, perplexity
 from .racing import RacingScorer
 from .plan import Plan, versions
-from .search.greedy import BLOCK_TYPES
+from .search.greedy import BLOCK_TYPES, budget_check, units
 from .view import BlockView
 
 __all__ = ["PruneOptions", "RunResult", "prune", "load"]
@@ -160,6 +160,9 @@ def prune(model: str = models.DEFAULT_MODEL, out: str | os.PathLike = "runs/bloc
     resume = resume and plan_path.exists()  # a run killed before its first save simply starts again
     _check_writable(out)
 
+    if not progress:  # quiet means quiet: no weight-loading bars either
+        from transformers.utils import logging as hf_logging
+        hf_logging.disable_progress_bar()
     net, tok = models.load(model, options.dtype, device)
     view = BlockView(net)
     max_len = getattr(net.config, "max_position_embeddings", None)
@@ -168,6 +171,9 @@ def prune(model: str = models.DEFAULT_MODEL, out: str | os.PathLike = "runs/bloc
     windows = load_windows(options.calibration, tok, options.seqlen, nsamples=options.nsamples, seed=options.seed,
                            data_dir_=data_dir)
     method = get_method(options.method)
+    if options.num_blocks is not None and method.granularity in ("block", "layer"):
+        pool = units(view, method.granularity, options.block_type if method.granularity == "block" else "mix")
+        budget_check(pool, options.num_blocks, None)  # refuse before anything is written
     fresh = Plan(method=method.name,
                  model={"source": model, "family": net.config.model_type, "params": view.total_params,
                         "layers": view.num_layers, "sha256": models.fingerprint(net)},

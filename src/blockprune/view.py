@@ -23,6 +23,11 @@ class Block:
     params: int  # parameters this block owns (its norms included)
 
 
+def _device_of(layer: nn.Module, model: nn.Module) -> torch.device:
+    p = next(layer.parameters(), None)  # a layer whose blocks were all removed holds no weights
+    return next(model.parameters()).device if p is None else p.device
+
+
 def _to(obj: Any, device: torch.device) -> Any:
     if isinstance(obj, torch.Tensor):
         return obj.to(device)
@@ -58,12 +63,18 @@ class BlockView:
                 self.blocks.append(Block(block_name(kind, layer), layer, kind, 2 * layer + k, n))
         self.by_name = {b.name: b for b in self.blocks}
         # where each layer lives; more than one device means accelerate sharded the model (--device auto)
-        self.layer_devices = [next(layer.parameters()).device for layer in self.adapter.layers()]
+        self.layer_devices = [_device_of(layer, model) for layer in self.adapter.layers()]
         self.sharded = len({p.device for p in model.parameters()}) > 1
 
     @property
     def parallel(self) -> bool:
         return self.adapter.parallel_residual
+
+    @staticmethod
+    def index_of(name: str) -> int:
+        """Execution-order position of a block name: `attn.3` -> 6, `mlp.3` -> 7."""
+        kind, _, layer = name.partition(".")
+        return 2 * int(layer) + KINDS.index(kind)
 
     def check_names(self, names) -> None:
         unknown = sorted(set(names) - set(self.by_name))

@@ -1,0 +1,28 @@
+"""The real model: SmolLM2-135M (the embedded default), a few windows, a few steps."""
+import pytest
+
+import blockprune
+from blockprune.data import load_windows
+from blockprune.perplexity import perplexity
+from blockprune.view import BlockView
+
+pytestmark = pytest.mark.slow
+
+
+def test_smollm2_search_chooses_argmins_and_its_checkpoint_reproduces_the_final_perplexity(shared_data, tmp_path):
+    res = blockprune.prune("smollm2-135m", tmp_path / "run", data_dir=shared_data, calibration="alpaca",
+                           nsamples=4, seqlen=128, num_blocks=2, block_type="mix", progress=False)
+    plan = res.plan
+    assert plan.model["family"] == "llama" and plan.model["layers"] == 30
+    assert plan.calibration["windows"] >= 2
+    for step in plan.steps:
+        assert len(step["scores"]) == 60 - (step["step"] - 1)
+        best = min(step["scores"], key=lambda k: (step["scores"][k], BlockView.index_of(k)))
+        assert step["removed"] == best
+    model = blockprune.load(res.checkpoint)
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(res.checkpoint)
+    windows = load_windows("alpaca", tok, 128, nsamples=4, seed=42, data_dir_=shared_data)
+    assert windows.sha256() == plan.calibration["sha256"]
+    assert perplexity(BlockView(model), windows) == pytest.approx(plan.steps[-1]["ppl"], rel=1e-4)
+    assert plan.dense["ppl"] < plan.steps[-1]["ppl"] < 2 * plan.dense["ppl"]
