@@ -42,29 +42,32 @@ def llama_layer_shapes(config) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def check_llama_layout(model: nn.Module) -> None:
-    """Refuse models DeciLM cannot express: its layers are exactly Llama's (no q/k norms, no fused or
-    partial biases, no experts, SiLU gate, no sliding window)."""
+def _layout_problem(model: nn.Module) -> str | None:
+    """What DeciLM cannot express in `model`, or None: its layers are exactly Llama's (no q/k norms,
+    no fused projections or partial biases, no experts, SiLU gate, no sliding window)."""
     cfg = model.config
-    why = None
     if getattr(cfg, "hidden_act", None) != "silu":
-        why = f"activation {getattr(cfg, 'hidden_act', None)!r} (DeciLM's MLP is SiLU-gated)"
-    elif getattr(cfg, "sliding_window", None) is not None:
-        why = "sliding-window attention (DeciLM attends to the whole context)"
-    else:
-        want = llama_layer_shapes(cfg)
-        sd = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-        top = {k for k in sd if not k.startswith("model.layers.")}
-        if not top <= set(LLAMA_TOP):
-            why = f"weights outside Llama's layout: {sorted(top - set(LLAMA_TOP))[:3]}"
-        for i in range(getattr(cfg, "num_hidden_layers", 0)):
-            prefix = f"model.layers.{i}."
-            got = {k[len(prefix):]: s for k, s in sd.items() if k.startswith(prefix)}
-            if why is None and got != want:
-                why = f"layer {i} differs from a Llama layer in {sorted(set(got.items()) ^ set(want.items()))[:3]}"
+        return f"activation {getattr(cfg, 'hidden_act', None)!r} (DeciLM's MLP is SiLU-gated)"
+    if getattr(cfg, "sliding_window", None) is not None:
+        return "sliding-window attention (DeciLM attends to the whole context)"
+    sd = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    top = {k for k in sd if not k.startswith("model.layers.")}
+    if not top <= set(LLAMA_TOP):
+        return f"weights outside Llama's layout: {sorted(top - set(LLAMA_TOP))[:3]}"
+    want = llama_layer_shapes(cfg)
+    for i in range(cfg.num_hidden_layers):
+        prefix = f"model.layers.{i}."
+        got = {k[len(prefix):]: s for k, s in sd.items() if k.startswith(prefix)}
+        if got != want:
+            return f"layer {i} unlike a Llama layer in {sorted(set(got.items()) ^ set(want.items()))[:3]}"
+    return None
+
+
+def check_llama_layout(model: nn.Module) -> None:
+    why = _layout_problem(model)
     if why is not None:
-        raise UserError(f"--format nemotron-nas needs a Llama-layout model, and this {cfg.model_type} model has "
-                        f"{why}; export with --format remote-code")
+        raise UserError(f"--format nemotron-nas needs a Llama-layout model, and this {model.config.model_type} "
+                        f"model has {why}; export with --format remote-code")
 
 
 def ffn_width(intermediate_size: int, hidden_size: int) -> dict[str, Any]:
