@@ -191,6 +191,18 @@ def test_eval_run_folder_in_memory(tmp_path, shared_data):
     assert c["ratio"] == pytest.approx(run.plan.steps[-1]["ratio"], rel=1e-6)
     assert c["params"] == run.plan.model["params"] - BlockView(base.model).removed_params(run.plan.removed_blocks)
 
+    # the exported checkpoint evaluates to the same figures as the plan applied in memory
+    from blockprune.export import export
+    export(base.model, run.plan.removed_blocks, tmp_path / "pruned", fmt="remote-code",
+           meta={"method": "blockpruner", "base_model": str(ckpt)}, tokenizer=base.tokenizer)
+    pruned = load_subject(str(tmp_path / "pruned"))
+    assert pruned.kind == "checkpoint" and pruned.reference_params == run.plan.model["params"]
+    again = evaluate(pruned, ["wikitext2"], seqlen=16, data_dir=data, latency_repeats=1, latency_tokens=4,
+                     progress=False)
+    assert again["perplexity"]["wikitext2"]["ppl"] == pytest.approx(saved["perplexity"]["wikitext2"]["ppl"], rel=1e-5)
+    assert again["cost"]["params"] == c["params"]
+    assert again["cost"]["kv_cache_bytes_per_token"] == c["kv_cache_bytes_per_token"]
+
 
 def test_eval_cli_on_a_checkpoint(tmp_path, capsys):
     from blockprune.cli import main
