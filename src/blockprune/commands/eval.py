@@ -34,7 +34,8 @@ def run(args) -> None:
     from pathlib import Path
 
     from ..errors import UserError
-    from ..evaluate import QUICK_DOCS, QUICK_WINDOWS, evaluate, load_subject
+    from ..evaluate import PPL_TASKS, QUICK_DOCS, QUICK_WINDOWS, evaluate, load_subject
+    from ..evaluate.harness import check_task_names
 
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     if not tasks:
@@ -43,6 +44,7 @@ def run(args) -> None:
         v = getattr(args, flag)
         if v is not None and v < 1:
             raise UserError(f"--{flag.replace('_', '-')} must be at least 1 (got {v})")
+    check_task_names([t for t in tasks if t not in PPL_TASKS])  # before the model loads
     limit, max_windows = (QUICK_DOCS, QUICK_WINDOWS) if args.quick else (args.limit, args.max_windows)
     target = args.target or args.model
     subject = load_subject(target, args.dtype, args.device)

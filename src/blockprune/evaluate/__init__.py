@@ -15,7 +15,8 @@ from typing import Any, Sequence
 from .. import atomic
 from ..plan import versions
 from .cost import cost
-from .harness import AVERAGE_RULE, ZERO_SHOT, average, harness_model, run_tasks, task_scores, task_specs
+from .harness import (AVERAGE_RULE, ZERO_SHOT, average, check_task_names, harness_model, run_tasks, task_scores,
+                      task_specs)
 from .perplexity import PPL_TASKS, test_perplexity
 from .subject import Subject, load_subject, mask_in_memory
 
@@ -34,6 +35,8 @@ def evaluate(subject: Subject, tasks: Sequence[str] = DEFAULT_TASKS, *, out: str
              latency_repeats: int = 5, latency_tokens: int = 128, settings: dict[str, Any] | None = None,
              progress: bool = True) -> dict[str, Any]:
     """Evaluate `subject` on `tasks` (perplexity sets and lm-eval task names) and return the record."""
+    harness_tasks = [t for t in tasks if t not in PPL_TASKS]
+    check_task_names(harness_tasks)
     record: dict[str, Any] = {
         "format": FORMAT, "subject": subject.describe(),
         "settings": {"tasks": list(tasks), "seqlen": seqlen, "max_windows": max_windows, "limit": limit,
@@ -55,7 +58,6 @@ def evaluate(subject: Subject, tasks: Sequence[str] = DEFAULT_TASKS, *, out: str
                                                   max_windows=max_windows, data_dir=data_dir, progress=progress)
         _say(progress, f"{t}: ppl {record['perplexity'][t]['ppl']:.4f} ({record['perplexity'][t]['windows']} windows)")
         save()
-    harness_tasks = [t for t in tasks if t not in PPL_TASKS]
     if harness_tasks:
         lm = harness_model(subject.model, subject.tokenizer, batch_size)
         for t in harness_tasks:  # one task at a time so each lands in eval.json as it finishes
