@@ -101,7 +101,8 @@ def plot_importance(plan: Plan, layers: int, path: Path) -> None:
     values = np.concatenate([g[~np.isnan(g)] for g in grids]) if grids else np.array([0.0])
     vmin, vmax = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
     n = max(1, len(grids))
-    fig, axes = plt.subplots(n, 1, figsize=(max(6, 0.28 * layers + 2), 0.75 * n + 1.2), squeeze=False)
+    fig, axes = plt.subplots(n, 1, figsize=(max(6, 0.28 * layers + 2), 0.75 * n + 1.2), squeeze=False,
+                             layout="constrained")
     cmap = plt.get_cmap("viridis_r").with_extremes(bad="#dddddd")  # grey: already removed, or not a candidate
     im = None
     for i, ax in enumerate(axes[:, 0]):
