@@ -122,7 +122,7 @@ def main() -> None:
             "prefill_512_tok_per_s", "prefill_512_max_tok_per_s")
     for row in rows.values():
         row["vs_dense"] = {k: row[k] / dense[k] for k in keys}
-    command = "python bench/inference/run.py " + " ".join(sys.argv[1:])
+    command = "python bench/inference/run.py " + " ".join(recorded_args(sys.argv[1:]))
     result = {"command": command.strip(), "plan": str(Path(args.plan)), "plan_note": args.plan_note,
               "removed": plan.removed,
               "removed_blocks": len(plan.removed_blocks), "plan_ratio": plan.steps[-1]["ratio"],
@@ -136,6 +136,18 @@ def main() -> None:
     if not args.no_write:
         (HERE / "results.json").write_text(json.dumps(result, indent=2) + "\n")
         write_section(table)
+
+
+def recorded_args(argv: list[str]) -> list[str]:
+    """The command line with --plan-note's prose elided (the section prints it as its Plan line)."""
+    out: list[str] = []
+    for a in argv:
+        if out and out[-1] == "--plan-note":
+            a = '"<the Plan text>"'
+        elif a.startswith("--plan-note="):
+            a = '--plan-note "<the Plan text>"'
+        out.append(a)
+    return out
 
 
 def markdown(r: dict) -> str:
