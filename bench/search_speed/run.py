@@ -1,9 +1,13 @@
 """Search speed: plain full-forward scoring vs exact incremental scoring vs racing, side by side.
 
 SmolLM2-135M, the fixed calibration text (8 windows of 256 tokens), BlockPruner `mix`, K = 2.
-Prints wall-time ratios, whether the selections are identical, and the exact mode's efficiency: the
+Prints time ratios, whether the selections are identical, and the exact mode's efficiency: the
 block-forward work the cached search cannot avoid, priced at the dense model's measured per-block
 speed, over the measured time. Writes bench/search_speed/RESULTS.md and results.json.
+
+The three modes run at once, one process and one thread each, and each reports its wall time and its
+process CPU time: on a machine shared with other jobs the CPU-time ratios are the fair comparison (on
+an idle machine with a core per mode the two agree).
 
     python bench/search_speed/run.py [--data-dir ../shared/data] [--k 2]
 """
@@ -11,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -39,12 +45,12 @@ def block_seconds(view: BlockView, scorer: IncrementalScorer) -> tuple[list[floa
         for b, prep in enumerate(scorer.cache.preps):
             h = prep.hidden
             for i in range(len(view.blocks)):
-                t = time.perf_counter()
+                t = time.process_time()
                 h = view.run(h, prep, frozenset(), i, i + 1)
-                per_block[i] += time.perf_counter() - t
-            t = time.perf_counter()
+                per_block[i] += time.process_time() - t
+            t = time.process_time()
             view.window_nll(h, scorer.cache.batches[b])
-            head += time.perf_counter() - t
+            head += time.process_time() - t
         runs.append((per_block, head))
     runs.sort(key=lambda r: sum(r[0]) + r[1])
     return runs[1]
@@ -66,65 +72,82 @@ def ideal_seconds(view: BlockView, plan: Plan, per_block: list[float], head: flo
     return total
 
 
+MODES = {"plain": PlainScorer, "incremental": IncrementalScorer, "racing": RacingScorer}
+
+
+def run_mode(mode: str, data_dir: str, k: int) -> dict:
+    """One search in this process (one thread), timed by wall clock and by process CPU time."""
+    torch.set_num_threads(1)
+    model, tok = models.load("smollm2-135m")
+    view = BlockView(model)
+    windows = load_windows(str(Path(data_dir) / "calibration" / "alpaca_sample16.txt"), tok, 256)
+    t0, c0 = time.perf_counter(), time.process_time()
+    scorer = MODES[mode](view, windows)
+    plan = Plan(method="blockpruner", model={}, calibration={}, options={})
+    greedy(view, scorer, plan, units(view, "block", "mix"), num_blocks=k, ratio=None)
+    out = {"wall": time.perf_counter() - t0, "cpu": time.process_time() - c0, "removed": plan.removed,
+           "ppl": plan.steps[-1]["ppl"], "windows": len(windows),
+           "evaluated_windows": sum(s["evaluated_windows"] for s in plan.steps),
+           "exhaustive_windows": sum(s["exhaustive_windows"] for s in plan.steps)}
+    if mode == "incremental":
+        per_block, head = block_seconds(view, IncrementalScorer(view, windows))
+        out["ideal_cpu"] = ideal_seconds(view, plan, per_block, head)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data-dir", default=str(HERE.parents[2] / "shared" / "data"))
     ap.add_argument("--k", type=int, default=2)
+    ap.add_argument("--mode", choices=list(MODES), help=argparse.SUPPRESS)  # internal: one mode per process
     args = ap.parse_args()
-    torch.manual_seed(0)
-    model, tok = models.load("smollm2-135m")
-    view = BlockView(model)
-    text = Path(args.data_dir) / "calibration" / "alpaca_sample16.txt"
-    windows = load_windows(str(text), tok, 256)
-    cands = units(view, "block", "mix")
+    if args.mode:
+        print(json.dumps(run_mode(args.mode, args.data_dir, args.k)))
+        return
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = {m: subprocess.Popen([sys.executable, __file__, "--mode", m, "--data-dir", args.data_dir, "--k",
+                                  str(args.k)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
+             for m in MODES}
     results = {}
-    for name, make in [("plain", lambda: PlainScorer(view, windows)),
-                       ("incremental", lambda: IncrementalScorer(view, windows)),
-                       ("racing", lambda: RacingScorer(view, windows))]:
-        t0 = time.perf_counter()
-        scorer = make()
-        plan = Plan(method="blockpruner", model={}, calibration={}, options={})
-        greedy(view, scorer, plan, cands, num_blocks=args.k, ratio=None)
-        secs = time.perf_counter() - t0
-        results[name] = {"seconds": round(secs, 2), "removed": plan.removed, "ppl": plan.steps[-1]["ppl"],
-                         "evaluated_windows": sum(s["evaluated_windows"] for s in plan.steps),
-                         "exhaustive_windows": sum(s["exhaustive_windows"] for s in plan.steps), "plan": plan}
-        print(f"{name:12s} {secs:8.1f} s  removed {plan.removed}  ppl {plan.steps[-1]['ppl']:.4f}", flush=True)
-    per_block, head = block_seconds(view, IncrementalScorer(view, windows))
-    ideal = ideal_seconds(view, results["incremental"]["plan"], per_block, head)
+    for m, p in procs.items():
+        stdout, _ = p.communicate()
+        if p.returncode != 0:
+            raise SystemExit(f"{m} failed (exit {p.returncode})")
+        results[m] = json.loads(stdout.strip().splitlines()[-1])
+        print(f"{m:12s} wall {results[m]['wall']:8.1f} s  cpu {results[m]['cpu']:8.1f} s  removed "
+              f"{results[m]['removed']}  ppl {results[m]['ppl']:.4f}", flush=True)
     plain, inc, race = (results[k] for k in ("plain", "incremental", "racing"))
     summary = {
-        "incremental_speedup": plain["seconds"] / inc["seconds"],
-        "racing_speedup": plain["seconds"] / race["seconds"],
+        "incremental_speedup_cpu": plain["cpu"] / inc["cpu"], "incremental_speedup_wall": plain["wall"] / inc["wall"],
+        "racing_speedup_cpu": plain["cpu"] / race["cpu"], "racing_speedup_wall": plain["wall"] / race["wall"],
         "incremental_same_selection": inc["removed"] == plain["removed"],
         "racing_same_selection": race["removed"] == plain["removed"],
         "racing_ppl_rel_diff": abs(race["ppl"] - plain["ppl"]) / plain["ppl"],
-        "incremental_efficiency": ideal / inc["seconds"],
-        "ideal_incremental_seconds": round(ideal, 2),
+        "incremental_efficiency_cpu": inc["ideal_cpu"] / inc["cpu"],
         "racing_window_fraction": race["evaluated_windows"] / race["exhaustive_windows"],
     }
-    for r in results.values():
-        r.pop("plan")
+    load = os.getloadavg()[0]
     command = "python bench/search_speed/run.py" + (f" --k {args.k}" if args.k != 2 else "")
-    out = {"command": command, "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, "
-           f"{torch.get_num_threads()} torch threads", "k": args.k, "windows": len(windows), "seqlen": 256,
-           "modes": results, "summary": summary}
+    out = {"command": command, "date": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.machine()}, "
+           f"{os.cpu_count()} cores, load average {load:.1f} at the end", "k": args.k, "windows": plain["windows"],
+           "seqlen": 256, "modes": results, "summary": summary}
     (HERE / "results.json").write_text(json.dumps(out, indent=2) + "\n")
     lines = [
         "# Search speed (bench/search_speed)", "",
-        f"Command: `{command}` ({out['date']}, {out['machine']}). SmolLM2-135M, fp32, "
-        f"`alpaca_sample16.txt` ({len(windows)} windows x 256 tokens), BlockPruner mix, K = {args.k}.", "",
-        "| mode | seconds | speed-up vs plain | candidate-windows run | removed | final calib. ppl |",
-        "|---|---:|---:|---:|---|---:|",
+        f"Command: `{command}` ({out['date']}, {out['machine']}). SmolLM2-135M, fp32, one thread per mode, "
+        f"`alpaca_sample16.txt` ({plain['windows']} windows x 256 tokens), BlockPruner mix, K = {args.k}.", "",
+        "| mode | CPU s | speed-up (CPU) | wall s | speed-up (wall) | candidate-windows run | removed | final calib. ppl |",
+        "|---|---:|---:|---:|---:|---:|---|---:|",
     ]
     for k, r in results.items():
-        lines.append(f"| {k} | {r['seconds']:.1f} | {plain['seconds'] / r['seconds']:.2f}x | "
-                     f"{r['evaluated_windows']}/{r['exhaustive_windows']} | {', '.join(r['removed'])} | {r['ppl']:.4f} |")
+        lines.append(f"| {k} | {r['cpu']:.1f} | {plain['cpu'] / r['cpu']:.2f}x | {r['wall']:.1f} | "
+                     f"{plain['wall'] / r['wall']:.2f}x | {r['evaluated_windows']}/{r['exhaustive_windows']} | "
+                     f"{', '.join(r['removed'])} | {r['ppl']:.4f} |")
     lines += ["", f"- incremental selections identical to plain: {summary['incremental_same_selection']}",
               f"- racing selections identical to plain: {summary['racing_same_selection']}; final ppl relative "
               f"difference {summary['racing_ppl_rel_diff']:.2e}",
-              f"- exact-mode efficiency (ideal {ideal:.1f} s at dense per-block speed / measured "
-              f"{inc['seconds']:.1f} s): {summary['incremental_efficiency']:.2f}", ""]
+              f"- exact-mode efficiency (ideal {inc['ideal_cpu']:.1f} CPU s at the dense model's per-block speed / "
+              f"measured {inc['cpu']:.1f} CPU s): {summary['incremental_efficiency_cpu']:.2f}", ""]
     (HERE / "RESULTS.md").write_text("\n".join(lines))
     print("\n".join(lines))
 
