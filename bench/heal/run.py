@@ -7,9 +7,9 @@ Stages, each kept on disk so that re-running the same command resumes:
 1. OUT/run: the removal plan. `--plan PATH` copies an existing plan.json; otherwise `--method` runs
    here (default BlockPruner with the racing scorer on ../shared/data/calibration/alpaca_sample16.txt,
    256-token windows, ratio 0.2). The plan is exported to OUT/run/model (the format `auto` picks).
-2. OUT/healed: `blockprune.heal` with the paper's LoRA settings and a step budget that fits a small
-   shared CPU (`--steps`, `--max-length`).
-3. OUT/eval/{healed,pruned,dense}/eval.json: `blockprune.evaluate` on the first `--max-windows`
+2. OUT/NAME (`--heal-name`, default healed): `blockprune.heal` with the paper's LoRA settings and a
+   step budget that fits a small shared CPU (`--steps`, `--max-length`).
+3. OUT/eval/{pruned,NAME,dense}/eval.json: `blockprune.evaluate` on the first `--max-windows`
    WikiText-2 windows of 2048 tokens and the first `--limit` documents of each of the five zero-shot
    tasks; the same subset for all three models.
 OUT/results.json collects everything; the markdown table is printed at the end."""
@@ -62,7 +62,7 @@ def stage_eval(args, name: str, target: str, out: Path) -> None:
              data_dir=args.data_dir, with_cost=False, settings={"bench": "heal", "model": name})
 
 
-def summarize(evals: dict[str, dict], healing: dict, plan: dict) -> dict:
+def summarize(evals: dict[str, dict], healing: dict[str, dict], plan: dict) -> dict:
     def row(r: dict) -> dict:
         avg = r.get("average")
         return {"wikitext2_ppl": r["perplexity"]["wikitext2"]["ppl"],
@@ -75,8 +75,7 @@ def summarize(evals: dict[str, dict], healing: dict, plan: dict) -> dict:
         r["recovery_pct"] = 100 * r["average"] / dense if dense and r["average"] is not None else None
     last = plan["steps"][-1]
     return {"models": rows, "removed": plan_removed(plan), "ratio": last["ratio"],
-            "healing": {k: v for k, v in healing.items() if k not in ("history", "val")},
-            "val_curve": healing.get("val")}
+            "healing": {name: {k: v for k, v in h.items() if k != "history"} for name, h in healing.items()}}
 
 
 def plan_removed(plan: dict) -> list[str]:
@@ -114,13 +113,14 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=50)
     ap.add_argument("--dense-eval", default=None,
                     help="a finished eval.json of the dense model on the same subset, used instead of evaluating it")
+    ap.add_argument("--heal-name", default="healed", help="folder of this healing run (several budgets side by side)")
     ap.add_argument("--stages", default="plan,heal,pruned,healed,dense,summary",
                     help="what this invocation does (separate invocations can run stages side by side)")
     args = ap.parse_args()
     args.calibration = args.calibration or str(Path(args.data_dir) / "calibration" / "alpaca_sample16.txt")
     stages = set(args.stages.split(","))
     out = Path(args.out)
-    run, healed = out / "run", out / "healed"
+    run, healed = out / "run", out / args.heal_name
 
     if "plan" in stages:
         stage_plan(args, run)
@@ -129,23 +129,26 @@ def main() -> None:
     if args.dense_eval and Path(args.dense_eval).exists() and not (out / "eval" / "dense" / "eval.json").exists():
         (out / "eval" / "dense").mkdir(parents=True, exist_ok=True)
         shutil.copy(args.dense_eval, out / "eval" / "dense" / "eval.json")
-    for name, target in (("pruned", str(run / "model")), ("healed", str(healed / "model")), ("dense", args.model)):
-        if name in stages:
+    for stage, name, target in (("pruned", "pruned", str(run / "model")),
+                                ("healed", args.heal_name, str(healed / "model")), ("dense", "dense", args.model)):
+        if stage in stages:
             print(f"bench/heal: evaluating {name}", file=sys.stderr)
             stage_eval(args, name, target, out / "eval" / name)
     if "summary" not in stages:
         return
-    evals = {k: json.loads((out / "eval" / k / "eval.json").read_text()) for k in ("dense", "pruned", "healed")
+    healed_runs = sorted(p.parent.name for p in out.glob("*/heal.json"))
+    names = ["dense", "pruned", *healed_runs]
+    evals = {k: json.loads((out / "eval" / k / "eval.json").read_text()) for k in names
              if (out / "eval" / k / "eval.json").exists()}
-    healing = json.loads((healed / "heal.json").read_text())
+    healing = {k: json.loads((out / k / "heal.json").read_text()) for k in healed_runs}
     summary = summarize(evals, healing, json.loads((run / "plan.json").read_text()))
     summary["settings"] = vars(args)
     atomic.write_json(out / "results.json", summary)
-    h = summary["healing"]
     print(table(summary))
-    print(f"\nhealing: {h['steps']} steps, {h['tokens']} tokens ({h['label_tokens']} with loss), {h['seconds']} s; "
-          f"validation loss {h['val_loss_before']:.4f} -> {h['val_loss_after']:.4f} "
-          f"(ppl {math.exp(h['val_loss_before']):.2f} -> {math.exp(h['val_loss_after']):.2f})")
+    for name, h in summary["healing"].items():
+        print(f"\n{name}: {h['steps']} steps, {h['tokens']} tokens ({h['label_tokens']} with loss), {h['seconds']} s; "
+              f"validation loss {h['val_loss_before']:.4f} -> {h['val_loss_after']:.4f} "
+              f"(ppl {math.exp(h['val_loss_before']):.2f} -> {math.exp(h['val_loss_after']):.2f})")
 
 
 if __name__ == "__main__":

@@ -390,7 +390,7 @@ def heal(target: str | Path, out: str | Path | None = None, *, options: HealOpti
         pad_id = next(i for i in (getattr(tokenizer, "pad_token_id", None), getattr(tokenizer, "eos_token_id", None), 0)
                       if i is not None)
         loss_on = "response tokens only (prompt tokens masked)" if data.mode == "response" else "all tokens"
-        _say(progress, f"heal: {source} on {data.source}: {len(data.train)} train / {len(data.val)} validation "
+        _say(progress, f"heal: {target} on {data.source}: {len(data.train)} train / {len(data.val)} validation "
                        f"examples, loss on {loss_on}")
         if data.source == "alpaca" and opts.rows is None and data.available < PAPER_ROWS:
             _say(progress, f"heal: Alpaca has {data.available} rows here (the paper used {PAPER_ROWS}); using all")
