@@ -104,6 +104,17 @@ def main() -> None:
             subjects[name] = load(ck)
     res["models"].setdefault("dense", {})
 
+    # uniform allocation: llm-bip's factor is one number per layer, so it selects what `local` selects;
+    # a model identical to one already listed is evaluated once and its figures shared
+    seen: dict[str, str] = {}
+    for name, model in list(subjects.items()):
+        sha = models.fingerprint(model)
+        if sha in seen:
+            res["models"][name]["same_model_as"] = seen[sha]
+            del subjects[name]
+        seen.setdefault(sha, name)
+    save()
+
     for name, model in subjects.items():
         entry = res["models"][name]
         entry["params"] = count_params(model)
@@ -150,6 +161,9 @@ def summary(res: dict) -> str:
             "piqa | winogrande | hellaswag | arc_e | arc_c | generation s (speed-up) | KV bytes/token |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, e in sorted(res["models"].items(), key=lambda kv: kv[0] != "dense"):
+        same = e.get("same_model_as")
+        e = {**res["models"][same], **e} if same else e
+        name = f"{name} (= {same})" if same else name
         zs = e.get("zero_shot", {})
 
         def acc(t):
@@ -157,7 +171,7 @@ def summary(res: dict) -> str:
             return f"{s.get('acc_norm', s.get('acc')):.3f}" if s else "-"
         avg = e.get("average")
         avg_s = f"{avg['value']:.3f}" if avg else "-"
-        t = lat.get(name)
+        t = lat.get(same or name)
         t_s = f"{t:.2f} ({dense_lat / t:.2f}x)" if t and dense_lat else "-"
         rows.append(f"| {name} | {e.get('removed_ratio', 0):.1%} | {e.get('params', 0) / 1e6:.1f}M | "
                     f"{e.get('wikitext2', float('nan')):.2f} | {e.get('ptb', float('nan')):.2f} | {avg_s} | "
