@@ -38,10 +38,10 @@ class WidthOptions:
     layers: str = "1:-1"  # python slice over layer indices ("1:-1" keeps the first and last dense), "all", or "3,4,7"
 
     def validate(self) -> None:
-        for name, value, allowed in (("score", self.score, SCORES), ("allocation", self.allocation, ALLOCATIONS),
-                                     ("gqa", self.gqa, GQA)):
+        for name, value, allowed in (("the width score", self.score, SCORES),
+                                     ("--allocation", self.allocation, ALLOCATIONS), ("--gqa", self.gqa, GQA)):
             if value not in allowed:
-                raise UserError(f"--{name} must be one of {', '.join(allowed)} (got {value!r})")
+                raise UserError(f"{name} must be one of {', '.join(allowed)} (got {value!r})")
 
 
 def parse_layers(spec: str, num_layers: int) -> list[int]:
