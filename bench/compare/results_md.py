@@ -1,0 +1,50 @@
+"""Print the "Method comparison" section of bench/RESULTS.md from a comparison folder, including
+methods whose search is still running or not started (their partial removal path and wall time so far).
+
+    python bench/compare/results_md.py bench/compare/smollm2-r20"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from blockprune.compare import _missing, _row, markdown, parse_methods
+from blockprune.plan import Plan
+
+ALL = "shortgpt,relative-magnitude,blockpruner,blockpruner-oneshot,layer-ppl,blockpruner-refined,blockpruner:bi,blockpruner:rm,blockpruner:js"
+
+
+def main(folder: str) -> None:
+    out = Path(folder)
+    result = json.loads((out / "comparison.json").read_text())  # for its header: model, calibration, eval
+    read = lambda p: json.loads(p.read_text()) if p.exists() else None  # noqa: E731
+    rows = [r for r in result["rows"] if r["method"] == "dense"]
+    for e in parse_methods(ALL):  # every method whose search and evaluation are both finished
+        sub = out / e.folder
+        ev, run = read(sub / "eval.json"), read(sub / "compare.json")
+        if run and ev and Plan.load(sub).status == "done" and not _missing(ev, result["tasks"], result["eval"]):
+            rows.append(_row(e.label, Plan.load(sub), ev, run))
+    result["rows"] = rows
+    done = {r["method"] for r in rows}
+    print(markdown(result).split("\n", 2)[2])  # without its title
+    lines = []
+    for e in parse_methods(ALL):
+        if e.label in done:
+            continue
+        sub = out / e.folder
+        if not (sub / "plan.json").exists():
+            lines.append(f"- {e.label}: not started")
+            continue
+        plan = Plan.load(sub)
+        secs = sum(s["seconds"] for s in json.loads((sub / "timings.json").read_text())["steps"]) \
+            if (sub / "timings.json").exists() else 0.0
+        last = plan.steps[-1] if plan.steps else {"ratio": 0.0, "ppl": plan.dense.get("ppl")}
+        lines.append(f"- {e.label}: {plan.status}, {len(plan.steps)} steps in {secs:.0f} s of search, ratio "
+                     f"{last['ratio']:.1%}, calibration ppl {last['ppl']:.2f}; removed so far: {', '.join(plan.removed)}")
+    if lines:
+        print("Not finished in the session (resumable with the same command):\n")
+        print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
