@@ -11,8 +11,8 @@ from blockprune.export import export, load
 from blockprune.heal import IGNORE, HealOptions, collate, heal, instruction_example, load_examples, token_nll
 from conftest import byte_tokenizer, tiny_llama
 
-ROWS = [{"instruction": f"Name item {i}.", "input": "a list" if i % 3 == 0 else "", "output": f"Item {i} is {'x' * (i % 7 + 3)}."}
-        for i in range(24)]
+ROWS = [{"instruction": f"Name item {i}.", "input": "a list" if i % 3 == 0 else "",
+         "output": f"Item {i} is {'x' * (i % 7 + 3)}."} for i in range(24)]
 # tiny settings: short run, a context long enough for an Alpaca prompt in byte tokens
 FAST = dict(rank=4, alpha=8, steps=4, max_length=256, val_size=4, save_every=2, lr=5e-3, dropout=0.1)
 
@@ -101,7 +101,8 @@ def test_merged_checkpoint_equals_adapter_model(instructions, tmp_path, fmt, rem
     assert torch.allclose(logits(healed, ids), logits(wrapped, ids), atol=1e-4)
     assert not torch.allclose(logits(healed, ids), logits(load(ckpt), ids), atol=1e-4)  # it did learn something
     # the same format as the input: config (with the healing added) and code files carried over
-    src, out = json.loads((Path(ckpt) / "config.json").read_text()), json.loads((result.checkpoint / "config.json").read_text())
+    src = json.loads((Path(ckpt) / "config.json").read_text())
+    out = json.loads((result.checkpoint / "config.json").read_text())
     healing = out["blockprune"].pop("healing")
     assert out["blockprune"] == src["blockprune"] and out.get("auto_map") == src.get("auto_map")
     assert sorted(p.name for p in Path(ckpt).glob("*.py")) == sorted(p.name for p in result.checkpoint.glob("*.py"))
@@ -152,7 +153,7 @@ def test_run_folder_input_and_cli(instructions, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "response tokens" in printed and "healed 2 steps" in printed
     healed = load(run.out / "healed" / "model")
-    assert healed.config.blockprune["removed"] == sorted(run.plan.removed_blocks, key=lambda n: (int(n.split('.')[1]), n[0] != 'a'))
+    assert set(healed.config.blockprune["removed"]) == set(run.plan.removed_blocks)
     assert healed.config.blockprune["healing"]["steps"] == 2
 
 

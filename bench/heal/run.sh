@@ -12,7 +12,7 @@
 # With no argument it runs every stage in turn; the recorded run used two processes side by side:
 #   bash bench/heal/run.sh plan
 #   bash bench/heal/run.sh pruned &  bash bench/heal/run.sh heal,healed;  wait
-#   STEPS=200 NAME=healed-200 EVAL_EVERY=100 bash bench/heal/run.sh heal,healed   (a second, longer budget)
+#   STEPS=100 NAME=healed-100 EVAL_EVERY=50 bash bench/heal/run.sh heal,healed   (a second, longer budget)
 #   bash bench/heal/run.sh summary
 set -euo pipefail
 cd "$(dirname "$0")/../.."

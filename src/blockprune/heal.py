@@ -225,7 +225,8 @@ class Stream:
 
     def micro_batch(self, m: int) -> list[Example]:
         n = len(self.examples)
-        return [self.examples[self._order(i // n)[i % n]] for i in range(m * self.batch_size, (m + 1) * self.batch_size)]
+        start = m * self.batch_size
+        return [self.examples[self._order(i // n)[i % n]] for i in range(start, start + self.batch_size)]
 
 
 def token_nll(model: nn.Module, batch: dict[str, torch.Tensor], device) -> tuple[torch.Tensor, int]:

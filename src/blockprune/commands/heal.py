@@ -22,7 +22,8 @@ def add_arguments(p) -> None:
                    help="training data: alpaca, or a local .json/.jsonl (instruction/input/output rows: loss on the "
                         "response only) or .txt / text rows / wikitext2 / ptb (loss on every token)")
     add_data_dir(p)
-    p.add_argument("--rows", type=int, default=None, help="instruction rows to sample (default: all; the paper used 8000)")
+    p.add_argument("--rows", type=int, default=None,
+                   help="instruction rows to sample (default: all; the paper used 8000)")
     p.add_argument("--val-size", type=int, default=d.val_size,
                    help="examples held out for validation loss (at most a fifth of the data)")
     lora = p.add_argument_group("LoRA")
@@ -42,7 +43,8 @@ def add_arguments(p) -> None:
     opt.add_argument("--max-length", type=int, default=d.max_length, help="tokens per example (longer ones are cut)")
     opt.add_argument("--max-grad-norm", type=float, default=d.max_grad_norm, help="gradient clipping (0: none)")
     opt.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--dtype", default=d.dtype, choices=["fp32", "bf16", "fp16"], help="precision of the model while training")
+    p.add_argument("--dtype", default=d.dtype, choices=["fp32", "bf16", "fp16"],
+                   help="precision of the model while training")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda")
     p.add_argument("--save-every", type=int, default=d.save_every, help="checkpoint the adapter every N steps")
     p.add_argument("--eval-every", type=int, default=None, help="validation loss every N steps (default --save-every)")
