@@ -12,28 +12,9 @@ from torch import nn
 from .. import models
 from ..arch import adapter_for
 from ..errors import UserError
+from ..export.checkpoint import removed_modules
+from ..export.templates.blockprune_removed import remove_modules
 from ..plan import Plan
-
-
-class RemovedNorm(nn.Module):
-    """Stands in for the norm that fed a removed branch (as the exported checkpoint does)."""
-
-    def forward(self, hidden_states, *args, **kwargs):
-        return hidden_states
-
-
-class RemovedBranch(nn.Module):
-    """Stands in for a removed attention or MLP module: it adds nothing to the residual stream."""
-
-    def __init__(self, returns_tuple: bool):
-        super().__init__()
-        self.returns_tuple = returns_tuple
-
-    def forward(self, hidden_states=None, *args, **kwargs):
-        if hidden_states is None:
-            hidden_states = args[0] if args else next(iter(kwargs.values()))
-        zero = torch.zeros_like(hidden_states)
-        return (zero, None) if self.returns_tuple else zero
 
 
 def mask_in_memory(model: nn.Module, removed: AbstractSet[str]) -> nn.Module:
@@ -42,17 +23,8 @@ def mask_in_memory(model: nn.Module, removed: AbstractSet[str]) -> nn.Module:
     The result is an ordinary model object (generate, KV cache, lm-eval all work) whose logits equal
     `BlockView(base).logits(ids, removed)`; the removed weights are freed."""
     adapter = adapter_for(model)
-    without_attention = []
-    for name in sorted(removed):
-        kind, _, layer = name.partition(".")
-        prefix = adapter._layer_prefix(int(layer))
-        for sub in adapter.branch_modules[kind]:
-            parent, _, attr = f"{prefix}.{sub}".rpartition(".")
-            is_core = sub == adapter.branch_core[kind]
-            replacement = RemovedBranch(adapter.removed_core_output(kind) == "zero_tuple") if is_core else RemovedNorm()
-            setattr(model.get_submodule(parent), attr, replacement)
-        if kind == "attn":
-            without_attention.append(int(layer))
+    remove_modules(model, removed_modules(adapter, removed))
+    without_attention = sorted({int(n.partition(".")[2]) for n in removed if n.startswith("attn.")})
     if without_attention:  # layers without attention hold no KV cache, as in the exported config
         adapter.removed_attention_config(model.config, sorted(without_attention))
     return model

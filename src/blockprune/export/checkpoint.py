@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import shutil
 from pathlib import Path
 from typing import AbstractSet, Any
 
@@ -60,6 +61,13 @@ def render(template: str, out: Path, name: str | None = None, **fill: str) -> No
     for k, v in fill.items():
         text = text.replace("{" + k + "}", v)
     (out / (name or template)).write_text(text)
+    if "from .blockprune_removed import" in text:
+        ship_removed(out)
+
+
+def ship_removed(out: Path) -> None:
+    """Put the stand-ins for removed branches beside a modeling file that imports them."""
+    shutil.copyfile(TEMPLATES / "blockprune_removed.py", out / "blockprune_removed.py")
 
 
 def save_extras(tokenizer, model: nn.Module, out: Path) -> None:

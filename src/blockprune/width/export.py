@@ -26,6 +26,7 @@ from torch import nn
 from .. import atomic
 from ..arch import adapter_for
 from ..errors import UserError
+from ..export.checkpoint import ship_removed
 from .families import modules_for
 from .scores import geometry
 
@@ -133,6 +134,7 @@ def _export_remote_code(model: nn.Module, out: Path, meta: dict[str, Any], token
             "model_module": base_model.__module__, "model_class": base_model.__name__, "model_type": model_type}
     for name in ("configuration_blockprune_width.py", "modeling_blockprune_width.py"):
         (out / name).write_text(_fill(TEMPLATES / name, fill))
+    ship_removed(out)
     _save_extras(tokenizer, model, out)
 
 

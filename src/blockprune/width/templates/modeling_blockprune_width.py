@@ -5,29 +5,12 @@
 # resized to those widths before the checkpoint's weights load. `config.blockprune["skip"]` (when
 # present) maps a layer's submodule path to what replaces a removed branch: "identity" for its norm,
 # "zero" / "zero_tuple" for the module itself.
-import torch
 from torch import nn
 
 from {model_module} import {model_class} as _Base
 
+from .blockprune_removed import remove_modules
 from .configuration_blockprune_width import WidthPrunedConfig
-
-
-class RemovedNorm(nn.Module):
-    def forward(self, hidden_states, *args, **kwargs):
-        return hidden_states
-
-
-class RemovedBranch(nn.Module):
-    def __init__(self, returns_tuple):
-        super().__init__()
-        self.returns_tuple = returns_tuple
-
-    def forward(self, hidden_states=None, *args, **kwargs):
-        if hidden_states is None:
-            hidden_states = args[0] if args else next(iter(kwargs.values()))
-        zero = torch.zeros_like(hidden_states)
-        return (zero, None) if self.returns_tuple else zero
 
 
 def _resize(parent, name, in_features, out_features):
@@ -42,10 +25,7 @@ class WidthPrunedForCausalLM(_Base):
     def __init__(self, config):
         super().__init__(config)
         info = config.blockprune
-        for path, kind in (info.get("skip") or {}).items():
-            parent, _, attr = path.rpartition(".")
-            setattr(self.get_submodule(parent), attr, RemovedNorm() if kind == "identity" else
-                    RemovedBranch(kind == "zero_tuple"))
+        remove_modules(self, info.get("skip") or {})
         names = info["width_modules"]
         hidden = config.hidden_size
         for layer, width in zip(self.get_submodule(info["layers_path"]), info["widths"]):
