@@ -9,10 +9,8 @@ from blockprune.data import Windows
 from blockprune.errors import UserError
 from blockprune.view import BlockView
 from blockprune.width import WidthOptions, export, prune_width, widths
-from blockprune.width.allocation import Keep
 from blockprune.width.scores import (activation_channel_scores, activation_head_scores, collect_activations,
                                      magnitude_scores, propagation_factor, Geometry)
-from blockprune.width.slicing import narrow
 from blockprune.width.families import LLAMA
 
 from conftest import tiny_llama
