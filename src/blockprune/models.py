@@ -86,7 +86,7 @@ def load(spec: str, dtype: str = "fp32", device: str = "cpu"):
         raise UserError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
     where = resolve(spec)
     try:
-        tok = AutoTokenizer.from_pretrained(where)
+        tok = AutoTokenizer.from_pretrained(where, trust_remote_code=True)  # a pruned checkpoint ships code
         # "auto" shards a model too large for one accelerator across all of them (accelerate's device map)
         placement = {"device_map": "auto"} if device == "auto" else {}
         model = AutoModelForCausalLM.from_pretrained(where, dtype=DTYPES[dtype], trust_remote_code=True, **placement)
