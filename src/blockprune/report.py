@@ -7,6 +7,7 @@ path (all runs on one plot), and the pruned architecture (which blocks remain in
 table compares every evaluated model in the shape of the BlockPruner paper's Table 1."""
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -34,6 +35,13 @@ class Entry:
     evaluation: dict[str, Any] | None = None
     figures: dict[str, str] = field(default_factory=dict)
 
+
+
+def save_png(fig, path: Path) -> None:
+    """Render to memory, then write atomically like every other file blockprune writes."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    atomic.write_bytes(path, buf.getvalue())
 
 def _read_eval(path: Path) -> dict[str, Any]:
     try:
@@ -120,7 +128,7 @@ def plot_importance(plan: Plan, layers: int, path: Path) -> None:
     fig.suptitle(f"{plan.method}: {what} (x = removed at that step)", fontsize=9)
     if im is not None:
         fig.colorbar(im, ax=axes[:, 0].tolist(), label=f"log10 {metric} (lower = removed first)", shrink=0.8)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    save_png(fig, path)
     plt.close(fig)
 
 
@@ -143,7 +151,7 @@ def plot_paths(entries: list[Entry], path: Path) -> None:
     ax.set_title("calibration perplexity along the removal path", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    save_png(fig, path)
     plt.close(fig)
 
 
@@ -161,7 +169,7 @@ def plot_architecture(plan: Plan, layers: int, path: Path) -> None:
     ax.set_xlabel("layer")
     ax.set_title(f"pruned architecture: green = kept, red = removed ({len(removed)} of {2 * layers} blocks)",
                  fontsize=9)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    save_png(fig, path)
     plt.close(fig)
 
 
