@@ -8,7 +8,7 @@ DATA=${BLOCKPRUNE_DATA:-../shared/data}
 OUT=${OUT:-runs/demo}
 rm -rf "$OUT"
 blockprune prune --model smollm2-135m --data-dir "$DATA" --calibration alpaca --nsamples 16 --seqlen 256 \
-  --block-type mix --num-blocks 6 --scorer racing --out "$OUT"
+  --block-type mix --num-blocks 4 --scorer racing --out "$OUT"
 if blockprune report --help >/dev/null 2>&1; then
   blockprune report "$OUT" --out "$OUT/report" && echo "report: $OUT/report"
 fi
