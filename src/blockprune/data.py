@@ -100,7 +100,9 @@ def load_rows(source: str, data_dir_: str | os.PathLike | None = None) -> list[s
     if source in BUILTIN:
         d = data_dir(data_dir_)
         if d is not None and (d / BUILTIN[source][0]).exists():
-            return _rows_from_file(d / BUILTIN[source][0])
+            local = d / BUILTIN[source][0]
+            # a built-in set's .txt copy holds one row a line (PTB), joined like the hub's rows
+            return local.read_text(encoding="utf-8").splitlines() if local.suffix == ".txt" else _rows_from_file(local)
         return _rows_from_hub(source)
     path = Path(source).expanduser()
     if not path.exists():
