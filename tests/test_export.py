@@ -59,15 +59,6 @@ def tiny_tokenizer():
     return tok
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny models: thread start-up and contention on a shared machine cost more than the arithmetic
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 IDS = torch.randint(3, 97, (1, 14), generator=torch.Generator().manual_seed(1))
 
 

@@ -134,15 +134,6 @@ SLIDING_FAMILIES = ("mistral", "ministral", "qwen2", "gemma2", "gemma3", "starco
 _built: dict[str, torch.nn.Module] = {}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny matmuls on a shared 2-core machine: intra-op threads only contend (measured ~100x slower)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def build(name: str, **overrides) -> torch.nn.Module:
     fam = FAMILIES[name]
     torch.manual_seed(0)
