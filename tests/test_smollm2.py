@@ -21,8 +21,10 @@ def test_smollm2_search_chooses_argmins_and_its_checkpoint_reproduces_the_final_
         assert step["removed"] == best
     model = blockprune.load(res.checkpoint)
     from transformers import AutoTokenizer
-    tok = AutoTokenizer.from_pretrained(res.checkpoint)
+    tok = AutoTokenizer.from_pretrained(res.checkpoint, trust_remote_code=True)  # attn removed: a remote-code checkpoint
     windows = load_windows("alpaca", tok, 128, nsamples=4, seed=42, data_dir_=shared_data)
     assert windows.sha256() == plan.calibration["sha256"]
     assert perplexity(BlockView(model), windows) == pytest.approx(plan.steps[-1]["ppl"], rel=1e-4)
-    assert plan.dense["ppl"] < plan.steps[-1]["ppl"] < 2 * plan.dense["ppl"]
+    # on 4 short windows a removal can lower perplexity, so only bound it; the path is the argmins above
+    assert plan.steps[-1]["ppl"] == min(plan.steps[-1]["scores"].values())
+    assert plan.steps[-1]["ppl"] < 2 * plan.dense["ppl"]
