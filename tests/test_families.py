@@ -195,6 +195,20 @@ def test_masked_view_equals_stock_model_with_branch_outputs_zeroed(name):
             assert (ref - dense).abs().max() > 1e-3, (name, removed)
 
 
+@pytest.mark.parametrize("name", FAMILIES)
+def test_window_nll_in_vocabulary_slices_equals_cross_entropy_of_the_stock_logits(name, monkeypatch):
+    import blockprune.view as view_module
+    monkeypatch.setattr(view_module, "VOCAB_SLICE_CPU", 7)  # many slices, the last one ragged
+    model = tiny(name)
+    view = BlockView(model)
+    x = ids(n=2)
+    logits = model(x).logits.double()
+    ref = torch.stack([torch.nn.functional.cross_entropy(logits[i, :-1], x[i, 1:]) for i in range(2)])
+    prep = view.prepare(x)
+    got = view.window_nll(view.run(prep.hidden, prep, frozenset()), x)
+    assert torch.allclose(got, ref, rtol=1e-5, atol=0), (name, got, ref)
+
+
 PARALLEL = {"pythia", "phi", "cohere", "stablelm-parallel", "falcon-7b", "falcon-40b"}
 
 

@@ -14,6 +14,12 @@ from .arch import KINDS, Adapter, adapter_for
 from .models import count_params
 
 
+# vocabulary rows per slice of the LM head in window_nll (measured on SmolLM2, 1 CPU thread: 1024 rows is
+# 0.61 ms/token against 0.94 for the whole 49k vocabulary at 256-2048 tokens)
+VOCAB_SLICE_CPU = 1024
+VOCAB_SLICE_ACCELERATOR = 16384
+
+
 @dataclass(frozen=True)
 class Block:
     name: str  # "attn.12"
@@ -131,12 +137,30 @@ class BlockView:
     def window_nll(self, h: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
         """Mean next-token NLL of each window (one value per row), from the last hidden states.
 
-        The head runs one window at a time: a 2048 x 50k logit matrix per window bounds memory."""
+        The LM head runs one window and one slice of the vocabulary at a time, with a running logsumexp:
+        the logit matrix is never whole in memory, and on a CPU a slice that stays in cache makes the
+        head (a quarter of a small model's forward pass) about a third faster than one big matmul."""
+        head = self.model.get_output_embeddings()
         if self.sharded:
-            h = h.to(self.model.get_output_embeddings().weight.device)
+            h = h.to(head.weight.device)
         input_ids = input_ids.to(h.device)
         out = torch.empty(h.shape[0], dtype=torch.float64)
+        if not isinstance(head, nn.Linear):  # an unusual head: the whole logit matrix, one window at a time
+            for i in range(h.shape[0]):
+                logits = self.adapter.head(h[i:i + 1, :-1]).float()[0]
+                out[i] = nn.functional.cross_entropy(logits, input_ids[i, 1:]).double()
+            return out
+        chunk = VOCAB_SLICE_CPU if h.device.type == "cpu" else VOCAB_SLICE_ACCELERATOR
+        vocab = head.weight.shape[0]
         for i in range(h.shape[0]):
-            logits = self.adapter.head(h[i:i + 1, :-1]).float()[0]
-            out[i] = nn.functional.cross_entropy(logits, input_ids[i, 1:], reduction="mean").double()
+            x = self.adapter.head_input(h[i, :-1])
+            target = input_ids[i, 1:]
+            lse, picked = [], torch.zeros(target.shape, dtype=torch.float32, device=h.device)
+            for lo in range(0, vocab, chunk):
+                bias = None if head.bias is None else head.bias[lo:lo + chunk]
+                logits = self.adapter.scale_logits(nn.functional.linear(x, head.weight[lo:lo + chunk], bias)).float()
+                lse.append(torch.logsumexp(logits, -1))
+                inside = (target >= lo) & (target < lo + chunk)
+                picked += torch.where(inside, logits.gather(-1, (target - lo).clamp(0, logits.shape[-1] - 1)[:, None])[:, 0], 0.0)
+            out[i] = (torch.logsumexp(torch.stack(lse, -1), -1) - picked).mean().double()
         return out

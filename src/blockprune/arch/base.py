@@ -98,9 +98,19 @@ class Adapter:
         """f(h) of one residual branch: what the layer adds to the residual stream."""
         raise NotImplementedError
 
+    # The head is split in three so that perplexity can run the LM head a slice of the vocabulary at a
+    # time (see BlockView.window_nll): families override the first and last, never the matmul between.
+    def head_input(self, h: torch.Tensor) -> torch.Tensor:
+        """What the LM head's linear layer reads: the final norm (and any projection) of the last hidden state."""
+        return self.backbone().norm(h)
+
+    def scale_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """Elementwise logit post-processing the family applies after the LM head (scaling, soft-capping)."""
+        return logits
+
     def head(self, h: torch.Tensor) -> torch.Tensor:
-        """Final norm and LM head (and any logit post-processing the family applies)."""
-        return self.model.lm_head(self.backbone().norm(h))
+        """Final norm, LM head and logit post-processing: the model's logits."""
+        return self.scale_logits(self.model.lm_head(self.head_input(h)))
 
     # -- export ----------------------------------------------------------------------------------
     def removed_core_output(self, kind: str) -> str:

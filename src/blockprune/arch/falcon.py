@@ -57,5 +57,5 @@ class FalconAdapter(Adapter):
             return mod.self_attention(x, **kwargs)[0]
         return mod.mlp(x)
 
-    def head(self, h: torch.Tensor) -> torch.Tensor:
-        return self.model.lm_head(self.backbone().ln_f(h))
+    def head_input(self, h: torch.Tensor) -> torch.Tensor:
+        return self.backbone().ln_f(h)

@@ -42,8 +42,8 @@ class GPT2Adapter(Adapter):
             return mod.attn(mod.ln_1(h), **kwargs)[0]
         return mod.mlp(mod.ln_2(h))
 
-    def head(self, h: torch.Tensor) -> torch.Tensor:
-        return self.model.lm_head(self.backbone().ln_f(h))
+    def head_input(self, h: torch.Tensor) -> torch.Tensor:
+        return self.backbone().ln_f(h)
 
     def renumber_layer(self, new_index: int) -> None:
         # with this option the attention scores are divided by (layer_idx + 1): moving a layer changes its math

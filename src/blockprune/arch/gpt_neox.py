@@ -35,5 +35,5 @@ class GPTNeoXAdapter(Adapter):
             return mod.attention(mod.input_layernorm(h), **kwargs)[0]
         return mod.mlp(mod.post_attention_layernorm(h))
 
-    def head(self, h: torch.Tensor) -> torch.Tensor:
-        return self.model.lm_head(self.backbone().final_layer_norm(h))
+    def head_input(self, h: torch.Tensor) -> torch.Tensor:
+        return self.backbone().final_layer_norm(h)

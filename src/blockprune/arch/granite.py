@@ -16,5 +16,5 @@ class GraniteAdapter(LlamaAdapter):
     def branch(self, layer, kind, h, kwargs):
         return super().branch(layer, kind, h, kwargs) * self.config.residual_multiplier
 
-    def head(self, h: torch.Tensor) -> torch.Tensor:
-        return super().head(h) / self.config.logits_scaling
+    def scale_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits / self.config.logits_scaling

@@ -34,10 +34,10 @@ class OPTAdapter(Adapter):
             return mod.self_attn(hidden_states=mod.self_attn_layer_norm(h), **kwargs)[0]
         return mod.fc2(mod.activation_fn(mod.fc1(mod.final_layer_norm(h))))
 
-    def head(self, h: torch.Tensor) -> torch.Tensor:
+    def head_input(self, h: torch.Tensor) -> torch.Tensor:
         dec = self.backbone()
         if dec.final_layer_norm is not None:
             h = dec.final_layer_norm(h)
         if dec.project_out is not None:
             h = dec.project_out(h)
-        return self.model.lm_head(h)
+        return h

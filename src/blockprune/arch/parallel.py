@@ -30,16 +30,16 @@ class SharedNormParallelAdapter(Adapter):
 class PhiAdapter(SharedNormParallelAdapter):
     model_types = ("phi",)
 
-    def head(self, h: torch.Tensor) -> torch.Tensor:
-        return self.model.lm_head(self.backbone().final_layernorm(h))
+    def head_input(self, h: torch.Tensor) -> torch.Tensor:
+        return self.backbone().final_layernorm(h)
 
 
 @register
 class CohereAdapter(SharedNormParallelAdapter):
     model_types = ("cohere",)
 
-    def head(self, h: torch.Tensor) -> torch.Tensor:
-        return super().head(h) * self.config.logit_scale
+    def scale_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits * self.config.logit_scale
 
 
 @register

@@ -45,8 +45,7 @@ class GemmaAdapter(SandwichAdapter):
     sandwich = {"attn": ("input_layernorm", "self_attn", "post_attention_layernorm"),
                 "mlp": ("pre_feedforward_layernorm", "mlp", "post_feedforward_layernorm")}
 
-    def head(self, h: torch.Tensor) -> torch.Tensor:
-        logits = super().head(h)
+    def scale_logits(self, logits: torch.Tensor) -> torch.Tensor:
         cap = getattr(self.config, "final_logit_softcapping", None)
         if cap is not None:
             logits = torch.tanh(logits / cap) * cap
