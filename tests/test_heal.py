@@ -173,3 +173,44 @@ def test_width_pruned_run_keeps_its_format(instructions, tmp_path):
     ids = torch.randint(1, 200, (1, 30))
     wrapped = PeftModel.from_pretrained(load(run.checkpoint), run.out / "healed" / "adapter").eval()
     assert torch.allclose(logits(load(result.checkpoint), ids), logits(wrapped, ids), atol=1e-4)
+
+
+def test_report_shows_dense_pruned_and_healed_side_by_side(instructions, tmp_path):
+    from blockprune import prune
+    from blockprune.evaluate import evaluate, load_subject
+    from blockprune.report import build
+    from test_evaluate import ROWS, tiny_checkpoint, write_data
+
+    base = tiny_checkpoint(tmp_path / "base")
+    data = write_data(tmp_path / "data")
+    calib = tmp_path / "calib.txt"
+    calib.write_text("\n\n".join(ROWS))
+    run = prune(str(base), tmp_path / "run", num_blocks=2, calibration=str(calib), seqlen=16, nsamples=2,
+                progress=False)
+    healed = heal(run.out, tmp_path / "healed", data=instructions, progress=False, **FAST)
+    for target, out in ((base, tmp_path / "dense"), (run.out, run.out / "eval"), (tmp_path / "healed", None)):
+        subject = load_subject(str(target))
+        evaluate(subject, ["wikitext2"], out=out or tmp_path / "healed" / "eval", seqlen=16, data_dir=data,
+                 with_cost=False, progress=False)
+    assert subject.healing["steps"] == FAST["steps"]  # the heal folder resolved to its merged checkpoint
+    md = build([tmp_path / "dense", run.out, tmp_path / "healed"], tmp_path / "report").read_text()
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert [r["label"] for r in report["table"]] == ["dense", "run", "healed"]
+    assert [r["method"] for r in report["table"]] == ["dense", "blockpruner", f"blockpruner + LoRA ({FAST['steps']} steps)"]
+    ppl = [r["wikitext2"] for r in report["table"]]
+    assert len(set(ppl)) == 3  # three different models
+    assert "## Healing" in md and f"{healed.record['val_loss_before']:.3f} → {healed.record['val_loss_after']:.3f}" in md
+    assert report["healing"]["healed"]["steps"] == FAST["steps"]
+
+
+def test_recovery_is_each_average_over_the_dense_average():
+    from blockprune.report import add_recovery, markdown_table
+
+    rows = [{"label": n, "method": m, "ratio": r, "wikitext2": p, "tasks": {"piqa": a}, "average": a}
+            for n, m, r, p, a in (("d", "dense", 0.0, 10.0, 0.5), ("p", "blockpruner", 0.2, 30.0, 0.4),
+                                  ("h", "blockpruner + LoRA (4 steps)", 0.2, 20.0, 0.45))]
+    assert add_recovery(rows)
+    assert [r["recovery"] for r in rows] == pytest.approx([1.0, 0.8, 0.9])
+    lines = markdown_table(rows, recovery=True).splitlines()
+    assert lines[0].endswith("| Avg. | % of dense |") and lines[3].endswith("| 40.00 | 80.00 |")
+    assert not add_recovery(rows[1:])

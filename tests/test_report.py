@@ -80,7 +80,7 @@ def test_table_is_shaped_like_blockpruner_table_1():
 
 
 def test_report_refuses_a_folder_without_results(tmp_path):
-    with pytest.raises(UserError, match="neither plan.json nor eval.json"):
+    with pytest.raises(UserError, match="neither plan.json, eval.json nor heal.json"):
         build([tmp_path], tmp_path / "out")
 
 

@@ -33,6 +33,7 @@ class Entry:
     path: Path
     plan: Plan | None = None
     evaluation: dict[str, Any] | None = None
+    healing: dict[str, Any] | None = None  # a `blockprune heal` folder's heal.json
     figures: dict[str, str] = field(default_factory=dict)
 
 
@@ -56,9 +57,10 @@ def load_entry(path: str | os.PathLike) -> Entry:
         raise UserError(f"{path} is not a folder; give run folders (plan.json) or eval folders (eval.json)")
     plan = Plan.load(path) if (path / "plan.json").exists() else None
     ev = next((p for p in (path / "eval.json", path / "eval" / "eval.json") if p.exists()), None)
-    if plan is None and ev is None:
-        raise UserError(f"{path} holds neither plan.json nor eval.json")
-    return Entry(path.resolve().name, path, plan, _read_eval(ev) if ev else None)
+    healing = _read_eval(path / "heal.json") if (path / "heal.json").exists() else None
+    if plan is None and ev is None and healing is None:
+        raise UserError(f"{path} holds neither plan.json, eval.json nor heal.json")
+    return Entry(path.resolve().name, path, plan, _read_eval(ev) if ev else None, healing)
 
 
 def _unique_labels(entries: list[Entry]) -> None:
@@ -187,7 +189,11 @@ def table_row(e: Entry) -> dict[str, Any] | None:
     zs = ev.get("zero_shot", {})
     metric = {t: (ev.get("average") or {}).get("metrics", {}).get(t) or ("acc_norm" if "acc_norm" in zs.get(t, {})
                                                                         else "acc") for t in zs}
-    return {"label": e.label, "method": ev["subject"]["method"], "ratio": ratio,
+    method = ev["subject"]["method"]
+    healing = ev["subject"].get("healing")
+    if healing:
+        method += f" + LoRA ({healing['steps']} steps)"
+    return {"label": e.label, "method": method, "ratio": ratio,
             "wikitext2": (ev.get("perplexity", {}).get("wikitext2") or {}).get("ppl"),
             "tasks": {t: zs[t].get(metric[t]) for t in zs}, "metrics": metric,
             "average": (ev.get("average") or {}).get("value"),
@@ -201,14 +207,25 @@ def _fmt(x: float | None, pct: bool = False) -> str:
     return f"{100 * x:.2f}" if pct else f"{x:.2f}"
 
 
-def markdown_table(rows: list[dict[str, Any]]) -> str:
+def add_recovery(rows: list[dict[str, Any]]) -> bool:
+    """Give every row `recovery`, its average as a fraction of the dense row's (the first dense row given);
+    False when no dense row has an average to compare with."""
+    dense = next((r["average"] for r in rows if r["method"] == "dense" and r["average"]), None)
+    for r in rows:
+        r["recovery"] = r["average"] / dense if dense and r["average"] is not None else None
+    return dense is not None
+
+
+def markdown_table(rows: list[dict[str, Any]], recovery: bool = False) -> str:
     extra = sorted({t for r in rows for t in r["tasks"]} - set(TASKS))
     tasks = list(TASKS) + extra
     head = ["Model", "Method", "Ratio", "WikiText-2 PPL"] + [TASK_TITLES.get(t, t) for t in tasks] + ["Avg."]
+    head += ["% of dense"] if recovery else []
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["label"], r["method"], f"{100 * r['ratio']:.1f}%" if r["ratio"] is not None else "–",
                  _fmt(r["wikitext2"])] + [_fmt(r["tasks"].get(t), pct=True) for t in tasks] + [_fmt(r["average"], True)]
+        cells += [_fmt(r.get("recovery"), True)] if recovery else []
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -234,14 +251,17 @@ def build(dirs: list[str | os.PathLike], out: str | os.PathLike) -> Path:
         e.figures["architecture"] = f"figures/{e.label}_architecture.png"
     rows = [r for r in (table_row(e) for e in entries) if r is not None]
     if rows:
+        recovery = add_recovery(rows)
         md += ["## Comparison (BlockPruner Table 1 layout)", "",
                "WikiText-2 perplexity (lower is better); zero-shot accuracy in % (acc_norm where the task has it, "
-               "acc for WinoGrande); Avg. is the mean of the five tasks as the BlockPruner paper reports it.", "",
-               markdown_table(rows), ""]
+               "acc for WinoGrande); Avg. is the mean of the five tasks as the BlockPruner paper reports it"
+               + ("; % of dense is Avg. over the dense model's Avg." if recovery else "."), "",
+               markdown_table(rows, recovery), ""]
         subsets = {json.dumps(r["subset"], sort_keys=True) for r in rows}
         if len(subsets) > 1:
             md += ["**Note:** the rows were evaluated on different subsets (windows / documents); compare with care.", ""]
         md += _cost_table(entries)
+    md += _healing_section(entries)
     for e in runs:
         p = e.plan
         final = p.steps[-1] if p.steps else None
@@ -259,6 +279,8 @@ def build(dirs: list[str | os.PathLike], out: str | os.PathLike) -> Path:
     if runs:
         md += ["## Calibration perplexity along the removal path", "", "![removal path](figures/removal_path.png)", ""]
     report = {"format": "blockprune.report/1", "table": rows,
+              "healing": {e.label: {k: v for k, v in e.healing.items() if k not in ("history", "val")}
+                          for e in entries if e.healing},
               "runs": [{"label": e.label, "path": str(e.path), "method": e.plan.method, "removed": e.plan.removed,
                         "path_ratio": removal_path(e.plan)[0], "path_ppl": removal_path(e.plan)[1],
                         "figures": e.figures} for e in runs],
@@ -284,4 +306,18 @@ def _cost_table(entries: list[Entry]) -> list[str]:
         lines.append(f"| {label} | {c['params']:,} | {ratio} | {c['latency']['mean_s']:.3f} s | "
                      f"{c['kv_cache_bytes_per_token']:,} B | {c['peak_memory']['bytes'] / 2**20:.0f} MiB "
                      f"({c['peak_memory']['what']}) |")
+    return lines + [""]
+
+
+def _healing_section(entries: list[Entry]) -> list[str]:
+    healed = [e for e in entries if e.healing]
+    if not healed:
+        return []
+    lines = ["## Healing", "", "| Model | LoRA steps | Tokens (with loss) | Time | Validation loss before → after |",
+             "|---|---|---|---|---|"]
+    for e in healed:
+        h = e.healing
+        lines.append(f"| {e.label} | {h['steps']} | {h['tokens']:,} ({h['label_tokens']:,}, "
+                     f"{h['data'].get('loss_on', '?')}) | {h['seconds']:.0f} s | "
+                     f"{h['val_loss_before']:.3f} → {h['val_loss_after']:.3f} |")
     return lines + [""]

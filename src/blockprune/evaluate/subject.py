@@ -1,5 +1,6 @@
-"""What `blockprune eval` evaluates: a dense model, a pruned checkpoint, or a run folder's plan
-applied in memory to its base model (nothing saved), as one ready-to-run Hugging Face model."""
+"""What `blockprune eval` evaluates: a dense model, a pruned checkpoint, a run folder's plan applied in
+memory to its base model (nothing saved), or a healing folder's merged checkpoint, as one ready-to-run
+Hugging Face model."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -40,10 +41,12 @@ class Subject:
     removed: list[str] = field(default_factory=list)  # units in removal order (run folders, checkpoints)
     reference_params: int | None = None  # the dense model's parameter count, for the ratio
     base_model: str | None = None
+    healing: dict[str, Any] | None = None  # a healed checkpoint: the LoRA budget it was trained with
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "source": self.source, "method": self.method, "removed": self.removed,
-                "base_model": self.base_model, "family": getattr(self.model.config, "model_type", None)}
+                "base_model": self.base_model, "family": getattr(self.model.config, "model_type", None),
+                "healing": self.healing}
 
 
 def dense_params(spec: str) -> int:
@@ -58,6 +61,10 @@ def dense_params(spec: str) -> int:
 
 def load_subject(target: str, dtype: str = "fp32", device: str = "cpu") -> Subject:
     path = Path(target).expanduser()
+    if (path / "heal.json").exists() and (path / "model").is_dir():  # `blockprune heal`'s output folder
+        subject = load_subject(str(path / "model"), dtype, device)
+        subject.source = target
+        return subject
     if (path / "plan.json").exists():
         plan = Plan.load(path)
         net, tok = models.load(plan.model["source"], dtype, device)
@@ -80,6 +87,9 @@ def load_subject(target: str, dtype: str = "fp32", device: str = "cpu") -> Subje
                 reference = dense_params(base)
             except (OSError, UserError, ValueError):
                 reference = None  # the base is not reachable here: report params without a ratio
+        healing = meta.get("healing")
+        if isinstance(healing, dict):
+            healing = {k: healing.get(k) for k in ("steps", "tokens", "seconds", "val_loss_before", "val_loss_after")}
         return Subject(net, tok, "checkpoint", target, meta.get("method", "pruned"), meta.get("removed", []),
-                       reference, base)
+                       reference, base, healing if isinstance(healing, dict) else None)
     return Subject(net, tok, "dense", target, "dense", [], models.count_params(net), target)
