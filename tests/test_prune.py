@@ -96,6 +96,7 @@ def cli_run(capsys, *argv):
     (["--seqlen", "256", "--nsamples", "1"], "above the model's context"),
     (["--calibration", "no_such_dataset"], "neither a file nor one of"),
     (["--block-type", "ffn"], "invalid choice"),
+    (["--scorer", "racing", "--racing-z", "0"], "--racing-z must be positive"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tiny_checkpoint, calib_file, tmp_path, capsys, extra, message):
     out = tmp_path / "out"
@@ -158,3 +159,10 @@ def test_cli_prints_a_summary(tiny_checkpoint, calib_file, tmp_path, capsys):
     assert code == 0
     assert "removed 2 units" in out and "calibration perplexity" in out and "plan.json" in out
     assert (tmp_path / "run" / "model" / "config.json").exists()
+
+
+def test_racing_z_binds_a_racing_plan_only(tiny_checkpoint, calib_file, tmp_path):
+    kw = dict(num_blocks=1, calibration=calib_file, seqlen=32, nsamples=8, export=False, progress=False)
+    raced = blockprune.prune(tiny_checkpoint, tmp_path / "r", scorer="racing", racing_z=2.5, **kw)
+    exact = blockprune.prune(tiny_checkpoint, tmp_path / "e", scorer="incremental", **kw)
+    assert raced.plan.options["racing_z"] == 2.5 and "racing_z" not in exact.plan.options

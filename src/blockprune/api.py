@@ -52,6 +52,7 @@ class PruneOptions:
     batch_size: int = 1
     cache_every: int = 1
     cache_device: str | None = None
+    racing_z: float = 3.0  # racing only: standard errors a candidate must trail the leader by to leave
     # width methods only (llm-bip, width-local, width-magnitude; see blockprune.width)
     allocation: str = "uniform"
     gqa: str = "groups"
@@ -75,6 +76,8 @@ class PruneOptions:
             raise UserError(f"--seqlen must be at least 2 (got {self.seqlen})")
         if self.scorer not in SCORERS:
             raise UserError(f"--scorer must be one of {', '.join(SCORERS)} (got {self.scorer!r})")
+        if not self.racing_z > 0:
+            raise UserError(f"--racing-z must be positive (got {self.racing_z})")
         if self.cache_every < 1:
             raise UserError(f"--cache-every must be at least 1 (got {self.cache_every})")
         if self.batch_size < 1:
@@ -91,15 +94,17 @@ class PruneOptions:
     def recorded(self) -> dict[str, Any]:
         # batching and cache placement change only speed and memory, not the result: they do not bind a resume
         return {k: v for k, v in self.__dict__.items()
-                if k not in SPEED_ONLY and (self.is_width or k not in WIDTH_ONLY)}
+                if k not in SPEED_ONLY and (self.is_width or k not in WIDTH_ONLY)
+                and (k != "racing_z" or self.scorer == "racing")}
 
     def make_scorer(self, view: BlockView, windows):
         if self.metric != "ppl":
             return metric_scorer(self.metric, view, windows, self.batch_size)
         if self.scorer == "plain":
             return PlainScorer(view, windows, self.batch_size)
-        cls = IncrementalScorer if self.scorer == "incremental" else RacingScorer
-        return cls(view, windows, self.batch_size, self.cache_every, self.cache_device)
+        if self.scorer == "incremental":
+            return IncrementalScorer(view, windows, self.batch_size, self.cache_every, self.cache_device)
+        return RacingScorer(view, windows, self.batch_size, self.cache_every, self.cache_device, z=self.racing_z)
 
 
 SCORERS = ("plain", "incremental", "racing")

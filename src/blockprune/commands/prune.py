@@ -32,6 +32,9 @@ def add_arguments(p) -> None:
     p.add_argument("--scorer", default="incremental", choices=["plain", "incremental", "racing"],
                    help="how candidates are scored: plain (a full forward pass each), incremental (exact, from "
                         "cached block-boundary states), racing (incremental, and drops clear losers early)")
+    p.add_argument("--racing-z", type=float, default=3.0,
+                   help="racing: a candidate leaves once it trails the leader by this many standard errors "
+                        "(lower: faster, more risk of a choice exhaustive scoring would not make)")
     p.add_argument("--batch-size", type=int, default=1, help="windows per forward pass (memory vs speed)")
     p.add_argument("--cache-every", type=int, default=1,
                    help="keep every n-th block boundary in the cache (memory / n, more recomputation)")
@@ -57,7 +60,7 @@ def run(args) -> None:
                         num_blocks=args.num_blocks, ratio=args.ratio,
                         calibration=args.calibration, nsamples=args.nsamples, seqlen=args.seqlen, seed=args.seed,
                         dtype=args.dtype, scorer=args.scorer, batch_size=args.batch_size,
-                        cache_every=args.cache_every, cache_device=args.cache_device,
+                        cache_every=args.cache_every, cache_device=args.cache_device, racing_z=args.racing_z,
                         allocation=args.allocation, gqa=args.gqa, layers=args.layers)
     res = prune(args.model, args.out, options=opts, data_dir=args.data_dir, device=args.device, resume=args.resume,
                 export=not args.no_export, progress=not args.quiet)
