@@ -26,6 +26,26 @@ from .perplexity import Progress, Scored, ppl_from_nll
 from .view import BlockView
 
 
+def survivors(nll: dict[int, list[torch.Tensor]], alive: list[int], seen: int, total: int, z: float) -> list[int]:
+    """The candidates still in the race after `seen` of `total` windows, from their per-window NLLs so far."""
+    if seen >= total or len(alive) < 2:
+        return alive
+    means = {c: float(torch.cat(nll[c]).mean()) for c in alive}
+    leader = min(alive, key=lambda c: (means[c], c))
+    lead = torch.cat(nll[leader])
+    fpc = math.sqrt((total - seen) / max(total - 1, 1))
+    keep = []
+    for c in alive:
+        if c == leader:
+            keep.append(c)
+            continue
+        d = torch.cat(nll[c]) - lead
+        se = float(d.std(unbiased=True)) / math.sqrt(seen) * fpc if seen > 1 else math.inf
+        if not math.isfinite(float(d.mean())) or float(d.mean()) - z * se <= 0:
+            keep.append(c)
+    return keep
+
+
 class RacingScorer:
     name = "racing"
 
@@ -35,25 +55,6 @@ class RacingScorer:
         self.cache = BoundaryCache(view, windows, batch_size, every, device)
         self.z = z
         self.first_round = max(1, first_round)
-
-    def _eliminate(self, nll: dict[int, list[torch.Tensor]], alive: list[int], seen: int) -> list[int]:
-        total = len(self.windows)
-        if seen >= total or len(alive) < 2:
-            return alive
-        means = {c: float(torch.cat(nll[c]).mean()) for c in alive}
-        leader = min(alive, key=lambda c: (means[c], c))
-        lead = torch.cat(nll[leader])
-        fpc = math.sqrt((total - seen) / max(total - 1, 1))
-        keep = []
-        for c in alive:
-            if c == leader:
-                keep.append(c)
-                continue
-            d = torch.cat(nll[c]) - lead
-            se = float(d.std(unbiased=True)) / math.sqrt(seen) * fpc if seen > 1 else math.inf
-            if not math.isfinite(float(d.mean())) or float(d.mean()) - self.z * se <= 0:
-                keep.append(c)
-        return keep
 
     def score(self, removed: frozenset[str], candidates: Sequence[frozenset[str]],
               progress: Progress | None = None) -> Scored:
@@ -73,7 +74,7 @@ class RacingScorer:
                         progress(batches[b].shape[0])
             seen += sum(batches[b].shape[0] for b in range(done_batches, upto))
             done_batches = upto
-            alive = self._eliminate(nll, alive, seen)
+            alive = survivors(nll, alive, seen, len(self.windows), self.z)
         scores = [ppl_from_nll(torch.cat(nll[i])) for i in range(len(candidates))]
         counts = [sum(t.numel() for t in nll[i]) for i in range(len(candidates))]
         return Scored(scores, evaluated, len(candidates) * len(self.windows), counts)

@@ -1,0 +1,102 @@
+"""Replay racing on recorded per-window scores: how many candidate-windows each setting would run, and
+whether it would choose what exhaustive scoring chooses, without running the model again.
+
+The scores are every candidate's NLL on every calibration window at each step of the benchmark's search
+(SmolLM2-135M, alpaca_sample16.txt, mix, K = 2), written once by `--record` (about 8 CPU minutes):
+
+    python bench/search_speed/replay.py --record [--data-dir ../shared/data]   # -> window_nll.json
+    python bench/search_speed/replay.py                                       # the table below
+
+Elimination is blockprune.racing.survivors itself; the schedules are the rounds' cumulative window counts.
+"Modelled speed-up" prices each candidate-window at the dense model's per-block CPU time (blocks after the
+candidate, plus the head) against plain scoring; it leaves out the cache's fill and refresh."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from blockprune.racing import survivors
+
+HERE = Path(__file__).resolve().parent
+SCHEDULES = {"first 2, then +1 (current)": [2, 3, 4, 5, 6, 7, 8], "first 2, then doubling (before)": [2, 6, 8]}
+
+
+def record(data_dir: str) -> None:
+    from blockprune import models
+    from blockprune.data import load_windows
+    from blockprune.incremental import BoundaryCache
+    from blockprune.view import BlockView
+    import time
+
+    torch.set_num_threads(1)
+    model, tok = models.load("smollm2-135m")
+    view = BlockView(model)
+    windows = load_windows(str(Path(data_dir) / "calibration" / "alpaca_sample16.txt"), tok, 256)
+    cache = BoundaryCache(view, windows)
+    # per-block and head CPU seconds of one dense window, to price candidate-windows
+    prep, h = cache.preps[0], cache.preps[0].hidden
+    per_block = []
+    for i in range(len(view.blocks)):
+        t = time.process_time()
+        h = view.run(h, prep, frozenset(), i, i + 1)
+        per_block.append(time.process_time() - t)
+    t = time.process_time()
+    view.window_nll(h, cache.batches[0])
+    head = time.process_time() - t
+    removed, steps = frozenset(), []
+    for _ in range(2):
+        cache.sync(removed)
+        nll = {b.name: [float(cache.final_nll(k, removed | {b.name}, b.index)[0]) for k in range(len(cache.batches))]
+               for b in view.blocks if b.name not in removed}
+        steps.append({"removed_before": sorted(removed), "nll": nll})
+        removed = removed | {min(nll, key=lambda n: sum(nll[n]))}
+    out = {"blocks": [b.name for b in view.blocks], "block_seconds": per_block, "head_seconds": head, "steps": steps}
+    (HERE / "window_nll.json").write_text(json.dumps(out, indent=1) + "\n")
+
+
+def replay(rec: dict, z: float, schedule: list[int]) -> tuple[int, float, float, bool]:
+    blocks, secs, head = rec["blocks"], rec["block_seconds"], rec["head_seconds"]
+    windows = schedule[-1]
+    evals = plain = cost = 0.0
+    same = True
+    for step in rec["steps"]:
+        gone = set(step["removed_before"])
+        names = list(step["nll"])
+        price = {n: sum(s for b, s in zip(blocks[blocks.index(n) + 1:], secs[blocks.index(n) + 1:]) if b not in gone)
+                 + head for n in names}
+        plain += len(names) * windows * (sum(s for b, s in zip(blocks, secs) if b not in gone) + head)
+        nll = {i: [] for i in range(len(names))}
+        alive, seen = list(range(len(names))), 0
+        for upto in schedule:
+            for c in alive:
+                nll[c] += [torch.tensor([x]) for x in step["nll"][names[c]][seen:upto]]
+                evals += upto - seen
+                cost += (upto - seen) * price[names[c]]
+            seen = upto
+            alive = survivors(nll, alive, seen, windows, z)
+        chosen = min(alive, key=lambda c: (sum(step["nll"][names[c]]), c))
+        same &= names[chosen] == min(names, key=lambda n: sum(step["nll"][n]))
+    return int(evals), plain, cost, same
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--record", action="store_true")
+    ap.add_argument("--data-dir", default=str(HERE.parents[2] / "shared" / "data"))
+    args = ap.parse_args()
+    if args.record:
+        record(args.data_dir)
+    rec = json.loads((HERE / "window_nll.json").read_text())
+    exhaustive = sum(len(s["nll"]) for s in rec["steps"]) * len(next(iter(rec["steps"][0]["nll"].values())))
+    print(f"| schedule | z | candidate-windows | modelled speed-up vs plain | same selections |\n|---|---:|---:|---:|---|")
+    for name, schedule in SCHEDULES.items():
+        for z in (2.0, 2.5, 3.0):
+            evals, plain, cost, same = replay(rec, z, schedule)
+            print(f"| {name} | {z} | {evals}/{exhaustive} | {plain / cost:.2f}x | {same} |")
+
+
+if __name__ == "__main__":
+    main()
