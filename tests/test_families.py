@@ -348,3 +348,35 @@ def test_an_unsupported_model_names_the_supported_families_and_how_to_add_one():
 def test_layer_shapes_that_are_not_residual_branches_are_refused_with_the_reason(name, overrides, reason):
     with pytest.raises(UserError, match=reason):
         BlockView(build(name, **overrides))
+
+
+def likelihood_requests() -> list:
+    """Hand-built lm-eval requests ((context, continuation) strings, context ids, continuation ids): shared
+    prompts with choices of different lengths, a one-token prompt, and one too long to keep whole."""
+    g = torch.Generator().manual_seed(3)
+    tokens = lambda n: torch.randint(3, VOCAB, (n,), generator=g).tolist()  # noqa: E731
+    reqs = []
+    for prompt_len, choices in ((9, (3, 1, 5, 2)), (1, (4, 2)), (14, (6, 6))):
+        prompt = tokens(prompt_len)
+        reqs += [((f"p{prompt_len}", f"c{i}"), prompt, tokens(n)) for i, n in enumerate(choices)]
+    reqs.append((("long", "c"), tokens(60), tokens(8)))  # 68 tokens: over max_length 64, HFLM truncates it
+    return reqs
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_shared_prompt_scoring_equals_lm_evals_hflm(name):
+    from lm_eval.models.huggingface import HFLM
+
+    from blockprune.evaluate import mask_in_memory
+    from blockprune.evaluate.shared_prefix import SharedPrefixHFLM
+    from conftest import byte_tokenizer
+
+    reqs = likelihood_requests()
+    for removed in (set(), {"attn.1"}):
+        model = mask_in_memory(copy.deepcopy(tiny(name)), removed)
+        ref = HFLM(pretrained=model, tokenizer=byte_tokenizer(), batch_size=4, max_length=64)
+        got = SharedPrefixHFLM(pretrained=model, tokenizer=byte_tokenizer(), batch_size=4, max_length=64)
+        want, have = ref._loglikelihood_tokens(reqs, disable_tqdm=True), got._loglikelihood_tokens(reqs, disable_tqdm=True)
+        assert [g for _, g in have] == [g for _, g in want], (name, removed)
+        assert torch.allclose(torch.tensor([ll for ll, _ in have]), torch.tensor([ll for ll, _ in want]),
+                              rtol=1e-5, atol=1e-4), (name, removed, have, want)

@@ -59,7 +59,7 @@ def main() -> None:
     windows = load_windows("wikitext2", tok, args.seqlen, data_dir_=args.data_dir)
     state["windows_total"] = len(windows)
     view = BlockView(model)
-    lm = harness_model(model, tok, args.batch_size)
+    lm = harness_model(model, tok, args.batch_size, shared_prompts=False)  # the reference: lm-eval's stock HFLM
 
     def do_windows(upto: int) -> None:
         while len(state["nll"]) < upto:

@@ -25,6 +25,9 @@ def add_arguments(p) -> None:
                         f"{QUICK_DOCS} documents of each task (overrides --limit and --max-windows)")
     p.add_argument("--seqlen", type=int, default=2048, help="perplexity window length in tokens")
     p.add_argument("--batch-size", type=int, default=16, help="lm-eval batch size")
+    p.add_argument("--no-shared-prompts", action="store_true",
+                   help="score every choice with lm-eval's stock HFLM (prompt re-run per choice) instead of "
+                        "running each prompt once for all its choices (same log-likelihoods within rounding)")
     p.add_argument("--no-cost", action="store_true", help="skip params/latency/KV-cache/peak-memory figures")
     p.add_argument("--latency-repeats", type=int, default=5, help="timed generation runs (after one warm-up)")
     p.add_argument("--out", default=None, help="folder for eval.json (default: TARGET/eval, or runs/eval-MODEL)")
@@ -52,7 +55,7 @@ def run(args) -> None:
                                           Path("runs") / f"eval-{Path(target).name}")
     record = evaluate(subject, tasks, out=out, seqlen=args.seqlen, max_windows=max_windows, limit=limit,
                       data_dir=args.data_dir, batch_size=args.batch_size, with_cost=not args.no_cost,
-                      latency_repeats=args.latency_repeats,
+                      latency_repeats=args.latency_repeats, shared_prompts=not args.no_shared_prompts,
                       settings={"quick": args.quick, "dtype": args.dtype, "device": args.device})
     for t, r in record["perplexity"].items():
         print(f"{t}: ppl {r['ppl']:.4f} ({r['windows']} windows of {r['seqlen']})")

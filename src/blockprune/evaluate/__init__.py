@@ -33,14 +33,15 @@ def evaluate(subject: Subject, tasks: Sequence[str] = DEFAULT_TASKS, *, out: str
              seqlen: int = 2048, max_windows: int | None = None, limit: int | None = None,
              data_dir: str | os.PathLike | None = None, batch_size: int = 16, with_cost: bool = True,
              latency_repeats: int = 5, latency_tokens: int = 128, settings: dict[str, Any] | None = None,
-             progress: bool = True) -> dict[str, Any]:
+             shared_prompts: bool = True, progress: bool = True) -> dict[str, Any]:
     """Evaluate `subject` on `tasks` (perplexity sets and lm-eval task names) and return the record."""
     harness_tasks = [t for t in tasks if t not in PPL_TASKS]
     check_task_names(harness_tasks)
     record: dict[str, Any] = {
         "format": FORMAT, "subject": subject.describe(),
         "settings": {"tasks": list(tasks), "seqlen": seqlen, "max_windows": max_windows, "limit": limit,
-                     "batch_size": batch_size, "num_fewshot": 0, **(settings or {})},
+                     "batch_size": batch_size, "num_fewshot": 0,
+                     "lm_eval_model": "SharedPrefixHFLM" if shared_prompts else "HFLM", **(settings or {})},
         "perplexity": {}, "zero_shot": {}, "average": None, "cost": None, "versions": _versions()}
     path = Path(out) / "eval.json" if out is not None else None
 
@@ -59,7 +60,7 @@ def evaluate(subject: Subject, tasks: Sequence[str] = DEFAULT_TASKS, *, out: str
         _say(progress, f"{t}: ppl {record['perplexity'][t]['ppl']:.4f} ({record['perplexity'][t]['windows']} windows)")
         save()
     if harness_tasks:
-        lm = harness_model(subject.model, subject.tokenizer, batch_size)
+        lm = harness_model(subject.model, subject.tokenizer, batch_size, shared_prompts)
         for t in harness_tasks:  # one task at a time so each lands in eval.json as it finishes
             specs, origin = task_specs([t], data_dir)
             results = run_tasks(lm, specs, limit=limit)

