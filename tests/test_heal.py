@@ -197,6 +197,9 @@ def test_report_shows_dense_pruned_and_healed_side_by_side(instructions, tmp_pat
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     assert [r["label"] for r in report["table"]] == ["dense", "run", "healed"]
     assert [r["method"] for r in report["table"]] == ["dense", "blockpruner", f"blockpruner + LoRA ({FAST['steps']} steps)"]
+    # the healed model's eval ran without cost figures: its ratio comes from its parameter count
+    assert report["table"][2]["ratio"] == pytest.approx(run.plan.steps[-1]["ratio"], rel=1e-6)
+    assert report["table"][0]["ratio"] == 0
     ppl = [r["wikitext2"] for r in report["table"]]
     assert len(set(ppl)) == 3  # three different models
     assert "## Healing" in md and f"{healed.record['val_loss_before']:.3f} → {healed.record['val_loss_after']:.3f}" in md

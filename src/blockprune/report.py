@@ -184,6 +184,9 @@ def table_row(e: Entry) -> dict[str, Any] | None:
     ratio = (ev.get("cost") or {}).get("ratio")
     if ratio is None and e.plan is not None and e.plan.steps:
         ratio = e.plan.steps[-1]["ratio"]
+    subject = ev["subject"]
+    if ratio is None and subject.get("params") and subject.get("reference_params"):  # evaluated without cost figures
+        ratio = 1 - subject["params"] / subject["reference_params"]
     if ratio is None and ev["subject"]["method"] == "dense":
         ratio = 0.0
     zs = ev.get("zero_shot", {})

@@ -46,7 +46,8 @@ class Subject:
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "source": self.source, "method": self.method, "removed": self.removed,
                 "base_model": self.base_model, "family": getattr(self.model.config, "model_type", None),
-                "healing": self.healing}
+                "healing": self.healing, "params": models.count_params(self.model),
+                "reference_params": self.reference_params}
 
 
 def dense_params(spec: str) -> int:
