@@ -9,10 +9,11 @@ Stages, each kept on disk so that re-running the same command resumes:
    256-token windows, ratio 0.2). The plan is exported to OUT/run/model (the format `auto` picks).
 2. OUT/NAME (`--heal-name`, default healed): `blockprune.heal` with the paper's LoRA settings and a
    step budget that fits a small shared CPU (`--steps`, `--max-length`).
-3. OUT/eval/{pruned,NAME,dense}/eval.json: `blockprune.evaluate` on the first `--max-windows`
-   WikiText-2 windows of 2048 tokens and the first `--limit` documents of each of the five zero-shot
-   tasks; the same subset for all three models.
-OUT/results.json collects everything; the markdown table is printed at the end."""
+3. OUT/run/eval/eval.json (pruned), OUT/NAME/eval/eval.json (healed), OUT/eval/dense/eval.json: `blockprune.evaluate` on the first
+   `--max-windows` WikiText-2 windows of 2048 tokens and the first `--limit` documents of each of the
+   five zero-shot tasks; the same subset for all three models.
+OUT/results.json collects everything, OUT/report is `blockprune report` of dense, pruned and every healed
+folder side by side, and the markdown table is printed at the end."""
 from __future__ import annotations
 
 import argparse
@@ -23,6 +24,7 @@ import sys
 from pathlib import Path
 
 from blockprune import atomic, heal, prune
+from blockprune.report import build as build_report
 from blockprune.evaluate import ZERO_SHOT, evaluate, load_subject
 from blockprune.heal import export_run
 
@@ -129,21 +131,23 @@ def main() -> None:
     if args.dense_eval and Path(args.dense_eval).exists() and not (out / "eval" / "dense" / "eval.json").exists():
         (out / "eval" / "dense").mkdir(parents=True, exist_ok=True)
         shutil.copy(args.dense_eval, out / "eval" / "dense" / "eval.json")
-    for stage, name, target in (("pruned", "pruned", str(run / "model")),
-                                ("healed", args.heal_name, str(healed / "model")), ("dense", "dense", args.model)):
+    for stage, name, target, where in (("pruned", "pruned", str(run / "model"), run / "eval"),
+                                       ("healed", args.heal_name, str(healed), healed / "eval"),
+                                       ("dense", "dense", args.model, out / "eval" / "dense")):
         if stage in stages:
             print(f"bench/heal: evaluating {name}", file=sys.stderr)
-            stage_eval(args, name, target, out / "eval" / name)
+            stage_eval(args, name, target, where)
     if "summary" not in stages:
         return
     healed_runs = sorted(p.parent.name for p in out.glob("*/heal.json"))
-    names = ["dense", "pruned", *healed_runs]
-    evals = {k: json.loads((out / "eval" / k / "eval.json").read_text()) for k in names
-             if (out / "eval" / k / "eval.json").exists()}
+    where = {"dense": out / "eval" / "dense", "pruned": run / "eval"} | {k: out / k / "eval" for k in healed_runs}
+    evals = {k: json.loads((p / "eval.json").read_text()) for k, p in where.items() if (p / "eval.json").exists()}
     healing = {k: json.loads((out / k / "heal.json").read_text()) for k in healed_runs}
     summary = summarize(evals, healing, json.loads((run / "plan.json").read_text()))
     summary["settings"] = vars(args)
     atomic.write_json(out / "results.json", summary)
+    # the run folder (plan and evaluation) and each heal folder: the report adds the plan's figures and healing
+    build_report([out / "eval" / "dense", run] + [out / k for k in healed_runs], out / "report")
     print(table(summary))
     for name, h in summary["healing"].items():
         print(f"\n{name}: {h['steps']} steps, {h['tokens']} tokens ({h['label_tokens']} with loss), {h['seconds']} s; "
