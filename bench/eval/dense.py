@@ -8,7 +8,12 @@ The full sets take hours on a small CPU, so the work is done in chunks (perplexi
 by their index) and every finished chunk is saved: `results.json` always holds the figures so far,
 and re-running the same command resumes. Per-document scores come from lm-eval's logged samples;
 the full-set mean of them is lm-eval's own acc / acc_norm (its aggregation is the mean). The quick
-subset's figures are the first QUICK_WINDOWS windows and first QUICK_DOCS documents of the same runs."""
+subset's figures are the first QUICK_WINDOWS windows and first QUICK_DOCS documents of the same runs.
+
+The reference model class is lm-eval's stock HFLM. `--shared-prompts` scores the chunks still to do with
+blockprune's SharedPrefixHFLM instead (each prompt run once for all its choices); the class of every chunk
+is recorded. `--check-shared TASK:N` first re-scores that task's first N finished documents with it and
+prints how many per-document acc / acc_norm values equal the stored HFLM ones."""
 from __future__ import annotations
 
 import argparse
@@ -41,6 +46,8 @@ def main() -> None:
     ap.add_argument("--chunk-docs", type=int, default=250)
     ap.add_argument("--chunk-windows", type=int, default=4)
     ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--shared-prompts", action="store_true")
+    ap.add_argument("--check-shared", default=None, metavar="TASK:N")
     args = ap.parse_args()
     out = Path(args.out)
     state_path = out / "state.json"
@@ -59,7 +66,21 @@ def main() -> None:
     windows = load_windows("wikitext2", tok, args.seqlen, data_dir_=args.data_dir)
     state["windows_total"] = len(windows)
     view = BlockView(model)
-    lm = harness_model(model, tok, args.batch_size, shared_prompts=False)  # the reference: lm-eval's stock HFLM
+    lm = harness_model(model, tok, args.batch_size, shared_prompts=args.shared_prompts)
+    state.setdefault("model_class", {})
+
+    if args.check_shared:
+        task, n = args.check_shared.split(":")
+        specs, _ = task_specs([task], args.data_dir)
+        r = run_tasks(harness_model(model, tok, args.batch_size, shared_prompts=True), specs,
+                      samples={task: list(range(int(n)))}, log_samples=True)
+        stored = state["docs"][task]
+        same = {m: sum(s[m] == stored[m][str(s["doc_id"])] for s in r["samples"][task]) for m in ("acc", "acc_norm")
+                if m in r["samples"][task][0]}
+        state.setdefault("shared_prompt_checks", {})[task] = {"docs": int(n), "equal": same}
+        print(f"{task}: SharedPrefixHFLM vs stored HFLM on the first {n} docs, equal per-document: {same}",
+              file=sys.stderr, flush=True)
+        save()
 
     def do_windows(upto: int) -> None:
         while len(state["nll"]) < upto:
@@ -84,6 +105,7 @@ def main() -> None:
                 for m in ("acc", "acc_norm"):
                     if m in s:
                         docs[m][str(s["doc_id"])] = s[m]
+            state["model_class"].setdefault(task, {})[f"{start}-{stop}"] = type(lm).__name__
             state["seconds"][task] = state["seconds"].get(task, 0) + time.time() - t0
             print(f"{task} {len(docs['acc'])}/{total} docs", file=sys.stderr, flush=True)
             save()
@@ -132,6 +154,8 @@ def summarize(state: dict, args) -> dict:
     total_w = state.get("windows_total")
     return {
         "model": args.model, "seqlen": args.seqlen, "cost": state.get("cost"), "seconds": state["seconds"],
+        "model_class": {"before the split was recorded": "HFLM", **state.get("model_class", {})},
+        "shared_prompt_checks": state.get("shared_prompt_checks", {}),
         "windows_total": total_w, "totals": {t: d["total"] for t, d in state["docs"].items()},
         "full": {"wikitext2": {"ppl": ppl_from_nll(nll) if len(nll) else None, "windows": len(nll),
                                "complete": len(nll) == total_w},
