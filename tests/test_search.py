@@ -9,7 +9,7 @@ from blockprune.errors import UserError
 from blockprune.incremental import IncrementalScorer
 from blockprune.perplexity import PlainScorer, perplexity
 from blockprune.plan import Plan
-from blockprune.racing import RacingScorer
+from blockprune.racing import RacingScorer, noise_floor, race, survivors
 from blockprune.search import greedy, units
 from blockprune.view import BlockView
 from conftest import tiny_llama
@@ -137,3 +137,49 @@ def test_racing_finds_the_clear_winner_with_fewer_windows():
     plan = greedy(view, RacingScorer(view, w, batch_size=2, z=2.0), empty_plan(), units(view), num_blocks=1, ratio=None)
     assert plan.removed == ["mlp.1"] and plan.steps[0]["evaluated_windows"] < plan.steps[0]["exhaustive_windows"]
     assert plan.steps[0]["partial"]  # the losers that left early are named with their window counts
+
+
+def test_racing_with_one_window_batches_leaves_clear_losers_after_one_look():
+    model = clear_winner_model()
+    view = BlockView(model)
+    ids = torch.randint(1, 97, (16, 24), generator=torch.Generator().manual_seed(4))
+    w = Windows(ids, "random", 16, 16 * 24, None)
+    plain = PlainScorer(view, w, 1).score(frozenset(), [u.blocks for u in units(view)])
+    race_ = RacingScorer(view, w, batch_size=1, floor_from=3).score(frozenset(), [u.blocks for u in units(view)])
+    best = min(range(6), key=plain.scores.__getitem__)
+    assert race_.complete(best) and race_.scores[best] == pytest.approx(plain.scores[best], rel=1e-5)
+    assert min(race_.windows) < 16 and race_.evaluated_windows < plain.evaluated_windows
+
+
+def test_noise_floor_is_the_rms_spread_of_the_best_candidates_against_their_leader():
+    nll = {0: torch.tensor([1.0, 2.0]), 1: torch.tensor([1.5, 2.1]), 2: torch.tensor([1.0, 2.6]), 3: torch.tensor([9.0, 9.0])}
+    # leader of {0, 1, 2} is 0 (mean 1.5); differences: 1 -> [0.5, 0.1] (var 0.08), 2 -> [0, 0.6] (var 0.18)
+    assert noise_floor(nll, [0, 1, 2]) == pytest.approx(math.sqrt((0.08 + 0.18) / 2))
+
+
+def test_survivors_by_hand():
+    nll = {0: torch.tensor([1.0, 1.1, 0.9]), 1: torch.tensor([1.2, 1.3, 1.1]), 2: torch.tensor([1.0, 1.4, 0.7])}
+    # after 3 of 10 windows: fpc = sqrt(7 / 9); candidate 1 trails by 0.2 every window (spread 0): it leaves
+    # unless a floor widens its bound; candidate 2 trails by 0.033 with spread 0.351: it stays
+    assert survivors(nll, [0, 1, 2], 3, 10, z=3.0) == [0, 2]
+    se = 0.2 / (3.0 * math.sqrt(7 / 9)) * math.sqrt(3)  # the floor at which candidate 1's bound touches 0
+    assert survivors(nll, [0, 1, 2], 3, 10, z=3.0, floor=se * 1.01) == [0, 1, 2]
+    assert survivors(nll, [0, 1, 2], 3, 10, z=3.0, floor=se * 0.99) == [0, 2]
+    # one window: without a floor nobody can leave; with one, a trail of more than z floors leaves
+    assert survivors(nll, [0, 1, 2], 1, 10, z=3.0) == [0, 1, 2]
+    assert survivors(nll, [0, 1, 2], 1, 10, z=3.0, floor=0.06) == [0, 2]
+    assert survivors(nll, [0, 1, 2], 10, 10, z=3.0) == [0, 1, 2]  # every window seen: nothing left to save
+
+
+def test_race_runs_the_best_on_a_second_window_for_the_floor_and_survivors_on_every_window():
+    scores = torch.tensor([[0.0, 0.1, -0.1, 0.05], [0.02, 0.0, -0.05, 0.0], [3.0, 3.1, 2.9, 3.0]])
+    looks = []
+
+    def look(c, b):
+        looks.append((c, b))
+        return scores[c, b:b + 1]
+
+    nll = race(3, [1, 1, 1, 1], look, z=3.0, floor_from=2)
+    assert {c for c, b in looks if b == 1} >= {0, 1}  # the two best on window 0 give the floor
+    assert [nll[c].numel() for c in range(3)] == [4, 4, 1]  # the loud loser left after its first window
+    assert torch.equal(nll[0], scores[0]) and torch.equal(nll[1], scores[1])

@@ -7,21 +7,27 @@ The scores are every candidate's NLL on every calibration window at each step of
     python bench/search_speed/replay.py --record [--data-dir ../shared/data]   # -> window_nll.json
     python bench/search_speed/replay.py                                       # the table below
 
-Elimination is blockprune.racing.survivors itself; the schedules are the rounds' cumulative window counts.
+The race is blockprune.racing.race itself, fed the recorded scores; a schedule is the windows per round and
+whether the noise floor is used. The last column replays the same scores with the windows shuffled, to show
+how often each setting would still choose exhaustive scoring's blocks.
 "Modelled speed-up" prices each candidate-window at the dense model's per-block CPU time (blocks after the
 candidate, plus the head) against plain scoring; it leaves out the cache's fill and refresh."""
 from __future__ import annotations
 
 import argparse
 import json
+import random
 from pathlib import Path
 
 import torch
 
-from blockprune.racing import survivors
+from blockprune.racing import race
 
 HERE = Path(__file__).resolve().parent
-SCHEDULES = {"first 2, then +1 (current)": [2, 3, 4, 5, 6, 7, 8], "first 2, then doubling (before)": [2, 6, 8]}
+# name: (windows per round, floor_from); floor_from 0 races without the noise floor
+SCHEDULES = {"one window a round, noise floor of the best 8 (current)": ([1] * 8, 8),
+             "first 2 windows, then 1 a round, no floor (before)": ([2, 1, 1, 1, 1, 1, 1], 0)}
+ORDERS = 300  # shuffled window orders for the robustness column
 
 
 def record(data_dir: str) -> None:
@@ -57,9 +63,11 @@ def record(data_dir: str) -> None:
     (HERE / "window_nll.json").write_text(json.dumps(out, indent=1) + "\n")
 
 
-def replay(rec: dict, z: float, schedule: list[int]) -> tuple[int, float, float, bool]:
+def replay(rec: dict, z: float, schedule: list[int], floor_from: int, order: list[int]) -> tuple[int, float, float, bool]:
+    """Race both recorded steps with windows taken in `order`; candidate-windows, plain and racing cost, and
+    whether both choices equal exhaustive scoring's."""
     blocks, secs, head = rec["blocks"], rec["block_seconds"], rec["head_seconds"]
-    windows = schedule[-1]
+    windows = sum(schedule)
     evals = plain = cost = 0.0
     same = True
     for step in rec["steps"]:
@@ -68,16 +76,17 @@ def replay(rec: dict, z: float, schedule: list[int]) -> tuple[int, float, float,
         price = {n: sum(s for b, s in zip(blocks[blocks.index(n) + 1:], secs[blocks.index(n) + 1:]) if b not in gone)
                  + head for n in names}
         plain += len(names) * windows * (sum(s for b, s in zip(blocks, secs) if b not in gone) + head)
-        nll = {i: [] for i in range(len(names))}
-        alive, seen = list(range(len(names))), 0
-        for upto in schedule:
-            for c in alive:
-                nll[c] += [torch.tensor([x]) for x in step["nll"][names[c]][seen:upto]]
-                evals += upto - seen
-                cost += (upto - seen) * price[names[c]]
-            seen = upto
-            alive = survivors(nll, alive, seen, windows, z)
-        chosen = min(alive, key=lambda c: (sum(step["nll"][names[c]]), c))
+        starts = [sum(schedule[:b]) for b in range(len(schedule))]
+
+        def look(c: int, b: int) -> torch.Tensor:
+            nonlocal evals, cost
+            evals += schedule[b]
+            cost += schedule[b] * price[names[c]]
+            return torch.tensor([step["nll"][names[c]][order[i]] for i in range(starts[b], starts[b] + schedule[b])])
+
+        nll = race(len(names), schedule, look, z, floor_from)
+        complete = [c for c in range(len(names)) if nll[c].numel() == windows]
+        chosen = min(complete, key=lambda c: (float(nll[c].mean()), c))
         same &= names[chosen] == min(names, key=lambda n: sum(step["nll"][n]))
     return int(evals), plain, cost, same
 
@@ -91,11 +100,15 @@ def main() -> None:
         record(args.data_dir)
     rec = json.loads((HERE / "window_nll.json").read_text())
     exhaustive = sum(len(s["nll"]) for s in rec["steps"]) * len(next(iter(rec["steps"][0]["nll"].values())))
-    print(f"| schedule | z | candidate-windows | modelled speed-up vs plain | same selections |\n|---|---:|---:|---:|---|")
-    for name, schedule in SCHEDULES.items():
+    print("| schedule | z | candidate-windows | modelled speed-up vs plain | same selections "
+          f"| same selections over {ORDERS} shuffled window orders |\n|---|---:|---:|---:|---|---:|")
+    rng = random.Random(0)
+    orders = [rng.sample(range(8), 8) for _ in range(ORDERS)]
+    for name, (schedule, floor_from) in SCHEDULES.items():
         for z in (2.0, 2.5, 3.0):
-            evals, plain, cost, same = replay(rec, z, schedule)
-            print(f"| {name} | {z} | {evals}/{exhaustive} | {plain / cost:.2f}x | {same} |")
+            evals, plain, cost, same = replay(rec, z, schedule, floor_from, list(range(8)))
+            robust = sum(replay(rec, z, schedule, floor_from, o)[3] for o in orders)
+            print(f"| {name} | {z} | {evals}/{exhaustive} | {plain / cost:.2f}x | {same} | {robust}/{ORDERS} |")
 
 
 if __name__ == "__main__":

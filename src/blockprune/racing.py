@@ -1,22 +1,26 @@
 """Racing: spend calibration windows only on candidates still in contention.
 
-All candidates of a step are scored on a first slice of windows (`first_round` batches), then the
-survivors on one more batch per round. After each round a candidate leaves the race when its mean NLL difference from the leader, paired window by window,
-is above zero by more than `z` standard errors (with the finite-population correction for the windows
-not yet seen): the full-data mean could then not plausibly favour it. The survivors finish on every
-window, so the chosen block's recorded perplexity is exact; a candidate that left early is recorded with
-its partial-window perplexity. Selections can differ from exhaustive scoring only when the bound is
-wrong, which a larger `z` makes rarer.
+Round by round, every candidate still in the race is scored on one more batch of windows. After each
+round a candidate leaves when its mean NLL difference from the leader, paired window by window, is above
+zero by more than `z` standard errors (with the finite-population correction for the windows not yet
+seen): the full-data mean could then not plausibly favour it. Survivors finish on every window, so the
+chosen block's recorded perplexity is exact; a candidate that left early is recorded with its
+partial-window perplexity. Selections can differ from exhaustive scoring only when the bound is wrong,
+which a larger `z` makes rarer.
 
-Why one batch per round: a candidate leaves at the first look where the evidence suffices, instead of
-running on a doubled slice first. On bench/search_speed's recorded per-window scores this cuts the
-candidate-windows from 398 to 340 of 952 with the same selections. What remains is the floor of the
-method: every candidate runs on the first round, and candidates whose perplexity is within noise of the
-leader's must run on every window for the selection to equal exhaustive scoring."""
+The standard error of a candidate's difference uses the larger of its own spread and a noise floor: the
+root-mean-square spread of the `floor_from` best candidates' differences after the first round (the best
+ones run a second batch when the first holds one window). Why: a candidate that could still beat the
+leader is a near-tie, and near-ties differ from the leader by about that much from window to window; a
+spread of two or three windows alone can be near zero by chance. The floor is also what lets a candidate
+leave after a single window, so the first round costs one batch per candidate instead of two. On
+bench/search_speed's recorded per-window scores this cuts the candidate-windows from 340 to 286 of 952
+at z = 3, and over 300 shuffled window orders it chooses exhaustive scoring's blocks in 289 (the
+two-window first round without a floor: 229)."""
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -26,55 +30,98 @@ from .perplexity import Progress, Scored, ppl_from_nll
 from .view import BlockView
 
 
-def survivors(nll: dict[int, list[torch.Tensor]], alive: list[int], seen: int, total: int, z: float) -> list[int]:
-    """The candidates still in the race after `seen` of `total` windows, from their per-window NLLs so far."""
+def _mean(t: torch.Tensor) -> float:
+    m = float(t.mean())
+    return m if math.isfinite(m) else math.inf  # NaN ranks last, like inf
+
+
+def _leader(nll: dict[int, torch.Tensor], cands: Sequence[int]) -> int:
+    return min(cands, key=lambda c: (_mean(nll[c]), c))
+
+
+def noise_floor(nll: dict[int, torch.Tensor], best: Sequence[int]) -> float:
+    """Root-mean-square standard deviation of the paired per-window NLL differences between the leader
+    of `best` and each other candidate of `best` (all seen on the same windows, at least two)."""
+    leader = _leader(nll, best)
+    var = [float((nll[c] - nll[leader]).var(unbiased=True)) for c in best if c != leader]
+    var = [v for v in var if math.isfinite(v)]
+    return math.sqrt(sum(var) / len(var)) if var else 0.0
+
+
+def survivors(nll: dict[int, torch.Tensor], alive: list[int], seen: int, total: int, z: float,
+              floor: float = 0.0) -> list[int]:
+    """The candidates still in the race after their first `seen` of `total` windows (per-window NLLs)."""
     if seen >= total or len(alive) < 2:
         return alive
-    means = {c: float(torch.cat(nll[c]).mean()) for c in alive}
-    leader = min(alive, key=lambda c: (means[c], c))
-    lead = torch.cat(nll[leader])
+    nll = {c: nll[c][:seen] for c in alive}
+    leader = _leader(nll, alive)
     fpc = math.sqrt((total - seen) / max(total - 1, 1))
     keep = []
     for c in alive:
-        if c == leader:
-            keep.append(c)
-            continue
-        d = torch.cat(nll[c]) - lead
-        se = float(d.std(unbiased=True)) / math.sqrt(seen) * fpc if seen > 1 else math.inf
-        if not math.isfinite(float(d.mean())) or float(d.mean()) - z * se <= 0:
+        d = nll[c] - nll[leader]
+        mean = _mean(d)
+        spread = float(d.std(unbiased=True)) if seen > 1 else (floor if floor > 0 else math.inf)
+        se = max(spread, floor) / math.sqrt(seen) * fpc
+        if c == leader or (math.isfinite(mean) and mean - z * se <= 0):
             keep.append(c)
     return keep
+
+
+def race(count: int, batch_windows: Sequence[int], look: Callable[[int, int], torch.Tensor], z: float,
+         floor_from: int = 8) -> dict[int, torch.Tensor]:
+    """Race `count` candidates over batches of windows; `look(c, b)` returns candidate c's per-window NLLs
+    on batch b; `floor_from` 0 races without a noise floor. Returns each candidate's NLLs on the windows
+    it ran (every window for the survivors)."""
+    got: dict[int, list[torch.Tensor]] = {c: [look(c, 0)] for c in range(count)}
+
+    def nll() -> dict[int, torch.Tensor]:
+        return {c: torch.cat(t) for c, t in got.items()}
+
+    alive, total = list(range(count)), sum(batch_windows)
+    floor = 0.0
+    if count > 1 and len(batch_windows) > 1 and floor_from > 0:
+        best = sorted(alive, key=lambda c: (_mean(got[c][0]), c))[:max(2, floor_from)]
+        if batch_windows[0] < 2:  # one window says nothing about spread: the best run a second batch
+            for c in best:
+                got[c].append(look(c, 1))
+        floor = noise_floor(nll(), best)
+    seen = batch_windows[0]
+    for b in range(1, len(batch_windows) + 1):
+        alive = survivors(nll(), alive, seen, total, z, floor)
+        if b == len(batch_windows):
+            break
+        for c in alive:
+            if len(got[c]) == b:
+                got[c].append(look(c, b))
+        seen += batch_windows[b]
+    return nll()
 
 
 class RacingScorer:
     name = "racing"
 
     def __init__(self, view: BlockView, windows: Windows, batch_size: int = 1, every: int = 1,
-                 device: str | None = None, z: float = 3.0, first_round: int = 2):
+                 device: str | None = None, z: float = 3.0, floor_from: int = 8):
         self.view, self.windows = view, windows
         self.cache = BoundaryCache(view, windows, batch_size, every, device)
         self.z = z
-        self.first_round = max(1, first_round)
+        self.floor_from = floor_from
 
     def score(self, removed: frozenset[str], candidates: Sequence[frozenset[str]],
               progress: Progress | None = None) -> Scored:
         self.cache.sync(removed)
         batches = self.cache.batches
         firsts = [min(self.view.by_name[n].index for n in c) for c in candidates]
-        nll: dict[int, list[torch.Tensor]] = {i: [] for i in range(len(candidates))}
-        alive = list(range(len(candidates)))
-        done_batches, seen, evaluated = 0, 0, 0
-        while done_batches < len(batches):
-            upto = min(len(batches), done_batches + (self.first_round if done_batches == 0 else 1))
-            for c in alive:
-                for b in range(done_batches, upto):
-                    nll[c].append(self.cache.final_nll(b, removed | candidates[c], firsts[c]))
-                    evaluated += batches[b].shape[0]
-                    if progress:
-                        progress(batches[b].shape[0])
-            seen += sum(batches[b].shape[0] for b in range(done_batches, upto))
-            done_batches = upto
-            alive = survivors(nll, alive, seen, len(self.windows), self.z)
-        scores = [ppl_from_nll(torch.cat(nll[i])) for i in range(len(candidates))]
-        counts = [sum(t.numel() for t in nll[i]) for i in range(len(candidates))]
+        evaluated = 0
+
+        def look(c: int, b: int) -> torch.Tensor:
+            nonlocal evaluated
+            evaluated += batches[b].shape[0]
+            if progress:
+                progress(batches[b].shape[0])
+            return self.cache.final_nll(b, removed | candidates[c], firsts[c])
+
+        nll = race(len(candidates), [t.shape[0] for t in batches], look, self.z, self.floor_from)
+        scores = [ppl_from_nll(nll[i]) for i in range(len(candidates))]
+        counts = [nll[i].numel() for i in range(len(candidates))]
         return Scored(scores, evaluated, len(candidates) * len(self.windows), counts)
