@@ -183,6 +183,29 @@ def test_refined_finds_the_swap_greedy_misses_and_records_its_cost():
     assert plan.steps[-1]["ppl"] == pytest.approx(13.2)
 
 
+class RacingTableScorer(TableScorer):
+    """Like a racing scorer at its worst: every candidate but the best stops early, with a partial score
+    that looks better than the best's (partial-window perplexities can)."""
+
+    def score(self, removed, candidates, progress=None):
+        true = [self.ppl(removed | c) for c in candidates]
+        best = min(range(len(true)), key=true.__getitem__)
+        scores = [v if i == best else 0.5 * true[best] for i, v in enumerate(true)]
+        return Scored(scores, len(candidates), 4 * len(candidates), [4 if i == best else 1 for i in range(len(true))])
+
+
+def test_refined_accepts_only_complete_scores_from_a_racing_scorer():
+    _, view, w = setup()
+    job = Job(view, w, RacingTableScorer(), "mha", 2, None)
+    plan = get("blockpruner-refined").run(job, empty_plan())
+    table = TableScorer()
+    prefix = set()
+    for s in plan.steps:  # every recorded perplexity is the exact one of its removal prefix
+        prefix.add(s["removed"])
+        assert s["ppl"] == pytest.approx(table.ppl(frozenset(prefix)))
+    assert plan.steps[-1]["refine"]["ppl"] <= plan.steps[-1]["refine"]["greedy_ppl"]
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_refined_never_ends_above_greedy(seed):
     _, view, w = setup(seed=seed)

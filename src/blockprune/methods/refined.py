@@ -57,11 +57,13 @@ class Refined:
         greedy_ppl = cur = plan.steps[-1]["ppl"]
         spent = {"evaluated_windows": 0, "exhaustive_windows": 0}
 
-        def score(base: frozenset[str], sets: list[frozenset[str]]) -> list[float]:
+        def score(base: frozenset[str], sets: list[frozenset[str]], exact: bool = False) -> list[float]:
+            """Calibration perplexities; with `exact`, a score a racing scorer left on fewer windows is inf:
+            racing dropped it as clearly worse than another of `sets`, and a partial score is never accepted."""
             s = scorer.score(base, sets)
             spent["evaluated_windows"] += s.evaluated_windows
             spent["exhaustive_windows"] += s.exhaustive_windows
-            return [v if math.isfinite(v) else math.inf for v in s.scores]
+            return [v if math.isfinite(v) and (s.complete(i) or not exact) else math.inf for i, v in enumerate(s.scores)]
 
         swaps = []
         for _ in range(self.rounds):
@@ -85,7 +87,7 @@ class Refined:
             for r in dict.fromkeys(p[3] for p in pairs[:self.top]):  # grouped by r: one base per group
                 ks = [p[4] for p in pairs[:self.top] if p[3] == r]
                 base = _blocks([n for n in order if n != r], by)
-                for k, v in zip(ks, score(base, [by[k].blocks for k in ks])):
+                for k, v in zip(ks, score(base, [by[k].blocks for k in ks], exact=True)):
                     if best is None or v < best[0]:
                         best = (v, r, k)
             if best is None or not best[0] < cur:
@@ -96,7 +98,8 @@ class Refined:
 
         first = next((i for i, (s, n) in enumerate(zip(plan.steps, order)) if s["removed"] != n), len(order))
         prefixes = [_blocks(order[:j + 1], by) for j in range(first, len(order) - 1)]
-        ppls = score(frozenset(), prefixes) + [cur] if prefixes else [cur]
+        # one prefix per call: each is scored on every window, whatever the scorer (a race of one is exhaustive)
+        ppls = [score(frozenset(), [p], exact=True)[0] for p in prefixes] + [cur]
         for j, ppl in zip(range(first, len(order)), ppls):
             s = plan.steps[j]
             if s["removed"] != order[j]:
