@@ -138,3 +138,12 @@ def test_an_interrupted_evaluation_keeps_the_tasks_it_finished(tiny_checkpoint, 
     dense = result["rows"][0]
     assert dense["perplexity"]["wikitext2"] == 5.0 and dense["zero_shot"]["piqa"] == 0.2
     assert dense["average"] == pytest.approx((0.2 + 0.25 + 0.5 * 3) / 5) and not part.exists()
+
+
+def test_a_finished_folder_made_with_other_options_is_refused_not_reused(tiny_checkpoint, calib, tmp_path):
+    out = tmp_path / "cmp"
+    run_compare(tiny_checkpoint, out, calib, FakeEvaluator(), methods="shortgpt", ratio=0.3)
+    before = (out / "shortgpt" / "plan.json").read_bytes()
+    with pytest.raises(UserError, match="different ratio.*choose another --out"):
+        run_compare(tiny_checkpoint, out, calib, FakeEvaluator(), methods="shortgpt", ratio=0.5)
+    assert (out / "shortgpt" / "plan.json").read_bytes() == before  # left as it was

@@ -89,10 +89,11 @@ def run_method(entry: Entry, model: str, out: Path, base: PruneOptions, *, data_
     """Run (or resume, or skip) one method; returns its compare.json record."""
     sub = out / entry.folder
     record_path = sub / "compare.json"
-    if _done(sub) and record_path.exists():
-        return json.loads(record_path.read_text())
     options = replace(base, method=entry.method, metric=entry.metric)
     options.validate()
+    if _done(sub) and record_path.exists():
+        _check_reusable(Plan.load(sub), sub, model, options)
+        return json.loads(record_path.read_text())
     record = json.loads(record_path.read_text()) if record_path.exists() else {"search_seconds": 0.0}
     warm = _warm_start(entry, sub, out, options)
     if warm:
@@ -105,6 +106,18 @@ def run_method(entry: Entry, model: str, out: Path, base: PruneOptions, *, data_
     record["search_seconds"] += time.perf_counter() - t0  # a resumed search adds to what its parts took
     atomic.write_json(record_path, record)
     return record
+
+
+def _check_reusable(plan: Plan, sub: Path, model: str, options: PruneOptions) -> None:
+    """A finished folder is kept only when it answers this comparison: same model and options (the
+    calibration data's hash is checked by `prune` on resume; here the options that produce it are)."""
+    want = options.recorded()
+    diff = [k for k in sorted(set(want) | set(plan.options)) if want.get(k) != plan.options.get(k)]
+    if plan.model.get("source") != model:
+        diff.insert(0, f"model ({plan.model.get('source')!r})")
+    if diff:
+        raise UserError(f"{sub} holds a finished search made with a different {', '.join(diff)}; "
+                        f"choose another --out for this comparison")
 
 
 def _matches(record: dict | None, settings: dict[str, Any]) -> bool:
