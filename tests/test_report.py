@@ -79,6 +79,20 @@ def test_table_is_shaped_like_blockpruner_table_1():
     assert table.splitlines()[2] == "| m | blockpruner | 25.0% | 12.35 | 60.00 | 50.00 | 60.00 | 60.00 | 60.00 | 58.00 |"
 
 
+def test_table_shows_ptb_beside_wikitext2_when_measured():
+    from pathlib import Path
+
+    from blockprune.report import Entry
+    base = {"subject": {"method": "dense"}, "zero_shot": {}, "average": None}
+    with_ptb = {**base, "perplexity": {"wikitext2": {"ppl": 20.0, "windows": 8}, "ptb": {"ppl": 51.25, "windows": 4}}}
+    without = {**base, "perplexity": {"wikitext2": {"ppl": 30.0, "windows": 8}}}
+    rows = [table_row(Entry("a", Path("."), None, with_ptb)), table_row(Entry("b", Path("."), None, without))]
+    lines = markdown_table(rows).splitlines()
+    assert lines[0].startswith("| Model | Method | Ratio | WikiText-2 PPL | PTB PPL | PIQA |")
+    assert lines[2].startswith("| a | dense | 0.0% | 20.00 | 51.25 |") and lines[3].startswith("| b | dense | 0.0% | 30.00 | – |")
+    assert "PTB" not in markdown_table(rows[1:]).splitlines()[0]  # no column where nothing measured it
+
+
 def test_report_refuses_a_folder_without_results(tmp_path):
     with pytest.raises(UserError, match="neither plan.json, eval.json nor heal.json"):
         build([tmp_path], tmp_path / "out")

@@ -23,6 +23,7 @@ from .plan import Plan, expand
 TASKS = ("piqa", "winogrande", "hellaswag", "arc_easy", "arc_challenge")
 TASK_TITLES = {"piqa": "PIQA", "winogrande": "WinoGrande", "hellaswag": "HellaSwag", "arc_easy": "ARC-e",
                "arc_challenge": "ARC-c"}
+PPL_TITLES = {"wikitext2": "WikiText-2", "ptb": "PTB"}
 
 
 @dataclass
@@ -198,6 +199,7 @@ def table_row(e: Entry) -> dict[str, Any] | None:
         method += f" + LoRA ({healing['steps']} steps)"
     return {"label": e.label, "method": method, "ratio": ratio,
             "wikitext2": (ev.get("perplexity", {}).get("wikitext2") or {}).get("ppl"),
+            "ptb": (ev.get("perplexity", {}).get("ptb") or {}).get("ppl"),
             "tasks": {t: zs[t].get(metric[t]) for t in zs}, "metrics": metric,
             "average": (ev.get("average") or {}).get("value"),
             "subset": {"windows": (ev.get("perplexity", {}).get("wikitext2") or {}).get("windows"),
@@ -222,12 +224,15 @@ def add_recovery(rows: list[dict[str, Any]]) -> bool:
 def markdown_table(rows: list[dict[str, Any]], recovery: bool = False) -> str:
     extra = sorted({t for r in rows for t in r["tasks"]} - set(TASKS))
     tasks = list(TASKS) + extra
-    head = ["Model", "Method", "Ratio", "WikiText-2 PPL"] + [TASK_TITLES.get(t, t) for t in tasks] + ["Avg."]
+    ppl = ["wikitext2"] + (["ptb"] if any(r.get("ptb") is not None for r in rows) else [])  # PTB when measured
+    head = (["Model", "Method", "Ratio"] + [f"{PPL_TITLES[t]} PPL" for t in ppl] + [TASK_TITLES.get(t, t) for t in tasks]
+            + ["Avg."])
     head += ["% of dense"] if recovery else []
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [r["label"], r["method"], f"{100 * r['ratio']:.1f}%" if r["ratio"] is not None else "–",
-                 _fmt(r["wikitext2"])] + [_fmt(r["tasks"].get(t), pct=True) for t in tasks] + [_fmt(r["average"], True)]
+        cells = ([r["label"], r["method"], f"{100 * r['ratio']:.1f}%" if r["ratio"] is not None else "–"]
+                 + [_fmt(r.get(t)) for t in ppl] + [_fmt(r["tasks"].get(t), pct=True) for t in tasks]
+                 + [_fmt(r["average"], True)])
         cells += [_fmt(r.get("recovery"), True)] if recovery else []
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
