@@ -223,3 +223,19 @@ def test_eval_cli_on_a_checkpoint(tmp_path, capsys):
     assert main(args[:2] + ["--tasks", " ,", "--data-dir", str(data)]) == 2
     assert main(args + ["--limit", "0"]) == 2
     assert "--limit must be at least 1" in capsys.readouterr().err
+
+
+def test_task_scores_keep_every_metric_of_any_task():
+    from blockprune.evaluate import task_scores
+
+    results = {"results": {"lambada_openai": {"alias": "lambada_openai", "perplexity,none": 18.5,
+                                              "perplexity_stderr,none": 0.6, "acc,none": 0.41, "acc_stderr,none": 0.01},
+                           "gsm8k": {"exact_match,strict-match": 0.02, "exact_match_stderr,strict-match": 0.004,
+                                     "exact_match,flexible-extract": 0.05, "exact_match_stderr,flexible-extract": "N/A"}},
+               "n-samples": {"lambada_openai": {"effective": 10, "original": 5153}}}
+    lam = task_scores(results, "lambada_openai")
+    assert lam == {"perplexity": 18.5, "perplexity_stderr": 0.6, "acc": 0.41, "acc_stderr": 0.01, "docs": 10,
+                   "docs_total": 5153}
+    gsm = task_scores(results, "gsm8k")
+    assert gsm["exact_match,strict-match"] == 0.02 and gsm["exact_match,strict-match_stderr"] == 0.004
+    assert gsm["exact_match,flexible-extract"] == 0.05 and gsm["exact_match,flexible-extract_stderr"] is None

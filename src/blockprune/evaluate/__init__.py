@@ -66,8 +66,9 @@ def evaluate(subject: Subject, tasks: Sequence[str] = DEFAULT_TASKS, *, out: str
             results = run_tasks(lm, specs, limit=limit)
             for name in results["results"]:
                 record["zero_shot"][name] = {**task_scores(results, name), "data": origin.get(name, "hub")}
-                _say(progress, f"{name}: " + "  ".join(f"{m} {record['zero_shot'][name][m]:.4f}"
-                                                      for m in ("acc", "acc_norm") if m in record["zero_shot"][name]))
+                scores = record["zero_shot"][name]
+                _say(progress, f"{name}: " + "  ".join(f"{m} {v:.4f}" for m, v in scores.items()
+                                                      if isinstance(v, float) and not m.endswith("_stderr")))
             record["average"] = average(record["zero_shot"])
             save()
     return record

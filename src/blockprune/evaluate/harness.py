@@ -123,13 +123,19 @@ def run_tasks(lm, specs: list, *, limit: int | None = None, samples: dict[str, l
 
 
 def task_scores(results: dict[str, Any], task: str) -> dict[str, Any]:
-    """acc / acc_norm (and their standard errors) of one task from lm-eval's results."""
+    """Every metric of one task from lm-eval's results, each with its standard error: acc / acc_norm for
+    the five paper tasks, whatever the task defines for any other (word_perplexity, exact_match, ...).
+    A metric under a filter other than lm-eval's default "none" keeps the filter in its name."""
     r = results["results"][task]
     out: dict[str, Any] = {}
-    for metric in ("acc", "acc_norm"):
-        if f"{metric},none" in r:
-            out[metric] = r[f"{metric},none"]
-            out[f"{metric}_stderr"] = r.get(f"{metric}_stderr,none")
+    for key, value in r.items():
+        metric, sep, filt = key.partition(",")
+        if not sep or metric.endswith("_stderr") or not isinstance(value, (int, float)):
+            continue  # "alias", or a standard error (read beside its metric)
+        name = metric if filt == "none" else key
+        out[name] = value
+        stderr = r.get(f"{metric}_stderr,{filt}")
+        out[f"{name}_stderr"] = stderr if isinstance(stderr, (int, float)) else None
     n = results.get("n-samples", {}).get(task, {})
     out["docs"] = n.get("effective")
     out["docs_total"] = n.get("original")
