@@ -60,7 +60,8 @@ def run(args) -> None:
     for t, r in record["perplexity"].items():
         print(f"{t}: ppl {r['ppl']:.4f} ({r['windows']} windows of {r['seqlen']})")
     for t, r in record["zero_shot"].items():
-        print(f"{t}: " + "  ".join(f"{m} {r[m]:.4f}" for m in ("acc", "acc_norm") if m in r) + f"  ({r['docs']} docs)")
+        shown = "  ".join(f"{m} {v:.4f}" for m, v in r.items() if isinstance(v, float) and not m.endswith("_stderr"))
+        print(f"{t}: {shown}  ({r['docs']} docs)")
     if record["average"]:
         print(f"average {record['average']['value']:.4f}  ({record['average']['rule']})")
     if record["cost"]:
