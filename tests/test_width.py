@@ -246,6 +246,84 @@ def test_depth_then_width_composes(tmp_path):
     torch.testing.assert_close(logits(back, ids), logits(res.model, ids), rtol=1e-5, atol=1e-5)
 
 
+def _width_checkpoint(tmp_path):
+    """A tiny Llama width-pruned with per-layer widths, exported and loaded back (a remote-code model)."""
+    from blockprune.export import load
+
+    res = prune_width(BlockView(tiny_llama(layers=4)), windows(), 0.2, WidthOptions(allocation="global", layers="all"))
+    assert len({tuple(w.values()) for w in widths(res.model)}) > 1  # really per-layer widths
+    back = load(export(res.model, tmp_path / "width", meta={"method": "llm-bip"}))
+    assert "widths" in back.config.blockprune
+    return back
+
+
+@pytest.mark.parametrize("fmt,removed", [("remote-code", {"attn.1", "mlp.2"}),
+                                         ("auto", {"attn.3", "mlp.3"})])  # a whole layer: auto must not pick vanilla
+def test_width_then_depth_composes(tmp_path, fmt, removed):
+    import copy
+
+    from blockprune.evaluate.subject import mask_in_memory
+    from blockprune.export import export as depth_export
+    from blockprune.export import load
+
+    wide = _width_checkpoint(tmp_path)
+    ws = widths(wide)
+    ids = windows(2, 20, seed=7).ids
+    before = logits(wide, ids)
+    out = depth_export(wide, removed, tmp_path / "both", fmt=fmt, meta={"method": "blockpruner"})
+    torch.testing.assert_close(logits(wide, ids), before, rtol=0, atol=0)  # the exported model is left as it was
+    info = json.loads((out / "config.json").read_text())["blockprune"]
+    assert info["format"] == "remote-code" and info["method"] == "blockpruner"
+    assert info["removed"] == sorted(removed, key=lambda n: (int(n.split(".")[1]), n))
+    want = [{"heads": None if f"attn.{i}" in removed else w["heads"], "kv": None if f"attn.{i}" in removed else w["kv"],
+             "channels": None if f"mlp.{i}" in removed else w["channels"]} for i, w in enumerate(ws)]
+    assert info["widths"] == want  # the earlier widths, and the removed branches absent
+    back = load(out)
+    assert widths(back) == want
+    gone = tuple(f"model.layers.{n.split('.')[1]}.{'self_attn' if n.startswith('attn') else 'mlp'}." for n in removed)
+    assert not [k for k in back.state_dict() if k.startswith(gone)]  # the removed weights are absent
+    ref = mask_in_memory(copy.deepcopy(wide), removed)  # the width model with the branches replaced in memory
+    torch.testing.assert_close(logits(back, ids), logits(ref, ids), rtol=1e-5, atol=1e-5)
+    gen = back.generate(ids[:1, :6], max_new_tokens=5, do_sample=False)  # layers without attention: no KV cache
+    assert torch.equal(gen, ref.generate(ids[:1, :6], max_new_tokens=5, do_sample=False))
+    # and once more: a further depth removal keeps the earlier ones
+    again = load(depth_export(back, {"attn.0"}, tmp_path / "again"))
+    assert again.config.blockprune["removed"] == sorted(removed | {"attn.0"}, key=lambda n: (int(n.split(".")[1]), n))
+    assert again.config.blockprune["widths"][0]["heads"] is None
+    ref = mask_in_memory(ref, {"attn.0"})
+    torch.testing.assert_close(logits(again, ids), logits(ref, ids), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("fmt", ["vanilla", "nemotron-nas"])
+def test_width_then_depth_refuses_formats_without_per_layer_widths(tmp_path, fmt):
+    from blockprune.export import export as depth_export
+
+    wide = _width_checkpoint(tmp_path)
+    with pytest.raises(UserError, match=r"per-layer widths.*only the remote-code format.*--format remote-code"):
+        depth_export(wide, {"attn.1", "mlp.1"}, tmp_path / "out", fmt=fmt)
+    assert not (tmp_path / "out").exists()
+
+
+def test_depth_prune_api_on_a_width_checkpoint(tmp_path, tiny_checkpoint, short_calib):
+    import copy
+
+    from blockprune.api import prune
+    from blockprune.evaluate.subject import mask_in_memory
+    from blockprune.export import load
+
+    kw = dict(calibration=short_calib, seqlen=32, progress=False)
+    wide = prune(tiny_checkpoint, tmp_path / "w", method="llm-bip", ratio=0.2, allocation="global", **kw)
+    assert "widths" in load(wide.checkpoint).config.blockprune
+    deep = prune(str(wide.checkpoint), tmp_path / "d", method="blockpruner", num_blocks=2, **kw)
+    back = load(deep.checkpoint)
+    info = back.config.blockprune
+    assert info["removed"] == sorted(deep.plan.removed_blocks, key=lambda n: (int(n.split(".")[1]), n))
+    assert info["base_model"] == str(wide.checkpoint) and "widths" in info
+    ref = mask_in_memory(copy.deepcopy(load(wide.checkpoint)), deep.plan.removed_blocks)
+    ids = torch.randint(0, 200, (1, 20))
+    torch.testing.assert_close(logits(back, ids), logits(ref, ids), rtol=1e-5, atol=1e-5)
+
+
 def test_width_then_width_composes(tmp_path):
     from blockprune.export import load
 
@@ -306,3 +384,57 @@ def test_cli_prune_and_export_a_width_plan(tmp_path, tiny_checkpoint, short_cali
     assert main(["prune", "--model", tiny_checkpoint, "--method", "llm-bip", "--num-blocks", "2",
                  "--calibration", short_calib, "--seqlen", "32", "--out", str(tmp_path / "x"), "--quiet"]) == 2
     assert "give --ratio" in capsys.readouterr().err
+
+
+# -- every family of tests/test_families.py: width pruning works, or says clearly that it does not ---------
+def _documented_width_types() -> set[str]:
+    """The model types docs/families.md's table marks as supported by width pruning ("yes", or
+    "yes (`t` only)" for a row of several types)."""
+    import re
+    from pathlib import Path
+
+    docs = Path(__file__).resolve().parents[1] / "docs" / "families.md"
+    out: set[str] = set()
+    for line in docs.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) < 8 or not cells[-1].startswith("yes"):
+            continue
+        only = re.findall(r"`([^`]+)`", cells[-1])
+        out |= set(only or re.findall(r"`([^`]+)`", cells[1]))
+    return out
+
+
+def test_families_doc_lists_exactly_the_width_families():
+    from blockprune.width.families import FAMILIES as WIDTH_FAMILIES
+
+    assert _documented_width_types() == {t for spec in WIDTH_FAMILIES.values() for t in spec.model_types}
+
+
+def _family_names():
+    from test_families import FAMILIES
+    return list(FAMILIES)
+
+
+@pytest.mark.parametrize("name", _family_names())
+def test_width_pruning_works_or_refuses_clearly_for_every_family(tmp_path, name):
+    from blockprune.export import load
+    from test_families import VOCAB, build
+
+    model = build(name)
+    model_type = model.config.model_type
+    w = windows(2, 12, vocab=VOCAB)
+    options = WidthOptions(allocation="global", layers="all")
+    supported = sorted(_documented_width_types())
+    if model_type not in supported:
+        with pytest.raises(UserError) as err:
+            prune_width(BlockView(model), w, 0.2, options)
+        msg = str(err.value)
+        assert f"width pruning does not support {model_type} yet" in msg
+        assert f"(supported: {', '.join(supported)})" in msg
+        return
+    res = prune_width(BlockView(model), w, 0.2, options)
+    assert res.removed_params > 0 and widths(res.model) != widths(model)
+    back = load(export(res.model, tmp_path / "m"))
+    assert widths(back) == widths(res.model)
+    ids = windows(2, 12, vocab=VOCAB, seed=8).ids
+    torch.testing.assert_close(logits(back, ids), logits(res.model, ids), rtol=1e-5, atol=1e-5)

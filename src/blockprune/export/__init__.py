@@ -7,6 +7,10 @@ Formats:
 - `nemotron-nas`: Llama-layout models -> the DeciLM / Nemotron-NAS layout (`block_configs` with no-op
   attention and FFN) that vLLM serves natively, plus a modeling file for transformers.
 - `auto`: vanilla when it can express the plan (no removal at all included), else remote-code.
+
+A width-pruned remote-code model (per-layer widths in `config.blockprune["widths"]`) is written by the
+width exporter (`blockprune.width.export`), its new removals merged with any earlier ones: `auto` and
+`remote-code` give that, `vanilla` and `nemotron-nas` are refused (they cannot express per-layer widths).
 """
 from __future__ import annotations
 

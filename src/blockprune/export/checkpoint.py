@@ -13,6 +13,7 @@ from .. import atomic
 from ..arch import Adapter, adapter_for
 from ..errors import UserError
 from ..view import BlockView
+from .templates.blockprune_removed import remove_modules
 
 FORMATS = ("auto", "vanilla", "remote-code", "nemotron-nas")
 TEMPLATES = Path(__file__).parent / "templates"
@@ -154,6 +155,43 @@ def _export_remote_code(model: nn.Module, removed: AbstractSet[str], out: Path, 
            model_name="BlockPrunedForCausalLM")
 
 
+def width_pruned(model: nn.Module) -> bool:
+    """Whether `model` is a width-pruned remote-code checkpoint (per-layer widths in `config.blockprune`)."""
+    info = getattr(model.config, "blockprune", None)
+    return isinstance(info, dict) and "widths" in info
+
+
+def _refuse_for_width(fmt: str) -> UserError:
+    why = {"vanilla": "the vanilla format writes the family's own config, which has one head count and one MLP "
+                      "width for every layer",
+           "nemotron-nas": "the nemotron-nas format is not written for width-pruned models yet"}[fmt]
+    return UserError(f"this model is width-pruned with per-layer widths (config.blockprune['widths']), which only "
+                     f"the remote-code format can express (it resizes each layer on load); {why}. Export with "
+                     f"--format remote-code (or auto; fmt='remote-code' in Python)")
+
+
+def _export_width_then_depth(model: nn.Module, removed: AbstractSet[str], out: Path, meta: dict[str, Any],
+                             tokenizer) -> None:
+    """Depth pruning of a width-pruned model: its removed branches replaced in memory (as
+    `evaluate.subject.mask_in_memory` does), the new skip map and removed list merged into its
+    `config.blockprune` (earlier removals kept), then written by the width exporter, whose modeling
+    file resizes each layer and replaces the removed branches on load."""
+    from ..width.export import write_remote_code
+
+    # a copy of the modules and config that shares the parameter tensors: no second copy of the weights
+    pruned = copy.deepcopy(model, memo={id(p): p for p in model.parameters()})
+    adapter = adapter_for(pruned)
+    skip = removed_modules(adapter, removed)
+    remove_modules(pruned, skip)
+    no_attention = sorted({_layer_kind(n)[0] for n in removed if n.startswith("attn.")})
+    if no_attention:  # layers without attention hold no KV cache (earlier ones are in the config already)
+        adapter.removed_attention_config(pruned.config, no_attention)
+    before = dict(pruned.config.blockprune)
+    pruned.config.blockprune = {**before, "skip": {**(before.get("skip") or {}), **skip},
+                                "removed": sorted(set(before.get("removed") or ()) | set(removed), key=block_order)}
+    write_remote_code(pruned, out, meta, tokenizer)
+
+
 def export(model: nn.Module, removed: AbstractSet[str], out: str | Path, *, fmt: str = "auto",
            meta: dict[str, Any] | None = None, tokenizer=None) -> Path:
     """Write the pruned checkpoint of `model` without the `removed` blocks to `out` (atomically)."""
@@ -167,10 +205,15 @@ def export(model: nn.Module, removed: AbstractSet[str], out: str | Path, *, fmt:
         BlockView(model).check_names(removed)
     except ValueError as e:
         raise UserError(str(e)) from e
-    if fmt == "auto":
-        fmt = choose_format(removed)
-    writer = {"vanilla": _export_vanilla, "remote-code": _export_remote_code,
-              "nemotron-nas": export_nemotron_nas}[fmt]
+    if width_pruned(model):  # per-layer widths: only the width exporter's modeling file rebuilds them
+        if fmt not in ("auto", "remote-code"):
+            raise _refuse_for_width(fmt)
+        fmt, writer = "remote-code", _export_width_then_depth
+    else:
+        if fmt == "auto":
+            fmt = choose_format(removed)
+        writer = {"vanilla": _export_vanilla, "remote-code": _export_remote_code,
+                  "nemotron-nas": export_nemotron_nas}[fmt]
     out = Path(out)
     with atomic.staged_dir(out) as tmp:
         writer(model, removed, tmp, meta or {}, tokenizer)

@@ -11,6 +11,9 @@
   into blocks before (a remote-code checkpoint of `blockprune.export`) keeps its removed branches:
   its `skip` map is carried over and the width modeling file replaces those branches as the depth
   one does (self-contained, so the checkpoint does not depend on the depth template's version).
+  Depth pruning after width pruning comes back here too: `blockprune.export.export` replaces the
+  removed branches of a copy of the width-pruned model, merges the skip map and removed list into
+  its `config.blockprune`, and writes it with `write_remote_code`.
 
 Everything is read from the module shapes of the model given, so width pruning composes with
 depth pruning and with itself."""
@@ -111,7 +114,9 @@ def _fill(template: Path, values: dict[str, str]) -> str:
     return text
 
 
-def _export_remote_code(model: nn.Module, out: Path, meta: dict[str, Any], tokenizer) -> None:
+def write_remote_code(model: nn.Module, out: Path, meta: dict[str, Any], tokenizer) -> None:
+    """Write `model` (narrowed, possibly with removed branches recorded in its `config.blockprune`'s
+    `skip` and `removed`) into the folder `out` in the remote-code format."""
     adapter = adapter_for(model)
     spec = modules_for(adapter)
     base_model, base_config = _hf_base(type(model)), _hf_base(type(model.config))
@@ -156,5 +161,5 @@ def export(model: nn.Module, out: str | Path, *, fmt: str = "auto", meta: dict[s
         if fmt == "vanilla":
             _export_vanilla(model, tmp, cfg, tokenizer)
         else:
-            _export_remote_code(model, tmp, meta, tokenizer)
+            write_remote_code(model, tmp, meta, tokenizer)
     return out
