@@ -13,6 +13,10 @@ from blockprune.export import choose_format, export, load
 from blockprune.models import count_params
 
 from conftest import tiny_llama
+from test_families import FAMILIES as FAMILY_MODELS
+from test_families import build as build_family
+from test_families import ids as family_ids
+from test_families import tiny as tiny_family
 
 SMALL = dict(vocab_size=97, hidden_size=32, intermediate_size=48, num_hidden_layers=4, num_attention_heads=4,
              num_key_value_heads=2, max_position_embeddings=128, pad_token_id=0, bos_token_id=1, eos_token_id=2,
@@ -176,6 +180,52 @@ def test_nemotron_nas_refuses_a_network_that_starts_with_an_mlp(tmp_path):
         export(tiny("llama"), {"attn.0"}, tmp_path / "nas", fmt="nemotron-nas")
 
 
+# the tiny families of test_families whose forward DeciLM reproduces: they must be written
+NAS_EXACT = {"llama", "smollm"}
+
+
+@pytest.mark.parametrize("name", sorted(FAMILY_MODELS))
+def test_nemotron_nas_is_written_only_where_decilm_computes_the_same_model(tmp_path, name):
+    # Llama's weight layout is not enough: DeciLM applies no multipliers, rotary variant or norm formula
+    # of the family's own, so either the export is refused or its logits are the masked model's
+    model = tiny_family(name)
+    removed = frozenset({"attn.1"})
+    try:
+        path = export(model, removed, tmp_path / "nas", fmt="nemotron-nas")
+    except UserError as e:
+        assert name not in NAS_EXACT and "--format remote-code" in str(e), (name, str(e))
+        assert not (tmp_path / "nas").exists()
+        return
+    x = family_ids()
+    got, want = load(path)(x).logits, BlockView(model).logits(x, removed)
+    assert torch.allclose(got, want, atol=1e-4, rtol=0), (name, (got - want).abs().max())
+
+
+@pytest.mark.parametrize("name,overrides,why", [
+    ("granite", {}, "residual_multiplier=0.5"),  # and the other µP multipliers, listed too
+    ("helium", {}, "interleaved rotary embeddings"),
+    ("smollm3", {"use_sliding_window": False, "sliding_window": None}, "NoPE: layers [1]"),
+    ("gemma", {"hidden_act": "silu", "hidden_activation": "silu"}, "(1 + weight) RMSNorms"),
+], ids=["granite", "helium", "smollm3-nope", "gemma-silu"])
+def test_nemotron_nas_refuses_llama_layouts_that_compute_another_model(tmp_path, name, overrides, why):
+    with pytest.raises(UserError, match="computes differently") as e:
+        export(build_family(name, **overrides), {"attn.1"}, tmp_path / "nas", fmt="nemotron-nas")
+    assert why in str(e.value) and "--format remote-code" in str(e.value)
+
+
+@pytest.mark.parametrize("name,overrides", [
+    ("granite", {"residual_multiplier": 1.0, "logits_scaling": 1.0, "embedding_multiplier": 1.0,
+                 "attention_multiplier": 8 ** -0.5}),  # head_dim 8: Llama's own scaling
+    ("smollm3", {"use_sliding_window": False, "sliding_window": None, "no_rope_layers": [1, 1, 1]}),
+], ids=["granite-unit-multipliers", "smollm3-rope-everywhere"])
+def test_nemotron_nas_writes_families_whose_config_makes_them_llama(tmp_path, name, overrides):
+    model = build_family(name, **overrides)
+    removed = frozenset({"attn.1", "mlp.2"})
+    path = export(model, removed, tmp_path / "nas", fmt="nemotron-nas")
+    x = family_ids()
+    assert torch.allclose(load(path)(x).logits, BlockView(model).logits(x, removed), atol=1e-4, rtol=0)
+
+
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is None,
                     reason="vLLM is not installed: its wheels are CUDA builds pinned to their own torch and need a "
                            "GPU, and this machine is CPU-only; test_nemotron_nas_layout_matches_the_format checks "
@@ -190,6 +240,66 @@ def test_vllm_serves_the_nemotron_nas_checkpoint(tmp_path):
     out = llm.generate({"prompt_token_ids": IDS[0].tolist()}, SamplingParams(temperature=0, max_tokens=8))
     want = load(path).generate(IDS, max_new_tokens=8, do_sample=False, pad_token_id=0)[0, IDS.shape[1]:]
     assert list(out[0].outputs[0].token_ids) == want.tolist()
+
+
+# -- pruning a pruned checkpoint again ---------------------------------------------------------------
+
+FIRST = frozenset({"attn.1"})
+
+
+def pruned_once(tmp_path, fmt="remote-code"):
+    model = tiny_llama()
+    path = export(model, FIRST, tmp_path / "first", fmt=fmt, meta={"method": "blockpruner", "base_model": "tiny"})
+    return model, load(path)
+
+
+@pytest.mark.parametrize("fmt", ["remote-code", "auto", "nemotron-nas"])
+@pytest.mark.parametrize("first_fmt", ["remote-code", "nemotron-nas"])
+def test_a_pruned_checkpoint_pruned_again_keeps_its_earlier_removals(tmp_path, first_fmt, fmt):
+    # its classes come from the first checkpoint's dynamic module; the second one must import transformers'
+    model, first = pruned_once(tmp_path, first_fmt)
+    assert type(first).__module__.startswith("transformers_modules.")
+    path = export(first, {"mlp.2"}, tmp_path / "second", fmt=fmt,
+                  meta={"method": "shortgpt", "base_model": str(tmp_path / "first")})
+    both = frozenset(FIRST | {"mlp.2"})
+    for code in path.glob("modeling_*.py"):
+        assert "transformers_modules" not in code.read_text()
+    got = check_round_trip(model, both, path)  # parameter counts against the dense original included
+    assert torch.allclose(got(IDS).logits, BlockView(model).logits(IDS, both), atol=1e-5, rtol=0)
+    rec = got.config.blockprune
+    assert rec["removed"] == ["attn.1", "mlp.2"] and rec["base_model_type"] == "llama"
+    assert rec["method"] == "shortgpt" and rec["base_model"] == "tiny"  # the dense original, not the first checkpoint
+    assert rec["pruned_from"]["checkpoint"] == str(tmp_path / "first") and rec["pruned_from"]["removed"] == ["attn.1"]
+    # and once more: the third export merges the second's removals in turn
+    third = export(got, {"attn.3"}, tmp_path / "third", fmt="remote-code")
+    check_round_trip(model, both | {"attn.3"}, third)
+
+
+def test_vanilla_export_of_a_pruned_checkpoint_needs_whole_layers_with_its_earlier_removals(tmp_path):
+    model, first = pruned_once(tmp_path)
+    with pytest.raises(UserError, match="removed from it before: attn.1"):
+        export(first, {"attn.2", "mlp.2"}, tmp_path / "v", fmt="vanilla")  # layer 2, but half of layer 1 too
+    # mlp.1 completes layer 1: the family's own model with a layer fewer, no remote code
+    path = export(first, {"mlp.1"}, tmp_path / "v", fmt="vanilla")
+    got = check_round_trip(model, FIRST | {"mlp.1"}, path)
+    assert type(got) is type(model) and not list(path.glob("*.py"))
+    assert type(load(export(first, {"mlp.1"}, tmp_path / "auto"))) is type(model)  # auto chooses it too
+
+
+def test_prune_on_a_pruned_checkpoint_folder_exports_both_prunings(tmp_path, tiny_checkpoint, calib_file):
+    from blockprune import models, prune
+    from blockprune.data import load_windows
+
+    opts = dict(calibration=calib_file, progress=False, num_blocks=2, nsamples=4, seqlen=32)
+    first = prune(tiny_checkpoint, tmp_path / "r1", **opts)
+    second = prune(str(first.checkpoint), tmp_path / "r2", **opts)
+    rec = json.loads((second.checkpoint / "config.json").read_text())["blockprune"]
+    both = first.plan.removed_blocks | second.plan.removed_blocks
+    assert rec["removed"] == sorted(both, key=BlockView.index_of)
+    dense, tok = models.load(tiny_checkpoint)
+    x = load_windows(calib_file, tok, 32).ids
+    got = load(second.checkpoint)(x).logits
+    assert torch.allclose(got, BlockView(dense).logits(x, frozenset(rec["removed"])), atol=1e-5, rtol=0)
 
 
 # -- choosing, refusing, provenance, damage ---------------------------------------------------------

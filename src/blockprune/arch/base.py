@@ -133,3 +133,20 @@ class Adapter:
         for i in layers_without_attention:
             modes[i] = "reuse"
         config.kv_sharing_modes = modes
+
+    def llama_difference(self) -> str | None:
+        """How this model computes differently from a Llama with the same weights and config, or None where
+        it computes exactly as Llama does.
+
+        `--format nemotron-nas` writes a checkpoint that DeciLM runs with Llama's arithmetic, and weights
+        in Llama's layout do not show a family's multipliers, rotary variant or norm formula; so that
+        format is written only where this says None. A family is not Llama unless its adapter says so."""
+        return (f"its own {family_type(self.config)} decoder code, which blockprune does not know to compute "
+                f"exactly as Llama's")
+
+
+def family_type(config: Any) -> str:
+    """The family's model type; a blockprune checkpoint's config records its base model's."""
+    info = getattr(config, "blockprune", None)
+    base = info.get("base_model_type") if isinstance(info, dict) else None
+    return base or config.model_type

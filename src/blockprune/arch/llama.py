@@ -7,7 +7,9 @@ Nemotron (LayerNorm1P, squared-ReLU MLP), and the MoE families whose sparse MLP,
 at `layer.mlp` (Mixtral, Qwen2-MoE, Qwen3-MoE, OLMoE; transformers 5 names Mixtral's `mlp`)."""
 from __future__ import annotations
 
-from .base import Adapter
+from typing import ClassVar
+
+from .base import Adapter, family_type
 from .registry import register
 
 
@@ -17,6 +19,20 @@ class LlamaAdapter(Adapter):
                    "helium", "nemotron", "mixtral", "qwen2_moe", "qwen3_moe", "olmoe")
     branch_modules = {"attn": ("input_layernorm", "self_attn"), "mlp": ("post_attention_layernorm", "mlp")}
     branch_core = {"attn": "self_attn", "mlp": "mlp"}
+    #: the model types served here whose forward is Llama's own for the same weights and config (what
+    #: `--format nemotron-nas` needs); the others compute differently, some with Llama's weight layout
+    llama_types: ClassVar[frozenset[str]] = frozenset({"llama", "mistral"})
+    #: how those with Llama's weight layout differ, for the refusal
+    not_llama: ClassVar[dict[str, str]] = {
+        "helium": "interleaved rotary embeddings (Llama rotates the two halves of each head instead)",
+        "gemma": "(1 + weight) RMSNorms and embeddings scaled by sqrt(hidden_size)",
+    }
+
+    def llama_difference(self):
+        family = family_type(self.config)
+        if family in self.llama_types:  # sliding windows are the exporter's check: they show in the config
+            return None
+        return self.not_llama.get(family) or super().llama_difference()
 
     def branch(self, layer, kind, h, kwargs):
         mod = self.layers()[layer]

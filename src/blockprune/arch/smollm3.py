@@ -14,3 +14,9 @@ class SmolLM3Adapter(LlamaAdapter):
     def renumber_layer(self, new_index: int) -> None:
         super().renumber_layer(new_index)
         self.config.no_rope_layers = [int(layer.self_attn.use_rope) for layer in self.layers()]
+
+    def llama_difference(self):
+        nope = [i for i, rope in enumerate(self.config.no_rope_layers) if not rope]
+        if nope:
+            return f"layers without rotary embeddings (NoPE: layers {nope}), where every Llama layer has them"
+        return None

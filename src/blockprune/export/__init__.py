@@ -11,6 +11,12 @@ Formats:
 A width-pruned remote-code model (per-layer widths in `config.blockprune["widths"]`) is written by the
 width exporter (`blockprune.width.export`), its new removals merged with any earlier ones: `auto` and
 `remote-code` give that, `vanilla` and `nemotron-nas` are refused (they cannot express per-layer widths).
+
+A depth-pruned checkpoint loaded with its shipped code (remote-code or nemotron-nas) can be pruned and
+exported again: its earlier removals (`config.blockprune["removed"]`) join the new ones in every format
+(`vanilla` when together they are whole layers, `auto` choosing it then), the code written imports the
+transformers classes beneath the loaded ones, and `config.blockprune` keeps the dense original's base
+model, parameter count and family, with the record it was loaded with under "pruned_from".
 """
 from __future__ import annotations
 

@@ -37,11 +37,48 @@ def block_order(name: str) -> tuple[int, int]:
     return layer, 0 if kind == "attn" else 1
 
 
+def hf_base(cls: type) -> type:
+    """The transformers class a (possibly remote-code) model or config class derives from.
+
+    A checkpoint loaded with its shipped modeling file (blockprune's own included) has classes from a
+    dynamic module (`transformers_modules.<folder>...`) that exists only in that process: exported code
+    must import the transformers classes underneath."""
+    for c in cls.__mro__:
+        if c.__module__.startswith("transformers.models."):
+            return c
+    raise UserError(f"{cls.__name__} does not derive from a transformers model class; cannot export it")
+
+
+def earlier_pruning(model: nn.Module) -> dict[str, Any]:
+    """The `config.blockprune` record of a depth-pruned checkpoint loaded with its shipped modeling file
+    (remote-code or nemotron-nas), whose blocks it lists under "removed" are absent; {} for any other
+    model. A vanilla checkpoint is the family's own class with layers renumbered: nothing to carry over."""
+    info = getattr(model.config, "blockprune", None)
+    if not isinstance(info, dict) or not info.get("removed") or type(model).__module__.startswith("transformers."):
+        return {}
+    return info
+
+
+def family_model_type(model: nn.Module) -> str:
+    """The base family's model type (a pruned checkpoint's own is `blockprune_<family>` or `nemotron-nas`)."""
+    return earlier_pruning(model).get("base_model_type") or model.config.model_type
+
+
 def provenance(model: nn.Module, removed: AbstractSet[str], meta: dict[str, Any], fmt: str) -> dict[str, Any]:
-    """What config.json records: what was removed, by which method, from which base model."""
+    """What config.json records: what was removed, by which method, from which base model.
+
+    A checkpoint pruned again (`removed` then includes its earlier removals) keeps the dense original's
+    base model, parameter count and family; the record it was loaded with goes under "pruned_from"."""
     view = BlockView(model)
-    return {**meta, "format": fmt, "removed": sorted(removed, key=block_order), "base_params": view.total_params,
-            "params": view.total_params - view.removed_params(removed), "base_model_type": model.config.model_type}
+    before = earlier_pruning(model)
+    info = {**meta, "format": fmt, "removed": sorted(removed, key=block_order),
+            "base_params": before.get("base_params", view.total_params),
+            "params": view.total_params - view.removed_params(removed), "base_model_type": family_model_type(model)}
+    if before:
+        parent = {"checkpoint": meta["base_model"]} if meta.get("base_model") else {}
+        info["pruned_from"] = {**parent, **{k: v for k, v in before.items() if k != "skip"}}
+        info.update({k: before[k] for k in ("base_model", "base_model_sha256") if k in before})
+    return info
 
 
 def removed_modules(adapter: Adapter, removed: AbstractSet[str]) -> dict[str, str]:
@@ -89,19 +126,39 @@ def save_without(model: nn.Module, modules: dict[str, str], config: dict[str, An
     prefixes = tuple(p + "." for p in modules)
     kept = {k: v for k, v in model.state_dict().items() if not k.startswith(prefixes)}
     model.save_pretrained(out, state_dict=kept, save_original_format=False)
+    for code in out.glob("*.py"):  # what a loaded checkpoint shipped: the exporter renders its own code
+        code.unlink()
     atomic.write_json(out / "config.json", config)
     save_extras(tokenizer, model, out)
+
+
+def _as_family(model: nn.Module) -> None:
+    """Give a loaded pruned checkpoint (a copy) the transformers model and config classes its shipped ones
+    derive from: once every removed branch lies in a dropped layer it is the family's own model."""
+    old = model.config
+    d = old.to_dict()
+    for k in ("model_type", "architectures", "auto_map", "blockprune", "block_configs"):
+        d.pop(k, None)
+    cfg = hf_base(type(old)).from_dict(d)
+    model.__class__ = hf_base(type(model))
+    for mod in model.modules():
+        if getattr(mod, "config", None) is old:
+            mod.config = cfg
 
 
 def _export_vanilla(model: nn.Module, removed: AbstractSet[str], out: Path, meta: dict[str, Any],
                     tokenizer) -> None:
     layers = whole_layers(removed)
+    before = earlier_pruning(model)
     if layers is None:
-        raise UserError("the vanilla format only expresses whole removed layers; this plan removes single "
+        earlier = f" (with the blocks removed from it before: {', '.join(before['removed'])})" if before else ""
+        raise UserError(f"the vanilla format only expresses whole removed layers; this plan{earlier} removes single "
                         "blocks: use --format remote-code (or auto)")
     n = len(adapter_for(model).layers())
     keep = [i for i in range(n) if i not in set(layers)]
     pruned = copy.deepcopy(model)
+    if before:
+        _as_family(pruned)
     pad = adapter_for(pruned)
     pad.layers().__init__([pad.layers()[i] for i in keep])  # a fresh ModuleList in the kept order
     for new in range(len(keep)):
@@ -110,6 +167,10 @@ def _export_vanilla(model: nn.Module, removed: AbstractSet[str], out: Path, meta
     cfg.num_hidden_layers = len(keep)
     if getattr(cfg, "layer_types", None) is not None:
         cfg.layer_types = [cfg.layer_types[i] for i in keep]
+    modes = getattr(cfg, "kv_sharing_modes", None)  # "reuse" marked removed attention, in dropped layers now
+    if modes is not None:
+        modes = [modes[i] for i in keep]
+        cfg.kv_sharing_modes = modes if any(m is not None for m in modes) else None
     _check_rebuilds(pruned)
     cfg.blockprune = provenance(model, removed, meta, "vanilla")
     pruned.save_pretrained(out)
@@ -133,11 +194,12 @@ def _check_rebuilds(pruned: nn.Module) -> None:
 
 def _export_remote_code(model: nn.Module, removed: AbstractSet[str], out: Path, meta: dict[str, Any],
                         tokenizer) -> None:
+    """`removed` includes what a checkpoint pruned before lacks (see `export`): its skip map is merged in,
+    and the templates import the transformers classes underneath its shipped ones."""
     adapter = adapter_for(model)
-    skip = removed_modules(adapter, removed)
+    skip = {**(earlier_pruning(model).get("skip") or {}), **removed_modules(adapter, removed)}
     no_attention = sorted({_layer_kind(n)[0] for n in removed if n.startswith("attn.")})
-    base_type = model.config.model_type
-    model_type = f"blockprune_{base_type}"
+    model_type = f"blockprune_{family_model_type(model)}"
     cfg = copy.deepcopy(model.config)
     if no_attention:
         adapter.removed_attention_config(cfg, no_attention)
@@ -147,10 +209,14 @@ def _export_remote_code(model: nn.Module, removed: AbstractSet[str], out: Path, 
                     "AutoModelForCausalLM": "modeling_blockprune.BlockPrunedForCausalLM"}
     d = cfg.to_dict()
     d["model_type"] = model_type
+    if no_attention:  # a loaded checkpoint's config class may leave it out (NemotronNasConfig derives it)
+        d["kv_sharing_modes"] = cfg.kv_sharing_modes
+    d.pop("block_configs", None)  # a nemotron-nas checkpoint pruned again: the skip map says it all now
     save_without(model, skip, d, out, tokenizer)
-    render("configuration_blockprune.py", out, base_config_module=type(model.config).__module__,
-           base_config_class=type(model.config).__name__, model_type=model_type)
-    render("modeling_blockprune.py", out, model_module=type(model).__module__, model_class=type(model).__name__,
+    base_model, base_config = hf_base(type(model)), hf_base(type(model.config))
+    render("configuration_blockprune.py", out, base_config_module=base_config.__module__,
+           base_config_class=base_config.__name__, model_type=model_type)
+    render("modeling_blockprune.py", out, model_module=base_model.__module__, model_class=base_model.__name__,
            config_file="configuration_blockprune", config_class="BlockPrunedConfig",
            model_name="BlockPrunedForCausalLM")
 
@@ -210,6 +276,8 @@ def export(model: nn.Module, removed: AbstractSet[str], out: str | Path, *, fmt:
             raise _refuse_for_width(fmt)
         fmt, writer = "remote-code", _export_width_then_depth
     else:
+        # a checkpoint pruned before lacks its earlier blocks: every format writes them as removed too
+        removed |= frozenset(earlier_pruning(model).get("removed", ()))
         if fmt == "auto":
             fmt = choose_format(removed)
         writer = {"vanilla": _export_vanilla, "remote-code": _export_remote_code,

@@ -7,6 +7,11 @@ cache), FFN `no_op` drops the post-attention norm and MLP; kept blocks are Llama
 (`int(2 * ffn_mult * hidden / 3)` rounded up to a multiple of 256) or, in newer vLLM, from an explicit
 `intermediate_size`. Weight names are Llama's. The checkpoint also ships a config class and modeling
 file so that transformers loads it with `trust_remote_code=True`.
+
+DeciLM runs Llama's arithmetic, so the format is written only for models that compute exactly as a Llama
+with the same weights: Llama's weight layout (`_layout_problem`) is not enough, the family's adapter must
+also say its forward is Llama's (`Adapter.llama_difference`: Granite's µP multipliers, Helium's
+interleaved rotary embeddings or SmolLM3's NoPE layers make another model from the same weights).
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from typing import AbstractSet, Any
 from torch import nn
 
 from ..arch import adapter_for
+from ..arch.base import family_type
 from ..errors import UserError
 from ..view import BlockView
 from .checkpoint import provenance, removed_modules, render, save_without
@@ -42,9 +48,14 @@ def llama_layer_shapes(config) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def _layout_problem(model: nn.Module) -> str | None:
-    """What DeciLM cannot express in `model`, or None: its layers are exactly Llama's (no q/k norms,
-    no fused projections or partial biases, no experts, SiLU gate, no sliding window)."""
+# per branch kind: the Llama layer's submodules that a no-op block drops (DeciLM builds none of them)
+LLAMA_BRANCHES = {"attn": ("input_layernorm.", "self_attn."), "mlp": ("post_attention_layernorm.", "mlp.")}
+
+
+def _layout_problem(model: nn.Module, removed: AbstractSet[str] = frozenset()) -> str | None:
+    """What DeciLM cannot express in `model`'s weights, or None: its layers are exactly Llama's (no q/k
+    norms, no fused projections or partial biases, no experts, SiLU gate, no sliding window). The
+    `removed` branches are no-op blocks and need no weights (a checkpoint pruned before has none there)."""
     cfg = model.config
     if getattr(cfg, "hidden_act", None) != "silu":
         return f"activation {getattr(cfg, 'hidden_act', None)!r} (DeciLM's MLP is SiLU-gated)"
@@ -54,20 +65,31 @@ def _layout_problem(model: nn.Module) -> str | None:
     top = {k for k in sd if not k.startswith("model.layers.")}
     if not top <= set(LLAMA_TOP):
         return f"weights outside Llama's layout: {sorted(top - set(LLAMA_TOP))[:3]}"
-    want = llama_layer_shapes(cfg)
+    full = llama_layer_shapes(cfg)
     for i in range(cfg.num_hidden_layers):
         prefix = f"model.layers.{i}."
-        got = {k[len(prefix):]: s for k, s in sd.items() if k.startswith(prefix)}
+        gone = tuple(p for kind, subs in LLAMA_BRANCHES.items() if f"{kind}.{i}" in removed for p in subs)
+        want = {k: s for k, s in full.items() if not k.startswith(gone)}
+        layer = {k[len(prefix):]: s for k, s in sd.items() if k.startswith(prefix)}
+        got = {k: s for k, s in layer.items() if not k.startswith(gone)}
         if got != want:
             return f"layer {i} unlike a Llama layer in {sorted(set(got.items()) ^ set(want.items()))[:3]}"
     return None
 
 
-def check_llama_layout(model: nn.Module) -> None:
-    why = _layout_problem(model)
+def check_llama_layout(model: nn.Module, removed: AbstractSet[str] = frozenset()) -> None:
+    """Refuse what DeciLM would not compute exactly: weights outside Llama's layout, or a family whose
+    forward differs from Llama's for the same weights (its adapter's `llama_difference`)."""
+    family = family_type(model.config)
+    why = _layout_problem(model, removed)
     if why is not None:
-        raise UserError(f"--format nemotron-nas needs a Llama-layout model, and this {model.config.model_type} "
-                        f"model has {why}; export with --format remote-code")
+        raise UserError(f"--format nemotron-nas needs a Llama-layout model, and this {family} model has {why}; "
+                        f"export with --format remote-code")
+    why = adapter_for(model).llama_difference()
+    if why is not None:
+        raise UserError(f"--format nemotron-nas writes a checkpoint that DeciLM computes exactly as Llama does, and "
+                        f"this {family} model computes differently ({why}), so the checkpoint would be another "
+                        f"model; export with --format remote-code")
 
 
 def ffn_width(intermediate_size: int, hidden_size: int) -> dict[str, Any]:
@@ -116,11 +138,12 @@ def _check_starts_with_attention(view: BlockView, removed: AbstractSet[str]) -> 
 def export_nemotron_nas(model: nn.Module, removed: AbstractSet[str], out: Path, meta: dict[str, Any],
                         tokenizer) -> None:
     adapter = adapter_for(model)
-    check_llama_layout(model)
+    check_llama_layout(model, removed)
     _check_starts_with_attention(BlockView(model, adapter), removed)
     cfg = copy.deepcopy(model.config)
     d = cfg.to_dict()
     d.pop("layer_types", None)  # every DeciLM layer is full attention or none, as block_configs say
+    d.pop("kv_sharing_modes", None)  # derived from block_configs on load (a checkpoint pruned before has one)
     d.update(model_type="nemotron-nas", architectures=["DeciLMForCausalLM"],
              auto_map={"AutoConfig": "configuration_nemotron_nas.NemotronNasConfig",
                        "AutoModelForCausalLM": "modeling_nemotron_nas.DeciLMForCausalLM"},
@@ -128,6 +151,6 @@ def export_nemotron_nas(model: nn.Module, removed: AbstractSet[str], out: Path, 
     d.update(legacy_rope(d.get("rope_parameters") or {}))
     save_without(model, removed_modules(adapter, removed), d, out, tokenizer)
     render("configuration_nemotron_nas.py", out)
-    render("modeling_blockprune.py", out, "modeling_nemotron_nas.py", model_module="transformers.models.llama.modeling_llama",
-           model_class="LlamaForCausalLM", config_file="configuration_nemotron_nas", config_class="NemotronNasConfig",
-           model_name="DeciLMForCausalLM")
+    render("modeling_blockprune.py", out, "modeling_nemotron_nas.py",
+           model_module="transformers.models.llama.modeling_llama", model_class="LlamaForCausalLM",
+           config_file="configuration_nemotron_nas", config_class="NemotronNasConfig", model_name="DeciLMForCausalLM")

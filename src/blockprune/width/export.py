@@ -29,7 +29,7 @@ from torch import nn
 from .. import atomic
 from ..arch import adapter_for
 from ..errors import UserError
-from ..export.checkpoint import ship_removed
+from ..export.checkpoint import hf_base as _hf_base, ship_removed
 from .families import modules_for
 from .scores import geometry
 
@@ -65,14 +65,6 @@ def _save_extras(tokenizer, model: nn.Module, out: Path) -> None:
 def uniform(ws: list[dict[str, int | None]], config: Any) -> bool:
     skip = getattr(config, "blockprune", {}).get("skip") if hasattr(config, "blockprune") else None
     return not skip and all(None not in w.values() for w in ws) and all(w == ws[0] for w in ws)
-
-
-def _hf_base(cls: type) -> type:
-    """The transformers class a (possibly remote-code) model or config class derives from."""
-    for c in cls.__mro__:
-        if c.__module__.startswith("transformers.models."):
-            return c
-    raise UserError(f"{cls.__name__} does not derive from a transformers model class; cannot export it")
 
 
 def _provenance(model: nn.Module, meta: dict[str, Any], fmt: str) -> dict[str, Any]:
