@@ -183,3 +183,18 @@ def test_race_runs_the_best_on_a_second_window_for_the_floor_and_survivors_on_ev
     assert {c for c, b in looks if b == 1} >= {0, 1}  # the two best on window 0 give the floor
     assert [nll[c].numel() for c in range(3)] == [4, 4, 1]  # the loud loser left after its first window
     assert torch.equal(nll[0], scores[0]) and torch.equal(nll[1], scores[1])
+
+
+def test_blocks_an_earlier_pruning_removed_are_no_candidates(tmp_path):
+    from blockprune.export import export, load
+
+    model = tiny_llama(layers=3)
+    export(model, {"attn.1", "mlp.2"}, tmp_path / "once")
+    view = BlockView(load(tmp_path / "once"))
+    names = [u.name for u in units(view)]
+    assert "attn.1" not in names and "mlp.2" not in names and len(names) == 4
+    assert [u.name for u in units(view, "layer")] == ["layer.0", "layer.1", "layer.2"]  # each keeps a block
+    ids = torch.randint(1, 97, (2, 16), generator=torch.Generator().manual_seed(0))
+    w = Windows(ids, "random", 2, 32, None)
+    plan = greedy(view, PlainScorer(view, w), empty_plan(), units(view), num_blocks=2, ratio=None)
+    assert not {"attn.1", "mlp.2"} & set(plan.removed)

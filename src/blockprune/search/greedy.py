@@ -25,12 +25,16 @@ class Unit:
 
 
 def units(view: BlockView, granularity: str = "block", block_type: str = "mix") -> list[Unit]:
+    """The candidates of a search. A block without parameters is one an earlier pruning already removed
+    (a checkpoint pruned again): removing it would change nothing, so it is no candidate."""
     if granularity == "layer":
-        return [Unit(f"layer.{i}", frozenset({f"attn.{i}", f"mlp.{i}"}), 2 * i,
-                     view.by_name[f"attn.{i}"].params + view.by_name[f"mlp.{i}"].params)
-                for i in range(view.num_layers)]
+        layers = [Unit(f"layer.{i}", frozenset({f"attn.{i}", f"mlp.{i}"}), 2 * i,
+                       view.by_name[f"attn.{i}"].params + view.by_name[f"mlp.{i}"].params)
+                  for i in range(view.num_layers)]
+        return [u for u in layers if u.params > 0]
     kinds = BLOCK_TYPES[block_type]
-    return [Unit(b.name, frozenset({b.name}), b.index, b.params) for b in view.blocks if b.kind in kinds]
+    return [Unit(b.name, frozenset({b.name}), b.index, b.params) for b in view.blocks
+            if b.kind in kinds and b.params > 0]
 
 
 def rank_key(score: float, unit: Unit, complete: bool = True) -> tuple[bool, float, int]:
