@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 import blockprune
 from blockprune import atomic, cli
@@ -114,6 +115,86 @@ def test_disk_full_while_saving_keeps_the_previous_state(tiny_checkpoint, calib_
     assert len(Plan.load(out).steps) == 4
 
 
+def test_disk_full_inside_safetensors_keeps_the_previous_checkpoint(tiny_checkpoint, calib_file, tmp_path,
+                                                                    monkeypatch, capsys):
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    out = tmp_path / "run"
+    blockprune.prune(tiny_checkpoint, out, calibration=calib_file, seqlen=32, nsamples=8, num_blocks=2, progress=False)
+    before = folder_digest(out)
+
+    def full_disk(*args, **kwargs):  # what safetensors' Rust writer raises on ENOSPC: not an OSError
+        raise SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, '
+                              'message: "No space left on device" })')
+
+    monkeypatch.setattr(safetensors.torch, "serialize_file", full_disk)
+    code = cli.main(["export", str(out), "--out", str(out / "model")])  # rewrite the checkpoint in place
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert "No space left on device; free some space" in err
+    assert folder_digest(out) == before  # plan and checkpoint as they were
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
+    TALLY["faults injected"] += 1
+
+
+def test_a_kill_between_the_two_moves_of_a_folder_swap_is_recovered(tmp_path):
+    final = tmp_path / "model"
+    with atomic.staged_dir(final) as d:
+        (d / "w").write_text("v1")
+    os.replace(final, tmp_path / ".model.old")  # killed here: the previous version set aside, no target
+    with pytest.raises(RuntimeError), atomic.staged_dir(final):  # the next write puts it back first
+        raise RuntimeError("this write fails too")
+    assert (final / "w").read_text() == "v1" and not (tmp_path / ".model.old").exists()
+    (tmp_path / ".model.old").mkdir()  # killed after both moves: the old version is a leftover
+    with atomic.staged_dir(final) as d:
+        (d / "w").write_text("v2")
+    assert (final / "w").read_text() == "v2" and [p.name for p in tmp_path.iterdir()] == ["model"]
+    TALLY["faults injected"] += 2
+
+
+def test_out_of_memory_names_the_options_that_reduce_memory(tiny_checkpoint, calib_file, tmp_path, monkeypatch,
+                                                           capsys):
+    def oom(self, removed, candidates, progress=None):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(IncrementalScorer, "score", oom)
+    out = tmp_path / "run"
+    code = cli.main(prune_argv(tiny_checkpoint, calib_file, out, "--no-export"))
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert "out of accelerator memory" in err
+    assert all(flag in err for flag in ("--batch-size", "--cache-device", "--cache-every", "--dtype"))
+    assert Plan.load(out).status == "running"  # the state so far (dense perplexity) is kept for --resume
+    TALLY["faults injected"] += 1
+
+
+def test_fp16_overflow_of_the_dense_model_is_reported(tiny_checkpoint, calib_file, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(blockprune.api, "perplexity", lambda *a, **k: float("inf"))
+    out = tmp_path / "run"
+    code = cli.main(prune_argv(tiny_checkpoint, calib_file, out, "--dtype", "fp16"))
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert "perplexity is inf; fp16 overflows on this model: use --dtype bf16 or fp32" in err
+    assert not out.exists()
+    TALLY["faults injected"] += 1
+
+
+def test_fp16_overflow_of_candidates_is_reported(tiny_checkpoint, calib_file, tmp_path, monkeypatch, capsys):
+    real = IncrementalScorer.score
+
+    def overflowing(self, removed, candidates, progress=None):
+        scored = real(self, removed, candidates, progress)
+        scored.scores[0] = float("inf")
+        return scored
+
+    monkeypatch.setattr(IncrementalScorer, "score", overflowing)
+    blockprune.prune(tiny_checkpoint, tmp_path / "run", calibration=calib_file, seqlen=32, nsamples=8, num_blocks=1,
+                     dtype="fp16", export=False)
+    assert "ranked last (fp16 overflow is likely: use --dtype bf16 or fp32)" in capsys.readouterr().err
+    TALLY["faults injected"] += 1
+
+
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "old-format", "other-options"])
 def test_corrupt_or_foreign_state_is_refused(damage, tiny_checkpoint, calib_file, tmp_path, capsys):
     out = tmp_path / "run"
@@ -179,6 +260,20 @@ BAD = [
     (["--calibration", "NOTJSON"], "not valid json"),
     (["--calibration", "NUMBERS"], "rows must be strings"),
     (["--resume", "--out", "CORRUPT"], "corrupt"),
+    (["--calibration", "LATIN1"], "is not UTF-8 text"),
+    (["--device", "bogus"], "--device 'bogus' is not a torch device"),
+    (["--device", "cuda:99"], "cuda device"),  # none on a CPU-only torch, too few on a GPU machine
+    (["--cache-device", "bogus"], "--cache-device 'bogus' is not a torch device"),
+    (["--metric", "bi", "--scorer", "racing"], "--scorer racing does nothing with --metric bi"),
+    (["--method", "shortgpt", "--metric", "bi"], "--metric bi does nothing with --method shortgpt"),
+    (["--method", "llm-bip", "--ratio", "0.2", "--metric", "rm"], "--metric rm does nothing with --method llm-bip"),
+    (["--method", "blockpruner-refined", "--metric", "js"], "does nothing with --method blockpruner-refined"),
+    (["--method", "relative-magnitude", "--scorer", "plain"], "--scorer plain does nothing with --method"),
+    (["--method", "shortgpt", "--block-type", "mha"], "--block-type mha does nothing with --method shortgpt"),
+    (["--method", "layer-ppl", "--block-type", "mlp"], "--block-type mlp does nothing with --method layer-ppl"),
+    (["--allocation", "global"], "--allocation applies to width methods only, not --method blockpruner"),
+    (["--racing-z", "2"], "--racing-z applies to --scorer racing only"),
+    (["--method", "width-magnitude"], "give --ratio r, not --num-blocks"),
 ]
 
 
@@ -188,11 +283,12 @@ def test_bad_input_table(extra, message, tiny_checkpoint, calib_file, tmp_path, 
     (tmp_path / "empty.txt").write_text("  \n")
     (tmp_path / "bad.json").write_text("{not json")
     (tmp_path / "numbers.json").write_text("[1, 2, 3]")
+    (tmp_path / "latin1.txt").write_bytes("caf\u00e9 cr\u00e8me br\u00fbl\u00e9e ".encode("latin-1") * 20)
     corrupt = tmp_path / "corrupt"
     corrupt.mkdir()
     (corrupt / "plan.json").write_text("{")
     subst = {"EMPTY": str(tmp_path / "empty.txt"), "NOTJSON": str(tmp_path / "bad.json"),
-             "NUMBERS": str(tmp_path / "numbers.json"), "CORRUPT": str(corrupt)}
+             "NUMBERS": str(tmp_path / "numbers.json"), "CORRUPT": str(corrupt), "LATIN1": str(tmp_path / "latin1.txt")}
     extra = [subst.get(a, a) for a in extra]
     out = tmp_path / "out"
     argv = ["prune", "--model", tiny_checkpoint, "--calibration", calib_file, "--seqlen", "32", "--nsamples", "8",
@@ -219,6 +315,17 @@ def test_export_and_verify_refuse_bad_run_folders(tmp_path, capsys, tiny_checkpo
     assert cli.main(["verify", str(out)]) == 2
     assert "unfinished" in capsys.readouterr().err
     TALLY["bad inputs tried"] += 2
+
+
+def test_eval_refuses_unknown_task_names(tiny_checkpoint, tmp_path, capsys):
+    pytest.importorskip("lm_eval")
+    out = tmp_path / "eval"
+    code = cli.main(["eval", tiny_checkpoint, "--tasks", "wikitext2,piqa,no_such_task", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert "does not know the task(s) no_such_task" in err and "lm-eval ls tasks" in err
+    assert not out.exists()
+    TALLY["bad inputs tried"] += 1
 
 
 def test_verify_confirms_a_finished_run(tiny_checkpoint, calib_file, tmp_path, capsys):

@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
+
+from safetensors import SafetensorError
 
 from .errors import UserError
 
@@ -58,6 +61,31 @@ def write_json(path: str | Path, obj: Any) -> None:
     write_text(path, dumps_json(obj))
 
 
+def _reason(e: Exception) -> str:
+    """What went wrong, in words: an OSError's strerror, or the OS message inside a safetensors error
+    (its writer reports a full disk as `SafetensorError("... IoError(Os { ..., message: "No space ..." })")`)."""
+    if isinstance(e, OSError):
+        return e.strerror or str(e)
+    found = re.search(r'message: "([^"]+)"', str(e))
+    return found.group(1) if found else str(e)
+
+
+def recover(final: str | Path) -> None:
+    """Finish what a process killed inside `staged_dir`'s two-move swap left behind.
+
+    Killed between the moves, `final` is gone and `.NAME.old` holds its previous complete version: put
+    it back. Killed after both, `.NAME.old` is a leftover: remove it."""
+    final = Path(final)
+    old = final.with_name(f".{final.name}.old")
+    if not old.exists():
+        return
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(old, final)
+        _fsync_dir(final.parent)
+
+
 @contextmanager
 def staged_dir(final: str | Path) -> Iterator[Path]:
     """Build a folder next to `final` and move it into place only when complete.
@@ -65,6 +93,7 @@ def staged_dir(final: str | Path) -> Iterator[Path]:
     A crash or error leaves `final` as it was (absent, or the previous complete version)."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
+    recover(final)
     for stale in final.parent.glob(f".{final.name}.*.tmp"):  # left by a process killed mid-write
         shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
@@ -83,9 +112,11 @@ def staged_dir(final: str | Path) -> Iterator[Path]:
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
         _fsync_dir(final.parent)
-    except OSError as e:
+    except (OSError, SafetensorError) as e:  # safetensors reports a full disk as its own error, not an OSError
         shutil.rmtree(tmp, ignore_errors=True)
-        raise UserError(f"could not write {final}: {e.strerror or e}; free some space or choose another output folder") from e
+        recover(final)  # failed between the two moves: the previous version goes back
+        raise UserError(f"could not write {final}: {_reason(e)}; free some space or choose another output folder") from e
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        recover(final)
         raise

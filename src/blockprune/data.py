@@ -54,18 +54,29 @@ def data_dir(explicit: str | os.PathLike | None = None) -> Path | None:
     return d
 
 
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path} is not UTF-8 text (byte {e.start}: {e.reason}); convert it to UTF-8 "
+                        f"(e.g. iconv -t UTF-8) or give another file") from e
+    except OSError as e:  # a folder, or no permission
+        raise UserError(f"cannot read {path}: {e.strerror or e}; give a readable .txt, .json or .jsonl file") from e
+
+
 def _rows_from_file(path: Path) -> list[str]:
     """A local file as text rows: .txt lines, or .json/.jsonl rows (Alpaca fields or a "text" field)."""
     if path.suffix == ".txt":
-        return [path.read_text(encoding="utf-8")]  # a text file is used whole, as written
+        return [_read_text(path)]  # a text file is used whole, as written
+    if path.suffix not in (".json", ".jsonl"):
+        raise UserError(f"{path}: unsupported file type; give a .txt, .json or .jsonl file")
+    text = _read_text(path)
     try:
         if path.suffix == ".jsonl":
-            records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        elif path.suffix == ".json":
-            records = json.loads(path.read_text(encoding="utf-8"))
+            records = [json.loads(line) for line in text.splitlines() if line.strip()]
         else:
-            raise UserError(f"{path}: unsupported file type; give a .txt, .json or .jsonl file")
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            records = json.loads(text)
+    except json.JSONDecodeError as e:
         raise UserError(f"{path} is not valid {path.suffix[1:]} text: {e}") from e
     if not isinstance(records, list):
         raise UserError(f"{path}: expected a list of rows")
@@ -102,7 +113,7 @@ def load_rows(source: str, data_dir_: str | os.PathLike | None = None) -> list[s
         if d is not None and (d / BUILTIN[source][0]).exists():
             local = d / BUILTIN[source][0]
             # a built-in set's .txt copy holds one row a line (PTB), joined like the hub's rows
-            return local.read_text(encoding="utf-8").splitlines() if local.suffix == ".txt" else _rows_from_file(local)
+            return _read_text(local).splitlines() if local.suffix == ".txt" else _rows_from_file(local)
         return _rows_from_hub(source)
     path = Path(source).expanduser()
     if not path.exists():
