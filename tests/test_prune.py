@@ -1,4 +1,5 @@
 """End to end on a tiny saved checkpoint: the API and CLI, resume, reload, and every bad input."""
+import argparse
 import json
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from blockprune.errors import UserError
 from blockprune.perplexity import perplexity
 from blockprune.plan import Plan
 from blockprune.view import BlockView
-from conftest import save_tiny_checkpoint
+from conftest import byte_tokenizer, save_tiny_checkpoint, tiny_llama
 
 OPTS = dict(num_blocks=3, nsamples=8, seqlen=32)
 
@@ -79,6 +80,82 @@ def test_resume_refuses_a_state_from_other_options(tiny_checkpoint, calib_file, 
     other = save_tiny_checkpoint(tmp_path / "other", seed=1)
     with pytest.raises(UserError, match="different model"):
         run_prune(str(other), calib_file, tmp_path / "run", export=False, resume=True)
+
+
+def test_resume_refuses_a_state_made_with_other_calibration_data(tiny_checkpoint, tmp_path):
+    calib = tmp_path / "calib.txt"
+    calib.write_text("the cat sat on the mat. " * 20)
+    run_prune(tiny_checkpoint, str(calib), tmp_path / "run", export=False, num_blocks=2)
+    before = (tmp_path / "run" / "plan.json").read_bytes()
+    calib.write_text("a dog lay on the rug. " * 22)  # same file name, other text: only the data's hash tells
+    with pytest.raises(UserError, match="different calibration; it cannot be resumed"):
+        run_prune(tiny_checkpoint, str(calib), tmp_path / "run", export=False, num_blocks=2, resume=True)
+    assert (tmp_path / "run" / "plan.json").read_bytes() == before
+
+
+def test_a_corrupt_timings_file_does_not_block_a_resume(tiny_checkpoint, calib_file, tmp_path, monkeypatch, capsys):
+    real_save = Plan.save
+    calls = {"n": 0}
+
+    def crashing_save(self, path):
+        real_save(self, path)
+        calls["n"] += 1
+        if calls["n"] == 2:  # dense ppl, step 1: then the process "dies"
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Plan, "save", crashing_save)
+    with pytest.raises(KeyboardInterrupt):
+        run_prune(tiny_checkpoint, calib_file, tmp_path / "run", export=False)
+    monkeypatch.setattr(Plan, "save", real_save)
+    timings = tmp_path / "run" / "timings.json"
+    timings.write_bytes(b"\xff{ not json")  # timings only inform: they are not part of the state
+    res = run_prune(tiny_checkpoint, calib_file, tmp_path / "run", export=False, resume=True)
+    assert res.plan.status == "done" and len(res.plan.steps) == 3
+    assert "timings.json is unreadable" in capsys.readouterr().err
+    assert [s["step"] for s in json.loads(timings.read_text())["steps"]] == [2, 3]
+
+
+def test_a_tokenizer_without_a_pad_token_prunes(calib_file, tmp_path):
+    tok = byte_tokenizer()
+    tok.pad_token = None
+    path = tmp_path / "no-pad"
+    tiny_llama(vocab_size=len(tok), pad_token_id=None).save_pretrained(path)
+    tok.save_pretrained(path)
+    assert models.load(str(path))[1].pad_token_id is None
+    res = run_prune(str(path), calib_file, tmp_path / "run")
+    assert res.plan.status == "done" and len(res.plan.removed) == 3
+    assert blockprune.load(res.checkpoint) is not None
+
+
+def test_progress_bar_tells_the_step_and_the_run_time_left(capsys):
+    from blockprune.api import _Progress
+
+    progress = _Progress(windows=4, steps=3)
+    first = progress.bar(1, 10)
+    assert first.desc == "step 1/3: 10 candidates"  # nothing timed yet: no estimate
+    first.close()
+    progress.step_done(10, 20.0)  # 2 s a candidate; steps 2 and 3 score 9 + 8 candidates
+    second = progress.bar(2, 9)
+    assert second.desc == "step 2/3: 9 candidates, run ~34 s left" and second.total == 9 * 4
+    second.close()
+    unknown = _Progress(windows=4, steps=None).bar(2, 9)  # --ratio: the number of steps is not known
+    assert unknown.desc == "step 2: 9 candidates"
+    unknown.close()
+
+
+def test_device_checks_availability_and_index(monkeypatch):
+    from blockprune.api import check_device
+
+    check_device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a machine with one GPU
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    check_device("cuda")
+    check_device("cuda:0", "--cache-device")
+    with pytest.raises(UserError, match="--cache-device cuda:1: this machine has 1 cuda device"):
+        check_device("cuda:1", "--cache-device")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a CPU-only torch
+    with pytest.raises(UserError, match="--device cuda: no cuda device is available.*use --device cpu"):
+        check_device("cuda")
 
 
 def cli_run(capsys, *argv):
@@ -166,3 +243,19 @@ def test_racing_z_binds_a_racing_plan_only(tiny_checkpoint, calib_file, tmp_path
     raced = blockprune.prune(tiny_checkpoint, tmp_path / "r", scorer="racing", racing_z=2.5, **kw)
     exact = blockprune.prune(tiny_checkpoint, tmp_path / "e", scorer="incremental", **kw)
     assert raced.plan.options["racing_z"] == 2.5 and "racing_z" not in exact.plan.options
+
+
+def test_every_option_of_every_command_explains_itself_and_its_default(capsys):
+    from blockprune.cli import build_parser, main
+
+    parser, _ = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, p in sub.choices.items():
+        for a in p._actions:
+            if a.dest == "help":
+                continue
+            assert a.help, f"blockprune {name} {a.option_strings or a.dest} has no help"
+        assert main([name, "--help"]) == 0
+        shown = capsys.readouterr().out
+        assert "(default: None)" not in shown, name  # a None default says in words what leaving it out means
+    assert "(default: 0.0002)" in (main(["heal", "--help"]), capsys.readouterr().out)[1]

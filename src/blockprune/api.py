@@ -6,7 +6,7 @@ import math
 import os
 import sys
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -84,8 +84,44 @@ class PruneOptions:
             raise UserError(f"--batch-size must be at least 1 (got {self.batch_size})")
         if self.dtype not in models.DTYPES:
             raise UserError(f"--dtype must be one of {', '.join(models.DTYPES)} (got {self.dtype!r})")
+        if self.cache_device is not None:
+            check_device(self.cache_device, "--cache-device")
+        if self.metric != "ppl" and self.method not in METRIC_METHODS:
+            raise UserError(f"--metric {self.metric} does nothing with --method {self.method} (only "
+                            f"{', '.join(METRIC_METHODS)} rank by --metric); drop --metric or change --method")
+        if self._changed("racing_z") and self.scorer != "racing":
+            raise UserError(f"--racing-z applies to --scorer racing only (got --scorer {self.scorer}); "
+                            f"drop --racing-z or add --scorer racing")
         if self.is_width:
             width_options(self).validate()
+        if self.is_width and self.num_blocks is not None:  # refused here, before a plan is written
+            raise UserError(f"--method {self.method} removes a share of the parameters: give --ratio r, "
+                            f"not --num-blocks")
+
+    def check_all_used(self) -> None:
+        """Refuse an option changed from its default that this run's method or metric ignores.
+
+        Not part of validate(): `compare` runs several methods with one set of options, where --scorer,
+        --block-type and the width options rightly reach only the methods that use them."""
+        if self._changed("scorer") and self.metric != "ppl":
+            raise UserError(f"--scorer {self.scorer} does nothing with --metric {self.metric}, which scores "
+                            f"candidates its own way; drop --scorer or use --metric ppl")
+        if self._changed("scorer") and self.method not in SCORER_METHODS:
+            raise UserError(f"--scorer {self.scorer} does nothing with --method {self.method}, which does not "
+                            f"score candidates by perplexity; drop --scorer")
+        granularity = get_method(self.method).granularity
+        if self._changed("block_type") and granularity != "block":
+            unit = "whole layers" if granularity == "layer" else "heads and channels"
+            raise UserError(f"--block-type {self.block_type} does nothing with --method {self.method}, which "
+                            f"removes {unit}; drop --block-type")
+        for name in WIDTH_ONLY:
+            if self._changed(name) and granularity != "width":
+                raise UserError(f"--{name} applies to width methods only, not --method {self.method}; "
+                                f"drop --{name} or use --method llm-bip, width-local or width-magnitude")
+
+    def _changed(self, name: str) -> bool:
+        # the CLI passes every option, so "given" can only mean "set away from its default"
+        return getattr(self, name) != _DEFAULTS[name]
 
     @property
     def is_width(self) -> bool:
@@ -107,9 +143,36 @@ class PruneOptions:
         return RacingScorer(view, windows, self.batch_size, self.cache_every, self.cache_device, z=self.racing_z)
 
 
+_DEFAULTS = {f.name: f.default for f in fields(PruneOptions)}
 SCORERS = ("plain", "incremental", "racing")
 SPEED_ONLY = ("batch_size", "cache_every", "cache_device")
 WIDTH_ONLY = ("allocation", "gqa", "layers")
+# methods that rank units with the search's scorer, so --metric decides what they remove
+# (blockpruner-refined swaps on perplexity alone; shortgpt, relative-magnitude and width methods have their own score)
+METRIC_METHODS = ("blockpruner", "layer-ppl", "blockpruner-oneshot")
+# methods that score candidates by calibration perplexity through --scorer (with --metric ppl)
+SCORER_METHODS = METRIC_METHODS + ("blockpruner-refined",)
+# methods that score once per removal step, so the number of steps is --num-blocks
+ITERATIVE_METHODS = ("blockpruner", "layer-ppl", "blockpruner-refined")
+
+
+def check_device(name: str, flag: str = "--device") -> None:
+    """Refuse a device this torch cannot use before any model loads (torch itself fails later with a
+    RuntimeError for a typo, or an AssertionError for cuda on a CPU-only build)."""
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise UserError(f"{flag} {name!r} is not a torch device; use cpu, cuda, cuda:N or mps") from e
+    if device.type == "cpu":
+        return
+    backend = getattr(torch, device.type, None)  # torch.cuda, torch.mps, torch.xpu, ...
+    if not (callable(getattr(backend, "is_available", None)) and backend.is_available()):
+        raise UserError(f"{flag} {name}: no {device.type} device is available to this torch "
+                        f"({torch.__version__}); use {flag} cpu")
+    count = backend.device_count() if callable(getattr(backend, "device_count", None)) else None
+    if device.index is not None and count is not None and device.index >= count:
+        raise UserError(f"{flag} {name}: this machine has {count} {device.type} device(s); "
+                        f"use {device.type}:0 to {device.type}:{count - 1}")
 
 
 @dataclass
@@ -139,15 +202,56 @@ def memory_guard(options: PruneOptions):
                         f"boundaries with --cache-every, or use --dtype bf16") from e
 
 
-def _progress_factory(enabled: bool):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
+class _Progress:
+    """One tqdm bar per search step (its own ETA). When the number of steps is known (--num-blocks with
+    an iterative method), the bar also says which step of how many and the whole run's time left:
+    the time per candidate of the steps done so far times the candidates the remaining steps score
+    (one fewer each step)."""
 
-    def make(step: int, candidates: int, windows: int):
-        return tqdm(total=candidates * windows, desc=f"step {step}: {candidates} candidates", unit="win",
-                    leave=False, file=sys.stderr)
-    return make
+    def __init__(self, windows: int, steps: int | None):
+        self.windows, self.steps = windows, steps
+        self.candidates, self.seconds = 0, 0.0  # over the steps this process has finished
+
+    def bar(self, step: int, candidates: int):
+        from tqdm.auto import tqdm
+
+        where = f"step {step}/{self.steps}" if self.steps else f"step {step}"
+        left = self.run_left(step, candidates)
+        desc = f"{where}: {candidates} candidates" + (f", run ~{left} left" if left else "")
+        return tqdm(total=candidates * self.windows, desc=desc, unit="win", leave=False, file=sys.stderr)
+
+    def step_done(self, candidates: int, seconds: float) -> None:
+        self.candidates += candidates
+        self.seconds += seconds
+
+    def run_left(self, step: int, candidates: int) -> str | None:
+        if not self.steps or not self.candidates or step > self.steps:
+            return None
+        todo = sum(max(candidates - j, 0) for j in range(self.steps - step + 1))
+        return _duration(self.seconds / self.candidates * todo)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _load_timings(path: Path, resume: bool) -> dict[str, Any]:
+    """The steps' wall times so far. They are not part of the plan's identity, so an unreadable file
+    (damaged or edited outside blockprune) restarts the record instead of refusing a good search state."""
+    if not (resume and path.exists()):
+        return {"steps": []}
+    try:
+        timings = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(timings, dict) and isinstance(timings.get("steps"), list):
+            return timings
+    except (ValueError, OSError):  # JSON and UTF-8 decoding errors are ValueErrors
+        pass
+    print(f"blockprune: warning: {path} is unreadable; step timings start again from this step", file=sys.stderr)
+    return {"steps": []}
 
 
 def prune(model: str = models.DEFAULT_MODEL, out: str | os.PathLike = "runs/blockprune", *,
@@ -156,8 +260,13 @@ def prune(model: str = models.DEFAULT_MODEL, out: str | os.PathLike = "runs/bloc
     """Run a pruning method on `model` and write `out/plan.json` and the pruned checkpoint `out/model`.
 
     Options are a `PruneOptions` or its fields as keywords (`num_blocks=12`, `block_type="mix"`, ...)."""
+    given = options is None  # keywords name options for this one run; compare passes options its methods share
     options = options or PruneOptions(**option_overrides)
     options.validate()
+    if given:
+        options.check_all_used()
+    if device != "auto":  # auto: accelerate places the model on whatever there is
+        check_device(device)
     out = Path(out)
     plan_path = out / "plan.json"
     if plan_path.exists() and not resume:
@@ -195,7 +304,8 @@ def prune(model: str = models.DEFAULT_MODEL, out: str | os.PathLike = "runs/bloc
     rank, world = init_from_env()
     main = rank == 0  # with torchrun, every rank searches in lockstep and rank 0 alone writes
     progress = progress and main
-    scorer = options.make_scorer(view, windows)
+    with memory_guard(options):  # a scorer's cache embeds every window up front
+        scorer = options.make_scorer(view, windows)
     if world > 1:
         scorer = SplitScorer(scorer, rank, world)
 
@@ -203,7 +313,7 @@ def prune(model: str = models.DEFAULT_MODEL, out: str | os.PathLike = "runs/bloc
         if main:
             p.save(plan_path)
     timings_path = out / "timings.json"
-    timings: dict[str, Any] = json.loads(timings_path.read_text()) if resume and timings_path.exists() else {"steps": []}
+    timings = _load_timings(timings_path, resume) if main else {"steps": []}
     if not plan.dense:
         with memory_guard(options):
             dense = perplexity(view, windows, batch_size=options.batch_size)
@@ -214,6 +324,9 @@ def prune(model: str = models.DEFAULT_MODEL, out: str | os.PathLike = "runs/bloc
         plan.dense = {"ppl": dense}
         save(plan)
 
+    bars = _Progress(len(windows), options.num_blocks if method.name in ITERATIVE_METHODS else None) \
+        if progress else None
+
     def on_step(p: Plan, seconds: float) -> None:
         save(p)  # the plan is the search state: written atomically after every step
         if not main:
@@ -222,15 +335,15 @@ def prune(model: str = models.DEFAULT_MODEL, out: str | os.PathLike = "runs/bloc
         atomic.write_json(timings_path, timings)
         if progress:
             s = p.steps[-1]
+            bars.step_done(len(s["scores"]), seconds)
             print(f"step {s['step']}: removed {s['removed']}  ppl {s['ppl']:.4f}  ratio {s['ratio']:.4f}",
                   file=sys.stderr)
 
     if options.metric != "ppl":  # the search ranks by the metric; each step still records real perplexity
         on_step = true_ppl_steps(on_step, view, windows, options.metric, options.batch_size)
     from .methods import Job
-    bars = _progress_factory(progress)
     job = Job(view, windows, scorer, options.block_type, options.num_blocks, options.ratio, on_step,
-              (lambda step, n: bars(step, n, len(windows))) if bars else None, options=options)
+              bars.bar if bars else None, options=options)
     with memory_guard(options):
         method.run(job, plan)
     faults = sorted({f for st in plan.steps for f in st.get("faults", [])})

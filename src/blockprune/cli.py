@@ -14,19 +14,26 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"blockprune: error: {message} (see `{self.prog} --help`)\n")
 
 
-def _formatter(prog):
-    return argparse.ArgumentDefaultsHelpFormatter(prog, max_help_position=32)
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """"(default: X)" after every option's help, except where the default is None: those options say in
+    their help what leaving them out means ("(default: None)" would tell nothing)."""
+
+    def __init__(self, prog: str):
+        super().__init__(prog, max_help_position=32)
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        return action.help if action.default is None else super()._get_help_string(action)
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     from .commands import load_all
 
     parser = _Parser(prog="blockprune", description="Training-free structured pruning of causal LMs.",
-                     formatter_class=_formatter)
+                     formatter_class=_Formatter)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     runners = {}
     for mod in load_all():
-        p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.DESCRIPTION, formatter_class=_formatter)
+        p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.DESCRIPTION, formatter_class=_Formatter)
         mod.add_arguments(p)
         runners[mod.NAME] = mod.run
     return parser, runners

@@ -18,8 +18,8 @@ def add_arguments(p) -> None:
     add_model_arguments(p)
     p.add_argument("--tasks", default=",".join(DEFAULT_TASKS),
                    help="comma-separated: wikitext2, ptb, and lm-eval task names")
-    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N documents of each zero-shot task")
-    p.add_argument("--max-windows", type=int, default=None, help="use only the first N perplexity windows")
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N documents of each zero-shot task (default: every document)")
+    p.add_argument("--max-windows", type=int, default=None, help="use only the first N perplexity windows (default: every window)")
     p.add_argument("--quick", action="store_true",
                    help=f"the standard quick subset: the first {QUICK_WINDOWS} perplexity windows and the first "
                         f"{QUICK_DOCS} documents of each task (overrides --limit and --max-windows)")

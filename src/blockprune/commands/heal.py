@@ -17,7 +17,7 @@ def add_arguments(p) -> None:
 
     d = HealOptions()
     p.add_argument("target", metavar="RUN_OR_CHECKPOINT", help="run folder (plan.json) or pruned checkpoint folder")
-    p.add_argument("--out", default=None, help="output folder (default RUN/healed, or CHECKPOINT-healed)")
+    p.add_argument("--out", default=None, help="output folder (default: RUN/healed, or CHECKPOINT-healed)")
     p.add_argument("--data", default=d.data,
                    help="training data: alpaca, or a local .json/.jsonl (instruction/input/output rows: loss on the "
                         "response only) or .txt / text rows / wikitext2 / ptb (loss on every token)")
@@ -27,27 +27,34 @@ def add_arguments(p) -> None:
     p.add_argument("--val-size", type=int, default=d.val_size,
                    help="examples held out for validation loss (at most a fifth of the data)")
     lora = p.add_argument_group("LoRA")
-    lora.add_argument("--rank", type=int, default=d.rank)
-    lora.add_argument("--alpha", type=float, default=d.alpha)
-    lora.add_argument("--dropout", type=float, default=d.dropout)
+    lora.add_argument("--rank", type=int, default=d.rank, help="LoRA rank r of each adapter's A and B matrices")
+    lora.add_argument("--alpha", type=float, default=d.alpha, help="LoRA alpha: the update is scaled by alpha / rank")
+    lora.add_argument("--dropout", type=float, default=d.dropout, help="dropout on the adapters' input, in [0, 1)")
     lora.add_argument("--target-modules", default=d.target_modules,
                       help="all-linear (every linear layer but the head), or a comma list such as q_proj,v_proj")
     opt = p.add_argument_group("optimization")
-    opt.add_argument("--lr", type=float, default=d.lr)
-    opt.add_argument("--schedule", default=d.schedule, choices=SCHEDULES)
-    opt.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
-    opt.add_argument("--epochs", type=float, default=d.epochs)
-    opt.add_argument("--steps", type=int, default=None, help="optimizer steps (overrides --epochs)")
-    opt.add_argument("--batch-size", type=int, default=d.batch_size)
+    opt.add_argument("--lr", type=float, default=d.lr, help="peak AdamW learning rate (no weight decay)")
+    opt.add_argument("--schedule", default=d.schedule, choices=SCHEDULES,
+                     help="learning-rate schedule after warm-up: linear or cosine decay to 0, or constant")
+    opt.add_argument("--warmup-steps", type=int, default=d.warmup_steps,
+                     help="optimizer steps of linear warm-up from 0 to --lr")
+    opt.add_argument("--epochs", type=float, default=d.epochs,
+                     help="passes over the training examples (fractions allowed; --steps overrides)")
+    opt.add_argument("--steps", type=int, default=None,
+                     help="optimizer steps (default: as many as --epochs takes; overrides --epochs)")
+    opt.add_argument("--batch-size", type=int, default=d.batch_size,
+                     help="examples per micro-batch (one optimizer step: --batch-size x --accumulation)")
     opt.add_argument("--accumulation", type=int, default=d.accumulation, help="micro-batches per optimizer step")
     opt.add_argument("--max-length", type=int, default=d.max_length, help="tokens per example (longer ones are cut)")
     opt.add_argument("--max-grad-norm", type=float, default=d.max_grad_norm, help="gradient clipping (0: none)")
-    opt.add_argument("--seed", type=int, default=d.seed)
+    opt.add_argument("--seed", type=int, default=d.seed,
+                     help="seed of the row sample, the validation split, the example order and LoRA's init")
     p.add_argument("--dtype", default=d.dtype, choices=["fp32", "bf16", "fp16"],
                    help="precision of the model while training")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda")
     p.add_argument("--save-every", type=int, default=d.save_every, help="checkpoint the adapter every N steps")
-    p.add_argument("--eval-every", type=int, default=None, help="validation loss every N steps (default --save-every)")
+    p.add_argument("--eval-every", type=int, default=None,
+                   help="validation loss every N steps (default: every --save-every steps)")
     p.add_argument("--resume", action="store_true", help="continue the interrupted healing run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 

@@ -17,13 +17,16 @@ def add_arguments(p) -> None:
                    help="; ".join(f"{m.name}: {m.summary}" for m in METHODS.values()))
     p.add_argument("--metric", default="ppl", choices=["ppl", "bi", "rm", "js"],
                    help="what the search ranks units by: calibration perplexity, Block Influence, Relative "
-                        "Magnitude, or JS divergence from the dense model's predictions")
+                        "Magnitude, or JS divergence from the dense model's predictions (blockpruner, layer-ppl "
+                        "and blockpruner-oneshot)")
     p.add_argument("--block-type", default="mix", choices=["mha", "mlp", "mix"],
-                   help="which blocks are candidates: attention only, MLP only, or both")
+                   help="which blocks are candidates: attention only, MLP only, or both (block methods)")
     stop = p.add_mutually_exclusive_group(required=True)
-    stop.add_argument("--num-blocks", type=int, help="remove exactly K units (blocks, or layers for layer methods)")
+    stop.add_argument("--num-blocks", type=int,
+                      help="remove exactly K units (blocks, or layers for layer methods); this or --ratio is required")
     stop.add_argument("--ratio", type=float,
-                      help="remove units while removed parameters / all parameters (embeddings included) stays <= r")
+                      help="remove units while removed parameters / all parameters (embeddings included) stays <= r; "
+                           "this or --num-blocks is required (width methods: --ratio only)")
     p.add_argument("--calibration", default="alpaca",
                    help="calibration text: alpaca, wikitext2, ptb, or a local .txt/.json/.jsonl file")
     p.add_argument("--nsamples", type=int, default=256, help="rows sampled from the calibration set (seeded)")
@@ -31,7 +34,8 @@ def add_arguments(p) -> None:
     p.add_argument("--seed", type=int, default=42, help="seed of the row sample")
     p.add_argument("--scorer", default="incremental", choices=["plain", "incremental", "racing"],
                    help="how candidates are scored: plain (a full forward pass each), incremental (exact, from "
-                        "cached block-boundary states), racing (incremental, and drops clear losers early)")
+                        "cached block-boundary states), racing (incremental, and drops clear losers early); "
+                        "perplexity searches only (--metric ppl)")
     p.add_argument("--racing-z", type=float, default=3.0,
                    help="racing: a candidate leaves once it trails the leader by this many standard errors "
                         "(lower: faster, more risk of a choice exhaustive scoring would not make)")
@@ -46,7 +50,7 @@ def add_arguments(p) -> None:
     width.add_argument("--gqa", default="groups", choices=["groups", "heads"],
                        help="remove whole KV groups with their query heads, or query heads evenly from every group")
     width.add_argument("--layers", default="1:-1",
-                       help="layers to prune: a range a:b (default 1:-1 keeps the first and last), 'all', or i,j,k")
+                       help="layers to prune: a range a:b (1:-1 keeps the first and last dense), 'all', or i,j,k")
     p.add_argument("--out", default="runs/blockprune", help="run folder to write")
     p.add_argument("--resume", action="store_true", help="continue the killed run in --out")
     p.add_argument("--no-export", action="store_true", help="write the plan only, no checkpoint")
@@ -62,6 +66,7 @@ def run(args) -> None:
                         dtype=args.dtype, scorer=args.scorer, batch_size=args.batch_size,
                         cache_every=args.cache_every, cache_device=args.cache_device, racing_z=args.racing_z,
                         allocation=args.allocation, gqa=args.gqa, layers=args.layers)
+    opts.check_all_used()  # every option given to this one run must take effect
     res = prune(args.model, args.out, options=opts, data_dir=args.data_dir, device=args.device, resume=args.resume,
                 export=not args.no_export, progress=not args.quiet)
     s = res.summary
