@@ -259,3 +259,12 @@ def test_every_option_of_every_command_explains_itself_and_its_default(capsys):
         shown = capsys.readouterr().out
         assert "(default: None)" not in shown, name  # a None default says in words what leaving it out means
     assert "(default: 0.0002)" in (main(["heal", "--help"]), capsys.readouterr().out)[1]
+
+
+@pytest.mark.parametrize("command", ["prune", "eval", "heal", "verify", "compare"])
+def test_every_command_refuses_an_unusable_device_before_loading(command, tmp_path, capsys):
+    from blockprune.cli import main
+
+    assert main([command, str(tmp_path), "--device", "bogus"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--device 'bogus' is not a torch device" in err

@@ -24,6 +24,7 @@ from .methods.llm_bip import export_plan as export_width_plan
 from .methods.llm_bip import width_options
 from .metrics import METRICS, true_ppl_steps
 from .metrics import make_scorer as metric_scorer
+from .models import check_device
 from .incremental import IncrementalScorer
 from .perplexity import PlainScorer, perplexity
 from .racing import RacingScorer
@@ -154,25 +155,6 @@ METRIC_METHODS = ("blockpruner", "layer-ppl", "blockpruner-oneshot")
 SCORER_METHODS = METRIC_METHODS + ("blockpruner-refined",)
 # methods that score once per removal step, so the number of steps is --num-blocks
 ITERATIVE_METHODS = ("blockpruner", "layer-ppl", "blockpruner-refined")
-
-
-def check_device(name: str, flag: str = "--device") -> None:
-    """Refuse a device this torch cannot use before any model loads (torch itself fails later with a
-    RuntimeError for a typo, or an AssertionError for cuda on a CPU-only build)."""
-    try:
-        device = torch.device(name)
-    except RuntimeError as e:
-        raise UserError(f"{flag} {name!r} is not a torch device; use cpu, cuda, cuda:N or mps") from e
-    if device.type == "cpu":
-        return
-    backend = getattr(torch, device.type, None)  # torch.cuda, torch.mps, torch.xpu, ...
-    if not (callable(getattr(backend, "is_available", None)) and backend.is_available()):
-        raise UserError(f"{flag} {name}: no {device.type} device is available to this torch "
-                        f"({torch.__version__}); use {flag} cpu")
-    count = backend.device_count() if callable(getattr(backend, "device_count", None)) else None
-    if device.index is not None and count is not None and device.index >= count:
-        raise UserError(f"{flag} {name}: this machine has {count} {device.type} device(s); "
-                        f"use {device.type}:0 to {device.type}:{count - 1}")
 
 
 @dataclass

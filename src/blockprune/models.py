@@ -78,12 +78,33 @@ def resolve(spec: str) -> Path | str:
     return spec
 
 
+def check_device(name: str, flag: str = "--device") -> None:
+    """Refuse a device this torch cannot use before any model loads (torch itself fails later with a
+    RuntimeError for a typo, or an AssertionError for cuda on a CPU-only build)."""
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise UserError(f"{flag} {name!r} is not a torch device; use cpu, cuda, cuda:N or mps") from e
+    if device.type == "cpu":
+        return
+    backend = getattr(torch, device.type, None)  # torch.cuda, torch.mps, torch.xpu, ...
+    if not (callable(getattr(backend, "is_available", None)) and backend.is_available()):
+        raise UserError(f"{flag} {name}: no {device.type} device is available to this torch "
+                        f"({torch.__version__}); use {flag} cpu")
+    count = backend.device_count() if callable(getattr(backend, "device_count", None)) else None
+    if device.index is not None and count is not None and device.index >= count:
+        raise UserError(f"{flag} {name}: this machine has {count} {device.type} device(s); "
+                        f"use {device.type}:0 to {device.type}:{count - 1}")
+
+
 def load(spec: str, dtype: str = "fp32", device: str = "cpu"):
     """Load (model, tokenizer) for a --model value, in eval mode."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if dtype not in DTYPES:
         raise UserError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+    if device != "auto":  # auto: accelerate places the model on whatever there is
+        check_device(device)
     where = resolve(spec)
     try:
         tok = AutoTokenizer.from_pretrained(where, trust_remote_code=True)  # a pruned checkpoint ships code

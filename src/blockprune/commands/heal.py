@@ -1,7 +1,7 @@
 """blockprune heal: recovery fine-tuning of a pruned model with LoRA, merged into a checkpoint of the same format."""
 from __future__ import annotations
 
-from . import add_data_dir
+from . import add_data_dir, device_arg
 
 NAME = "heal"
 HELP = "recover a pruned model with a short LoRA fine-tune and save the merged checkpoint"
@@ -51,7 +51,7 @@ def add_arguments(p) -> None:
                      help="seed of the row sample, the validation split, the example order and LoRA's init")
     p.add_argument("--dtype", default=d.dtype, choices=["fp32", "bf16", "fp16"],
                    help="precision of the model while training")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda")
+    p.add_argument("--device", default="cpu", type=device_arg, help="torch device, e.g. cpu, cuda")
     p.add_argument("--save-every", type=int, default=d.save_every, help="checkpoint the adapter every N steps")
     p.add_argument("--eval-every", type=int, default=None,
                    help="validation loss every N steps (default: every --save-every steps)")

@@ -1,7 +1,7 @@
 """blockprune verify: re-score a finished run and confirm the recorded calibration perplexity."""
 from __future__ import annotations
 
-from . import add_data_dir
+from . import add_data_dir, device_arg
 
 NAME = "verify"
 HELP = "re-score a finished plan and confirm its recorded perplexity"
@@ -13,7 +13,7 @@ DESCRIPTION = ("Rebuild the calibration windows, check they and the model are th
 def add_arguments(p) -> None:
     p.add_argument("run_dir", help="a finished run folder")
     add_data_dir(p)
-    p.add_argument("--device", default="cpu", help="torch device")
+    p.add_argument("--device", default="cpu", type=device_arg, help="torch device")
 
 
 def run(args) -> int:
