@@ -294,12 +294,38 @@ def test_prune_on_a_pruned_checkpoint_folder_exports_both_prunings(tmp_path, tin
     first = prune(tiny_checkpoint, tmp_path / "r1", **opts)
     second = prune(str(first.checkpoint), tmp_path / "r2", **opts)
     rec = json.loads((second.checkpoint / "config.json").read_text())["blockprune"]
-    both = first.plan.removed_blocks | second.plan.removed_blocks
-    assert rec["removed"] == sorted(both, key=BlockView.index_of)
-    dense, tok = models.load(tiny_checkpoint)
+    first_rec = json.loads((first.checkpoint / "config.json").read_text())["blockprune"]
+    got_removed = set(rec["removed"])
+    if first_rec["format"] == "vanilla":
+        # whole layers went first: the checkpoint is the family's own model with layers renumbered, so the
+        # second search names blocks by its own indices and the earlier record is kept beside them
+        assert got_removed == set(second.plan.removed_blocks)
+        assert rec["pruned_from"]["removed"] == first_rec["removed"]
+        base, tok = models.load(str(first.checkpoint))
+    else:
+        assert got_removed == set(first.plan.removed_blocks | second.plan.removed_blocks)
+        base, tok = models.load(tiny_checkpoint)
+    assert rec["removed"] == sorted(got_removed, key=BlockView.index_of)
     x = load_windows(calib_file, tok, 32).ids
     got = load(second.checkpoint)(x).logits
-    assert torch.allclose(got, BlockView(dense).logits(x, frozenset(rec["removed"])), atol=1e-5, rtol=0)
+    assert torch.allclose(got, BlockView(base).logits(x, frozenset(rec["removed"])), atol=1e-5, rtol=0)
+
+
+def test_prune_on_a_vanilla_checkpoint_keeps_the_earlier_record_beside_its_own(tmp_path, tiny_checkpoint, calib_file):
+    from blockprune import models, prune
+    from blockprune.data import load_windows
+
+    dense, tok = models.load(tiny_checkpoint)
+    export(dense, {"attn.1", "mlp.1"}, tmp_path / "layers", tokenizer=tok, meta={"base_model": tiny_checkpoint})
+    second = prune(str(tmp_path / "layers"), tmp_path / "r2", calibration=calib_file, progress=False, num_blocks=1,
+                   nsamples=4, seqlen=32)
+    rec = json.loads((second.checkpoint / "config.json").read_text())["blockprune"]
+    assert rec["removed"] == second.plan.removed and rec["pruned_from"]["removed"] == ["attn.1", "mlp.1"]
+    assert rec["pruned_from"]["format"] == "vanilla"
+    base, _ = models.load(str(tmp_path / "layers"))
+    x = load_windows(calib_file, tok, 32).ids
+    assert torch.allclose(load(second.checkpoint)(x).logits, BlockView(base).logits(x, frozenset(rec["removed"])),
+                          atol=1e-5, rtol=0)
 
 
 # -- choosing, refusing, provenance, damage ---------------------------------------------------------

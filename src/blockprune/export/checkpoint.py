@@ -74,10 +74,14 @@ def provenance(model: nn.Module, removed: AbstractSet[str], meta: dict[str, Any]
     info = {**meta, "format": fmt, "removed": sorted(removed, key=block_order),
             "base_params": before.get("base_params", view.total_params),
             "params": view.total_params - view.removed_params(removed), "base_model_type": family_model_type(model)}
+    parent = {"checkpoint": meta["base_model"]} if meta.get("base_model") else {}
     if before:
-        parent = {"checkpoint": meta["base_model"]} if meta.get("base_model") else {}
         info["pruned_from"] = {**parent, **{k: v for k, v in before.items() if k != "skip"}}
         info.update({k: before[k] for k in ("base_model", "base_model_sha256") if k in before})
+    elif isinstance(getattr(model.config, "blockprune", None), dict):
+        # a vanilla checkpoint pruned again: its layers were renumbered, so this record's names are its own
+        # indices; the earlier record (in the dense original's indices) is kept as it was
+        info["pruned_from"] = {**parent, **model.config.blockprune}
     return info
 
 
