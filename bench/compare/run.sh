@@ -13,10 +13,9 @@
 # Calibration: Alpaca (../shared/data/calibration/alpaca_5000.json), 4 rows sampled with seed 42,
 # 128-token windows (3 windows, 384 tokens), the same for every method. Small because the greedy
 # searches score ~1000 candidates each on a CPU shared by several jobs.
-# Evaluation: the first 4 WikiText-2 windows of 2048 tokens and the first 50 documents of each of the
-# five zero-shot tasks (lm-eval, offline copies), the same for every method and the dense model.
-# (blockprune.evaluate's standard quick subset is 8 windows / 200 docs; this 2-core shared machine
-# cannot evaluate ten models on it within the hour, so this benchmark states its own N=4, M=50.)
+# Evaluation: the standard quick subset (blockprune.evaluate.QUICK_WINDOWS / QUICK_DOCS): the first 8
+# WikiText-2 windows of 2048 tokens and the first 100 documents of each of the five zero-shot tasks
+# (lm-eval, offline copies), the same for every method and the dense model.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DATA=${BLOCKPRUNE_DATA:-../shared/data}
@@ -26,4 +25,4 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # the machine is shared: one threa
 exec blockprune compare --model smollm2-135m --data-dir "$DATA" --ratio 0.2 \
     --methods "$METHODS" \
     --calibration alpaca --nsamples 4 --seqlen 128 --seed 42 --batch-size 8 --scorer incremental \
-    --max-windows 4 --limit 50 --out "$OUT"
+    --out "$OUT"
