@@ -123,11 +123,15 @@ def clear_winner_model():
     return model
 
 
-def test_racing_finds_the_clear_winner_with_fewer_windows():
-    model = clear_winner_model()
-    view = BlockView(model)
+def clear_winner_race():
+    """The clear-winner model's view and 16 random windows of 24 tokens."""
+    view = BlockView(clear_winner_model())
     ids = torch.randint(1, 97, (16, 24), generator=torch.Generator().manual_seed(4))
-    w = Windows(ids, "random", 16, 16 * 24, None)
+    return view, Windows(ids, "random", 16, 16 * 24, None)
+
+
+def test_racing_finds_the_clear_winner_with_fewer_windows():
+    view, w = clear_winner_race()
     plain = PlainScorer(view, w, 2).score(frozenset(), [u.blocks for u in units(view)])
     race = RacingScorer(view, w, batch_size=2, z=2.0).score(frozenset(), [u.blocks for u in units(view)])
     best = min(range(6), key=plain.scores.__getitem__)
@@ -140,10 +144,7 @@ def test_racing_finds_the_clear_winner_with_fewer_windows():
 
 
 def test_racing_with_one_window_batches_leaves_clear_losers_after_one_look():
-    model = clear_winner_model()
-    view = BlockView(model)
-    ids = torch.randint(1, 97, (16, 24), generator=torch.Generator().manual_seed(4))
-    w = Windows(ids, "random", 16, 16 * 24, None)
+    view, w = clear_winner_race()
     plain = PlainScorer(view, w, 1).score(frozenset(), [u.blocks for u in units(view)])
     race_ = RacingScorer(view, w, batch_size=1, floor_from=3).score(frozenset(), [u.blocks for u in units(view)])
     best = min(range(6), key=plain.scores.__getitem__)
