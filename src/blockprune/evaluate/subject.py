@@ -11,10 +11,8 @@ import torch
 from torch import nn
 
 from .. import models
-from ..arch import adapter_for
 from ..errors import UserError
-from ..export.checkpoint import removed_modules
-from ..export.templates.blockprune_removed import remove_modules
+from ..export.checkpoint import mask_modules
 from ..plan import Plan
 
 
@@ -23,11 +21,7 @@ def mask_in_memory(model: nn.Module, removed: AbstractSet[str]) -> nn.Module:
 
     The result is an ordinary model object (generate, KV cache, lm-eval all work) whose logits equal
     `BlockView(base).logits(ids, removed)`; the removed weights are freed."""
-    adapter = adapter_for(model)
-    remove_modules(model, removed_modules(adapter, removed))
-    without_attention = sorted({int(n.partition(".")[2]) for n in removed if n.startswith("attn.")})
-    if without_attention:  # layers without attention hold no KV cache, as in the exported config
-        adapter.removed_attention_config(model.config, sorted(without_attention))
+    mask_modules(model, removed)
     return model
 
 

@@ -98,6 +98,22 @@ def removed_modules(adapter: Adapter, removed: AbstractSet[str]) -> dict[str, st
     return out
 
 
+def attentionless_layers(removed: AbstractSet[str]) -> list[int]:
+    """The layers whose attention block is removed: they hold no KV cache."""
+    return sorted({_layer_kind(n)[0] for n in removed if n.startswith("attn.")})
+
+
+def mask_modules(model: nn.Module, removed: AbstractSet[str]) -> dict[str, str]:
+    """Replace the removed blocks' modules of `model` in place, exactly as the remote-code export does on
+    load (layers without attention marked as holding no KV cache); returns the skip map it applied."""
+    adapter = adapter_for(model)
+    skip = removed_modules(adapter, removed)
+    remove_modules(model, skip)
+    if attentionless_layers(removed):
+        adapter.removed_attention_config(model.config, attentionless_layers(removed))
+    return skip
+
+
 def render(template: str, out: Path, name: str | None = None, **fill: str) -> None:
     text = (TEMPLATES / template).read_text()
     for k, v in fill.items():
@@ -202,7 +218,7 @@ def _export_remote_code(model: nn.Module, removed: AbstractSet[str], out: Path, 
     and the templates import the transformers classes underneath its shipped ones."""
     adapter = adapter_for(model)
     skip = {**(earlier_pruning(model).get("skip") or {}), **removed_modules(adapter, removed)}
-    no_attention = sorted({_layer_kind(n)[0] for n in removed if n.startswith("attn.")})
+    no_attention = attentionless_layers(removed)
     model_type = f"blockprune_{family_model_type(model)}"
     cfg = copy.deepcopy(model.config)
     if no_attention:
@@ -250,12 +266,7 @@ def _export_width_then_depth(model: nn.Module, removed: AbstractSet[str], out: P
 
     # a copy of the modules and config that shares the parameter tensors: no second copy of the weights
     pruned = copy.deepcopy(model, memo={id(p): p for p in model.parameters()})
-    adapter = adapter_for(pruned)
-    skip = removed_modules(adapter, removed)
-    remove_modules(pruned, skip)
-    no_attention = sorted({_layer_kind(n)[0] for n in removed if n.startswith("attn.")})
-    if no_attention:  # layers without attention hold no KV cache (earlier ones are in the config already)
-        adapter.removed_attention_config(pruned.config, no_attention)
+    skip = mask_modules(pruned, removed)  # earlier attention-less layers are in its config already
     before = dict(pruned.config.blockprune)
     pruned.config.blockprune = {**before, "skip": {**(before.get("skip") or {}), **skip},
                                 "removed": sorted(set(before.get("removed") or ()) | set(removed), key=block_order)}

@@ -29,7 +29,7 @@ from torch import nn
 from .. import atomic
 from ..arch import adapter_for
 from ..errors import UserError
-from ..export.checkpoint import hf_base as _hf_base, ship_removed
+from ..export.checkpoint import hf_base, ship_removed
 from .families import modules_for
 from .scores import geometry
 
@@ -111,7 +111,7 @@ def write_remote_code(model: nn.Module, out: Path, meta: dict[str, Any], tokeniz
     `skip` and `removed`) into the folder `out` in the remote-code format."""
     adapter = adapter_for(model)
     spec = modules_for(adapter)
-    base_model, base_config = _hf_base(type(model)), _hf_base(type(model.config))
+    base_model, base_config = hf_base(type(model)), hf_base(type(model.config))
     base_type = base_config.model_type
     model_type = f"blockprune_{base_type}"
     info = _provenance(model, meta, "remote-code")
