@@ -11,6 +11,7 @@ from torch import nn
 
 from .. import atomic
 from ..arch import Adapter, adapter_for
+from ..arch.base import family_type
 from ..errors import UserError
 from ..view import BlockView
 from .templates.blockprune_removed import remove_modules
@@ -59,11 +60,6 @@ def earlier_pruning(model: nn.Module) -> dict[str, Any]:
     return info
 
 
-def family_model_type(model: nn.Module) -> str:
-    """The base family's model type (a pruned checkpoint's own is `blockprune_<family>` or `nemotron-nas`)."""
-    return earlier_pruning(model).get("base_model_type") or model.config.model_type
-
-
 def provenance(model: nn.Module, removed: AbstractSet[str], meta: dict[str, Any], fmt: str) -> dict[str, Any]:
     """What config.json records: what was removed, by which method, from which base model.
 
@@ -73,7 +69,7 @@ def provenance(model: nn.Module, removed: AbstractSet[str], meta: dict[str, Any]
     before = earlier_pruning(model)
     info = {**meta, "format": fmt, "removed": sorted(removed, key=block_order),
             "base_params": before.get("base_params", view.total_params),
-            "params": view.total_params - view.removed_params(removed), "base_model_type": family_model_type(model)}
+            "params": view.total_params - view.removed_params(removed), "base_model_type": family_type(model.config)}
     parent = {"checkpoint": meta["base_model"]} if meta.get("base_model") else {}
     if before:
         info["pruned_from"] = {**parent, **{k: v for k, v in before.items() if k != "skip"}}
@@ -219,7 +215,7 @@ def _export_remote_code(model: nn.Module, removed: AbstractSet[str], out: Path, 
     adapter = adapter_for(model)
     skip = {**(earlier_pruning(model).get("skip") or {}), **removed_modules(adapter, removed)}
     no_attention = attentionless_layers(removed)
-    model_type = f"blockprune_{family_model_type(model)}"
+    model_type = f"blockprune_{family_type(model.config)}"
     cfg = copy.deepcopy(model.config)
     if no_attention:
         adapter.removed_attention_config(cfg, no_attention)

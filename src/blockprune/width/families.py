@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from ..arch import Adapter
+from ..arch.base import family_type
 from ..arch.llama import LlamaAdapter
 from ..errors import UserError
 
@@ -48,8 +49,7 @@ FAMILIES: dict[type[Adapter], WidthModules] = {LlamaAdapter: LLAMA}
 
 def family(adapter: Adapter) -> str:
     """The model type, seen through a blockprune remote-code checkpoint to the family it was made from."""
-    info = getattr(adapter.config, "blockprune", None) or {}
-    return info.get("base_model_type") or adapter.config.model_type
+    return family_type(adapter.config)
 
 
 def unsupported(adapter: Adapter) -> UserError:
