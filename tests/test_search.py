@@ -6,7 +6,7 @@ import torch
 
 from blockprune.data import Windows
 from blockprune.errors import UserError
-from blockprune.incremental import IncrementalScorer
+from blockprune.incremental import BoundaryCache, IncrementalScorer
 from blockprune.perplexity import PlainScorer, perplexity
 from blockprune.plan import Plan
 from blockprune.racing import RacingScorer, noise_floor, race, survivors
@@ -105,6 +105,27 @@ def test_incremental_scores_and_selections_equal_plain(make):
     for a, b in zip(plain.steps, fast.steps):
         for k in a["scores"]:
             assert b["scores"][k] == pytest.approx(a["scores"][k], rel=1e-5)
+
+
+@pytest.mark.parametrize("every,batch_size", [(1, 4), (3, 4), (1, 1)])
+def test_after_a_step_the_cache_is_the_chosen_candidates_own_run(every, batch_size):
+    view, w = setup(layers=4, n=4)
+    scorer = IncrementalScorer(view, w, batch_size=batch_size, every=every)
+    plan = greedy(view, scorer, empty_plan(), units(view), num_blocks=1, ratio=None)
+    removed = frozenset(plan.removed_blocks)
+    full_refresh = BoundaryCache(view, w, batch_size, every)
+    full_refresh.sync(frozenset())
+    refresh_cost = full_refresh.sync(removed)
+    cost = scorer.cache.sync(removed)
+    assert refresh_cost > 0 and cost < refresh_cost
+    if batch_size == len(w):  # one batch: its leader is the chosen candidate, so nothing runs again
+        assert cost == 0
+    fresh = BoundaryCache(view, w, batch_size, every)
+    fresh.sync(removed)
+    for kept, new in zip(scorer.cache.states, fresh.states):
+        assert kept.keys() == new.keys()
+        for k in kept:
+            assert torch.equal(kept[k], new[k]), k
 
 
 def test_layer_granularity_removes_whole_layers():

@@ -12,7 +12,7 @@
 #
 # Calibration: Alpaca (../shared/data/calibration/alpaca_5000.json), 4 rows sampled with seed 42,
 # 128-token windows (3 windows, 384 tokens), the same for every method. Small because the greedy
-# searches score ~1000 candidates each on a CPU shared by several jobs.
+# searches score ~2700 candidate-windows each on a 2-core CPU.
 # Evaluation: the standard quick subset (blockprune.evaluate.QUICK_WINDOWS / QUICK_DOCS): the first 8
 # WikiText-2 windows of 2048 tokens and the first 100 documents of each of the five zero-shot tasks
 # (lm-eval, offline copies), the same for every method and the dense model.
@@ -21,7 +21,8 @@ cd "$(dirname "$0")/../.."
 DATA=${BLOCKPRUNE_DATA:-../shared/data}
 OUT=${1:-bench/compare/smollm2-r20}
 METHODS=${2:-shortgpt,relative-magnitude,blockpruner,blockpruner-oneshot,layer-ppl,blockpruner-refined,blockpruner:bi,blockpruner:rm,blockpruner:js}
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # the machine is shared: one thread each runs best
+# One process uses every core (torch's default); when running parts side by side, give each
+# OMP_NUM_THREADS=1.
 exec blockprune compare --model smollm2-135m --data-dir "$DATA" --ratio 0.2 \
     --methods "$METHODS" \
     --calibration alpaca --nsamples 4 --seqlen 128 --seed 42 --batch-size 8 --scorer incremental \

@@ -9,10 +9,18 @@ Memory: every stored boundary costs windows x seqlen x hidden x dtype bytes; wit
 n-th boundary is kept (blocks between are recomputed per candidate), so the cache holds
 ceil((2L + 1) / n) boundaries. `device` puts the cache elsewhere than the model (e.g. "cpu").
 Example: a 7B Llama (L=32, hidden 4096) with 256 x 2048 calibration tokens in bf16 needs 4 GiB per
-boundary; `every=8` keeps 9 of them (36 GiB), which fits one 80 GB GPU beside the 13.5 GB model."""
+boundary; `every=8` keeps 9 of them (36 GiB), which fits one 80 GB GPU beside the 13.5 GB model.
+
+The next step's cache is the chosen candidate's own run: the boundaries it passed are the new model's. So
+while candidates are scored, each batch keeps the boundaries of the candidate leading on the batches up to
+it (lowest NLL sum over batches 0..b), and a sync to that candidate's removal takes them instead of running
+the blocks again. This holds at most one more cache's worth, only where free memory on the cache's device
+allows it (never when the cache lives off the model's device or the model is sharded: the copies would
+cost what they save)."""
 from __future__ import annotations
 
 import math
+import os
 from typing import AbstractSet, Sequence
 
 import torch
@@ -37,6 +45,9 @@ class BoundaryCache:
         self.states: list[dict[int, torch.Tensor]] = [{0: p.hidden.to(self.device)} for p in self.preps]
         self.removed: frozenset[str] | None = None
         self.n_blocks = len(view.blocks)
+        self.keep_leader = self.device == view.device and not view.sharded
+        self._sums: dict[frozenset[str], float] = {}  # NLL sum over the batches each candidate has run
+        self._leader: dict[int, tuple[float, frozenset[str], dict[int, torch.Tensor]]] = {}  # batch -> kept run
 
     def stored_at_or_before(self, index: int) -> int:
         return (index // self.every) * self.every
@@ -53,6 +64,10 @@ class BoundaryCache:
         for b, states in enumerate(self.states):
             for k in [k for k in states if k > start]:
                 del states[k]
+            kept = self._leader.get(b)
+            if kept is not None and kept[1] == removed:
+                states.update(kept[2])
+                continue
             h = states[start].to(self.view.device)
             for k in range(start, self.n_blocks, self.every):
                 stop = min(k + self.every, self.n_blocks)
@@ -60,14 +75,50 @@ class BoundaryCache:
                 states[stop] = h.to(self.device)
                 cost += stop - k
         self.removed = removed
+        self._sums, self._leader = {}, {}
         return cost
 
     def final_nll(self, batch: int, removed: AbstractSet[str], first_block: int) -> torch.Tensor:
-        """Per-window NLL of one batch with `removed` masked, running only from the boundary before `first_block`."""
+        """Per-window NLL of one batch with `removed` masked, running only from the boundary before `first_block`.
+
+        Candidates are expected to run their batches in order (0, 1, ...), as both scorers do: the running
+        NLL sums of candidates on the same batch then cover the same windows."""
+        removed = frozenset(removed)
         start = self.stored_at_or_before(first_block)
         h = self.states[batch][start].to(self.view.device)
-        h = self.view.run(h, self.preps[batch], removed, start)
-        return self.view.window_nll(h, self.batches[batch])
+        passed: dict[int, torch.Tensor] = {}
+        for k in range(start, self.n_blocks, self.every):  # the same block runs as one call from start: same result
+            stop = min(k + self.every, self.n_blocks)
+            h = self.view.run(h, self.preps[batch], removed, k, stop)
+            if self.keep_leader:
+                passed[stop] = h
+        nll = self.view.window_nll(h, self.batches[batch])
+        if self.keep_leader:
+            self._keep_if_leading(batch, removed, float(nll.sum()), passed)
+        return nll
+
+    def _keep_if_leading(self, batch: int, removed: frozenset[str], nll_sum: float,
+                         passed: dict[int, torch.Tensor]) -> None:
+        total = self._sums[removed] = self._sums.get(removed, 0.0) + nll_sum
+        kept = self._leader.get(batch)
+        if not math.isfinite(total) or (kept is not None and kept[0] <= total):
+            return
+        if kept is None and not _room_for(passed.values(), self.device):
+            return
+        self._leader[batch] = (total, removed, passed)
+
+
+def _room_for(tensors, device: torch.device) -> bool:
+    """Whether keeping `tensors` leaves at least as much again free on `device`."""
+    need = 2 * sum(t.numel() * t.element_size() for t in tensors)
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0] > need
+    if device.type == "cpu" and hasattr(os, "sysconf"):
+        try:
+            return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") > need
+        except (ValueError, OSError):
+            return False
+    return False
 
 
 class IncrementalScorer:
