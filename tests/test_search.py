@@ -107,10 +107,11 @@ def test_incremental_scores_and_selections_equal_plain(make):
             assert b["scores"][k] == pytest.approx(a["scores"][k], rel=1e-5)
 
 
-@pytest.mark.parametrize("every,batch_size", [(1, 4), (3, 4), (1, 1)])
-def test_after_a_step_the_cache_is_the_chosen_candidates_own_run(every, batch_size):
+@pytest.mark.parametrize("scorer_class,every,batch_size", [(IncrementalScorer, 1, 4), (IncrementalScorer, 3, 4),
+                                                          (IncrementalScorer, 1, 1), (RacingScorer, 1, 1)])
+def test_after_a_step_the_cache_is_the_chosen_candidates_own_run(scorer_class, every, batch_size):
     view, w = setup(layers=4, n=4)
-    scorer = IncrementalScorer(view, w, batch_size=batch_size, every=every)
+    scorer = scorer_class(view, w, batch_size=batch_size, every=every)
     plan = greedy(view, scorer, empty_plan(), units(view), num_blocks=1, ratio=None)
     removed = frozenset(plan.removed_blocks)
     full_refresh = BoundaryCache(view, w, batch_size, every)

@@ -11,7 +11,8 @@ The race is blockprune.racing.race itself, fed the recorded scores; a schedule i
 whether the noise floor is used. The last column replays the same scores with the windows shuffled, to show
 how often each setting would still choose exhaustive scoring's blocks.
 "Modelled speed-up" prices each candidate-window at the dense model's per-block CPU time (blocks after the
-candidate, plus the head) against plain scoring; it leaves out the cache's fill and refresh."""
+candidate, plus the head) against plain scoring; it leaves out the cache's first fill (the refresh after a removal
+reuses the chosen candidate's run)."""
 from __future__ import annotations
 
 import argparse
