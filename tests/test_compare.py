@@ -147,3 +147,20 @@ def test_a_finished_folder_made_with_other_options_is_refused_not_reused(tiny_ch
     with pytest.raises(UserError, match="different ratio.*choose another --out"):
         run_compare(tiny_checkpoint, out, calib, FakeEvaluator(), methods="shortgpt", ratio=0.5)
     assert (out / "shortgpt" / "plan.json").read_bytes() == before  # left as it was
+
+
+def test_parts_run_side_by_side_share_one_dense_evaluation(tiny_checkpoint, calib, tmp_path, monkeypatch):
+    """The dense model is evaluated after a part's first search, so a second part whose first search ends
+    later (here: the second call) finds it done, as bench/compare's two lanes rely on."""
+    out = tmp_path / "cmp"
+    order = []
+    real = cmp.run_method
+    monkeypatch.setattr(cmp, "run_method", lambda e, *a, **k: (order.append(e.label), real(e, *a, **k))[1])
+    first = FakeEvaluator()
+    run_compare(tiny_checkpoint, out, calib, lambda t, tasks, o: (order.append("eval " + t), first(t, tasks, o))[1],
+                methods="shortgpt")
+    assert order[:2] == ["shortgpt", "eval " + tiny_checkpoint]  # searched first, then the dense model
+    second = FakeEvaluator()
+    result = run_compare(tiny_checkpoint, out, calib, second, methods="relative-magnitude")
+    assert [t for t, _ in second.calls] == [str(out / "relative-magnitude")]  # the dense model was not evaluated again
+    assert [r["method"] for r in result["rows"]] == ["dense", "relative-magnitude"]

@@ -1,14 +1,13 @@
 #!/usr/bin/env bash
 # Method comparison on SmolLM2-135M at a 20% target ratio (issue 5), recorded in bench/RESULTS.md.
-# Methods run cheapest-to-most-informative first; the table (OUT/comparison.md) grows as each finishes.
 #
 #   bash bench/compare/run.sh [OUT [METHODS]]   (re-run to resume; finished searches and evaluations are kept)
 #
-# Parts of the method list can run as separate processes into the same OUT (each method owns its
-# subfolder); a final run with the whole list then only assembles OUT/comparison.md. As recorded:
-#   bash bench/compare/run.sh OUT shortgpt,relative-magnitude,blockpruner-oneshot,layer-ppl,blockpruner:bi,blockpruner:rm &
-#   bash bench/compare/run.sh OUT blockpruner,blockpruner-refined,blockpruner:js &
-#   wait; bash bench/compare/run.sh OUT
+# With no METHODS, the methods run in two lanes side by side, one process (one thread) per core of this
+# 2-core machine, into the same OUT, each method in its own subfolder; lane A evaluates the dense model
+# after its first search, before lane B's first search ends. Each lane logs to OUT/lane-*.log; a last
+# pass over the whole list only assembles OUT/comparison.md (everything is done by then) and prints it.
+# With METHODS, one process runs just those.
 #
 # Calibration: Alpaca (../shared/data/calibration/alpaca_5000.json), 4 rows sampled with seed 42,
 # 128-token windows (3 windows, 384 tokens), the same for every method. Small because the greedy
@@ -20,10 +19,27 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 DATA=${BLOCKPRUNE_DATA:-../shared/data}
 OUT=${1:-bench/compare/smollm2-r20}
-METHODS=${2:-shortgpt,relative-magnitude,blockpruner,blockpruner-oneshot,layer-ppl,blockpruner-refined,blockpruner:bi,blockpruner:rm,blockpruner:js}
-# One process uses every core (torch's default); when running parts side by side, give each
-# OMP_NUM_THREADS=1.
-exec blockprune compare --model smollm2-135m --data-dir "$DATA" --ratio 0.2 \
-    --methods "$METHODS" \
-    --calibration alpaca --nsamples 4 --seqlen 128 --seed 42 --batch-size 8 --scorer incremental \
-    --out "$OUT"
+ALL=shortgpt,relative-magnitude,blockpruner,blockpruner-oneshot,layer-ppl,blockpruner-refined,blockpruner:bi,blockpruner:rm,blockpruner:js
+LANE_A=shortgpt,relative-magnitude,blockpruner-oneshot,layer-ppl,blockpruner:bi,blockpruner:rm
+LANE_B=blockpruner,blockpruner-refined,blockpruner:js  # the long greedy searches
+
+compare() {
+    blockprune compare --model smollm2-135m --data-dir "$DATA" --ratio 0.2 --methods "$1" \
+        --calibration alpaca --nsamples 4 --seqlen 128 --seed 42 --batch-size 8 --scorer incremental \
+        --out "$OUT"
+}
+
+if [ -n "${2:-}" ]; then
+    compare "$2"
+    exit
+fi
+mkdir -p "$OUT"
+start=$SECONDS
+OMP_NUM_THREADS=1 compare "$LANE_A" > "$OUT/lane-a.log" 2>&1 & a=$!
+OMP_NUM_THREADS=1 compare "$LANE_B" > "$OUT/lane-b.log" 2>&1 & b=$!
+failed=0
+wait $a || { echo "lane A ($LANE_A) failed: see $OUT/lane-a.log" >&2; failed=1; }
+wait $b || { echo "lane B ($LANE_B) failed: see $OUT/lane-b.log" >&2; failed=1; }
+[ $failed = 0 ] || exit 1
+compare "$ALL"
+echo "bench/compare: $(( (SECONDS - start) / 60 )) min $(( (SECONDS - start) % 60 )) s in all"

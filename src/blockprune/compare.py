@@ -212,9 +212,7 @@ def compare(model: str, out: str | os.PathLike, *, ratio: float, methods: Sequen
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
 
-    _say(progress, "compare: dense model: evaluating")
-    dense = evaluate_folder(model, out / "dense", tasks, evaluator, eval_settings, {}, None)
-    rows = [_row("dense", None, dense, None)]
+    rows: list[dict[str, Any]] = []
     result = {"format": "blockprune.compare/1", "model": model, "target_ratio": ratio, "tasks": list(tasks),
               "calibration": {k: base.recorded()[k] for k in ("calibration", "nsamples", "seqlen", "seed")},
               "eval": eval_settings, "rows": rows}
@@ -223,6 +221,12 @@ def compare(model: str, out: str | os.PathLike, *, ratio: float, methods: Sequen
         sub = out / e.folder
         run = run_method(e, model, out, base, data_dir=data_dir, device=device, progress=progress)
         plan = Plan.load(sub)
+        if not rows:
+            # after the first search rather than before: a second process running other methods into the same
+            # folder (side by side, one per core) then finds the dense model evaluated by the first
+            _say(progress, "compare: dense model: evaluating")
+            rows.append(_row("dense", None, evaluate_folder(model, out / "dense", tasks, evaluator, eval_settings,
+                                                            {}, None), None))
         reuse.setdefault(plan.removed_blocks, sub)
         _say(progress, f"compare: {e.label}: evaluating")
         rec = evaluate_folder(str(sub), sub, tasks, evaluator, eval_settings, reuse, plan.removed_blocks)
