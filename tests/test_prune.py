@@ -268,3 +268,17 @@ def test_every_command_refuses_an_unusable_device_before_loading(command, tmp_pa
     assert main([command, str(tmp_path), "--device", "bogus"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--device 'bogus' is not a torch device" in err
+
+
+def test_the_prune_command_defaults_are_the_apis():
+    from dataclasses import fields
+
+    from blockprune.api import PruneOptions
+    from blockprune.cli import build_parser
+
+    parser, _ = build_parser()
+    args = vars(parser.parse_args(["prune", "--out", "x", "--num-blocks", "2"]))
+    shared = [f for f in fields(PruneOptions) if f.name in args and f.name != "num_blocks"]
+    assert len(shared) >= 15
+    for f in shared:
+        assert args[f.name] == f.default, f.name

@@ -8,8 +8,9 @@ The scores are every candidate's NLL on every calibration window at each step of
     python bench/search_speed/replay.py                                       # the table below
 
 The race is blockprune.racing.race itself, fed the recorded scores; a schedule is the windows per round and
-whether the noise floor is used. The last column replays the same scores with the windows shuffled, to show
-how often each setting would still choose exhaustive scoring's blocks.
+whether the noise floor is used. The last two columns replay the same scores with the windows shuffled, to
+show how often each setting would still choose exhaustive scoring's blocks, and how much worse (in
+calibration perplexity, relative) the worst choice that differed was.
 "Modelled speed-up" prices each candidate-window at the dense model's per-block CPU time (blocks after the
 candidate, plus the head) against plain scoring; it leaves out the cache's first fill (the refresh after a removal
 reuses the chosen candidate's run)."""
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 from pathlib import Path
 
@@ -64,12 +66,14 @@ def record(data_dir: str) -> None:
     (HERE / "window_nll.json").write_text(json.dumps(out, indent=1) + "\n")
 
 
-def replay(rec: dict, z: float, schedule: list[int], floor_from: int, order: list[int]) -> tuple[int, float, float, bool]:
-    """Race both recorded steps with windows taken in `order`; candidate-windows, plain and racing cost, and
-    whether both choices equal exhaustive scoring's."""
+def replay(rec: dict, z: float, schedule: list[int], floor_from: int,
+           order: list[int]) -> tuple[int, float, float, bool, float]:
+    """Race both recorded steps with windows taken in `order`; candidate-windows, plain and racing cost,
+    whether both choices equal exhaustive scoring's, and the larger relative calibration-perplexity loss of
+    a step's choice against exhaustive scoring's (0 when they agree)."""
     blocks, secs, head = rec["blocks"], rec["block_seconds"], rec["head_seconds"]
     windows = sum(schedule)
-    evals = plain = cost = 0.0
+    evals = plain = cost = loss = 0.0
     same = True
     for step in rec["steps"]:
         gone = set(step["removed_before"])
@@ -88,8 +92,10 @@ def replay(rec: dict, z: float, schedule: list[int], floor_from: int, order: lis
         nll = race(len(names), schedule, look, z, floor_from)
         complete = [c for c in range(len(names)) if nll[c].numel() == windows]
         chosen = min(complete, key=lambda c: (float(nll[c].mean()), c))
-        same &= names[chosen] == min(names, key=lambda n: sum(step["nll"][n]))
-    return int(evals), plain, cost, same
+        best = min(names, key=lambda n: sum(step["nll"][n]))
+        same &= names[chosen] == best
+        loss = max(loss, math.exp((sum(step["nll"][names[chosen]]) - sum(step["nll"][best])) / windows) - 1)
+    return int(evals), plain, cost, same, loss
 
 
 def main() -> None:
@@ -102,14 +108,18 @@ def main() -> None:
     rec = json.loads((HERE / "window_nll.json").read_text())
     exhaustive = sum(len(s["nll"]) for s in rec["steps"]) * len(next(iter(rec["steps"][0]["nll"].values())))
     print("| schedule | z | candidate-windows | modelled speed-up vs plain | same selections "
-          f"| same selections over {ORDERS} shuffled window orders |\n|---|---:|---:|---:|---|---:|")
+          f"| same selections over {ORDERS} shuffled window orders | worst step's calib. ppl loss over them |\n"
+          "|---|---:|---:|---:|---|---:|---:|")
     rng = random.Random(0)
     orders = [rng.sample(range(8), 8) for _ in range(ORDERS)]
     for name, (schedule, floor_from) in SCHEDULES.items():
         for z in (2.0, 2.5, 3.0):
-            evals, plain, cost, same = replay(rec, z, schedule, floor_from, list(range(8)))
-            robust = sum(replay(rec, z, schedule, floor_from, o)[3] for o in orders)
-            print(f"| {name} | {z} | {evals}/{exhaustive} | {plain / cost:.2f}x | {same} | {robust}/{ORDERS} |")
+            evals, plain, cost, same, _ = replay(rec, z, schedule, floor_from, list(range(8)))
+            shuffled = [replay(rec, z, schedule, floor_from, o) for o in orders]
+            robust = sum(r[3] for r in shuffled)
+            worst = max(r[4] for r in shuffled)
+            print(f"| {name} | {z} | {evals}/{exhaustive} | {plain / cost:.2f}x | {same} | {robust}/{ORDERS} "
+                  f"| {worst:.2%} |")
 
 
 if __name__ == "__main__":

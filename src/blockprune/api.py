@@ -27,7 +27,7 @@ from .metrics import make_scorer as metric_scorer
 from .models import check_device
 from .incremental import IncrementalScorer
 from .perplexity import PlainScorer, perplexity
-from .racing import RacingScorer
+from .racing import DEFAULT_Z, RacingScorer
 from .plan import Plan, versions
 from .search.greedy import BLOCK_TYPES, budget_check, units
 from .view import BlockView
@@ -53,7 +53,7 @@ class PruneOptions:
     batch_size: int = 1
     cache_every: int = 1
     cache_device: str | None = None
-    racing_z: float = 3.0  # racing only: standard errors a candidate must trail the leader by to leave
+    racing_z: float = DEFAULT_Z  # racing only: standard errors a candidate must trail the leader by to leave
     # width methods only (llm-bip, width-local, width-magnitude; see blockprune.width)
     allocation: str = "uniform"
     gqa: str = "groups"

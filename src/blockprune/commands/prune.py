@@ -36,7 +36,7 @@ def add_arguments(p) -> None:
                    help="how candidates are scored: plain (a full forward pass each), incremental (exact, from "
                         "cached block-boundary states), racing (incremental, and drops clear losers early); "
                         "perplexity searches only (--metric ppl)")
-    p.add_argument("--racing-z", type=float, default=3.0,
+    p.add_argument("--racing-z", type=float, default=2.5,
                    help="racing: a candidate leaves once it trails the leader by this many standard errors "
                         "(lower: faster, more risk of a choice exhaustive scoring would not make)")
     p.add_argument("--batch-size", type=int, default=1, help="windows per forward pass (memory vs speed)")
