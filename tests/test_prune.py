@@ -240,9 +240,9 @@ def test_cli_prints_a_summary(tiny_checkpoint, calib_file, tmp_path, capsys):
 
 def test_racing_z_binds_a_racing_plan_only(tiny_checkpoint, calib_file, tmp_path):
     kw = dict(num_blocks=1, calibration=calib_file, seqlen=32, nsamples=8, export=False, progress=False)
-    raced = blockprune.prune(tiny_checkpoint, tmp_path / "r", scorer="racing", racing_z=2.5, **kw)
+    raced = blockprune.prune(tiny_checkpoint, tmp_path / "r", scorer="racing", racing_z=2.0, **kw)
     exact = blockprune.prune(tiny_checkpoint, tmp_path / "e", scorer="incremental", **kw)
-    assert raced.plan.options["racing_z"] == 2.5 and "racing_z" not in exact.plan.options
+    assert raced.plan.options["racing_z"] == 2.0 and "racing_z" not in exact.plan.options
 
 
 def test_every_option_of_every_command_explains_itself_and_its_default(capsys):
