@@ -68,15 +68,21 @@ class BoundaryCache:
             if kept is not None and kept[1] == removed:
                 states.update(kept[2])
                 continue
-            h = states[start].to(self.view.device)
-            for k in range(start, self.n_blocks, self.every):
-                stop = min(k + self.every, self.n_blocks)
-                h = self.view.run(h, self.preps[b], removed, k, stop)
+            for stop, h in self._segments(b, removed, start):
                 states[stop] = h.to(self.device)
-                cost += stop - k
+            cost += self.n_blocks - start
         self.removed = removed
         self._sums, self._leader = {}, {}
         return cost
+
+    def _segments(self, batch: int, removed: frozenset[str], start: int):
+        """Run one batch from stored boundary `start` to the end, a stored boundary at a time; yields each
+        (boundary, hidden state). The blocks run as they would in one call from `start`: same result."""
+        h = self.states[batch][start].to(self.view.device)
+        for k in range(start, self.n_blocks, self.every):
+            stop = min(k + self.every, self.n_blocks)
+            h = self.view.run(h, self.preps[batch], removed, k, stop)
+            yield stop, h
 
     def final_nll(self, batch: int, removed: AbstractSet[str], first_block: int) -> torch.Tensor:
         """Per-window NLL of one batch with `removed` masked, running only from the boundary before `first_block`.
@@ -84,12 +90,8 @@ class BoundaryCache:
         Candidates are expected to run their batches in order (0, 1, ...), as both scorers do: the running
         NLL sums of candidates on the same batch then cover the same windows."""
         removed = frozenset(removed)
-        start = self.stored_at_or_before(first_block)
-        h = self.states[batch][start].to(self.view.device)
         passed: dict[int, torch.Tensor] = {}
-        for k in range(start, self.n_blocks, self.every):  # the same block runs as one call from start: same result
-            stop = min(k + self.every, self.n_blocks)
-            h = self.view.run(h, self.preps[batch], removed, k, stop)
+        for stop, h in self._segments(batch, removed, self.stored_at_or_before(first_block)):
             if self.keep_leader:
                 passed[stop] = h
         nll = self.view.window_nll(h, self.batches[batch])

@@ -105,8 +105,9 @@ def mask_modules(model: nn.Module, removed: AbstractSet[str]) -> dict[str, str]:
     adapter = adapter_for(model)
     skip = removed_modules(adapter, removed)
     remove_modules(model, skip)
-    if attentionless_layers(removed):
-        adapter.removed_attention_config(model.config, attentionless_layers(removed))
+    no_attention = attentionless_layers(removed)
+    if no_attention:
+        adapter.removed_attention_config(model.config, no_attention)
     return skip
 
 
