@@ -67,9 +67,9 @@ def work_seconds(view: BlockView, plan: Plan, per_block: list[float], head: floa
     cached, plain = sum(per_block), 0.0
     removed: set[str] = set()
     for step in plan.steps:
+        kept = [(i, t) for i, t in enumerate(per_block) if view.blocks[i].name not in removed]
         for name in step["scores"]:
             first = view.by_name[name].index
-            kept = [(i, t) for i, t in enumerate(per_block) if view.blocks[i].name not in removed]
             cached += sum(t for i, t in kept if i > first) + head
             plain += sum(t for i, t in kept if i != first) + head
         removed.add(step["removed"])
