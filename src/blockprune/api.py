@@ -6,7 +6,7 @@ import math
 import os
 import sys
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from .models import check_device
 from .incremental import IncrementalScorer
 from .perplexity import PlainScorer, perplexity
 from .racing import DEFAULT_Z, RacingScorer
+from .twoprecision import FAST_DTYPES, TwoPrecisionScorer, native_fast_dtype
 from .plan import Plan, versions
 from .search.greedy import BLOCK_TYPES, budget_check, units
 from .view import BlockView
@@ -49,7 +50,10 @@ class PruneOptions:
     seqlen: int = 2048
     seed: int = 42
     dtype: str = "fp32"
-    scorer: str = "incremental"
+    # auto: "fast" (two-precision racing) where the device runs a fast low precision natively, else
+    # "incremental"; resolved() makes it concrete before anything is recorded
+    scorer: str = "auto"
+    fast_dtype: str = "auto"  # fast scorer: the fast precision (auto: the device's native one, if any; none: racing)
     batch_size: int = 1
     cache_every: int = 1
     cache_device: str | None = None
@@ -77,6 +81,8 @@ class PruneOptions:
             raise UserError(f"--seqlen must be at least 2 (got {self.seqlen})")
         if self.scorer not in SCORERS:
             raise UserError(f"--scorer must be one of {', '.join(SCORERS)} (got {self.scorer!r})")
+        if self.fast_dtype not in FAST_CHOICES:
+            raise UserError(f"--fast-dtype must be one of {', '.join(FAST_CHOICES)} (got {self.fast_dtype!r})")
         if not self.racing_z > 0:
             raise UserError(f"--racing-z must be positive (got {self.racing_z})")
         if self.cache_every < 1:
@@ -90,9 +96,12 @@ class PruneOptions:
         if self.metric != "ppl" and self.method not in METRIC_METHODS:
             raise UserError(f"--metric {self.metric} does nothing with --method {self.method} (only "
                             f"{', '.join(METRIC_METHODS)} rank by --metric); drop --metric or change --method")
-        if self._changed("racing_z") and self.scorer != "racing":
-            raise UserError(f"--racing-z applies to --scorer racing only (got --scorer {self.scorer}); "
+        if self._changed("racing_z") and self.scorer not in RACING_SCORERS:
+            raise UserError(f"--racing-z applies to --scorer racing and fast only (got --scorer {self.scorer}); "
                             f"drop --racing-z or add --scorer racing")
+        if self._changed("fast_dtype") and self.scorer not in ("fast", "auto"):
+            raise UserError(f"--fast-dtype applies to --scorer fast only (got --scorer {self.scorer}); "
+                            f"drop --fast-dtype or use --scorer fast")
         if self.is_width:
             width_options(self).validate()
         if self.is_width and self.num_blocks is not None:  # refused here, before a plan is written
@@ -128,11 +137,28 @@ class PruneOptions:
     def is_width(self) -> bool:
         return get_method(self.method).granularity == "width"
 
+    def resolved(self, device: str) -> PruneOptions:
+        """These options with `auto` made concrete for `device`: what the plan records is what ran."""
+        fast = self.fast_dtype
+        if fast == "auto":
+            # a sharded model (device auto) gets no fast copy: it would need as many devices again
+            fast = (native_fast_dtype(device) if device != "auto" else None) or "none"
+        if fast != "none" and FAST_DTYPES[fast] == models.DTYPES[self.dtype]:
+            fast = "none"  # the search already runs in the fast precision
+        scorer = self.scorer
+        if scorer == "auto":
+            scorer = "fast" if fast != "none" and self.metric == "ppl" else "incremental"
+        if scorer != "fast":  # what only the fast scorer reads goes back to its default, so it validates again
+            fast = _DEFAULTS["fast_dtype"]
+        racing_z = self.racing_z if scorer in RACING_SCORERS else _DEFAULTS["racing_z"]
+        return replace(self, scorer=scorer, fast_dtype=fast, racing_z=racing_z)
+
     def recorded(self) -> dict[str, Any]:
         # batching and cache placement change only speed and memory, not the result: they do not bind a resume
         return {k: v for k, v in self.__dict__.items()
                 if k not in SPEED_ONLY and (self.is_width or k not in WIDTH_ONLY)
-                and (k != "racing_z" or self.scorer == "racing")}
+                and (k != "racing_z" or self.scorer in RACING_SCORERS)
+                and (k != "fast_dtype" or self.scorer == "fast")}
 
     def make_scorer(self, view: BlockView, windows):
         if self.metric != "ppl":
@@ -141,11 +167,16 @@ class PruneOptions:
             return PlainScorer(view, windows, self.batch_size)
         if self.scorer == "incremental":
             return IncrementalScorer(view, windows, self.batch_size, self.cache_every, self.cache_device)
+        if self.scorer == "fast":
+            return TwoPrecisionScorer(view, windows, self.batch_size, self.cache_every, self.cache_device,
+                                      z=self.racing_z, fast_dtype=None if self.fast_dtype == "none" else self.fast_dtype)
         return RacingScorer(view, windows, self.batch_size, self.cache_every, self.cache_device, z=self.racing_z)
 
 
 _DEFAULTS = {f.name: f.default for f in fields(PruneOptions)}
-SCORERS = ("plain", "incremental", "racing")
+SCORERS = ("auto", "plain", "incremental", "racing", "fast")
+RACING_SCORERS = ("racing", "fast", "auto")
+FAST_CHOICES = ("auto", *FAST_DTYPES, "none")
 SPEED_ONLY = ("batch_size", "cache_every", "cache_device")
 WIDTH_ONLY = ("allocation", "gqa", "layers")
 # methods that rank units with the search's scorer, so --metric decides what they remove
@@ -249,6 +280,7 @@ def prune(model: str = models.DEFAULT_MODEL, out: str | os.PathLike = "runs/bloc
         options.check_all_used()
     if device != "auto":  # auto: accelerate places the model on whatever there is
         check_device(device)
+    options = options.resolved(device)
     out = Path(out)
     plan_path = out / "plan.json"
     if plan_path.exists() and not resume:

@@ -46,6 +46,8 @@ class SplitScorer:
         windows = [0] * len(candidates)
         evaluated = exhaustive = 0
         any_partial = False
+        decided: list[int] | None = None
+        precision: dict | None = None
         for idx, sc in gathered:
             evaluated += sc.evaluated_windows
             exhaustive += sc.exhaustive_windows
@@ -53,7 +55,18 @@ class SplitScorer:
             for j, i in enumerate(idx):
                 scores[i] = sc.scores[j]
                 windows[i] = sc.windows[j] if sc.windows is not None else -1
+            if sc.decided is not None:  # each rank decided its own share's near-ties in full precision
+                decided = sorted((decided or []) + [idx[j] for j in sc.decided])
+                precision = _merge_precision(precision, sc.precision)
         if any_partial:
             full = max(windows)
             windows = [full if w == -1 else w for w in windows]
-        return Scored(scores, evaluated, exhaustive, windows if any_partial else None)
+        return Scored(scores, evaluated, exhaustive, windows if any_partial else None, decided, precision)
+
+
+def _merge_precision(a: dict | None, b: dict) -> dict:
+    """Two ranks' two-precision records as one: window counts add up, margins and errors take the larger."""
+    if a is None:
+        return dict(b)
+    return {**a, "margin": max(a["margin"], b["margin"]), "measured_error": max(a["measured_error"], b["measured_error"]),
+            "fast_windows": a["fast_windows"] + b["fast_windows"], "full_windows": a["full_windows"] + b["full_windows"]}

@@ -48,8 +48,14 @@ class Scored:
     evaluated_windows: int  # candidate-windows actually run
     exhaustive_windows: int  # candidate-windows a plain evaluation would run
     windows: list[int] | None = None  # windows behind each score, where a scorer stopped some early
+    # candidates whose score is final (search precision, every window), where a scorer leaves others
+    # with only a fast-precision score; None: `windows` alone says which are complete
+    decided: list[int] | None = None
+    precision: dict | None = None  # the two-precision scorer's record of the step (see twoprecision.py)
 
     def complete(self, i: int) -> bool:
+        if self.decided is not None:
+            return i in self.decided
         return self.windows is None or self.windows[i] == max(self.windows)
 
 

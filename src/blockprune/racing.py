@@ -57,8 +57,11 @@ def noise_floor(nll: dict[int, torch.Tensor], best: Sequence[int]) -> float:
 
 
 def survivors(nll: dict[int, torch.Tensor], alive: list[int], seen: int, total: int, z: float,
-              floor: float = 0.0) -> list[int]:
-    """The candidates still in the race after their first `seen` of `total` windows (per-window NLLs)."""
+              floor: float = 0.0, margin: float = 0.0) -> list[int]:
+    """The candidates still in the race after their first `seen` of `total` windows (per-window NLLs).
+
+    `margin` (nats) widens the bound for NLLs known only approximately: a candidate stays while it could be
+    within `margin` of the leader."""
     if seen >= total or len(alive) < 2:
         return alive
     nll = {c: nll[c][:seen] for c in alive}
@@ -70,32 +73,36 @@ def survivors(nll: dict[int, torch.Tensor], alive: list[int], seen: int, total: 
         mean = _mean(d)
         spread = float(d.std(unbiased=True)) if seen > 1 else (floor if floor > 0 else math.inf)
         se = max(spread, floor) / math.sqrt(seen) * fpc
-        if c == leader or (math.isfinite(mean) and mean - z * se <= 0):
+        if c == leader or (math.isfinite(mean) and mean - z * se <= margin):
             keep.append(c)
     return keep
 
 
 def race(count: int, batch_windows: Sequence[int], look: Callable[[int, int], torch.Tensor], z: float,
-         floor_from: int = 8) -> dict[int, torch.Tensor]:
+         floor_from: int = 8, margin_from: Callable[[list[int], int], float] | None = None) -> dict[int, torch.Tensor]:
     """Race `count` candidates over batches of windows; `look(c, b)` returns candidate c's per-window NLLs
-    on batch b; `floor_from` 0 races without a noise floor. Returns each candidate's NLLs on the windows
-    it ran (every window for the survivors)."""
+    on batch b; `floor_from` 0 races without a noise floor. `margin_from(best, batches)`, given the best
+    candidates of the first round and how many batches they ran, returns the margin (nats) that
+    `survivors` allows. Returns each candidate's NLLs on the windows it ran (every window for the
+    survivors)."""
     got: dict[int, list[torch.Tensor]] = {c: [look(c, 0)] for c in range(count)}
 
     def nll() -> dict[int, torch.Tensor]:
         return {c: torch.cat(t) for c, t in got.items()}
 
     alive, total = list(range(count)), sum(batch_windows)
-    floor = 0.0
+    floor = margin = 0.0
+    best = sorted(alive, key=lambda c: (_mean(got[c][0]), c))[:max(2, floor_from)]
     if count > 1 and len(batch_windows) > 1 and floor_from > 0:
-        best = sorted(alive, key=lambda c: (_mean(got[c][0]), c))[:max(2, floor_from)]
         if batch_windows[0] < 2:  # one window says nothing about spread: the best run a second batch
             for c in best:
                 got[c].append(look(c, 1))
         floor = noise_floor(nll(), best)
+    if margin_from is not None:
+        margin = margin_from(best, len(got[best[0]]))
     seen = batch_windows[0]
     for b in range(1, len(batch_windows) + 1):
-        alive = survivors(nll(), alive, seen, total, z, floor)
+        alive = survivors(nll(), alive, seen, total, z, floor, margin)
         if b == len(batch_windows):
             break
         for c in alive:

@@ -39,3 +39,22 @@ def add_data_dir(p) -> None:
     p.add_argument("--data-dir", default=None,
                    help="folder with offline dataset copies (calibration/alpaca_5000.json, perplexity/..., eval/...); "
                         "default: $BLOCKPRUNE_DATA, else the Hugging Face hub")
+
+
+def add_scorer_arguments(p) -> None:
+    """How perplexity searches score candidates (prune and compare); choices and defaults are the API's."""
+    from ..api import FAST_CHOICES, SCORERS, PruneOptions
+
+    default = PruneOptions()
+    p.add_argument("--scorer", default=default.scorer, choices=SCORERS,
+                   help="how candidates are scored: plain (a full forward pass each), incremental (exact, from "
+                        "cached block-boundary states), racing (incremental, and drops clear losers early), fast "
+                        "(racing in a fast low precision, near-ties decided in --dtype on every window); auto: "
+                        "fast where the device runs bf16 natively (AVX512-BF16/AMX CPUs, CUDA GPUs of compute "
+                        "capability 8.0+), else incremental; perplexity searches only (--metric ppl)")
+    p.add_argument("--racing-z", type=float, default=default.racing_z,
+                   help="racing and fast: a candidate leaves once it trails the leader by this many standard errors "
+                        "(lower: faster, more risk of a choice exhaustive scoring would not make)")
+    p.add_argument("--fast-dtype", default=default.fast_dtype, choices=FAST_CHOICES,
+                   help="fast scorer: the precision candidates race in (auto: the device's native fast precision, "
+                        "if any; none: race in --dtype, i.e. plain racing)")

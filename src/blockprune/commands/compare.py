@@ -1,7 +1,7 @@
 """blockprune compare: several methods at a matched ratio, evaluated alike, as one Table-1-shaped table."""
 from __future__ import annotations
 
-from . import add_model_arguments
+from . import add_model_arguments, add_scorer_arguments
 
 NAME = "compare"
 HELP = "run several methods at the same target ratio and tabulate their evaluations"
@@ -22,8 +22,7 @@ def add_arguments(p) -> None:
     p.add_argument("--nsamples", type=int, default=256, help="calibration rows sampled (seeded)")
     p.add_argument("--seqlen", type=int, default=2048, help="tokens per calibration window")
     p.add_argument("--seed", type=int, default=42, help="seed of the row sample")
-    p.add_argument("--scorer", default="incremental", choices=["plain", "incremental", "racing"],
-                   help="how perplexity searches score candidates")
+    add_scorer_arguments(p)
     p.add_argument("--batch-size", type=int, default=1, help="calibration windows per forward pass")
     p.add_argument("--tasks", default="wikitext2,piqa,winogrande,hellaswag,arc_easy,arc_challenge",
                    help="comma-separated evaluation tasks")
@@ -44,6 +43,7 @@ def run(args) -> None:
 
     opts = PruneOptions(block_type=args.block_type, calibration=args.calibration, nsamples=args.nsamples,
                         seqlen=args.seqlen, seed=args.seed, dtype=args.dtype, scorer=args.scorer,
+                        fast_dtype=args.fast_dtype, racing_z=args.racing_z,
                         batch_size=args.batch_size, ratio=args.ratio)
     windows = None if args.full else (args.max_windows or QUICK_WINDOWS)
     limit = None if args.full else (args.limit or QUICK_DOCS)

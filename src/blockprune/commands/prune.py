@@ -1,7 +1,7 @@
 """blockprune prune: search what to remove; write the plan and the pruned checkpoint."""
 from __future__ import annotations
 
-from . import add_model_arguments
+from . import add_model_arguments, add_scorer_arguments
 
 NAME = "prune"
 HELP = "search what to remove and write a plan and a pruned checkpoint"
@@ -32,13 +32,7 @@ def add_arguments(p) -> None:
     p.add_argument("--nsamples", type=int, default=256, help="rows sampled from the calibration set (seeded)")
     p.add_argument("--seqlen", type=int, default=2048, help="tokens per calibration window")
     p.add_argument("--seed", type=int, default=42, help="seed of the row sample")
-    p.add_argument("--scorer", default="incremental", choices=["plain", "incremental", "racing"],
-                   help="how candidates are scored: plain (a full forward pass each), incremental (exact, from "
-                        "cached block-boundary states), racing (incremental, and drops clear losers early); "
-                        "perplexity searches only (--metric ppl)")
-    p.add_argument("--racing-z", type=float, default=2.5,
-                   help="racing: a candidate leaves once it trails the leader by this many standard errors "
-                        "(lower: faster, more risk of a choice exhaustive scoring would not make)")
+    add_scorer_arguments(p)
     p.add_argument("--batch-size", type=int, default=1, help="windows per forward pass (memory vs speed)")
     p.add_argument("--cache-every", type=int, default=1,
                    help="keep every n-th block boundary in the cache (memory / n, more recomputation)")
@@ -63,7 +57,7 @@ def run(args) -> None:
     opts = PruneOptions(method=args.method, block_type=args.block_type, metric=args.metric,
                         num_blocks=args.num_blocks, ratio=args.ratio,
                         calibration=args.calibration, nsamples=args.nsamples, seqlen=args.seqlen, seed=args.seed,
-                        dtype=args.dtype, scorer=args.scorer, batch_size=args.batch_size,
+                        dtype=args.dtype, scorer=args.scorer, fast_dtype=args.fast_dtype, batch_size=args.batch_size,
                         cache_every=args.cache_every, cache_device=args.cache_device, racing_z=args.racing_z,
                         allocation=args.allocation, gqa=args.gqa, layers=args.layers)
     opts.check_all_used()  # every option given to this one run must take effect

@@ -96,6 +96,9 @@ def greedy(view: BlockView, scorer, plan: Plan, candidates: list[Unit], *, num_b
         })
         if scored.windows is not None:
             plan.steps[-1]["partial"] = {u.name: n for u, n in zip(pool, scored.windows) if n < max(scored.windows)}
+        if scored.precision is not None:
+            plan.steps[-1]["precision"] = {**scored.precision,
+                                           "decided_in_full": [pool[i].name for i in scored.decided or []]}
         if on_step:
             on_step(plan, time.perf_counter() - t0)
     return plan

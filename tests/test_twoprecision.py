@@ -1,0 +1,155 @@
+"""Two-precision racing: bf16 ranks, the search's precision decides near-ties; fallback to racing."""
+import copy
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import blockprune
+from blockprune import twoprecision
+from blockprune.api import PruneOptions
+from blockprune.data import Windows
+from blockprune.perplexity import PlainScorer
+from blockprune.plan import Plan
+from blockprune.racing import RacingScorer
+from blockprune.search import greedy, units
+from blockprune.twoprecision import TwoPrecisionScorer
+from blockprune.view import BlockView
+from conftest import tiny_llama
+
+
+def near_tie():
+    """A tiny model whose two best first-step blocks bf16 orders the other way round from fp32."""
+    view = BlockView(tiny_llama(5, 6))
+    ids = torch.randint(1, 97, (8, 24), generator=torch.Generator().manual_seed(5))
+    return view, Windows(ids, "random", 8, 8 * 24, None)
+
+
+def best(scores):
+    return min(range(len(scores)), key=scores.__getitem__)
+
+
+def empty_plan():
+    return Plan(method="blockpruner", model={}, calibration={}, options={})
+
+
+def test_a_near_tie_bf16_misorders_is_decided_in_fp32():
+    view, w = near_tie()
+    cands = units(view)
+    fp32 = PlainScorer(view, w).score(frozenset(), [u.blocks for u in cands]).scores
+    bf16 = PlainScorer(BlockView(copy.deepcopy(view.model).to(torch.bfloat16)), w).score(
+        frozenset(), [u.blocks for u in cands]).scores
+    assert best(fp32) != best(bf16)  # the premise: bf16 alone would choose another block
+
+    plan = greedy(view, TwoPrecisionScorer(view, w, fast_dtype="bf16"), empty_plan(), cands, num_blocks=1, ratio=None)
+    step = plan.steps[0]
+    assert step["removed"] == cands[best(fp32)].name
+    assert step["ppl"] == pytest.approx(fp32[best(fp32)], rel=1e-6)  # the recorded perplexity is fp32's
+    rec = step["precision"]
+    assert rec["fast"] == "bf16" and rec["margin"] > 0 and rec["fast_windows"] > 0 and rec["full_windows"] > 0
+    assert {cands[best(fp32)].name, cands[best(bf16)].name} <= set(rec["decided_in_full"])
+    for name in rec["decided_in_full"]:  # decided candidates carry their fp32 score on every window
+        assert step["scores"][name] == pytest.approx(fp32[[u.name for u in cands].index(name)], rel=1e-6)
+
+
+def test_clear_losers_never_run_in_full_precision():
+    view, w = near_tie()
+    scorer = TwoPrecisionScorer(view, w, batch_size=2, fast_dtype="bf16", floor_from=3)
+    ran_full = set()
+    real = scorer.full.final_nll
+
+    def spy(batch, removed, first):
+        ran_full.add(frozenset(removed))
+        return real(batch, removed, first)
+
+    scorer.full.final_nll = spy
+    cands = [u.blocks for u in units(view)]
+    scored = scorer.score(frozenset(), cands)
+    fp32 = PlainScorer(view, w).score(frozenset(), cands).scores
+    # full precision ran only the probe (the 3 best after one batch) and the near-ties: never a clear loser
+    losers = [i for i, s in enumerate(fp32) if s > 1.1 * min(fp32)]
+    assert losers
+    assert ran_full and all(cands[i] not in ran_full for i in losers)
+    assert scored.precision["full_windows"] < scored.precision["fast_windows"]
+    assert len(scored.decided) < len(cands)
+
+
+def test_without_a_fast_precision_the_scorer_is_racing():
+    view, w = near_tie()
+    cands = [u.blocks for u in units(view)]
+    fallback = TwoPrecisionScorer(view, w, fast_dtype=None).score(frozenset(), cands)
+    racing = RacingScorer(view, w).score(frozenset(), cands)
+    assert fallback.scores == racing.scores and fallback.windows == racing.windows
+    assert fallback.precision is None
+    # a model already in bf16 has no faster copy to race in: racing again
+    bf16_view = BlockView(copy.deepcopy(view.model).to(torch.bfloat16))
+    assert TwoPrecisionScorer(bf16_view, w, fast_dtype="bf16").fast_dtype is None
+
+
+def test_auto_resolves_by_what_the_device_runs_natively(monkeypatch):
+    monkeypatch.setattr("blockprune.api.native_fast_dtype", lambda device: None)
+    assert PruneOptions(num_blocks=1).resolved("cpu").scorer == "incremental"  # today's exact default
+    for resolved in (PruneOptions(num_blocks=1).resolved("cpu"), PruneOptions(num_blocks=1, scorer="fast").resolved("cpu")):
+        resolved.validate()  # compare validates each method's resolved options again
+    fast_here = PruneOptions(num_blocks=1, scorer="fast").resolved("cpu")
+    assert (fast_here.scorer, fast_here.fast_dtype) == ("fast", "none")
+    monkeypatch.setattr("blockprune.api.native_fast_dtype", lambda device: "bf16")
+    auto = PruneOptions(num_blocks=1).resolved("cpu")
+    assert (auto.scorer, auto.fast_dtype) == ("fast", "bf16")
+    assert PruneOptions(num_blocks=1, dtype="bf16").resolved("cpu").scorer == "incremental"
+    assert PruneOptions(num_blocks=1, metric="bi").resolved("cpu").scorer == "incremental"
+    assert PruneOptions(num_blocks=1, fast_dtype="none").resolved("cpu").scorer == "incremental"
+
+
+def test_native_bf16_is_read_from_the_cpu_flags(monkeypatch):
+    monkeypatch.setattr(twoprecision, "_cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
+    assert twoprecision.native_fast_dtype("cpu") == "bf16"
+    monkeypatch.setattr(twoprecision, "_cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    assert twoprecision.native_fast_dtype("cpu") is None
+
+
+def prune_fast(ckpt, calib, out, **kw):
+    return blockprune.prune(ckpt, out, calibration=calib, progress=False, export=False, num_blocks=3, nsamples=8,
+                            seqlen=32, scorer="fast", fast_dtype="bf16", **kw)
+
+
+def test_a_resumed_fast_search_gives_the_byte_identical_plan(tiny_checkpoint, calib_file, tmp_path, monkeypatch):
+    whole = prune_fast(tiny_checkpoint, calib_file, tmp_path / "whole")
+    assert whole.plan.options["scorer"] == "fast" and whole.plan.options["fast_dtype"] == "bf16"
+    assert all("precision" in s for s in whole.plan.steps)
+    real_save, calls = Plan.save, {"n": 0}
+
+    def crashing_save(self, path):
+        real_save(self, path)
+        calls["n"] += 1
+        if calls["n"] == 3:  # dense ppl, step 1, step 2: then the process "dies"
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Plan, "save", crashing_save)
+    with pytest.raises(KeyboardInterrupt):
+        prune_fast(tiny_checkpoint, calib_file, tmp_path / "killed")
+    monkeypatch.setattr(Plan, "save", real_save)
+    prune_fast(tiny_checkpoint, calib_file, tmp_path / "killed", resume=True)
+    assert (tmp_path / "killed" / "plan.json").read_bytes() == (tmp_path / "whole" / "plan.json").read_bytes()
+
+
+def test_two_processes_give_the_single_process_plan(tiny_checkpoint, calib_file, tmp_path):
+    from blockprune import cli
+
+    args = ["prune", "--model", tiny_checkpoint, "--calibration", calib_file, "--seqlen", "32", "--nsamples", "8",
+            "--num-blocks", "3", "--no-export", "--quiet", "--scorer", "fast", "--fast-dtype", "bf16"]
+    assert cli.main(args + ["--out", str(tmp_path / "single")]) == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           "--master_addr", "127.0.0.1", "--master_port", "29541",
+                           "-m", "blockprune.cli", *args, "--out", str(tmp_path / "multi")],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    single = json.loads((tmp_path / "single" / "plan.json").read_text())
+    multi = json.loads((tmp_path / "multi" / "plan.json").read_text())
+    # the same choices and full-precision perplexities; what each rank raced (window counts, margins) differs
+    assert [s["removed"] for s in multi["steps"]] == [s["removed"] for s in single["steps"]]
+    assert [s["ppl"] for s in multi["steps"]] == pytest.approx([s["ppl"] for s in single["steps"]], rel=1e-6)
