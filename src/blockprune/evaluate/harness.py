@@ -105,13 +105,6 @@ def task_manager(by_name: bool):
     return TaskManager(include_defaults=by_name)
 
 
-def check_task_names(tasks: Sequence[str]) -> None:
-    """Refuse unknown lm-eval task names before any model time is spent."""
-    unknown = [t for t in tasks if t not in STANDARD and t not in task_manager(True).all_tasks]
-    if unknown:
-        raise UserError(f"lm-eval does not know the task(s) {', '.join(unknown)}; see `lm-eval ls tasks`")
-
-
 def run_tasks(lm, specs: list, *, limit: int | None = None, samples: dict[str, list[int]] | None = None,
               log_samples: bool = False, num_fewshot: int = 0) -> dict[str, Any]:
     from lm_eval import simple_evaluate

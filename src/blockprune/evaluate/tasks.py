@@ -130,7 +130,8 @@ def prepare(tasks: Sequence[str], *, include_path=None, data_dir: str | os.PathL
             entry = custom.task_index[t]
             where = str(entry.yaml_path) if entry.yaml_path else f"tag in --include-path {', '.join(map(str, folders))}"
             prepared.harness[t] = _build(lambda: list(custom.load([t])["tasks"].values()), t,
-                                         f"lm-eval rejects the task {t} ({where})", "fix the YAML")
+                                         f"lm-eval rejects the task {t} ({where})",
+                                         "fix the YAML or its data_files (a relative path is read from the working directory)")
             prepared.origin[t] = where
         else:
             prepared.harness[t], prepared.origin[t] = _builtin(t, d, builtin)
