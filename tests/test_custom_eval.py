@@ -228,3 +228,27 @@ def test_reports_and_compare_show_custom_columns(tmp_path):
     md = markdown(result)
     assert "| notes.txt PPL |" in md and "| colours |" in md and "2-shot" in md and "not part of it" in md
     assert "colours PPL" not in md  # a custom task is not mistaken for a perplexity set
+
+
+def test_compare_runs_custom_tasks_and_refuses_bad_ones_before_searching(ckpt, tmp_path, capsys):
+    from blockprune.cli import main
+
+    include = write_task(tmp_path / "tasks")
+    calib = tmp_path / "calib.txt"
+    calib.write_text("the cat sat on the mat and the model pruned a block of attention " * 4)
+    base = ["compare", "--model", ckpt, "--ratio", "0.3", "--methods", "shortgpt", "--calibration", str(calib),
+            "--nsamples", "8", "--seqlen", "32", "--include-path", str(include), "--quiet"]
+    bad = tmp_path / "bad"
+    assert main(base + ["--tasks", "colors", "--out", str(bad)]) == 2
+    assert "close matches: colours" in capsys.readouterr().err and not bad.exists()  # no search ran
+
+    out = tmp_path / "cmp"
+    assert main(base + ["--tasks", f"ppl:{calib},colours", "--eval-seqlen", "32", "--num-fewshot", "1",
+                        "--out", str(out)]) == 0
+    result = json.loads((out / "comparison.json").read_text())
+    assert result["eval"]["num_fewshot"] == 1 and [r["method"] for r in result["rows"]] == ["dense", "shortgpt"]
+    assert all(0 <= r["zero_shot"]["colours"] <= 1 and r["perplexity"][f"ppl:{calib}"] > 0 for r in result["rows"])
+    md = (out / "comparison.md").read_text()
+    assert "| calib.txt PPL | colours |" in md and "1-shot" in md
+    ev = json.loads((out / "shortgpt" / "eval.json").read_text())
+    assert ev["zero_shot"]["colours"]["num_fewshot"] == 1

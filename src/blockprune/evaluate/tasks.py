@@ -184,12 +184,12 @@ def _build(make, task: str, what: str, todo: str) -> list:
 def _unknown(task: str, folders: tuple[Path, ...], custom, builtin) -> str:
     known = list(PPL_TASKS) + list(STANDARD) + (custom.all_tasks if custom else []) + (builtin.all_tasks if builtin else [])
     close = difflib.get_close_matches(task, sorted(set(known)), n=5, cutoff=0.6)
-    where = f"in --include-path {', '.join(map(str, folders))}, " if folders else ""
     hint = f"; close matches: {', '.join(close)}" if close else ""
     if Path(task).suffix in TEXT_SUFFIXES:
         hint += f"; for the perplexity of a local text write {PPL_PREFIX}{task}"
-    return (f"unknown task {task!r}: not a perplexity set (wikitext2, ptb, {PPL_PREFIX}FILE), not a task {where}"
-            f"nor one of lm-eval's (see `lm-eval ls tasks`){hint}")
+    where = [f"not a perplexity set (wikitext2, ptb, {PPL_PREFIX}FILE)"]
+    where += [f"not defined in --include-path {', '.join(map(str, folders))}"] if folders else []
+    return f"unknown task {task!r}: {', '.join(where)}, not an lm-eval task (see `lm-eval ls tasks`){hint}"
 
 
 def _one_line(e: BaseException) -> str:
