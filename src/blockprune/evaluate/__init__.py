@@ -99,7 +99,7 @@ def evaluate_model(target: str | os.PathLike, tasks: Sequence[str] = DEFAULT_TAS
 
     `tasks` mixes `wikitext2`, `ptb`, `ppl:FILE` (any local .txt/.json/.jsonl text) and lm-eval task names,
     including those defined by the task YAMLs in `include_path`. They are checked, and their documents
-    loaded, before the model is."""
+    loaded, before the model is. Cost figures (latency, memory) only with `with_cost=True`."""
     prepared = prepare(tasks, include_path=include_path, data_dir=data_dir)
     subject = load_subject(str(target), dtype, device)
     return evaluate(subject, prepared, out=out, seqlen=seqlen, max_windows=max_windows, limit=limit,

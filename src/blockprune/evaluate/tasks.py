@@ -39,7 +39,8 @@ def check_text_file(task: str) -> None:
     if not path.is_file():
         raise UserError(f"{task}: no such file {path}; give ppl:PATH with a local .txt, .json or .jsonl text")
     if path.suffix not in TEXT_SUFFIXES:
-        raise UserError(f"{task}: perplexity reads .txt, .json or .jsonl text, not {path.suffix or 'a file without one'}")
+        raise UserError(f"{task}: perplexity reads .txt, .json or .jsonl text, "
+                        f"not {path.suffix or 'a file without a suffix'}")
     load_rows(str(path))  # unreadable, not UTF-8 or malformed rows fail here, each with its own message
 
 
@@ -82,7 +83,7 @@ def check_include_path(include_path: Sequence[str | os.PathLike] | str | os.Path
         for y in yamls:
             try:
                 load_yaml(y, resolve_func=False, recursive=True)
-            except Exception as e:  # noqa: BLE001 - YAML syntax, a missing include, not a mapping: all the same to the user
+            except Exception as e:  # noqa: BLE001 - YAML syntax, a missing include, not a mapping: one answer
                 raise UserError(f"lm-eval cannot read the task YAML {y} (in --include-path {d}): "
                                 f"{_one_line(e)}; fix it or move it out of the folder") from e
         out.append(d.resolve())
@@ -128,10 +129,11 @@ def prepare(tasks: Sequence[str], *, include_path=None, data_dir: str | os.PathL
     for t in names:
         if custom is not None and t in custom.all_tasks:
             entry = custom.task_index[t]
-            where = str(entry.yaml_path) if entry.yaml_path else f"tag in --include-path {', '.join(map(str, folders))}"
+            where = (str(entry.yaml_path) if entry.yaml_path else
+                     f"tag in --include-path {', '.join(map(str, folders))}")
             prepared.harness[t] = _build(lambda: list(custom.load([t])["tasks"].values()), t,
-                                         f"lm-eval rejects the task {t} ({where})",
-                                         "fix the YAML or its data_files (a relative path is read from the working directory)")
+                                         f"lm-eval rejects the task {t} ({where})", "fix the YAML or its "
+                                         "data_files (a relative path is read from the working directory)")
             prepared.origin[t] = where
         else:
             prepared.harness[t], prepared.origin[t] = _builtin(t, d, builtin)
@@ -145,8 +147,10 @@ def _builtin(task: str, d: Path | None, builtin) -> tuple[list, str]:
     cfg = standard_config(task) if task in STANDARD else _leaf_config(entry)
     rel = offline_name(task, cfg)
     if d is not None and rel is not None and cfg is not None and (d / rel).exists():
-        local = config_with_local_split(cfg, str(d / rel), STANDARD[task][2] if task in STANDARD else eval_split(cfg))
-        built = _build(lambda: [ConfigurableTask(config=local)], task, f"could not read the offline copy {d / rel} of {task}",
+        split = STANDARD[task][2] if task in STANDARD else eval_split(cfg)
+        local = config_with_local_split(cfg, str(d / rel), split)
+        built = _build(lambda: [ConfigurableTask(config=local)], task,
+                       f"could not read the offline copy {d / rel} of {task}",
                        "check that it is the JSONL of the hub split, one document a line")
         return built, str(d / rel)
     where = (f"or put an offline copy at {d / rel}" if d is not None else
@@ -182,7 +186,8 @@ def _build(make, task: str, what: str, todo: str) -> list:
 
 
 def _unknown(task: str, folders: tuple[Path, ...], custom, builtin) -> str:
-    known = list(PPL_TASKS) + list(STANDARD) + (custom.all_tasks if custom else []) + (builtin.all_tasks if builtin else [])
+    known = (list(PPL_TASKS) + list(STANDARD) + (custom.all_tasks if custom else [])
+             + (builtin.all_tasks if builtin else []))
     close = difflib.get_close_matches(task, sorted(set(known)), n=5, cutoff=0.6)
     hint = f"; close matches: {', '.join(close)}" if close else ""
     if Path(task).suffix in TEXT_SUFFIXES:
