@@ -145,14 +145,16 @@ def test_offline_tasks_make_the_standard_requests(shared_data, monkeypatch, task
 
 def test_standard_configs_are_lm_evals_registered_tasks():
     from blockprune.errors import UserError
-    from blockprune.evaluate.harness import check_task_names, task_manager
+    from blockprune.evaluate.harness import task_manager
+    from blockprune.evaluate.tasks import prepare
 
     tm = task_manager(True)
     for task in ZERO_SHOT:
         assert tm.task_index[task].yaml_path.resolve() == standard_yaml(task).resolve()
-    check_task_names(["piqa", "lambada_openai"])
-    with pytest.raises(UserError, match="nosuchtask"):
-        check_task_names(["piqa", "nosuchtask"])
+    with pytest.raises(UserError, match="unknown task .nosuchtask."):
+        prepare(["wikitext2", "nosuchtask", "piqa"])
+    with pytest.raises(UserError, match="'pica'.*close matches: .*piqa"):
+        prepare(["pica"])
 
 
 def test_average_uses_acc_norm_where_present():

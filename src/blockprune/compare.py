@@ -132,17 +132,19 @@ def _missing(record: dict | None, tasks: Sequence[str], settings: dict[str, Any]
 
 
 def quick_evaluator(*, seqlen: int, max_windows: int | None, limit: int | None, data_dir=None,
-                    dtype: str = "fp32", device: str = "cpu", batch_size: int = 16,
-                    progress: bool = True) -> tuple[Evaluator, dict[str, Any]]:
-    """`blockprune.evaluate` on a run folder (masked in memory) or a model, and the settings it binds."""
-    settings = {"seqlen": seqlen, "max_windows": max_windows, "limit": limit}
+                    include_path=None, num_fewshot: int = 0, dtype: str = "fp32", device: str = "cpu",
+                    batch_size: int = 16, progress: bool = True) -> tuple[Evaluator, dict[str, Any]]:
+    """`blockprune.evaluate` on a run folder (masked in memory) or a model, and the settings it binds
+    (a folder evaluated with other settings, few-shot included, is evaluated again)."""
+    settings = {"seqlen": seqlen, "max_windows": max_windows, "limit": limit, "num_fewshot": num_fewshot}
 
     def run(target: str, tasks: Sequence[str], out: Path) -> dict:
         from .evaluate import evaluate, load_subject
 
         subject = load_subject(target, dtype, device)
         return evaluate(subject, tasks, out=out, seqlen=seqlen, max_windows=max_windows, limit=limit,
-                        data_dir=data_dir, batch_size=batch_size, with_cost=False, progress=progress)
+                        data_dir=data_dir, include_path=include_path, num_fewshot=num_fewshot,
+                        batch_size=batch_size, with_cost=False, progress=progress)
     return run, settings
 
 
@@ -186,8 +188,19 @@ def _read(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def _task_score(scores: dict[str, Any]) -> float:
-    return scores["acc_norm"] if "acc_norm" in scores else scores["acc"]  # the paper's rule
+def task_metric(scores: dict[str, Any]) -> str | None:
+    """The metric a task's column shows: the paper's rule (acc_norm where the task reports it, acc
+    otherwise), else a task's first own metric (a custom task's exact_match, f1, ...)."""
+    for m in ("acc_norm", "acc"):
+        if m in scores:
+            return m
+    return next((m for m, v in scores.items() if isinstance(v, (int, float)) and not m.endswith("_stderr")
+                 and m not in ("docs", "docs_total", "num_fewshot")), None)
+
+
+def _task_score(scores: dict[str, Any]) -> float | None:
+    m = task_metric(scores)
+    return scores[m] if m else None
 
 
 def _average(zero_shot: dict[str, Any]) -> dict[str, Any] | None:
@@ -247,6 +260,7 @@ def _row(label: str, plan: Plan | None, ev: dict, run: dict | None) -> dict[str,
         "calibration_ppl": last["ppl"] if last else (plan.dense["ppl"] if plan else None),
         "perplexity": {t: v["ppl"] for t, v in ev.get("perplexity", {}).items()},
         "zero_shot": {t: _task_score(v) for t, v in ev.get("zero_shot", {}).items()},
+        "metrics": {t: task_metric(v) for t, v in ev.get("zero_shot", {}).items()},
         "average": (_average(ev.get("zero_shot", {})) or {}).get("value"),
         "search_seconds": run["search_seconds"] if run else None,
     }
@@ -259,12 +273,23 @@ def _row(label: str, plan: Plan | None, ev: dict, run: dict | None) -> dict[str,
     return row
 
 
+def is_accuracy(metric: str | None) -> bool:
+    """Shown in %: accuracies and other scores in [0, 1] (perplexities and the like are shown as they are)."""
+    return bool(metric) and metric.split(",")[0] in ("acc", "acc_norm", "exact_match", "f1", "mcc", "em")
+
+
 def markdown(result: dict[str, Any]) -> str:
+    from .evaluate.tasks import is_perplexity
+
     tasks = result["tasks"]
-    ppl_tasks = [t for t in tasks if t not in ZERO_SHOT]
-    zs = [t for t in tasks if t in ZERO_SHOT]
-    head = (["Method", "Ratio", "Calib. PPL"] + [f"{'WikiText-2' if t == 'wikitext2' else t} PPL" for t in ppl_tasks]
-            + [TASK_TITLES[t] for t in zs] + (["Avg."] if len(zs) == len(ZERO_SHOT) else []) + ["Search (s)"])
+    ppl_tasks = [t for t in tasks if is_perplexity(t)]
+    zs = [t for t in ZERO_SHOT if t in tasks]
+    custom = [t for t in tasks if not is_perplexity(t) and t not in ZERO_SHOT]
+    metric = {t: next((r.get("metrics", {}).get(t) for r in result["rows"] if r.get("metrics", {}).get(t)), None)
+              for t in custom}
+    head = (["Method", "Ratio", "Calib. PPL"] + [f"{ppl_title(t)} PPL" for t in ppl_tasks]
+            + [TASK_TITLES[t] for t in zs] + (["Avg."] if len(zs) == len(ZERO_SHOT) else [])
+            + [t if metric[t] in (None, "acc", "acc_norm") else f"{t} ({metric[t]})" for t in custom] + ["Search (s)"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     fmt = lambda v, f: "–" if v is None else format(v, f)  # noqa: E731
     for r in result["rows"]:
@@ -273,14 +298,31 @@ def markdown(result: dict[str, Any]) -> str:
         cells += [fmt(None if r["zero_shot"].get(t) is None else 100 * r["zero_shot"][t], ".2f") for t in zs]
         if len(zs) == len(ZERO_SHOT):
             cells.append(fmt(None if r["average"] is None else 100 * r["average"], ".2f"))
+        for t in custom:
+            v = r["zero_shot"].get(t)
+            cells.append(fmt(None if v is None else 100 * v if is_accuracy(metric[t]) else v, ".2f"))
         cells.append(fmt(r["search_seconds"], ".0f"))
         lines.append("| " + " | ".join(cells) + " |")
     removed = [f"- {r['method']}: {', '.join(r['removed'])}" for r in result["rows"] if r["removed"]]
     ev = result.get("eval", {})
+    shots = ev.get("num_fewshot") or 0
+    notes = [f"Task columns are accuracy in % (acc_norm where the task reports it, acc otherwise; a custom task's "
+             f"own metric where it has neither), {f'{shots}-shot' if shots else 'zero-shot'}."]
+    if len(zs) == len(ZERO_SHOT):
+        notes.append("Avg. is the BlockPruner paper's five-task average (PIQA, WinoGrande, HellaSwag, ARC-e, ARC-c)"
+                     + ("; the other task columns are not part of it." if custom else "."))
     return (f"# Method comparison at a target ratio of {result['target_ratio']:.0%}\n\n"
             f"Model {result['model']}; calibration {result['calibration']}; evaluation {ev}.\n"
-            f"Zero-shot columns are accuracy in % (acc_norm where the task reports it, acc otherwise).\n\n"
+            + "\n".join(notes) + "\n\n"
             + "\n".join(lines) + "\n\nRemoved units (in removal order):\n\n" + "\n".join(removed) + "\n")
+
+
+def ppl_title(task: str) -> str:
+    """A perplexity column's name: WikiText-2, PTB, or a local text's file name."""
+    from .evaluate.tasks import PPL_PREFIX
+
+    titles = {"wikitext2": "WikiText-2", "ptb": "PTB"}
+    return titles.get(task) or Path(task[len(PPL_PREFIX):] if task.startswith(PPL_PREFIX) else task).name
 
 
 def _say(enabled: bool, line: str) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import atomic
+from .compare import is_accuracy, ppl_title, task_metric
 from .errors import UserError
 from .plan import Plan, expand
 
@@ -191,8 +192,7 @@ def table_row(e: Entry) -> dict[str, Any] | None:
     if ratio is None and ev["subject"]["method"] == "dense":
         ratio = 0.0
     zs = ev.get("zero_shot", {})
-    metric = {t: (ev.get("average") or {}).get("metrics", {}).get(t) or ("acc_norm" if "acc_norm" in zs.get(t, {})
-                                                                        else "acc") for t in zs}
+    metric = {t: (ev.get("average") or {}).get("metrics", {}).get(t) or task_metric(zs[t]) for t in zs}
     method = ev["subject"]["method"]
     healing = ev["subject"].get("healing")
     if healing:
@@ -200,7 +200,9 @@ def table_row(e: Entry) -> dict[str, Any] | None:
     return {"label": e.label, "method": method, "ratio": ratio,
             "wikitext2": (ev.get("perplexity", {}).get("wikitext2") or {}).get("ppl"),
             "ptb": (ev.get("perplexity", {}).get("ptb") or {}).get("ppl"),
+            "texts": {t: r.get("ppl") for t, r in ev.get("perplexity", {}).items() if t not in PPL_TITLES},
             "tasks": {t: zs[t].get(metric[t]) for t in zs}, "metrics": metric,
+            "num_fewshot": (ev.get("settings") or {}).get("num_fewshot") or 0,
             "average": (ev.get("average") or {}).get("value"),
             "subset": {"windows": (ev.get("perplexity", {}).get("wikitext2") or {}).get("windows"),
                        "docs": {t: zs[t].get("docs") for t in zs}}}
@@ -222,20 +224,31 @@ def add_recovery(rows: list[dict[str, Any]]) -> bool:
 
 
 def markdown_table(rows: list[dict[str, Any]], recovery: bool = False) -> str:
-    extra = sorted({t for r in rows for t in r["tasks"]} - set(TASKS))
-    tasks = list(TASKS) + extra
+    extra = sorted({t for r in rows for t in r["tasks"]} - set(TASKS))  # custom and other lm-eval tasks
+    metric = {t: next((r["metrics"][t] for r in rows if r["metrics"].get(t)), None) for t in extra}
+    texts = sorted({t for r in rows for t in r.get("texts", {})})  # perplexity of local texts (ppl:FILE)
     ppl = ["wikitext2"] + (["ptb"] if any(r.get("ptb") is not None for r in rows) else [])  # PTB when measured
-    head = (["Model", "Method", "Ratio"] + [f"{PPL_TITLES[t]} PPL" for t in ppl] + [TASK_TITLES.get(t, t) for t in tasks]
-            + ["Avg."])
+    head = (["Model", "Method", "Ratio"] + [f"{PPL_TITLES[t]} PPL" for t in ppl] + [f"{ppl_title(t)} PPL" for t in texts]
+            + [TASK_TITLES[t] for t in TASKS] + ["Avg."]
+            + [t if metric[t] in (None, "acc", "acc_norm") else f"{t} ({metric[t]})" for t in extra])
     head += ["% of dense"] if recovery else []
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = ([r["label"], r["method"], f"{100 * r['ratio']:.1f}%" if r["ratio"] is not None else "–"]
-                 + [_fmt(r.get(t)) for t in ppl] + [_fmt(r["tasks"].get(t), pct=True) for t in tasks]
-                 + [_fmt(r["average"], True)])
+                 + [_fmt(r.get(t)) for t in ppl] + [_fmt(r.get("texts", {}).get(t)) for t in texts]
+                 + [_fmt(r["tasks"].get(t), pct=True) for t in TASKS] + [_fmt(r["average"], True)]
+                 + [_fmt(r["tasks"].get(t), pct=is_accuracy(metric[t])) for t in extra])
         cells += [_fmt(r.get("recovery"), True)] if recovery else []
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def fewshot_note(rows: list[dict[str, Any]]) -> str:
+    """How many examples each prompt held: the papers' zero-shot, or the few-shot the rows were run with."""
+    shots = sorted({r.get("num_fewshot") or 0 for r in rows})
+    if shots == [0]:
+        return "zero-shot"
+    return f"{shots[0]}-shot" if len(shots) == 1 else f"mixed shots ({', '.join(map(str, shots))}): compare with care"
 
 
 # -- the report ------------------------------------------------------------------------------------
@@ -261,8 +274,9 @@ def build(dirs: list[str | os.PathLike], out: str | os.PathLike) -> Path:
     if rows:
         recovery = add_recovery(rows)
         md += ["## Comparison (BlockPruner Table 1 layout)", "",
-               "WikiText-2 perplexity (lower is better); zero-shot accuracy in % (acc_norm where the task has it, "
-               "acc for WinoGrande); Avg. is the mean of the five tasks as the BlockPruner paper reports it"
+               "WikiText-2 perplexity (lower is better); accuracy in % (acc_norm where the task has it, "
+               f"acc for WinoGrande), {fewshot_note(rows)}; Avg. is the mean of the five tasks as the BlockPruner "
+               "paper reports it (columns after it, such as custom tasks, are not part of it)"
                + ("; % of dense is Avg. over the dense model's Avg." if recovery else "."), "",
                markdown_table(rows, recovery), ""]
         subsets = {json.dumps(r["subset"], sort_keys=True) for r in rows}

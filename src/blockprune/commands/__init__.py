@@ -58,3 +58,15 @@ def add_scorer_arguments(p) -> None:
     p.add_argument("--fast-dtype", default=default.fast_dtype, choices=FAST_CHOICES,
                    help="fast scorer: the precision candidates race in (auto: the device's native fast precision, "
                         "if any; none: race in --dtype, i.e. plain racing)")
+
+
+def add_task_arguments(p, default_tasks: str) -> None:
+    """What to evaluate on, shared by eval and compare."""
+    p.add_argument("--tasks", default=default_tasks,
+                   help="comma-separated: wikitext2, ptb, ppl:FILE (perplexity of a local .txt/.json/.jsonl text), "
+                        "and lm-eval task names (built-in, or defined in --include-path)")
+    p.add_argument("--include-path", action="append", default=None, metavar="DIR",
+                   help="folder of lm-eval task YAMLs (lm-eval's --include_path convention), usable by name in "
+                        "--tasks; repeatable")
+    p.add_argument("--num-fewshot", type=int, default=0,
+                   help="examples in each prompt (lm-eval's --num_fewshot; 0 as in the papers)")

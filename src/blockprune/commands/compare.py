@@ -1,7 +1,7 @@
 """blockprune compare: several methods at a matched ratio, evaluated alike, as one Table-1-shaped table."""
 from __future__ import annotations
 
-from . import add_model_arguments, add_scorer_arguments
+from . import add_model_arguments, add_scorer_arguments, add_task_arguments
 
 NAME = "compare"
 HELP = "run several methods at the same target ratio and tabulate their evaluations"
@@ -24,8 +24,7 @@ def add_arguments(p) -> None:
     p.add_argument("--seed", type=int, default=42, help="seed of the row sample")
     add_scorer_arguments(p)
     p.add_argument("--batch-size", type=int, default=1, help="calibration windows per forward pass")
-    p.add_argument("--tasks", default="wikitext2,piqa,winogrande,hellaswag,arc_easy,arc_challenge",
-                   help="comma-separated evaluation tasks")
+    add_task_arguments(p, "wikitext2,piqa,winogrande,hellaswag,arc_easy,arc_challenge")
     p.add_argument("--eval-seqlen", type=int, default=2048, help="tokens per test-perplexity window")
     p.add_argument("--max-windows", type=int, default=None,
                    help="first N test-perplexity windows (default: the standard quick subset's)")
@@ -39,7 +38,12 @@ def add_arguments(p) -> None:
 def run(args) -> None:
     from ..api import PruneOptions
     from ..compare import compare, quick_evaluator
-    from ..evaluate import QUICK_DOCS, QUICK_WINDOWS
+    from ..errors import UserError
+    from ..evaluate import QUICK_DOCS, QUICK_WINDOWS, prepare
+
+    if args.num_fewshot < 0:
+        raise UserError(f"--num-fewshot must be at least 0 (got {args.num_fewshot})")
+    tasks = prepare(args.tasks.split(","), include_path=args.include_path, data_dir=args.data_dir)  # before any search
 
     opts = PruneOptions(block_type=args.block_type, calibration=args.calibration, nsamples=args.nsamples,
                         seqlen=args.seqlen, seed=args.seed, dtype=args.dtype, scorer=args.scorer,
@@ -48,10 +52,11 @@ def run(args) -> None:
     windows = None if args.full else (args.max_windows or QUICK_WINDOWS)
     limit = None if args.full else (args.limit or QUICK_DOCS)
     evaluator, settings = quick_evaluator(seqlen=args.eval_seqlen, max_windows=windows, limit=limit,
-                                          data_dir=args.data_dir, dtype=args.dtype, device=args.device,
+                                          data_dir=args.data_dir, include_path=args.include_path,
+                                          num_fewshot=args.num_fewshot, dtype=args.dtype, device=args.device,
                                           progress=not args.quiet)
     result = compare(args.model, args.out, ratio=args.ratio, methods=args.methods, options=opts,
-                     tasks=[t.strip() for t in args.tasks.split(",") if t.strip()], evaluator=evaluator,
+                     tasks=tasks.tasks, evaluator=evaluator,
                      eval_settings=settings, data_dir=args.data_dir, device=args.device, progress=not args.quiet)
     from ..compare import markdown
     print(markdown(result))

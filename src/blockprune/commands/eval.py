@@ -3,21 +3,21 @@ from __future__ import annotations
 
 NAME = "eval"
 HELP = "evaluate a dense model, a pruned checkpoint or a run folder as the papers report it"
-DESCRIPTION = ("Perplexity on WikiText-2/PTB (non-overlapping windows), zero-shot acc/acc_norm through "
-               "lm-evaluation-harness (piqa, winogrande, hellaswag, arc_easy, arc_challenge or any lm-eval task), "
+DESCRIPTION = ("Perplexity on WikiText-2/PTB or any local text (non-overlapping windows), zero-shot (or few-shot) "
+               "acc/acc_norm through lm-evaluation-harness (piqa, winogrande, hellaswag, arc_easy, arc_challenge, any "
+               "lm-eval task, or your own task YAMLs with --include-path), "
                "parameters, generation latency, KV-cache size and peak memory. A run folder is evaluated as its "
                "plan applied in memory to the base model; nothing is saved but eval.json.")
 
 
 def add_arguments(p) -> None:
     from ..evaluate import DEFAULT_TASKS, QUICK_DOCS, QUICK_WINDOWS
-    from . import add_model_arguments
+    from . import add_model_arguments, add_task_arguments
 
     p.add_argument("target", nargs="?", default=None,
                    help="a run folder (plan.json) or a checkpoint folder; default: the --model")
     add_model_arguments(p)
-    p.add_argument("--tasks", default=",".join(DEFAULT_TASKS),
-                   help="comma-separated: wikitext2, ptb, and lm-eval task names")
+    add_task_arguments(p, ",".join(DEFAULT_TASKS))
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N documents of each zero-shot task (default: every document)")
     p.add_argument("--max-windows", type=int, default=None, help="use only the first N perplexity windows (default: every window)")
     p.add_argument("--quick", action="store_true",
@@ -37,31 +37,32 @@ def run(args) -> None:
     from pathlib import Path
 
     from ..errors import UserError
-    from ..evaluate import PPL_TASKS, QUICK_DOCS, QUICK_WINDOWS, evaluate, load_subject
-    from ..evaluate.harness import check_task_names
+    from ..evaluate import QUICK_DOCS, QUICK_WINDOWS, evaluate, load_subject, prepare
 
-    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
-    if not tasks:
-        raise UserError("--tasks is empty; name at least one task")
     for flag in ("limit", "max_windows", "seqlen", "batch_size", "latency_repeats"):
         v = getattr(args, flag)
         if v is not None and v < 1:
             raise UserError(f"--{flag.replace('_', '-')} must be at least 1 (got {v})")
-    check_task_names([t for t in tasks if t not in PPL_TASKS])  # before the model loads
+    if args.num_fewshot < 0:
+        raise UserError(f"--num-fewshot must be at least 0 (got {args.num_fewshot})")
+    # every task resolved and its documents loaded before the model: a bad --tasks fails in seconds
+    tasks = prepare(args.tasks.split(","), include_path=args.include_path, data_dir=args.data_dir)
     limit, max_windows = (QUICK_DOCS, QUICK_WINDOWS) if args.quick else (args.limit, args.max_windows)
     target = args.target or args.model
     subject = load_subject(target, args.dtype, args.device)
     out = Path(args.out) if args.out else (Path(target) / "eval" if args.target else
                                           Path("runs") / f"eval-{Path(target).name}")
     record = evaluate(subject, tasks, out=out, seqlen=args.seqlen, max_windows=max_windows, limit=limit,
-                      data_dir=args.data_dir, batch_size=args.batch_size, with_cost=not args.no_cost,
-                      latency_repeats=args.latency_repeats, shared_prompts=not args.no_shared_prompts,
+                      data_dir=args.data_dir, num_fewshot=args.num_fewshot, batch_size=args.batch_size,
+                      with_cost=not args.no_cost, latency_repeats=args.latency_repeats,
+                      shared_prompts=not args.no_shared_prompts,
                       settings={"quick": args.quick, "dtype": args.dtype, "device": args.device})
     for t, r in record["perplexity"].items():
         print(f"{t}: ppl {r['ppl']:.4f} ({r['windows']} windows of {r['seqlen']})")
     for t, r in record["zero_shot"].items():
         shown = "  ".join(f"{m} {v:.4f}" for m, v in r.items() if isinstance(v, float) and not m.endswith("_stderr"))
-        print(f"{t}: {shown}  ({r['docs']} docs)")
+        shots = f", {r['num_fewshot']}-shot" if r.get("num_fewshot") else ""
+        print(f"{t}: {shown}  ({r['docs']} docs{shots})")
     if record["average"]:
         print(f"average {record['average']['value']:.4f}  ({record['average']['rule']})")
     if record["cost"]:

@@ -45,14 +45,21 @@ def standard_config(task: str) -> dict[str, Any]:
 
 
 def offline_config(task: str, data_dir: Path) -> dict[str, Any]:
-    """The standard config reading the local copy of the split it evaluates; nothing else changes.
-
-    Only the evaluated split exists locally, so the other splits are unset; zero-shot never reads them."""
+    """The standard config reading the local copy of the split it evaluates; nothing else changes."""
     _, rel, split = STANDARD[task]
-    cfg = standard_config(task)
-    cfg.update(dataset_path="json", dataset_name=None, dataset_kwargs={"data_files": {split: str(data_dir / rel)}},
-               training_split=None, validation_split=split if split == "validation" else None,
-               test_split=split if split == "test" else None)
+    return config_with_local_split(standard_config(task), str(data_dir / rel), split)
+
+
+def config_with_local_split(cfg: dict[str, Any], path: str, split: str) -> dict[str, Any]:
+    """A task's config reading its evaluated split from a local JSONL file, as the hub's split.
+
+    Only that split exists locally, so the other splits are unset: zero-shot never reads them, and
+    few-shot examples then come from the same split (lm-eval leaves out the document being asked)."""
+    as_test = cfg.get("test_split") == split  # the split keeps its role (test or validation)
+    cfg = dict(cfg)
+    cfg.update(dataset_path="json", dataset_name=None, dataset_kwargs={"data_files": {split: path}},
+               training_split=None, validation_split=None if as_test else split,
+               test_split=split if as_test else None, fewshot_split=None)
     return cfg
 
 
@@ -98,21 +105,14 @@ def task_manager(by_name: bool):
     return TaskManager(include_defaults=by_name)
 
 
-def check_task_names(tasks: Sequence[str]) -> None:
-    """Refuse unknown lm-eval task names before any model time is spent."""
-    unknown = [t for t in tasks if t not in STANDARD and t not in task_manager(True).all_tasks]
-    if unknown:
-        raise UserError(f"lm-eval does not know the task(s) {', '.join(unknown)}; see `lm-eval ls tasks`")
-
-
 def run_tasks(lm, specs: list, *, limit: int | None = None, samples: dict[str, list[int]] | None = None,
-              log_samples: bool = False) -> dict[str, Any]:
+              log_samples: bool = False, num_fewshot: int = 0) -> dict[str, Any]:
     from lm_eval import simple_evaluate
 
     logging.getLogger("lm-eval").setLevel(logging.WARNING)
     manager = task_manager(any(isinstance(s, str) for s in specs))
     try:
-        return simple_evaluate(model=lm, tasks=specs, num_fewshot=0, limit=limit, samples=samples,
+        return simple_evaluate(model=lm, tasks=specs, num_fewshot=num_fewshot, limit=limit, samples=samples,
                                log_samples=log_samples, bootstrap_iters=1000, task_manager=manager)
     except KeyError as e:
         raise UserError(f"lm-eval does not know the task {e}; see `lm-eval ls tasks`") from e
