@@ -5,7 +5,8 @@ The scores are every candidate's NLL on every calibration window at each step of
 (SmolLM2-135M, alpaca_sample16.txt, mix, K = 2), written once by `--record` (about 8 CPU minutes):
 
     python bench/search_speed/replay.py --record [--data-dir ../shared/data]   # -> window_nll.json
-    python bench/search_speed/replay.py                                       # the table below
+    python bench/search_speed/replay.py --record-fast                         # -> window_nll_bf16.json
+    python bench/search_speed/replay.py                                       # the tables below
 
 The race is blockprune.racing.race itself, fed the recorded scores; a schedule is the windows per round and
 whether the noise floor is used. The last two columns replay the same scores with the windows shuffled, to
@@ -13,7 +14,11 @@ show how often each setting would still choose exhaustive scoring's blocks, and 
 calibration perplexity, relative) the worst choice that differed was.
 "Modelled speed-up" prices each candidate-window at the dense model's per-block CPU time (blocks after the
 candidate, plus the head) against plain scoring; it leaves out the cache's first fill (the refresh after a removal
-reuses the chosen candidate's run)."""
+reuses the chosen candidate's run).
+
+With window_nll_bf16.json (the same candidates' NLLs from a bf16 copy of the model, `--record-fast`), a
+second table replays two-precision racing (`--scorer fast`, blockprune.twoprecision) the same way: the race
+in bf16 with the margin its probe measures, the near-ties decided on their fp32 scores."""
 from __future__ import annotations
 
 import argparse
@@ -24,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from blockprune import twoprecision
 from blockprune.racing import race
 
 HERE = Path(__file__).resolve().parent
@@ -33,7 +39,7 @@ SCHEDULES = {"one window a round, noise floor of the best 8 (current)": ([1] * 8
 ORDERS = 300  # shuffled window orders for the robustness column
 
 
-def record(data_dir: str) -> None:
+def record(data_dir: str, fast: bool = False) -> None:
     from blockprune import models
     from blockprune.data import load_windows
     from blockprune.incremental import BoundaryCache
@@ -41,10 +47,12 @@ def record(data_dir: str) -> None:
     import time
 
     torch.set_num_threads(1)
-    model, tok = models.load("smollm2-135m")
+    model, tok = models.load("smollm2-135m", "bf16" if fast else "fp32")
     view = BlockView(model)
     windows = load_windows(str(Path(data_dir) / "calibration" / "alpaca_sample16.txt"), tok, 256)
     cache = BoundaryCache(view, windows)
+    # the bf16 record follows the fp32 record's path (exhaustive fp32 choices), as the two-precision search does
+    path = [s["removed_before"] for s in json.loads((HERE / "window_nll.json").read_text())["steps"]] if fast else None
     # per-block and head CPU seconds of one dense window, to price candidate-windows
     prep, h = cache.preps[0], cache.preps[0].hidden
     per_block = []
@@ -56,14 +64,16 @@ def record(data_dir: str) -> None:
     view.window_nll(h, cache.batches[0])
     head = time.process_time() - t
     removed, steps = frozenset(), []
-    for _ in range(2):
+    for i in range(2):
+        if path is not None:
+            removed = frozenset(path[i])
         cache.sync(removed)
         nll = {b.name: [float(cache.final_nll(k, removed | {b.name}, b.index)[0]) for k in range(len(cache.batches))]
                for b in view.blocks if b.name not in removed}
         steps.append({"removed_before": sorted(removed), "nll": nll})
         removed = removed | {min(nll, key=lambda n: sum(nll[n]))}
     out = {"blocks": [b.name for b in view.blocks], "block_seconds": per_block, "head_seconds": head, "steps": steps}
-    (HERE / "window_nll.json").write_text(json.dumps(out, indent=1) + "\n")
+    (HERE / ("window_nll_bf16.json" if fast else "window_nll.json")).write_text(json.dumps(out, indent=1) + "\n")
 
 
 def replay(rec: dict, z: float, schedule: list[int], floor_from: int,
@@ -98,13 +108,63 @@ def replay(rec: dict, z: float, schedule: list[int], floor_from: int,
     return int(evals), plain, cost, same, loss
 
 
+def replay_fast(rec: dict, fast: dict, z: float, order: list[int]) -> tuple[int, int, bool, float]:
+    """Two-precision racing on the recorded steps, windows in `order`: bf16 and fp32 candidate-windows,
+    whether both choices equal exhaustive fp32 scoring's, and the larger relative calibration-perplexity
+    loss of a step's choice against it."""
+    n_fast = n_full = 0
+    loss, same = 0.0, True
+    for step, fstep in zip(rec["steps"], fast["steps"]):
+        names = list(step["nll"])
+        windows = len(step["nll"][names[0]])
+        full_seen: set[tuple[int, int]] = set()
+
+        def per_window(table: dict, c: int, lo: int, hi: int) -> torch.Tensor:
+            return torch.tensor([table[names[c]][order[i]] for i in range(lo, hi)], dtype=torch.float64)
+
+        def look(c: int, b: int) -> torch.Tensor:
+            nonlocal n_fast
+            n_fast += 1
+            return per_window(fstep["nll"], c, b, b + 1)
+
+        def full(c: int, lo: int, hi: int) -> torch.Tensor:
+            nonlocal n_full
+            for i in range(lo, hi):
+                if (c, i) not in full_seen:
+                    full_seen.add((c, i))
+                    n_full += 1
+            return per_window(step["nll"], c, lo, hi)
+
+        margin = 0.0
+
+        def margin_from(best: list[int], nb: int) -> float:
+            nonlocal margin
+            f = {c: per_window(fstep["nll"], c, 0, nb) for c in best}
+            F = {c: full(c, 0, nb) for c in best}
+            margin = twoprecision.SAFETY * twoprecision._largest_error(f, F, best)
+            return margin
+
+        nll = race(len(names), [1] * windows, look, z, 8, margin_from)
+        complete = [c for c in range(len(names)) if nll[c].numel() == windows]
+        leader = min(complete, key=lambda c: (float(nll[c].mean()), c))
+        contenders = {leader} | {c for c in complete if float((nll[c] - nll[leader]).mean()) <= margin}
+        chosen = min(contenders, key=lambda c: (float(full(c, 0, windows).mean()), c))
+        best = min(names, key=lambda n: sum(step["nll"][n]))
+        same &= names[chosen] == best
+        loss = max(loss, math.exp((sum(step["nll"][names[chosen]]) - sum(step["nll"][best])) / windows) - 1)
+    return n_fast, n_full, same, loss
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--record", action="store_true")
+    ap.add_argument("--record-fast", action="store_true")
     ap.add_argument("--data-dir", default=str(HERE.parents[2] / "shared" / "data"))
     args = ap.parse_args()
     if args.record:
         record(args.data_dir)
+    if args.record_fast:
+        record(args.data_dir, fast=True)
     rec = json.loads((HERE / "window_nll.json").read_text())
     exhaustive = sum(len(s["nll"]) for s in rec["steps"]) * len(next(iter(rec["steps"][0]["nll"].values())))
     print("| schedule | z | candidate-windows | modelled speed-up vs plain | same selections "
@@ -120,6 +180,21 @@ def main() -> None:
             worst = max(r[4] for r in shuffled)
             print(f"| {name} | {z} | {evals}/{exhaustive} | {plain / cost:.2f}x | {same} | {robust}/{ORDERS} "
                   f"| {worst:.2%} |")
+
+
+    fast_path = HERE / "window_nll_bf16.json"
+    if not fast_path.exists():
+        print(f"\n(no {fast_path.name}: run --record-fast for the two-precision table)")
+        return
+    fast = json.loads(fast_path.read_text())
+    print("\n| two-precision racing | z | bf16 candidate-windows | fp32 candidate-windows | same selections "
+          f"| same selections over {ORDERS} shuffled window orders | worst step's calib. ppl loss over them |\n"
+          "|---|---:|---:|---:|---|---:|---:|")
+    for z in (2.5, 3.0):
+        n_fast, n_full, same, _ = replay_fast(rec, fast, z, list(range(8)))
+        shuffled = [replay_fast(rec, fast, z, o) for o in orders]
+        print(f"| bf16 race, fp32 decision | {z} | {n_fast}/{exhaustive} | {n_full}/{exhaustive} | {same} "
+              f"| {sum(r[2] for r in shuffled)}/{ORDERS} | {max(r[3] for r in shuffled):.2%} |")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,10 @@
-"""Search speed: plain full-forward scoring vs exact incremental scoring vs racing, side by side.
+"""Search speed: plain full-forward scoring vs exact incremental scoring vs racing vs two-precision racing.
 
 SmolLM2-135M, the fixed calibration text (8 windows of 256 tokens), BlockPruner `mix`, K = 2; racing at
-its default z (2.5) and at z = 3. Prints time ratios, whether the selections are identical, and the exact
+its default z (2.5) and at z = 3; two-precision racing (`--scorer fast`) as `auto` would run it on this
+machine (bf16 where the CPU runs it natively, else plain racing), and forced to race in bf16 whatever the
+CPU (`fast-bf16`), so its selections and its cost are measured on any machine. Prints time ratios over
+plain fp32, whether the selections are identical to plain (exhaustive fp32) scoring's, and the exact
 mode's efficiency: the block-forward work the cached search cannot avoid, at the dense model's throughput
 as plain scoring measured it in the same run, over the measured time. Writes bench/search_speed/RESULTS.md and results.json.
 
@@ -33,6 +36,7 @@ from blockprune.incremental import IncrementalScorer
 from blockprune.perplexity import PlainScorer
 from blockprune.plan import Plan
 from blockprune.racing import RacingScorer
+from blockprune.twoprecision import TwoPrecisionScorer, native_fast_dtype
 from blockprune.search import greedy, units
 from blockprune.view import BlockView
 
@@ -78,8 +82,12 @@ def work_seconds(view: BlockView, plan: Plan, per_block: list[float], head: floa
 
 # racing at its default z, and at z = 3 (more cautious, slower) for comparison
 MODES = {"plain": PlainScorer, "incremental": IncrementalScorer, "racing": RacingScorer,
-         "racing-z3": partial(RacingScorer, z=3.0)}
-LANES = (["plain"], ["incremental", "racing", "racing-z3"])  # one per core; the two take about as long
+         "racing-z3": partial(RacingScorer, z=3.0),
+         "fast": partial(TwoPrecisionScorer, fast_dtype=native_fast_dtype("cpu")),
+         "fast-bf16": partial(TwoPrecisionScorer, fast_dtype="bf16")}
+# one lane per core, about as long as each other where bf16 is native (where it is not, fast-bf16 is slow)
+LANES = (["plain", "fast"], ["incremental", "racing", "racing-z3", "fast-bf16"])
+FAST_MODES = ("fast", "fast-bf16")
 
 
 def run_mode(mode: str, data_dir: str, k: int) -> dict:
@@ -96,6 +104,9 @@ def run_mode(mode: str, data_dir: str, k: int) -> dict:
            "ppl": plan.steps[-1]["ppl"], "windows": len(windows),
            "evaluated_windows": sum(s["evaluated_windows"] for s in plan.steps),
            "exhaustive_windows": sum(s["exhaustive_windows"] for s in plan.steps)}
+    if mode in FAST_MODES:
+        out["fast_dtype"] = scorer.fast_dtype
+        out["precision"] = [s.get("precision") for s in plan.steps]
     if mode == "incremental":
         per_block, head = block_seconds(view, IncrementalScorer(view, windows))
         out["ideal_work"], out["plain_work"] = work_seconds(view, plan, per_block, head)
@@ -142,7 +153,7 @@ def main() -> None:
         "incremental_same_selection": inc["removed"] == plain["removed"],
         "incremental_ideal_cpu": ideal, "incremental_efficiency_cpu": ideal / inc["cpu"],
     }
-    for k in ("racing", "racing-z3"):
+    for k in ("racing", "racing-z3", *FAST_MODES):
         race, key = results[k], k.replace("-", "_")
         summary.update({
             f"{key}_speedup_cpu": plain["cpu"] / race["cpu"], f"{key}_speedup_wall": plain["wall"] / race["wall"],
@@ -151,14 +162,16 @@ def main() -> None:
             f"{key}_window_fraction": race["evaluated_windows"] / race["exhaustive_windows"]})
     load = os.getloadavg()[0]
     command = "python bench/search_speed/run.py" + (f" --k {args.k}" if args.k != 2 else "")
+    native = native_fast_dtype("cpu")
     out = {"command": command, "date": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.machine()}, "
-           f"{os.cpu_count()} cores, load average {load:.1f} at the end", "k": args.k, "windows": plain["windows"],
+           f"{platform.processor() or 'cpu'}, {os.cpu_count()} cores, native bf16: {bool(native)}, "
+           f"load average {load:.1f} at the end", "k": args.k, "windows": plain["windows"],
            "seqlen": 256, "modes": results, "summary": summary}
     (HERE / "results.json").write_text(json.dumps(out, indent=2) + "\n")
     lines = [
         "# Search speed (bench/search_speed)", "",
         f"Command: `{command}` ({out['date']}, {out['machine']}). SmolLM2-135M, fp32, one thread per mode, "
-        "two lanes side by side (plain | incremental, racing, racing-z3), "
+        "two lanes side by side (plain, fast | incremental, racing, racing-z3, fast-bf16), "
         f"`alpaca_sample16.txt` ({plain['windows']} windows x 256 tokens), BlockPruner mix, K = {args.k}.", "",
         "| mode | CPU s | speed-up (CPU) | wall s | speed-up (wall) | candidate-windows run | removed | final calib. ppl |",
         "|---|---:|---:|---:|---:|---:|---|---:|",
@@ -168,14 +181,27 @@ def main() -> None:
                      f"{plain['wall'] / r['wall']:.2f}x | {r['evaluated_windows']}/{r['exhaustive_windows']} | "
                      f"{', '.join(r['removed'])} | {r['ppl']:.4f} |")
     lines += ["", f"- incremental selections identical to plain: {summary['incremental_same_selection']}"]
-    for k in ("racing", "racing-z3"):
+    for k in ("racing", "racing-z3", *FAST_MODES):
         key = k.replace("-", "_")
         lines.append(f"- {k} selections identical to plain: {summary[key + '_same_selection']}; final ppl relative "
                      f"difference {summary[key + '_ppl_rel_diff']:.2e}")
     lines += [f"- exact-mode efficiency: ideal {ideal:.1f} CPU s (the unavoidable cached work, "
               f"{inc['ideal_work'] / inc['plain_work']:.3f} of plain scoring's by the dense per-block times, at the "
               f"throughput plain scoring measured) / measured {inc['cpu']:.1f} CPU s = "
-              f"{summary['incremental_efficiency_cpu']:.2f}", ""]
+              f"{summary['incremental_efficiency_cpu']:.2f}"]
+    for k in FAST_MODES:
+        r = results[k]
+        if r["fast_dtype"] is None:
+            lines.append(f"- {k}: no native fast precision on this machine, so it ran as plain racing")
+            continue
+        steps = [p for p in r["precision"] if p]
+        margins = ", ".join(f"{p['margin']:.4f}" for p in steps)
+        errors = ", ".join(f"{p['measured_error']:.4f}" for p in steps)
+        decided = "; ".join(", ".join(p["decided_in_full"]) for p in steps)
+        lines.append(f"- {k}: {r['fast_dtype']} candidate-windows {sum(p['fast_windows'] for p in steps)}, fp32 "
+                     f"{sum(p['full_windows'] for p in steps)}; decided in fp32, per step: {decided}; margins "
+                     f"{margins} nats; largest error measured among the decided candidates afterwards {errors}")
+    lines.append("")
     (HERE / "RESULTS.md").write_text("\n".join(lines))
     print("\n".join(lines))
 
