@@ -153,3 +153,13 @@ def test_two_processes_give_the_single_process_plan(tiny_checkpoint, calib_file,
     # the same choices and full-precision perplexities; what each rank raced (window counts, margins) differs
     assert [s["removed"] for s in multi["steps"]] == [s["removed"] for s in single["steps"]]
     assert [s["ppl"] for s in multi["steps"]] == pytest.approx([s["ppl"] for s in single["steps"]], rel=1e-6)
+
+
+def test_verify_confirms_a_fast_plan(tiny_checkpoint, calib_file, tmp_path, capsys):
+    from blockprune import cli
+
+    blockprune.prune(tiny_checkpoint, tmp_path / "run", calibration=calib_file, progress=False, num_blocks=2,
+                     nsamples=8, seqlen=32, scorer="fast", fast_dtype="bf16")
+    # every recorded step perplexity is full precision, so re-scoring in fp32 confirms it
+    assert cli.main(["verify", str(tmp_path / "run")]) == 0
+    assert "verified" in capsys.readouterr().out
