@@ -165,6 +165,8 @@ def test_another_source_validates_on_its_first_rows(tiny_checkpoint, data, tmp_p
     (["--validation-nsamples", "0"], "--validation-nsamples must be at least 1"),
     (["--validation-nsamples", "5000"], "fewer than --validation-nsamples 5000"),
     (["--method", "llm-bip", "--validation", "wikitext2"], "--validation applies to methods that remove blocks"),
+    (["--validation", "none", "--validation-nsamples", "16"], "--validation-nsamples does nothing without a monitor"),
+    (["--validation", "no-such-file.json"], "--validation: dataset 'no-such-file.json' is neither"),
 ])
 def test_bad_validation_is_one_line_exit_2_and_writes_nothing(tiny_checkpoint, data, tmp_path, capsys, extra, message):
     stop = ["--ratio", "0.2"] if "llm-bip" in extra else ["--num-blocks", "2"]

@@ -122,8 +122,11 @@ class PruneOptions:
                             f"removes {unit}; drop --block-type")
         if self.validation_source is None and (self.validation not in ("auto", "none")
                                                or self._changed("validation_nsamples")):
-            raise UserError(f"--validation applies to methods that remove blocks or layers step by step, not "
-                            f"--method {self.method}; drop --validation and --validation-nsamples")
+            if granularity == "width":
+                raise UserError(f"--validation applies to methods that remove blocks or layers step by step, not "
+                                f"--method {self.method}; drop --validation and --validation-nsamples")
+            raise UserError(f"--validation-nsamples does nothing without a monitor (--validation {self.validation} "
+                            f"with --calibration {self.calibration}); give --validation SOURCE or drop it")
         for name in WIDTH_ONLY:
             if self._changed(name) and granularity != "width":
                 raise UserError(f"--{name} applies to width methods only, not --method {self.method}; "
