@@ -15,8 +15,8 @@
 # Settings (environment): SCORER (default racing: the fastest scorer that decides like exhaustive
 # scoring; set it to what bench/RESULTS.md recommends), SEQLEN (default 128: 4 Alpaca rows are ~430
 # tokens, too few for one 2048-token window), VAL_ROWS (default 64 validation rows, ~52 windows of 128
-# tokens, the same set for every size: one pass per step, about a third of a 4-row search's step time and
-# under 1% of a 256-row one's), BATCH (default 8 windows per forward pass).
+# tokens, the same set for every size: one pass per step, tens of percent of a 4-row search step's time and
+# about 1% of a 256-row one's), BATCH (default 8 windows per forward pass).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DATA=${BLOCKPRUNE_DATA:-../shared/data}
