@@ -1,6 +1,7 @@
 """Reports render from real run and eval folders, with non-empty PNG figures."""
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -103,3 +104,64 @@ def test_report_cli(folders, tmp_path, capsys):
 
     assert main(["report", str(folders / "run"), "--out", str(tmp_path / "r")]) == 0
     assert (tmp_path / "r" / "report.md").exists() and "report.md" in capsys.readouterr().out
+
+
+def _plan(steps, dense=None, **kw):
+    from blockprune.plan import Plan
+
+    return Plan(method="blockpruner", model={"layers": 3}, calibration={}, options={"scorer": "racing", "racing_z": 2.5},
+                dense=dense or {"ppl": 10.0}, steps=steps, **kw)
+
+
+RACED = [
+    # attn.1 left the race early with a lower partial-window perplexity than the removed attn.0's full score
+    {"step": 1, "removed": "attn.0", "ppl": 11.0, "ratio": 0.1,
+     "scores": {"attn.0": 11.0, "attn.1": 9.5, "attn.2": 11.2, "mlp.0": 1e5, "mlp.1": 30.0, "mlp.2": 11.1},
+     "partial": {"attn.1": 1, "mlp.1": 1}},
+    {"step": 2, "removed": "mlp.2", "ppl": 12.0, "ratio": 0.2,
+     "scores": {"attn.1": 12.5, "attn.2": 13.0, "mlp.0": 2e5, "mlp.1": 40.0, "mlp.2": 12.0}, "partial": {}},
+]
+
+
+def test_the_heatmap_under_racing_marks_early_leavers_and_never_shows_them_better(tmp_path):
+    from blockprune.report import CLIP, importance_cells, plot_importance
+
+    grids, chosen = importance_grid(_plan(RACED), 3)  # the grid the figure colours
+    assert chosen[0] == [(0, 0)] and np.isnan(grids[0][0, 1]) and np.nanmin(grids[0]) == grids[0][0, 0]
+    cells = importance_cells(_plan(RACED), 3)
+    first = cells[0]
+    assert first.early[0, 1] and first.early[1, 1] and np.isnan(first.rel[0, 1]) and np.isnan(first.rel[1, 1])
+    assert first.rel[0, 0] == 0.0  # the removed unit is the step's best complete candidate
+    assert np.nanmin(first.rel) == 0.0  # nothing is drawn as better than it
+    assert first.rel[1, 0] == pytest.approx(math.log(CLIP["ppl"]))  # mlp.0 (1e5) is clipped, not the scale
+    assert first.rel[0, 2] == pytest.approx(math.log(11.2 / 11.0))  # a near-tie keeps its own colour
+    assert cells[1].removed_before[0, 0] and not cells[1].removed_before.sum() - 1
+    import matplotlib.image as mpimg
+    raced, plain = tmp_path / "raced.png", tmp_path / "plain.png"
+    plot_importance(_plan(RACED), 3, raced)
+    plot_importance(_plan([{**s, "partial": {}} for s in RACED]), 3, plain)
+    assert raced.read_bytes()[:8] == PNG and mpimg.imread(raced).std() > 0
+    assert raced.read_bytes() != plain.read_bytes()
+
+
+def test_the_removal_path_names_each_unit_carries_validation_and_plain_ticks(monkeypatch, tmp_path):
+    from pathlib import Path
+
+    from blockprune import report
+    from blockprune.report import Entry
+
+    shown = {}
+
+    def capture(fig, path):
+        fig.canvas.draw()
+        ax = fig.axes[0]
+        shown.update(ticks=[t.get_text() for t in ax.get_yticklabels() if t.get_text()],
+                     texts=[t.get_text() for t in ax.texts], lines=len(ax.get_lines()),
+                     legend=[t.get_text() for t in ax.get_legend().get_texts()])
+    monkeypatch.setattr(report, "save_png", capture)
+    steps = [{**s, "validation_ppl": v} for s, v in zip(RACED, (11.8, 13.9))]
+    plan = _plan(steps, dense={"ppl": 10.0, "validation_ppl": 10.4}, validation={"source": "alpaca (held out)"})
+    report.plot_paths([Entry("run", Path("."), plan)], tmp_path / "p.png")
+    assert shown["texts"] == ["attn.0", "mlp.2"]
+    assert shown["lines"] == 2 and any("validation" in t for t in shown["legend"])
+    assert shown["ticks"] and all(re.fullmatch(r"\d+(\.\d+)?", t) for t in shown["ticks"]), shown["ticks"]

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from . import atomic, models
+from . import atomic, models, monitor
 from .data import load_windows
 from .distributed import SplitScorer, init_from_env
 from .errors import UserError
@@ -58,6 +58,9 @@ class PruneOptions:
     cache_every: int = 1
     cache_device: str | None = None
     racing_z: float = DEFAULT_Z  # racing only: standard errors a candidate must trail the leader by to leave
+    # the overfitting monitor (blockprune.monitor): auto = held-out Alpaca rows when calibrating on Alpaca
+    validation: str = "auto"
+    validation_nsamples: int | None = None  # rows; None: as many as nsamples, at most monitor.DEFAULT_ROWS
     # width methods only (llm-bip, width-local, width-magnitude; see blockprune.width)
     allocation: str = "uniform"
     gqa: str = "groups"
@@ -83,6 +86,8 @@ class PruneOptions:
             raise UserError(f"--scorer must be one of {', '.join(SCORERS)} (got {self.scorer!r})")
         if self.fast_dtype not in FAST_CHOICES:
             raise UserError(f"--fast-dtype must be one of {', '.join(FAST_CHOICES)} (got {self.fast_dtype!r})")
+        if self.validation_nsamples is not None and self.validation_nsamples < 1:
+            raise UserError(f"--validation-nsamples must be at least 1 (got {self.validation_nsamples})")
         if not self.racing_z > 0:
             raise UserError(f"--racing-z must be positive (got {self.racing_z})")
         if self.cache_every < 1:
@@ -124,6 +129,13 @@ class PruneOptions:
             unit = "whole layers" if granularity == "layer" else "heads and channels"
             raise UserError(f"--block-type {self.block_type} does nothing with --method {self.method}, which "
                             f"removes {unit}; drop --block-type")
+        if self.validation_source is None and (self.validation not in ("auto", "none")
+                                               or self._changed("validation_nsamples")):
+            if granularity == "width":
+                raise UserError(f"--validation applies to methods that remove blocks or layers step by step, not "
+                                f"--method {self.method}; drop --validation and --validation-nsamples")
+            raise UserError(f"--validation-nsamples does nothing without a monitor (--validation {self.validation} "
+                            f"with --calibration {self.calibration}); give --validation SOURCE or drop it")
         for name in WIDTH_ONLY:
             if self._changed(name) and granularity != "width":
                 raise UserError(f"--{name} applies to width methods only, not --method {self.method}; "
@@ -153,12 +165,21 @@ class PruneOptions:
         racing_z = self.racing_z if scorer in RACING_SCORERS else _DEFAULTS["racing_z"]
         return replace(self, scorer=scorer, fast_dtype=fast, racing_z=racing_z)
 
+    @property
+    def validation_source(self) -> str | None:
+        """The monitor's validation text (None: no monitor); see blockprune.monitor.resolve."""
+        return monitor.resolve(self.validation, self.calibration, get_method(self.method).granularity)
+
     def recorded(self) -> dict[str, Any]:
         # batching and cache placement change only speed and memory, not the result: they do not bind a resume
-        return {k: v for k, v in self.__dict__.items()
-                if k not in SPEED_ONLY and (self.is_width or k not in WIDTH_ONLY)
-                and (k != "racing_z" or self.scorer in RACING_SCORERS)
-                and (k != "fast_dtype" or self.scorer == "fast")}
+        rec = {k: v for k, v in self.__dict__.items()
+               if k not in SPEED_ONLY + VALIDATION and (self.is_width or k not in WIDTH_ONLY)
+               and (k != "racing_z" or self.scorer in RACING_SCORERS)
+               and (k != "fast_dtype" or self.scorer == "fast")}
+        if self.validation_source is not None:  # resolved, and absent without a monitor (as in older plans)
+            rec.update(validation=self.validation_source,
+                       validation_nsamples=monitor.rows(self.validation_nsamples, self.nsamples))
+        return rec
 
     def make_scorer(self, view: BlockView, windows):
         if self.metric != "ppl":
@@ -179,6 +200,7 @@ RACING_SCORERS = ("racing", "fast", "auto")
 FAST_CHOICES = ("auto", *FAST_DTYPES, "none")
 SPEED_ONLY = ("batch_size", "cache_every", "cache_device")
 WIDTH_ONLY = ("allocation", "gqa", "layers")
+VALIDATION = ("validation", "validation_nsamples")
 # methods that rank units with the search's scorer, so --metric decides what they remove
 # (blockpruner-refined swaps on perplexity alone; shortgpt, relative-magnitude and width methods have their own score)
 METRIC_METHODS = ("blockpruner", "layer-ppl", "blockpruner-oneshot")
@@ -267,6 +289,21 @@ def _load_timings(path: Path, resume: bool) -> dict[str, Any]:
     return {"steps": []}
 
 
+def _time_monitor(timings: dict[str, Any], step: dict[str, Any] | None, seconds: float | None) -> None:
+    """Account the monitor's validation passes in timings.json: per step (or the dense model's), in total,
+    and as a share of the run's search time (validation seconds / (step seconds + validation seconds))."""
+    if seconds is None:
+        return
+    if step is None:
+        timings["dense_validation_seconds"] = round(timings.get("dense_validation_seconds", 0.0) + seconds, 3)
+    else:
+        step["validation_seconds"] = round(seconds, 3)
+    total = timings.get("dense_validation_seconds", 0.0) + sum(s.get("validation_seconds", 0.0) for s in timings["steps"])
+    search = sum(s["seconds"] for s in timings["steps"])
+    timings["validation_seconds"] = round(total, 3)
+    timings["validation_share"] = round(total / (total + search), 4) if total + search > 0 else None
+
+
 def prune(model: str = models.DEFAULT_MODEL, out: str | os.PathLike = "runs/blockprune", *,
           options: PruneOptions | None = None, data_dir: str | os.PathLike | None = None, device: str = "cpu",
           resume: bool = False, export: bool = True, progress: bool = True, **option_overrides) -> RunResult:
@@ -298,6 +335,8 @@ def prune(model: str = models.DEFAULT_MODEL, out: str | os.PathLike = "runs/bloc
         raise UserError(f"--seqlen {options.seqlen} is above the model's context of {max_len} tokens")
     windows = load_windows(options.calibration, tok, options.seqlen, nsamples=options.nsamples, seed=options.seed,
                            data_dir_=data_dir)
+    vsource = options.validation_source
+    vwindows = monitor.load(vsource, options, tok, data_dir) if vsource else None
     method = get_method(options.method)
     if options.num_blocks is not None and method.granularity in ("block", "layer"):
         pool = units(view, method.granularity, options.block_type if method.granularity == "block" else "mix")
@@ -305,7 +344,8 @@ def prune(model: str = models.DEFAULT_MODEL, out: str | os.PathLike = "runs/bloc
     fresh = Plan(method=method.name,
                  model={"source": model, "family": net.config.model_type, "params": view.total_params,
                         "layers": view.num_layers, "sha256": models.fingerprint(net)},
-                 calibration=windows.describe(), options=options.recorded())
+                 calibration=windows.describe(), options=options.recorded(),
+                 validation=vwindows.describe() if vwindows else None)
     if resume:
         plan = Plan.load(plan_path)
         if plan.identity() != fresh.identity():
@@ -328,6 +368,7 @@ def prune(model: str = models.DEFAULT_MODEL, out: str | os.PathLike = "runs/bloc
             p.save(plan_path)
     timings_path = out / "timings.json"
     timings = _load_timings(timings_path, resume) if main else {"steps": []}
+    watch = monitor.Monitor(view, vwindows, options.batch_size) if vwindows and main else None
     if not plan.dense:
         with memory_guard(options):
             dense = perplexity(view, windows, batch_size=options.batch_size)
@@ -336,16 +377,20 @@ def prune(model: str = models.DEFAULT_MODEL, out: str | os.PathLike = "runs/bloc
                 "check the model and the calibration text"
             raise UserError(f"the unpruned model's calibration perplexity is {dense}; {hint}")
         plan.dense = {"ppl": dense}
-        save(plan)
+    if watch:
+        _time_monitor(timings, None, watch.update(plan))
+    save(plan)
 
     bars = _Progress(len(windows), options.num_blocks if method.name in ITERATIVE_METHODS else None) \
         if progress else None
 
     def on_step(p: Plan, seconds: float) -> None:
+        checked = watch.update(p) if watch else None  # before the save: a saved step has its validation
         save(p)  # the plan is the search state: written atomically after every step
         if not main:
             return
         timings["steps"].append({"step": p.steps[-1]["step"], "seconds": round(seconds, 3)})
+        _time_monitor(timings, timings["steps"][-1], checked)
         atomic.write_json(timings_path, timings)
         if progress:
             s = p.steps[-1]
@@ -380,6 +425,9 @@ def prune(model: str = models.DEFAULT_MODEL, out: str | os.PathLike = "runs/bloc
                "dense_ppl": plan.dense["ppl"], "pruned_ppl": last["ppl"], "plan": str(plan_path),
                "checkpoint": str(checkpoint) if checkpoint else None,
                "width": describe_width(plan) if plan.width is not None else None,
-               "calibration": {k: plan.calibration[k] for k in ("source", "windows", "seqlen", "tokens")}}
+               "calibration": {k: plan.calibration[k] for k in ("source", "windows", "seqlen", "tokens")},
+               "validation": monitor.check(plan)}
+    if plan.validation and summary["validation"]:
+        summary["validation"]["source"] = {k: plan.validation[k] for k in ("source", "windows", "seqlen", "tokens")}
     return RunResult(out, plan, checkpoint, summary)
 

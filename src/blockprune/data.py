@@ -147,6 +147,44 @@ class Windows:
                 "sha256": self.sha256()}
 
 
+def sample_indices(n: int, nsamples: int, seed: int | None) -> list[int]:
+    """Which of `n` rows a seeded sample of `nsamples` takes, in sample order (all, in order, when
+    `nsamples` >= n). `random.sample` picks the same positions from any sequence of length n, so this is
+    the calibration sample whether rows or indices are sampled."""
+    if nsamples >= n:
+        return list(range(n))
+    return random.Random(seed).sample(range(n), nsamples)
+
+
+def heldout_rows(rows: list[str], calibration_nsamples: int, nsamples: int, seed: int | None) -> list[str]:
+    """Up to `nsamples` of `rows` that a calibration sample of `calibration_nsamples` with `seed` leaves out."""
+    taken = set(sample_indices(len(rows), calibration_nsamples, seed))
+    texts = {rows[i] for i in taken}
+    order = random.Random(f"heldout-{seed}").sample(range(len(rows)), len(rows))
+    return [rows[i] for i in order if i not in taken and rows[i] not in texts][:nsamples]
+
+
+def heldout_windows(source: str, tokenizer, seqlen: int, *, calibration_nsamples: int, nsamples: int,
+                    seed: int | None = 42, data_dir_: str | os.PathLike | None = None) -> Windows:
+    """Windows from `nsamples` rows of a row-sampled source (Alpaca, .json, .jsonl) that the calibration
+    sample (`calibration_nsamples` rows with `seed`) did not take: neither a calibration row's index nor
+    its text (Alpaca repeats a few texts). The rows are the first ones of a fixed seeded order of the whole
+    source that are not calibration rows, so the validation set is the same for every calibration size
+    but for the few rows a larger calibration sample takes."""
+    if source in ("wikitext2", "ptb") or Path(source).suffix == ".txt":
+        raise UserError(f"{source} is calibrated on whole, in order: it has no rows to hold out; give "
+                        f"--validation another source or none")
+    picked = heldout_rows(load_rows(source, data_dir_), calibration_nsamples, nsamples, seed)
+    if len(picked) < nsamples:
+        raise UserError(f"{source}: {len(picked)} rows are left after the {calibration_nsamples} calibration rows, "
+                        f"fewer than --validation-nsamples {nsamples}; lower --validation-nsamples or --nsamples")
+    try:
+        return windows_from_rows(picked, tokenizer, seqlen, f"{source} (held out)", seed=seed,
+                                 joiner=JOINER.get(source, "\n\n"))
+    except UserError as e:
+        raise UserError(f"validation: {e} (--validation-nsamples {nsamples})") from e
+
+
 def windows_from_rows(rows: list[str], tokenizer, seqlen: int, source: str, *, nsamples: int | None = None,
                       seed: int | None = None, max_windows: int | None = None, joiner: str = "\n\n") -> Windows:
     """Sample rows (seeded), join with blank lines, tokenize once, cut into non-overlapping windows."""
@@ -155,8 +193,7 @@ def windows_from_rows(rows: list[str], tokenizer, seqlen: int, source: str, *, n
     if nsamples is not None:
         if nsamples < 1:
             raise UserError(f"--nsamples must be at least 1 (got {nsamples})")
-        if nsamples < len(rows):
-            rows = random.Random(seed).sample(rows, nsamples)
+        rows = [rows[i] for i in sample_indices(len(rows), nsamples, seed)]
     text = joiner.join(rows)
     if not text.strip():
         raise UserError(f"{source}: the text is empty")

@@ -6,9 +6,10 @@
       "calibration": {"source", "rows", "seqlen", "windows", "tokens", "seed", "sha256"},
       "options": {...every option that changes the result...},
       "versions": {"blockprune", "torch", "transformers", "python"},
-      "dense": {"ppl"},
+      "dense": {"ppl", "validation_ppl"},
       "steps": [{"step", "removed", "ppl", "ratio", "scores": {unit: ppl | null}, "evaluated_windows",
-                 "exhaustive_windows", "faults": [...]}],
+                 "exhaustive_windows", "faults": [...], "validation_ppl"}],
+      "validation": {"source", "rows", "seqlen", "windows", "tokens", "seed", "sha256"},  # with the monitor
       "removed": ["attn.5", "layer.7", ...],   # units in removal order
       "width": {...}                           # width methods only: see blockprune.width.record
     }
@@ -59,6 +60,9 @@ class Plan:
     #: width methods only (blockprune.width.record): per layer the kept heads / KV groups / channels and
     #: every unit's score; absent from plan.json for block methods
     width: dict[str, Any] | None = None
+    #: the overfitting monitor's validation text (source, rows, windows, tokens, seed, hash; see
+    #: blockprune.monitor); absent from plan.json for a run without the monitor
+    validation: dict[str, Any] | None = None
 
     @property
     def removed(self) -> list[str]:
@@ -71,8 +75,9 @@ class Plan:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["removed"] = self.removed
-        if self.width is None:
-            del d["width"]
+        for optional in ("width", "validation"):
+            if d[optional] is None:
+                del d[optional]
         return d
 
     def save(self, path: str | Path) -> None:
@@ -102,4 +107,5 @@ class Plan:
     def identity(self) -> dict[str, Any]:
         """What must match for a saved state to be resumed: the model, the data and the options."""
         return {"method": self.method, "model": self.model.get("sha256"),
-                "calibration": self.calibration.get("sha256"), "options": self.options}
+                "calibration": self.calibration.get("sha256"), "options": self.options,
+                "validation": (self.validation or {}).get("sha256")}

@@ -1,9 +1,11 @@
 """Reports: run folders (plan.json) and eval folders (eval.json) as a Markdown page, a JSON file and
 PNG figures that can be read at a glance.
 
-Figures per run: block importance at each search step (layers × attention/MLP, colour = calibration
-perplexity with that unit removed), calibration perplexity against pruning ratio along the removal
-path (all runs on one plot), and the pruned architecture (which blocks remain in each layer). The
+Figures per run: block importance at each search step (layers × attention/MLP, colour = each candidate's
+calibration perplexity relative to the step's best, clipped; grey = already removed; hatched = left a
+race early), calibration perplexity (and the monitor's validation perplexity) against pruning ratio along
+the removal path with the unit removed at each point (all runs on one plot), and the pruned architecture
+(which blocks remain in each layer). The
 table compares every evaluated model in the shape of the BlockPruner paper's Table 1."""
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import atomic
+from . import atomic, monitor
 from .compare import is_accuracy, ppl_title, task_metric
 from .errors import UserError
 from .plan import Plan, expand
@@ -86,52 +88,140 @@ def score_metric(plan: Plan) -> str:
     return next((s["metric"] for s in plan.steps if s.get("metric")), "ppl")
 
 
-def importance_grid(plan: Plan, layers: int):
-    """Per step, a (2, layers) array of log10 of each candidate unit's score (calibration perplexity with it
-    removed, or the method's own metric; NaN where the unit was not a candidate), and the (row, layer) cells
-    of the unit removed at that step."""
+#: Importance colours are clipped at this ratio of a candidate's score to its step's best: near-ties, the
+#: choices a search actually makes, span the scale; a candidate far worse than the best is simply "worse".
+CLIP = {"ppl": 1.25}
+CLIP_OTHER = 4.0  # other metrics (bi, rm, js) spread wider between candidates
+GREY_REMOVED, GREY_NONE = "#7f7f7f", "#eeeeee"
+
+
+@dataclass
+class StepCells:
+    """One step of the importance heatmap, as (2, layers) arrays: `rel` is ln(score / the step's best
+    complete score), clipped (NaN where no complete finite score); the other masks say why a cell has none."""
+
+    rel: Any
+    removed_before: Any  # removed at an earlier step
+    early: Any  # a candidate that left a race early: its score is from fewer windows, never comparable
+    chosen: list[tuple[int, int]]
+
+
+def _cell(block: str) -> tuple[int, int]:
+    kind, _, layer = block.partition(".")
+    return (0 if kind == "attn" else 1, int(layer))
+
+
+def approximate(step: dict) -> set[str]:
+    """A step's candidates without a final score: they left a race early, or (two-precision racing) were
+    scored in the fast precision only, so their score is not comparable with the decided ones'."""
+    units = set(step.get("partial") or {})
+    if step.get("precision"):
+        units |= set(step["scores"]) - set(step["precision"]["decided_in_full"])
+    return units
+
+
+def importance_cells(plan: Plan, layers: int) -> list[StepCells]:
     import numpy as np
 
-    grids, chosen = [], []
+    clip = math.log(CLIP.get(score_metric(plan), CLIP_OTHER))
+    gone: set[str] = set()
+    out = []
     for step in plan.steps:
-        g = np.full((2, layers), np.nan)
-        for unit, score in step["scores"].items():
-            for block in expand(unit):
-                kind, _, layer = block.partition(".")
-                if score is not None and score > 0 and math.isfinite(score):
-                    g[0 if kind == "attn" else 1, int(layer)] = math.log10(score)
-        grids.append(g)
-        chosen.append([(0 if b.startswith("attn") else 1, int(b.split(".")[1])) for b in expand(step["removed"])])
-    return grids, chosen
+        partial = approximate(step)
+        full = {u: v for u, v in step["scores"].items()
+                if u not in partial and v is not None and v > 0 and math.isfinite(v)}
+        best = min(full.values()) if full else None
+        rel, before, early = (np.full((2, layers), np.nan), np.zeros((2, layers), bool), np.zeros((2, layers), bool))
+        for unit, v in full.items():
+            for b in expand(unit):
+                rel[_cell(b)] = min(math.log(v / best), clip)
+        for unit in partial:
+            for b in expand(unit):
+                early[_cell(b)] = True
+        for b in gone:
+            before[_cell(b)] = True
+        out.append(StepCells(rel, before, early, [_cell(b) for b in expand(step["removed"])]))
+        gone.update(expand(step["removed"]))
+    return out
+
+
+def importance_grid(plan: Plan, layers: int):
+    """Per step, a (2, layers) array of ln(score / the step's best complete score), clipped (NaN where the
+    unit was no candidate or left a race early), and the (row, layer) cells of the unit removed then."""
+    cells = importance_cells(plan, layers)
+    return [c.rel for c in cells], [c.chosen for c in cells]
+
+
+def scorer_note(plan: Plan) -> str:
+    """How the candidates were scored, in words (for figure titles and the report)."""
+    metric = score_metric(plan)
+    if plan.method in ONE_PASS:
+        how = f"{plan.options.get('scorer', 'incremental')} scorer" if metric == "ppl" else metric
+        return f"scored once on the dense model ({how}), removed in that order"
+    if metric != "ppl":
+        return f"{metric} of each candidate on the model as pruned so far"
+    scorer = plan.options.get("scorer", "incremental")
+    if scorer == "racing" or (scorer == "fast" and plan.options.get("fast_dtype", "none") == "none"):
+        return (f"racing scorer (z = {plan.options.get('racing_z', 2.5):g}): a candidate that clearly trails the "
+                f"leader leaves early")
+    if scorer == "fast":
+        return (f"two-precision racing (z = {plan.options.get('racing_z', 2.5):g}): candidates race in "
+                f"{plan.options['fast_dtype']}, the near-ties are decided in {plan.options.get('dtype', 'fp32')} "
+                f"on every window")
+    return f"{scorer} scorer: every candidate on every window"
+
+
+ONE_PASS = ("blockpruner-oneshot", "shortgpt", "relative-magnitude")
 
 
 def plot_importance(plan: Plan, layers: int, path: Path) -> None:
     import numpy as np
+    from matplotlib.colors import ListedColormap, PowerNorm
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch, Rectangle
 
     plt = _pyplot()
-    grids, chosen = importance_grid(plan, layers)
-    values = np.concatenate([g[~np.isnan(g)] for g in grids]) if grids else np.array([0.0])
-    vmin, vmax = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
-    n = max(1, len(grids))
-    fig, axes = plt.subplots(n, 1, figsize=(max(6, 0.28 * layers + 2), 0.75 * n + 1.2), squeeze=False,
+    cells = importance_cells(plan, layers)
+    metric = score_metric(plan)
+    top = CLIP.get(metric, CLIP_OTHER)
+    n = max(1, len(cells))
+    fig, axes = plt.subplots(n, 1, figsize=(max(6, 0.28 * layers + 2), 0.75 * n + 1.9), squeeze=False,
                              layout="constrained")
-    cmap = plt.get_cmap("viridis_r").with_extremes(bad="#dddddd")  # grey: already removed, or not a candidate
+    cmap = plt.get_cmap("viridis_r")
+    # near-ties take most of the colour range: a power norm spreads the first few percent
+    norm = PowerNorm(0.5, vmin=0.0, vmax=math.log(top))
     im = None
     for i, ax in enumerate(axes[:, 0]):
-        if i < len(grids):
-            im = ax.imshow(np.ma.masked_invalid(grids[i]), aspect="auto", cmap=cmap, vmin=vmin, vmax=vmax)
-            for r, c in chosen[i]:
-                ax.text(c, r, "x", ha="center", va="center", color="red", fontsize=8, fontweight="bold")
+        if i < len(cells):
+            c = cells[i]
+            grey = np.where(c.removed_before, 1.0, 0.0)
+            ax.imshow(grey, aspect="auto", cmap=ListedColormap([GREY_NONE, GREY_REMOVED]), vmin=0, vmax=1)
+            im = ax.imshow(np.ma.masked_invalid(c.rel), aspect="auto", cmap=cmap, norm=norm)
+            for r, l in zip(*np.nonzero(c.early)):
+                ax.add_patch(Rectangle((l - 0.5, r - 0.5), 1, 1, facecolor="white", edgecolor="#555555",
+                                       hatch="////", linewidth=0))
+            for r, l in c.chosen:
+                ax.text(l, r, "x", ha="center", va="center", color="red", fontsize=8, fontweight="bold")
         ax.set_yticks([0, 1], ["attn", "mlp"], fontsize=7)
         ax.set_ylabel(f"step {i + 1}", rotation=0, ha="right", va="center", fontsize=7)
         ax.set_xticks(range(layers) if i == n - 1 else [])
         ax.tick_params(axis="x", labelsize=6)
     axes[-1, 0].set_xlabel("layer")
-    metric = score_metric(plan)
     what = "calibration ppl with each candidate removed" if metric == "ppl" else f"{metric} score of each candidate"
-    fig.suptitle(f"{plan.method}: {what} (x = removed at that step)", fontsize=9)
+    fig.suptitle(f"{plan.method}: {what}\n{scorer_note(plan)}", fontsize=9)
+    legend = [Line2D([], [], marker="x", color="red", linestyle="", markeredgewidth=2, label="removed at this step"),
+              Patch(facecolor=GREY_REMOVED, label="already removed"),
+              Patch(facecolor=GREY_NONE, edgecolor="#cccccc", label="not a candidate")]
+    if any(c.early.any() for c in cells):
+        legend.append(Patch(facecolor="white", edgecolor="#555555", hatch="////",
+                            label="left the race early (clearly worse; no full score)"))
+    fig.legend(handles=legend, loc="outside lower center", ncol=len(legend), fontsize=7, frameon=False)
     if im is not None:
-        fig.colorbar(im, ax=axes[:, 0].tolist(), label=f"log10 {metric} (lower = removed first)", shrink=0.8)
+        pcts = [p for p in (0, 1, 2, 5, 10, 25, 50, 100, 200, 300) if p <= 100 * (top - 1) + 1e-9]
+        bar = fig.colorbar(im, ax=axes[:, 0].tolist(), shrink=0.8, ticks=[math.log(1 + p / 100) for p in pcts])
+        bar.ax.set_yticklabels([f"+{p}%" if p < pcts[-1] else f">= +{p}%" for p in pcts], fontsize=7)
+        bar.set_label(f"{metric} above the step's best candidate\n(log ratio, clipped at +{100 * (top - 1):.0f}%)",
+                      fontsize=7)
     save_png(fig, path)
     plt.close(fig)
 
@@ -143,16 +233,39 @@ def removal_path(plan: Plan) -> tuple[list[float], list[float]]:
 
 
 def plot_paths(entries: list[Entry], path: Path) -> None:
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    validated = False
     for e in entries:
-        if e.plan is not None:
-            ratios, ppls = removal_path(e.plan)
-            ax.plot(ratios, ppls, marker="o", markersize=3, label=f"{e.label} ({e.plan.method})")
+        if e.plan is None:
+            continue
+        ratios, ppls = removal_path(e.plan)
+        line, = ax.plot(ratios, ppls, marker="o", markersize=3, label=f"{e.label} ({e.plan.method}): calibration")
+        for x, y, s in zip(ratios[1:], ppls[1:], e.plan.steps):  # which unit each point removed
+            ax.annotate(s["removed"], (x, y), xytext=(0, 4), textcoords="offset points", fontsize=5.5,
+                        rotation=90, ha="center", va="bottom", color=line.get_color())
+        vals = monitor.path(e.plan)
+        if vals is not None:
+            validated = True
+            xs = [x for x, v in zip(ratios, vals) if v is not None]
+            ax.plot(xs, [v for v in vals if v is not None], marker="s", markersize=3, linestyle="--",
+                    color=line.get_color(), label=f"{e.label}: validation ({e.plan.validation.get('source')})")
     ax.set_yscale("log")
+    ax.margins(y=0.12)  # room for the unit names above the highest points
+    # plain numbers on the log axis (not 1.08x10^1), as many per decade as the range leaves room for
+    lo, hi = ax.get_ylim()
+    decades = math.log10(hi / lo) if lo > 0 and hi > lo else 1.0
+    subs = (1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0) if decades < 1.5 else \
+        (1.0, 2.0, 5.0) if decades < 4 else (1.0,)
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=subs))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("pruning ratio (parameters removed / dense)")
-    ax.set_ylabel("calibration perplexity")
-    ax.set_title("calibration perplexity along the removal path", fontsize=9)
+    ax.set_ylabel("perplexity (log scale)")
+    title = "calibration" + (" and validation" if validated else "") + " perplexity along the removal path"
+    ax.set_title(title + "\n(each point is labelled with the unit removed there)", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
     save_png(fig, path)
@@ -295,21 +408,50 @@ def build(dirs: list[str | os.PathLike], out: str | os.PathLike) -> Path:
                f"- removed ({len(p.removed)}): {', '.join(p.removed) or 'nothing'}",
                f"- calibration ppl {p.dense.get('ppl', math.nan):.3f} dense → "
                f"{final['ppl'] if final else p.dense.get('ppl', math.nan):.3f} at ratio "
-               f"{final['ratio'] if final else 0.0:.3f}", ""]
+               f"{final['ratio'] if final else 0.0:.3f}"]
+        if p.steps:
+            md += [f"- candidates ranked by: {scorer_note(p)}" + _race_note(p)]
+        md += _monitor_lines(p) + [""]
         for name, rel in e.figures.items():
             md += [f"![{name}]({rel})", ""]
     if runs:
-        md += ["## Calibration perplexity along the removal path", "", "![removal path](figures/removal_path.png)", ""]
+        title = "Calibration and validation" if any(monitor.path(e.plan) for e in runs) else "Calibration"
+        md += [f"## {title} perplexity along the removal path", "", "![removal path](figures/removal_path.png)", ""]
     report = {"format": "blockprune.report/1", "table": rows,
               "healing": {e.label: {k: v for k, v in e.healing.items() if k not in ("history", "val")}
                           for e in entries if e.healing},
               "runs": [{"label": e.label, "path": str(e.path), "method": e.plan.method, "removed": e.plan.removed,
                         "path_ratio": removal_path(e.plan)[0], "path_ppl": removal_path(e.plan)[1],
+                        "path_validation_ppl": monitor.path(e.plan), "monitor": monitor.check(e.plan),
                         "figures": e.figures} for e in runs],
               "figures": {"removal_path": "figures/removal_path.png"} if runs else {}}
     atomic.write_json(out / "report.json", report)
     atomic.write_text(out / "report.md", "\n".join(md))
     return out / "report.md"
+
+
+def _race_note(plan: Plan) -> str:
+    early = [len(approximate(s)) for s in plan.steps]
+    if not any(early):
+        return ""
+    how = ("left the race early or were scored in the fast precision only" if any(s.get("precision") for s in plan.steps)
+           else "left the race early")
+    return (f"; {sum(early)} of {sum(len(s['scores']) for s in plan.steps)} candidate scores {how} "
+            f"(hatched in the importance figure: not final, so not comparable)")
+
+
+def _monitor_lines(plan: Plan) -> list[str]:
+    v = monitor.check(plan)
+    if v is None:
+        return []
+    ppl = lambda x: "inf" if x is None else f"{x:.3f}"  # noqa: E731
+    ratio = "–" if v["log_ratio"] is None else f"{v['log_ratio']:.2f}"
+    lines = [f"- validation perplexity ({plan.validation.get('source')}, {plan.validation.get('windows')} windows): "
+             f"{ppl(v['dense_ppl'])} dense → {ppl(v['pruned_ppl'])}; its log rise over calibration's {ratio} "
+             f"(the monitor warns above {v['threshold']:g})"]
+    if v["warning"]:
+        lines.append(f"- **warning:** {v['warning']}")
+    return lines
 
 
 def _layers_from_scores(plan: Plan) -> int:

@@ -22,6 +22,8 @@ def add_arguments(p) -> None:
     p.add_argument("--nsamples", type=int, default=256, help="calibration rows sampled (seeded)")
     p.add_argument("--seqlen", type=int, default=2048, help="tokens per calibration window")
     p.add_argument("--seed", type=int, default=42, help="seed of the row sample")
+    from .prune import add_validation_arguments
+    add_validation_arguments(p)
     add_scorer_arguments(p)
     p.add_argument("--batch-size", type=int, default=1, help="calibration windows per forward pass")
     add_task_arguments(p, "wikitext2,piqa,winogrande,hellaswag,arc_easy,arc_challenge")
@@ -48,7 +50,8 @@ def run(args) -> None:
     opts = PruneOptions(block_type=args.block_type, calibration=args.calibration, nsamples=args.nsamples,
                         seqlen=args.seqlen, seed=args.seed, dtype=args.dtype, scorer=args.scorer,
                         fast_dtype=args.fast_dtype, racing_z=args.racing_z,
-                        batch_size=args.batch_size, ratio=args.ratio)
+                        batch_size=args.batch_size, ratio=args.ratio, validation=args.validation,
+                        validation_nsamples=args.validation_nsamples)
     windows = None if args.full else (args.max_windows or QUICK_WINDOWS)
     limit = None if args.full else (args.limit or QUICK_DOCS)
     evaluator, settings = quick_evaluator(seqlen=args.eval_seqlen, max_windows=windows, limit=limit,

@@ -1,12 +1,24 @@
 """blockprune prune: search what to remove; write the plan and the pruned checkpoint."""
 from __future__ import annotations
 
+import sys
+
 from . import add_model_arguments, add_scorer_arguments
 
 NAME = "prune"
 HELP = "search what to remove and write a plan and a pruned checkpoint"
 DESCRIPTION = ("Run a pruning method; write OUT/plan.json (the removal plan, also the search state after every "
                "step) and OUT/model (the pruned checkpoint).")
+
+
+def add_validation_arguments(p) -> None:
+    p.add_argument("--validation", default="auto",
+                   help="the overfitting monitor's text, scored once after each step: auto (Alpaca rows held out "
+                        "from the calibration sample when --calibration is alpaca, else off), heldout (rows of "
+                        "the --calibration .json/.jsonl file not sampled), any source --calibration takes, or none")
+    p.add_argument("--validation-nsamples", type=int, default=None,
+                   help="validation rows (seeded like --nsamples; whole-text sources: that many rows in order); "
+                        "default: as many as --nsamples, at most 128, so a pass costs about one candidate's scoring")
 
 
 def add_arguments(p) -> None:
@@ -32,6 +44,7 @@ def add_arguments(p) -> None:
     p.add_argument("--nsamples", type=int, default=256, help="rows sampled from the calibration set (seeded)")
     p.add_argument("--seqlen", type=int, default=2048, help="tokens per calibration window")
     p.add_argument("--seed", type=int, default=42, help="seed of the row sample")
+    add_validation_arguments(p)
     add_scorer_arguments(p)
     p.add_argument("--batch-size", type=int, default=1, help="windows per forward pass (memory vs speed)")
     p.add_argument("--cache-every", type=int, default=1,
@@ -59,6 +72,7 @@ def run(args) -> None:
                         calibration=args.calibration, nsamples=args.nsamples, seqlen=args.seqlen, seed=args.seed,
                         dtype=args.dtype, scorer=args.scorer, fast_dtype=args.fast_dtype, batch_size=args.batch_size,
                         cache_every=args.cache_every, cache_device=args.cache_device, racing_z=args.racing_z,
+                        validation=args.validation, validation_nsamples=args.validation_nsamples,
                         allocation=args.allocation, gqa=args.gqa, layers=args.layers)
     opts.check_all_used()  # every option given to this one run must take effect
     res = prune(args.model, args.out, options=opts, data_dir=args.data_dir, device=args.device, resume=args.resume,
@@ -72,6 +86,14 @@ def run(args) -> None:
               f"{', '.join(s['removed'])}")
     print(f"  calibration perplexity {s['dense_ppl']:.4f} -> {s['pruned_ppl']:.4f} "
           f"({c['source']}, {c['windows']} windows x {c['seqlen']} tokens)")
+    v = s.get("validation")
+    if v:
+        src = v["source"]
+        ppl = lambda x: "inf" if x is None else f"{x:.4f}"  # noqa: E731  (an infinite pass is stored as null)
+        print(f"  validation perplexity {ppl(v['dense_ppl'])} -> {ppl(v['pruned_ppl'])} "
+              f"({src['source']}, {src['windows']} windows x {src['seqlen']} tokens)")
+        if v["warning"]:
+            print(f"blockprune: warning: {v['warning']}", file=sys.stderr)
     print(f"  plan:       {s['plan']}")
     if s["checkpoint"]:
         print(f"  checkpoint: {s['checkpoint']}  (AutoModelForCausalLM.from_pretrained(path, trust_remote_code=True))")

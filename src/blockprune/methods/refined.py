@@ -55,6 +55,7 @@ class Refined:
         budget = None if job.ratio is None else job.ratio * view.total_params
         order = list(plan.removed)
         greedy_ppl = cur = plan.steps[-1]["ppl"]
+        greedy_validation = plan.steps[-1].get("validation_ppl")  # the overfitting monitor's, when it runs
         spent = {"evaluated_windows": 0, "exhaustive_windows": 0}
 
         def score(base: frozenset[str], sets: list[frozenset[str]], exact: bool = False) -> list[float]:
@@ -104,10 +105,13 @@ class Refined:
             s = plan.steps[j]
             if s["removed"] != order[j]:
                 s["greedy_removed"] = s["removed"]
+            s.pop("validation_ppl", None)  # a new removal set: the monitor scores it again
             s.update(removed=order[j], ppl=ppl, refined=True,
                      ratio=view.removed_params(_blocks(order[:j + 1], by)) / view.total_params)
         plan.steps[-1]["refine"] = {"greedy_ppl": greedy_ppl, "ppl": cur, "swaps": swaps,
                                     "rounds": self.rounds, "top": self.top, **spent}
+        if greedy_validation is not None:
+            plan.steps[-1]["refine"]["greedy_validation_ppl"] = greedy_validation
         if job.on_step:
             job.on_step(plan, time.perf_counter() - t0)
 

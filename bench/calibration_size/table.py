@@ -1,0 +1,104 @@
+"""Table and figure of the calibration-size curve (bench/calibration_size/run.sh): per method and number of
+calibration rows, the calibration, validation (the monitor's held-out Alpaca rows) and WikiText-2 (quick
+subset) perplexity of the pruned model, the monitor's verdict and the search time.
+
+    python bench/calibration_size/table.py bench/calibration_size/smollm2-r20
+
+Writes OUT/table.md, OUT/table.json and OUT/curve.png (the BlockPruner paper's Figure 7 right, with
+ShortGPT beside BlockPruner); runs not finished yet are left out and listed."""
+from __future__ import annotations
+
+import io
+import json
+import sys
+from pathlib import Path
+
+from blockprune import atomic, monitor
+from blockprune.plan import Plan
+
+METHODS = ("blockpruner", "shortgpt")
+ROWS = (4, 16, 64, 256)
+PANELS = (("calibration", "calibration perplexity"), ("validation", "validation perplexity (held-out Alpaca)"),
+          ("wikitext2", "WikiText-2 perplexity (quick subset)"))
+
+
+def read(run: Path) -> dict | None:
+    """One finished run's figures (None until its search and evaluation are both done)."""
+    ev = run / "eval" / "eval.json"
+    if not (run / "plan.json").exists() or not ev.exists():
+        return None
+    plan = Plan.load(run)
+    if plan.status != "done" or not plan.steps:
+        return None
+    timings = json.loads((run / "timings.json").read_text()) if (run / "timings.json").exists() else {"steps": []}
+    verdict = monitor.check(plan) or {}
+    wt = json.loads(ev.read_text())["perplexity"]["wikitext2"]
+    return {"method": plan.method, "rows": plan.calibration["rows"], "windows": plan.calibration["windows"],
+            "seqlen": plan.calibration["seqlen"], "removed": len(plan.removed), "ratio": plan.steps[-1]["ratio"],
+            "calibration": plan.steps[-1]["ppl"], "calibration_dense": plan.dense["ppl"],
+            "validation": verdict.get("pruned_ppl"), "validation_dense": verdict.get("dense_ppl"),
+            "log_ratio": verdict.get("log_ratio"), "warning": bool(verdict.get("warning")),
+            "wikitext2": wt["ppl"], "wikitext2_windows": wt["windows"],
+            "search_s": sum(s["seconds"] for s in timings["steps"]),
+            "validation_share": timings.get("validation_share")}
+
+
+def markdown(rows: list[dict]) -> str:
+    f = lambda x, d=2: "–" if x is None else f"{x:.{d}f}"  # noqa: E731
+    share = lambda x: "–" if x is None else f"{100 * x:.1f}%"  # noqa: E731
+    lines = ["| Method | Rows | Windows | Removed | Ratio | Calibration PPL | Validation PPL | log rise val/cal | "
+             "Monitor | WikiText-2 PPL | Search | Monitor share |", "|" + "---|" * 12]
+    for r in rows:
+        lines.append(f"| {r['method']} | {r['rows']} | {r['windows']} x {r['seqlen']} | {r['removed']} | "
+                     f"{100 * r['ratio']:.1f}% | {f(r['calibration'])} | {f(r['validation'])} | {f(r['log_ratio'])} | "
+                     f"{'warns' if r['warning'] else 'quiet'} | {f(r['wikitext2'])} | {r['search_s'] / 60:.1f} min | "
+                     f"{share(r['validation_share'])} |")
+    return "\n".join(lines)
+
+
+def figure(rows: list[dict], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+
+    fig, axes = plt.subplots(1, len(PANELS), figsize=(12, 3.8), layout="constrained")
+    for ax, (key, title) in zip(axes, PANELS):
+        for m in METHODS:
+            pts = sorted((r["rows"], r[key]) for r in rows if r["method"] == m and r[key] is not None)
+            if pts:
+                ax.plot(*zip(*pts), marker="o", label=m)
+        ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_locator(FixedLocator(ROWS))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("calibration rows (Alpaca, seed 42)")
+        ax.set_title(title, fontsize=9)
+        ax.grid(True, alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("SmolLM2-135M at 20%: perplexity of the pruned model against calibration size", fontsize=10)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    atomic.write_bytes(path, buf.getvalue())
+    plt.close(fig)
+
+
+def main(folder: str) -> None:
+    out = Path(folder)
+    rows, missing = [], []
+    for m in METHODS:
+        for n in ROWS:
+            r = read(out / f"{m}-n{n}")
+            (rows.append(r) if r else missing.append(f"{m}-n{n}"))
+    md = markdown(rows) + ("\n\nNot finished: " + ", ".join(missing) if missing else "")
+    atomic.write_text(out / "table.md", md + "\n")
+    atomic.write_json(out / "table.json", {"rows": rows, "missing": missing})
+    if rows:
+        figure(rows, out / "curve.png")
+    print(md)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    main(sys.argv[1])
