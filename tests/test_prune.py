@@ -222,6 +222,14 @@ def test_existing_run_needs_resume(tiny_checkpoint, calib_file, tmp_path):
         run_prune(tiny_checkpoint, calib_file, tmp_path / "run", export=False, num_blocks=1)
 
 
+def test_resume_without_a_plan_is_refused_even_when_quiet(tiny_checkpoint, calib_file, tmp_path, capsys):
+    code, err = cli_run(capsys, "prune", "--model", tiny_checkpoint, "--calibration", calib_file, "--seqlen", "32",
+                        "--num-blocks", "1", "--out", str(tmp_path / "bp12x"), "--resume", "--quiet")
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "nothing to resume in" in err and "drop --resume" in err
+    assert not (tmp_path / "bp12x").exists()
+
+
 def test_missing_alias_package_says_how_to_install(monkeypatch, tmp_path):
     monkeypatch.setitem(models.ALIASES, "fake-1m", models.Alias("no_such_pkg_xyz", "x.gguf", "pip install no-such-pkg"))
     monkeypatch.setenv("BLOCKPRUNE_CACHE", str(tmp_path))

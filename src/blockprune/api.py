@@ -253,7 +253,9 @@ def prune(model: str = models.DEFAULT_MODEL, out: str | os.PathLike = "runs/bloc
     plan_path = out / "plan.json"
     if plan_path.exists() and not resume:
         raise UserError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-    resume = resume and plan_path.exists()  # a run killed before its first save simply starts again
+    if resume and not plan_path.exists():  # a mistyped --out would otherwise start a whole new search
+        raise UserError(f"nothing to resume in {out} (no plan.json); check --out, or drop --resume to start "
+                        f"a new run (a run killed before its first save left nothing to resume)")
     _check_writable(out)
 
     if not progress:  # quiet means quiet: no weight-loading bars either
