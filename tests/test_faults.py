@@ -263,7 +263,7 @@ BAD = [
     (["--resume", "--out", "CORRUPT"], "corrupt"),
     (["--resume"], "nothing to resume in"),
     (["--calibration", "LATIN1"], "is not UTF-8 text"),
-    (["--device", "bogus"], "--device 'bogus' is not a torch device"),
+    (["--device", "bogus"], "argument --device: 'bogus' is not a torch device"),
     (["--device", "cuda:99"], "cuda device"),  # none on a CPU-only torch, too few on a GPU machine
     (["--cache-device", "bogus"], "--cache-device 'bogus' is not a torch device"),
     (["--metric", "bi", "--scorer", "racing"], "--scorer racing does nothing with --metric bi"),

@@ -275,7 +275,15 @@ def test_every_command_refuses_an_unusable_device_before_loading(command, tmp_pa
 
     assert main([command, str(tmp_path), "--device", "bogus"]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "--device 'bogus' is not a torch device" in err
+    assert len(err.splitlines()) == 1 and "argument --device: 'bogus' is not a torch device" in err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a torch without a usable cuda device")
+def test_device_cuda_on_a_cpu_only_torch_names_the_option_once(capsys):
+    assert cli.main(["prune", "--num-blocks", "1", "--device", "cuda"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("blockprune: error: argument --device: no cuda device is available to this torch")
+    assert "--device cuda" not in err and "use --device cpu" in err
 
 
 def test_the_prune_command_defaults_are_the_apis():

@@ -78,22 +78,26 @@ def resolve(spec: str) -> Path | str:
     return spec
 
 
-def check_device(name: str, flag: str = "--device") -> None:
+def check_device(name: str, flag: str = "--device", named: bool = True) -> None:
     """Refuse a device this torch cannot use before any model loads (torch itself fails later with a
-    RuntimeError for a typo, or an AssertionError for cuda on a CPU-only build)."""
+    RuntimeError for a typo, or an AssertionError for cuda on a CPU-only build).
+
+    `named=False` leaves the option and value out of the message's start: argparse already begins it
+    with "argument --device:"."""
+    lead = f"{flag} {name}: " if named else ""
     try:
         device = torch.device(name)
     except RuntimeError as e:
-        raise UserError(f"{flag} {name!r} is not a torch device; use cpu, cuda, cuda:N or mps") from e
+        raise UserError(f"{flag + ' ' if named else ''}{name!r} is not a torch device; use cpu, cuda, cuda:N or mps") from e
     if device.type == "cpu":
         return
     backend = getattr(torch, device.type, None)  # torch.cuda, torch.mps, torch.xpu, ...
     if not (callable(getattr(backend, "is_available", None)) and backend.is_available()):
-        raise UserError(f"{flag} {name}: no {device.type} device is available to this torch "
+        raise UserError(f"{lead}no {device.type} device is available to this torch "
                         f"({torch.__version__}); use {flag} cpu")
     count = backend.device_count() if callable(getattr(backend, "device_count", None)) else None
     if device.index is not None and count is not None and device.index >= count:
-        raise UserError(f"{flag} {name}: this machine has {count} {device.type} device(s); "
+        raise UserError(f"{lead}this machine has {count} {device.type} device(s), not {name}; "
                         f"use {device.type}:0 to {device.type}:{count - 1}")
 
 
