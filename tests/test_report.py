@@ -51,6 +51,18 @@ def test_report_renders_from_a_run_folder(folders, tmp_path):
     assert len(report["runs"][0]["path_ratio"]) == 4  # dense + three removal steps
 
 
+@pytest.mark.parametrize("order", ["run first", "eval first"])
+def test_a_run_and_its_own_eval_folder_are_one_model(folders, tmp_path, order):
+    dirs = [folders / "run", folders / "run" / "eval", folders / "dense-eval", folders / "dense-eval"]
+    if order == "eval first":
+        dirs = dirs[1::-1] + dirs[2:]
+    md = build(dirs, tmp_path / "report")
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert [r["label"] for r in report["table"]] == ["run", "dense-eval"]
+    cost_rows = [line for line in md.read_text().split("### Cost")[1].splitlines() if line.startswith("| ")]
+    assert [line.split(" | ")[0] for line in cost_rows[1:]] == ["| run", "| dense-eval"]
+
+
 def test_importance_grid_marks_each_steps_choice(folders):
     plan = load_entry(folders / "run").plan
     grids, chosen = importance_grid(plan, 4)

@@ -36,6 +36,7 @@ class Entry:
     evaluation: dict[str, Any] | None = None
     healing: dict[str, Any] | None = None  # a `blockprune heal` folder's heal.json
     figures: dict[str, str] = field(default_factory=dict)
+    sources: frozenset[Path] = frozenset()  # the plan / eval / heal files it was read from
 
 
 
@@ -61,7 +62,15 @@ def load_entry(path: str | os.PathLike) -> Entry:
     healing = _read_eval(path / "heal.json") if (path / "heal.json").exists() else None
     if plan is None and ev is None and healing is None:
         raise UserError(f"{path} holds neither plan.json, eval.json nor heal.json")
-    return Entry(path.resolve().name, path, plan, _read_eval(ev) if ev else None, healing)
+    sources = frozenset(p.resolve() for p in (path / "plan.json", ev, path / "heal.json") if p and p.exists())
+    return Entry(path.resolve().name, path, plan, _read_eval(ev) if ev else None, healing, sources=sources)
+
+
+def distinct(entries: list[Entry]) -> list[Entry]:
+    """Each subject once: a run folder already brings its eval/, so `report RUN RUN/eval` (or a folder given
+    twice) lists it once. An entry is dropped when another brings every file it does (the earlier of equals)."""
+    return [e for i, e in enumerate(entries)
+            if not any(e.sources < o.sources or (e.sources == o.sources and j < i) for j, o in enumerate(entries))]
 
 
 def _unique_labels(entries: list[Entry]) -> None:
@@ -241,7 +250,7 @@ def markdown_table(rows: list[dict[str, Any]], recovery: bool = False) -> str:
 # -- the report ------------------------------------------------------------------------------------
 def build(dirs: list[str | os.PathLike], out: str | os.PathLike) -> Path:
     """Write out/report.md, out/report.json and out/figures/*.png; returns the Markdown path."""
-    entries = [load_entry(d) for d in dirs]
+    entries = distinct([load_entry(d) for d in dirs])
     _unique_labels(entries)
     out = Path(out)
     figs = out / "figures"
