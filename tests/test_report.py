@@ -105,6 +105,31 @@ def test_table_shows_ptb_beside_wikitext2_when_measured():
     assert "PTB" not in markdown_table(rows[1:]).splitlines()[0]  # no column where nothing measured it
 
 
+def eval_folder(path, method, acc, tasks=STANDARD):
+    path.mkdir()
+    record = {"subject": {"method": method}, "cost": None, "perplexity": {"wikitext2": {"ppl": 20.0, "windows": 8}},
+              "zero_shot": {t: {"acc": acc - 0.1, "acc_norm": acc, "docs": 100} for t in tasks}, "average": None}
+    (path / "eval.json").write_text(json.dumps(record))
+    return path
+
+
+def test_eval_only_report_draws_accuracy_per_task_per_model(tmp_path):
+    import matplotlib.image as mpimg
+
+    dirs = [eval_folder(tmp_path / "dense", "dense", 0.7), eval_folder(tmp_path / "bp", "blockpruner", 0.5)]
+    md = build(dirs, tmp_path / "report").read_text()
+    png = tmp_path / "report" / "figures" / "accuracy.png"
+    assert png.read_bytes()[:8] == PNG and mpimg.imread(png).std() > 0
+    assert [p.name for p in (tmp_path / "report" / "figures").iterdir()] == ["accuracy.png"]
+    assert "![zero-shot accuracy per task](figures/accuracy.png)" in md
+    assert json.loads((tmp_path / "report" / "report.json").read_text())["figures"] == {"accuracy": "figures/accuracy.png"}
+
+
+def test_a_report_with_nothing_to_draw_makes_no_figures_folder(tmp_path):
+    build([eval_folder(tmp_path / "dense", "dense", 0.7, tasks=())], tmp_path / "report")
+    assert (tmp_path / "report" / "report.md").exists() and not (tmp_path / "report" / "figures").exists()
+
+
 def test_report_refuses_a_folder_without_results(tmp_path):
     with pytest.raises(UserError, match="neither plan.json, eval.json nor heal.json"):
         build([tmp_path], tmp_path / "out")

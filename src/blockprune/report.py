@@ -185,6 +185,33 @@ def plot_architecture(plan: Plan, layers: int, path: Path) -> None:
     plt.close(fig)
 
 
+def plot_accuracy(rows: list[dict[str, Any]], path: Path) -> bool:
+    """Zero-shot accuracy per task, one bar per model (the table's metric for each task), and the five-task
+    average where a model has it. False, and nothing drawn, when no row has a zero-shot score."""
+    tasks = [t for t in TASKS if any(r["tasks"].get(t) is not None for r in rows)]
+    tasks += sorted({t for r in rows for t, v in r["tasks"].items() if v is not None} - set(TASKS))
+    if not tasks:
+        return False
+    columns = tasks + (["average"] if any(r["average"] is not None for r in rows) else [])
+    plt = _pyplot()
+    width = 0.8 / len(rows)
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(columns) * max(1, len(rows) / 3) + 2), 4))
+    for i, r in enumerate(rows):
+        values = [r["average"] if c == "average" else r["tasks"].get(c) for c in columns]
+        xs = [k + (i - (len(rows) - 1) / 2) * width for k in range(len(columns))]
+        ax.bar(xs, [100 * v if v is not None else 0.0 for v in values], width, label=f"{r['label']} ({r['method']})")
+    ax.set_xticks(range(len(columns)), [TASK_TITLES.get(c, "Avg." if c == "average" else c) for c in columns],
+                  fontsize=8)
+    ax.set_ylabel("zero-shot accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title("zero-shot accuracy per task (acc_norm where the task has it, acc for WinoGrande)", fontsize=9)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=7)
+    save_png(fig, path)
+    plt.close(fig)
+    return True
+
+
 # -- table -----------------------------------------------------------------------------------------
 def table_row(e: Entry) -> dict[str, Any] | None:
     """One row of the Table-1-shaped comparison, from an entry's eval.json (None without one)."""
@@ -253,8 +280,7 @@ def build(dirs: list[str | os.PathLike], out: str | os.PathLike) -> Path:
     entries = distinct([load_entry(d) for d in dirs])
     _unique_labels(entries)
     out = Path(out)
-    figs = out / "figures"
-    figs.mkdir(parents=True, exist_ok=True)
+    figs = out / "figures"  # made by the first figure written: no empty folder when there is nothing to draw
     md = ["# blockprune report", ""]
     runs = [e for e in entries if e.plan is not None]
     if runs:
@@ -267,6 +293,7 @@ def build(dirs: list[str | os.PathLike], out: str | os.PathLike) -> Path:
         plot_architecture(e.plan, layers, figs / f"{e.label}_architecture.png")
         e.figures["architecture"] = f"figures/{e.label}_architecture.png"
     rows = [r for r in (table_row(e) for e in entries) if r is not None]
+    accuracy = False
     if rows:
         recovery = add_recovery(rows)
         md += ["## Comparison (BlockPruner Table 1 layout)", "",
@@ -274,6 +301,9 @@ def build(dirs: list[str | os.PathLike], out: str | os.PathLike) -> Path:
                "acc for WinoGrande); Avg. is the mean of the five tasks as the BlockPruner paper reports it"
                + ("; % of dense is Avg. over the dense model's Avg." if recovery else "."), "",
                markdown_table(rows, recovery), ""]
+        accuracy = plot_accuracy(rows, figs / "accuracy.png")
+        if accuracy:
+            md += ["![zero-shot accuracy per task](figures/accuracy.png)", ""]
         subsets = {json.dumps(r["subset"], sort_keys=True) for r in rows}
         if len(subsets) > 1:
             md += ["**Note:** the rows were evaluated on different subsets (windows / documents); compare with care.", ""]
@@ -301,7 +331,8 @@ def build(dirs: list[str | os.PathLike], out: str | os.PathLike) -> Path:
               "runs": [{"label": e.label, "path": str(e.path), "method": e.plan.method, "removed": e.plan.removed,
                         "path_ratio": removal_path(e.plan)[0], "path_ppl": removal_path(e.plan)[1],
                         "figures": e.figures} for e in runs],
-              "figures": {"removal_path": "figures/removal_path.png"} if runs else {}}
+              "figures": {**({"removal_path": "figures/removal_path.png"} if runs else {}),
+                          **({"accuracy": "figures/accuracy.png"} if accuracy else {})}}
     atomic.write_json(out / "report.json", report)
     atomic.write_text(out / "report.md", "\n".join(md))
     return out / "report.md"
