@@ -106,6 +106,15 @@ def test_latency_runs_after_warmup():
     tok = bpe_tokenizer()
     r = generation_latency(tiny_llama(vocab_size=len(tok)), tok, new_tokens=5, repeats=2, warmup=1, progress=False)
     assert r["new_tokens"] == 5 and r["repeats"] == 2 and r["mean_s"] > 0
+    assert len(r["load_average"]) == 3 and r["cpus"] >= 1 and "caveat" in r
+
+
+def test_latency_on_a_busy_machine_carries_a_caveat():
+    from blockprune.evaluate.cost import latency_caveat
+
+    assert latency_caveat(1.0, 0.03, load=0.5, cpus=2) is None
+    assert latency_caveat(28.0, 17.7, load=1.0, cpus=2) == "measured under load: spread 63% of the mean"
+    assert latency_caveat(1.0, 0.01, load=5.2, cpus=2) == "measured under load: load average 5.2 on 2 CPUs"
 
 
 def _local_docs(data: Path, task: str, n: int) -> list[dict]:

@@ -130,6 +130,18 @@ def test_a_report_with_nothing_to_draw_makes_no_figures_folder(tmp_path):
     assert (tmp_path / "report" / "report.md").exists() and not (tmp_path / "report" / "figures").exists()
 
 
+def test_cost_table_shows_load_and_flags_noisy_latency(tmp_path):
+    cost = {"params": 1000, "ratio": 0.25, "kv_cache_bytes_per_token": 64, "peak_memory": {"bytes": 2**20, "what": "rss"},
+            "latency": {"mean_s": 28.0, "stdev_s": 17.7, "load_average": [3.5, 3.0, 2.0], "cpus": 2,
+                        "caveat": "measured under load: spread 63% of the mean, load average 3.5 on 2 CPUs"}}
+    folder = eval_folder(tmp_path / "bp", "blockpruner", 0.5)
+    record = json.loads((folder / "eval.json").read_text())
+    (folder / "eval.json").write_text(json.dumps({**record, "cost": cost}))
+    md = build([folder], tmp_path / "report").read_text()
+    assert "| bp | 1,000 | 25.0% | 28.000 ± 17.700 s ⚠ | 3.5 (2) |" in md
+    assert "⚠ Latency bp: measured under load: spread 63% of the mean, load average 3.5 on 2 CPUs" in md
+
+
 def test_report_refuses_a_folder_without_results(tmp_path):
     with pytest.raises(UserError, match="neither plan.json, eval.json nor heal.json"):
         build([tmp_path], tmp_path / "out")

@@ -347,13 +347,22 @@ def _cost_table(entries: list[Entry]) -> list[str]:
     rows = [(e.label, e.evaluation["cost"]) for e in entries if e.evaluation and e.evaluation.get("cost")]
     if not rows:
         return []
-    lines = ["### Cost", "", "| Model | Params | Ratio | Latency (128 tokens) | KV cache / token | Peak memory |",
-             "|---|---|---|---|---|---|"]
+    lines = ["### Cost", "", "| Model | Params | Ratio | Latency (128 tokens) | Load (CPUs) | KV cache / token | "
+             "Peak memory |", "|---|---|---|---|---|---|---|"]
+    caveats = []
     for label, c in rows:
         ratio = f"{100 * c['ratio']:.1f}%" if c.get("ratio") is not None else "–"
-        lines.append(f"| {label} | {c['params']:,} | {ratio} | {c['latency']['mean_s']:.3f} s | "
-                     f"{c['kv_cache_bytes_per_token']:,} B | {c['peak_memory']['bytes'] / 2**20:.0f} MiB "
-                     f"({c['peak_memory']['what']}) |")
+        lat = c["latency"]
+        load = f"{lat['load_average'][0]:.1f} ({lat['cpus']})" if lat.get("load_average") else "–"  # older eval.json
+        mark = " ⚠" if lat.get("caveat") else ""
+        if lat.get("caveat"):
+            caveats.append(f"{label}: {lat['caveat']}")
+        lines.append(f"| {label} | {c['params']:,} | {ratio} | {lat['mean_s']:.3f} ± {lat.get('stdev_s', 0.0):.3f} s"
+                     f"{mark} | {load} | {c['kv_cache_bytes_per_token']:,} B | "
+                     f"{c['peak_memory']['bytes'] / 2**20:.0f} MiB ({c['peak_memory']['what']}) |")
+    if caveats:
+        lines += ["", "⚠ Latency " + "; ".join(caveats) + ". Re-run `blockprune eval` on a quiet machine to compare "
+                  "latencies."]
     return lines + [""]
 
 
