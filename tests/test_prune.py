@@ -143,6 +143,28 @@ def test_progress_bar_tells_the_step_and_the_run_time_left(capsys):
     unknown.close()
 
 
+def test_a_raced_step_ends_its_bar_and_its_label_follows_the_step(monkeypatch):
+    from blockprune import api
+
+    clock = [100.0]
+    monkeypatch.setattr(api.time, "monotonic", lambda: clock[0])
+    progress = api._Progress(windows=4, steps=3)
+    bar = progress.bar(1, 10)
+    assert bar.desc == "step 1/3: 10 candidates"
+    clock[0] += 10
+    bar.update(20)  # 2 candidate-windows a second: 20 left in this step (10 s), then 9 + 8 candidates (2 s each)
+    assert bar.desc == "step 1/3: 10 candidates, run ~44 s left"
+    bar.close()  # racing stopped the rest early: the step is over all the same
+    assert bar.n == bar.total == 40
+    progress.step_done(10, 10.0)  # 1 s a candidate; half the offered candidate-windows ran
+    second = progress.bar(2, 9)
+    assert second.desc == "step 2/3: 9 candidates, run ~17 s left"
+    clock[0] += 4
+    second.update(4)  # 1 window a second: 32 left, of which half will run (16 s), then 8 candidates at 1 s
+    assert second.desc == "step 2/3: 9 candidates, run ~24 s left"
+    second.close()
+
+
 def test_device_checks_availability_and_index(monkeypatch):
     from blockprune.api import check_device
 
