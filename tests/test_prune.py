@@ -163,6 +163,16 @@ def test_a_raced_step_ends_its_bar_and_its_label_follows_the_step(monkeypatch):
     second.update(4)  # 1 window a second: 32 left, of which half will run (16 s), then 8 candidates at 1 s
     assert second.desc == "step 2/3: 9 candidates, run ~24 s left"
     second.close()
+    racing = api._Progress(windows=4, steps=3, races=True)  # until a step ends, racing's savings are unknown
+    bar = racing.bar(1, 10)
+    clock[0] += 10
+    bar.update(20)
+    assert bar.desc == "step 1/3: 10 candidates, run at most ~44 s left"
+    bar.close()
+    racing.step_done(10, 10.0)
+    bar = racing.bar(2, 9)
+    assert bar.desc == "step 2/3: 9 candidates, run ~17 s left"
+    bar.close()
 
 
 def test_device_checks_availability_and_index(monkeypatch):

@@ -192,8 +192,9 @@ class _Progress:
     remaining steps score (one fewer each step) at the time per candidate of the steps done so far. The
     label is refreshed as the step goes, at most once a second."""
 
-    def __init__(self, windows: int, steps: int | None):
+    def __init__(self, windows: int, steps: int | None, races: bool = False):
         self.windows, self.steps = windows, steps
+        self.races = races  # candidates may stop early: until a step has shown how many, the estimate is a bound
         self.candidates, self.seconds = 0, 0.0  # over the steps this process has finished
         # candidate-windows the finished steps ran, of those their bars offered (racing runs fewer)
         self.ran, self.offered = 0, 0
@@ -204,7 +205,8 @@ class _Progress:
     def label(self, step: int, candidates: int, done: int = 0, elapsed: float = 0.0) -> str:
         where = f"step {step}/{self.steps}" if self.steps else f"step {step}"
         left = self.run_left(step, candidates, done, elapsed)
-        return f"{where}: {candidates} candidates" + (f", run ~{left} left" if left else "")
+        bound = "at most " if self.races and not self.offered else ""
+        return f"{where}: {candidates} candidates" + (f", run {bound}~{left} left" if left else "")
 
     def step_done(self, candidates: int, seconds: float) -> None:
         self.candidates += candidates
@@ -362,8 +364,8 @@ def prune(model: str = models.DEFAULT_MODEL, out: str | os.PathLike = "runs/bloc
         plan.dense = {"ppl": dense}
         save(plan)
 
-    bars = _Progress(len(windows), options.num_blocks if method.name in ITERATIVE_METHODS else None) \
-        if progress else None
+    bars = _Progress(len(windows), options.num_blocks if method.name in ITERATIVE_METHODS else None,
+                     races=options.scorer == "racing" and options.metric == "ppl") if progress else None
 
     def on_step(p: Plan, seconds: float) -> None:
         save(p)  # the plan is the search state: written atomically after every step
