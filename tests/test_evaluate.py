@@ -106,6 +106,65 @@ def test_latency_runs_after_warmup():
     tok = bpe_tokenizer()
     r = generation_latency(tiny_llama(vocab_size=len(tok)), tok, new_tokens=5, repeats=2, warmup=1, progress=False)
     assert r["new_tokens"] == 5 and r["repeats"] == 2 and r["mean_s"] > 0
+    assert len(r["load_average"]) == 3 and r["cpus"] >= 1 and "caveat" in r
+
+
+def test_latency_on_a_busy_machine_carries_a_caveat():
+    from blockprune.evaluate.cost import latency_caveat
+
+    assert latency_caveat(1.0, 0.03, load=0.5, cpus=2) is None
+    assert latency_caveat(28.0, 17.7, load=1.0, cpus=2) == "measured under load: spread 63% of the mean"
+    assert latency_caveat(1.0, 0.01, load=5.2, cpus=2) == "measured under load: load average 5.2 on 2 CPUs"
+
+
+def test_shared_prompt_scoring_uses_the_supported_cache_argument():
+    import warnings
+
+    from blockprune.evaluate.shared_prefix import SharedPrefixHFLM
+
+    tok = bpe_tokenizer()
+    model = tiny_llama(vocab_size=len(tok), max_position_embeddings=256)
+    lm = SharedPrefixHFLM(pretrained=model, tokenizer=tok, batch_size=4, max_length=64)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        shared = lm._score_continuations([5, 6, 7, 8], [[9, 10], [11]])
+    assert not [w for w in caught if "past_key_values" in str(w.message)]
+    # the same log-likelihoods as running prompt + continuation whole
+    for cont, (ll, _) in zip([[9, 10], [11]], shared):
+        ids = torch.tensor([[5, 6, 7, 8] + cont])
+        with torch.no_grad():
+            logp = torch.log_softmax(model(ids).logits[0, 3:-1], -1)
+        assert ll == pytest.approx(float(logp.gather(-1, torch.tensor(cont)[:, None]).sum()), abs=1e-4)
+
+
+class Records(__import__("logging").Handler):
+    def __init__(self):
+        super().__init__()
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def test_lm_eval_warns_nothing_blockprune_causes_on_purpose(shared_data, tmp_path):
+    import logging
+
+    from blockprune.evaluate.harness import harness_model, run_tasks, task_specs
+
+    records = Records()
+    loggers = [logging.getLogger(n) for n in ("lm_eval.models.huggingface", "lm_eval.evaluator")]
+    for logger in loggers:
+        logger.addHandler(records)
+    try:
+        ckpt = tiny_checkpoint(tmp_path / "ckpt")
+        subject = load_subject(str(ckpt))
+        lm = harness_model(subject.model, subject.tokenizer, batch_size=4)
+        specs, _ = task_specs(["winogrande"], shared_data)
+        run_tasks(lm, specs, limit=2)
+    finally:
+        for logger in loggers:
+            logger.removeHandler(records)
+    assert not [m for m in records.messages if "is not of type `str`" in m or "Overwriting default num_fewshot" in m]
 
 
 def _local_docs(data: Path, task: str, n: int) -> list[dict]:

@@ -338,6 +338,25 @@ def test_auto_chooses_vanilla_for_whole_layers_and_remote_code_otherwise(tmp_pat
     assert json.loads((path / "config.json").read_text())["blockprune"]["format"] == "remote-code"
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_checkpoint_permissions_follow_the_umask(tmp_path, umask):
+    import os
+
+    old = os.umask(umask)
+    try:
+        import blockprune.atomic as atomic
+        saved, atomic._UMASK = atomic._UMASK, umask  # read once at import, like the process umask it mirrors
+        path = export(tiny_llama(), {"mlp.2"}, tmp_path / "ckpt")
+    finally:
+        atomic._UMASK = saved
+        os.umask(old)
+    assert os.stat(path).st_mode & 0o777 == 0o777 & ~umask
+    files = [p for p in path.rglob("*") if p.is_file()]
+    assert any(p.name == "model.safetensors" for p in files)
+    for p in files:
+        assert os.stat(p).st_mode & 0o777 == 0o666 & ~umask, p.name
+
+
 def test_export_refuses_unknown_block_names(tmp_path):
     with pytest.raises(UserError, match="unknown block names"):
         export(tiny_llama(), {"attn.9"}, tmp_path / "x", fmt="remote-code")

@@ -143,6 +143,38 @@ def test_progress_bar_tells_the_step_and_the_run_time_left(capsys):
     unknown.close()
 
 
+def test_a_raced_step_ends_its_bar_and_its_label_follows_the_step(monkeypatch):
+    from blockprune import api
+
+    clock = [100.0]
+    monkeypatch.setattr(api.time, "monotonic", lambda: clock[0])
+    progress = api._Progress(windows=4, steps=3)
+    bar = progress.bar(1, 10)
+    assert bar.desc == "step 1/3: 10 candidates"
+    clock[0] += 10
+    bar.update(20)  # 2 candidate-windows a second: 20 left in this step (10 s), then 9 + 8 candidates (2 s each)
+    assert bar.desc == "step 1/3: 10 candidates, run ~44 s left"
+    bar.close()  # racing stopped the rest early: the step is over all the same
+    assert bar.n == bar.total == 40
+    progress.step_done(10, 10.0)  # 1 s a candidate; half the offered candidate-windows ran
+    second = progress.bar(2, 9)
+    assert second.desc == "step 2/3: 9 candidates, run ~17 s left"
+    clock[0] += 4
+    second.update(4)  # 1 window a second: 32 left, of which half will run (16 s), then 8 candidates at 1 s
+    assert second.desc == "step 2/3: 9 candidates, run ~24 s left"
+    second.close()
+    racing = api._Progress(windows=4, steps=3, races=True)  # until a step ends, racing's savings are unknown
+    bar = racing.bar(1, 10)
+    clock[0] += 10
+    bar.update(20)
+    assert bar.desc == "step 1/3: 10 candidates, run at most ~44 s left"
+    bar.close()
+    racing.step_done(10, 10.0)
+    bar = racing.bar(2, 9)
+    assert bar.desc == "step 2/3: 9 candidates, run ~17 s left"
+    bar.close()
+
+
 def test_device_checks_availability_and_index(monkeypatch):
     from blockprune.api import check_device
 
@@ -222,6 +254,27 @@ def test_existing_run_needs_resume(tiny_checkpoint, calib_file, tmp_path):
         run_prune(tiny_checkpoint, calib_file, tmp_path / "run", export=False, num_blocks=1)
 
 
+def test_resume_without_a_plan_is_refused_even_when_quiet(tiny_checkpoint, calib_file, tmp_path, capsys):
+    code, err = cli_run(capsys, "prune", "--model", tiny_checkpoint, "--calibration", calib_file, "--seqlen", "32",
+                        "--num-blocks", "1", "--out", str(tmp_path / "bp12x"), "--resume", "--quiet")
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "nothing to resume in" in err and "drop --resume" in err
+    assert not (tmp_path / "bp12x").exists()
+
+
+def test_an_unreachable_hub_fails_at_once_with_the_close_alias(monkeypatch, capsys):
+    def no_route(*a, **kw):
+        raise OSError("Network is unreachable")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(models.socket, "create_connection", no_route)
+    monkeypatch.setattr(models, "_cached_snapshot", lambda repo_id: None)
+    with pytest.raises(UserError, match=r"cannot be reached \(no network: .* is unreachable\);.*\(did you mean smollm2-135m\?\)$"):
+        models.resolve("smollm2-13m")
+    code, err = cli_run(capsys, "prune", "--model", "Qwen/Qwen2.5-0.5B", "--num-blocks", "1", "--quiet")
+    assert code == 2 and len(err.splitlines()) == 1 and "did you mean" not in err and "unreachable" in err
+
+
 def test_missing_alias_package_says_how_to_install(monkeypatch, tmp_path):
     monkeypatch.setitem(models.ALIASES, "fake-1m", models.Alias("no_such_pkg_xyz", "x.gguf", "pip install no-such-pkg"))
     monkeypatch.setenv("BLOCKPRUNE_CACHE", str(tmp_path))
@@ -267,7 +320,15 @@ def test_every_command_refuses_an_unusable_device_before_loading(command, tmp_pa
 
     assert main([command, str(tmp_path), "--device", "bogus"]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "--device 'bogus' is not a torch device" in err
+    assert len(err.splitlines()) == 1 and "argument --device: 'bogus' is not a torch device" in err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a torch without a usable cuda device")
+def test_device_cuda_on_a_cpu_only_torch_names_the_option_once(capsys):
+    assert cli.main(["prune", "--num-blocks", "1", "--device", "cuda"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("blockprune: error: argument --device: no cuda device is available to this torch")
+    assert "--device cuda" not in err and "use --device cpu" in err
 
 
 def test_the_prune_command_defaults_are_the_apis():

@@ -52,6 +52,18 @@ def test_report_renders_from_a_run_folder(folders, tmp_path):
     assert len(report["runs"][0]["path_ratio"]) == 4  # dense + three removal steps
 
 
+@pytest.mark.parametrize("order", ["run first", "eval first"])
+def test_a_run_and_its_own_eval_folder_are_one_model(folders, tmp_path, order):
+    dirs = [folders / "run", folders / "run" / "eval", folders / "dense-eval", folders / "dense-eval"]
+    if order == "eval first":
+        dirs = dirs[1::-1] + dirs[2:]
+    md = build(dirs, tmp_path / "report")
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert [r["label"] for r in report["table"]] == ["run", "dense-eval"]
+    cost_rows = [line for line in md.read_text().split("### Cost")[1].splitlines() if line.startswith("| ")]
+    assert [line.split(" | ")[0] for line in cost_rows[1:]] == ["| run", "| dense-eval"]
+
+
 def test_importance_grid_marks_each_steps_choice(folders):
     plan = load_entry(folders / "run").plan
     grids, chosen = importance_grid(plan, 4)
@@ -92,6 +104,43 @@ def test_table_shows_ptb_beside_wikitext2_when_measured():
     assert lines[0].startswith("| Model | Method | Ratio | WikiText-2 PPL | PTB PPL | PIQA |")
     assert lines[2].startswith("| a | dense | 0.0% | 20.00 | 51.25 |") and lines[3].startswith("| b | dense | 0.0% | 30.00 | – |")
     assert "PTB" not in markdown_table(rows[1:]).splitlines()[0]  # no column where nothing measured it
+
+
+def eval_folder(path, method, acc, tasks=STANDARD):
+    path.mkdir()
+    record = {"subject": {"method": method}, "cost": None, "perplexity": {"wikitext2": {"ppl": 20.0, "windows": 8}},
+              "zero_shot": {t: {"acc": acc - 0.1, "acc_norm": acc, "docs": 100} for t in tasks}, "average": None}
+    (path / "eval.json").write_text(json.dumps(record))
+    return path
+
+
+def test_eval_only_report_draws_accuracy_per_task_per_model(tmp_path):
+    import matplotlib.image as mpimg
+
+    dirs = [eval_folder(tmp_path / "dense", "dense", 0.7), eval_folder(tmp_path / "bp", "blockpruner", 0.5)]
+    md = build(dirs, tmp_path / "report").read_text()
+    png = tmp_path / "report" / "figures" / "accuracy.png"
+    assert png.read_bytes()[:8] == PNG and mpimg.imread(png).std() > 0
+    assert [p.name for p in (tmp_path / "report" / "figures").iterdir()] == ["accuracy.png"]
+    assert "![zero-shot accuracy per task](figures/accuracy.png)" in md
+    assert json.loads((tmp_path / "report" / "report.json").read_text())["figures"] == {"accuracy": "figures/accuracy.png"}
+
+
+def test_a_report_with_nothing_to_draw_makes_no_figures_folder(tmp_path):
+    build([eval_folder(tmp_path / "dense", "dense", 0.7, tasks=())], tmp_path / "report")
+    assert (tmp_path / "report" / "report.md").exists() and not (tmp_path / "report" / "figures").exists()
+
+
+def test_cost_table_shows_load_and_flags_noisy_latency(tmp_path):
+    cost = {"params": 1000, "ratio": 0.25, "kv_cache_bytes_per_token": 64, "peak_memory": {"bytes": 2**20, "what": "rss"},
+            "latency": {"mean_s": 28.0, "stdev_s": 17.7, "load_average": [3.5, 3.0, 2.0], "cpus": 2,
+                        "caveat": "measured under load: spread 63% of the mean, load average 3.5 on 2 CPUs"}}
+    folder = eval_folder(tmp_path / "bp", "blockpruner", 0.5)
+    record = json.loads((folder / "eval.json").read_text())
+    (folder / "eval.json").write_text(json.dumps({**record, "cost": cost}))
+    md = build([folder], tmp_path / "report").read_text()
+    assert "| bp | 1,000 | 25.0% | 28.000 ± 17.700 s ⚠ | 3.5 (2) |" in md
+    assert "⚠ Latency bp: measured under load: spread 63% of the mean, load average 3.5 on 2 CPUs" in md
 
 
 def test_report_refuses_a_folder_without_results(tmp_path):

@@ -5,6 +5,7 @@ import json
 import math
 import os
 import sys
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -239,31 +240,86 @@ def memory_guard(options: PruneOptions):
 
 class _Progress:
     """One tqdm bar per search step (its own ETA). When the number of steps is known (--num-blocks with
-    an iterative method), the bar also says which step of how many and the whole run's time left:
-    the time per candidate of the steps done so far times the candidates the remaining steps score
-    (one fewer each step)."""
+    an iterative method), the bar also says which step of how many and the whole run's time left: what
+    is left of this step at the candidate-windows per second seen so far in it, plus the candidates the
+    remaining steps score (one fewer each step) at the time per candidate of the steps done so far. The
+    label is refreshed as the step goes, at most once a second."""
 
-    def __init__(self, windows: int, steps: int | None):
+    def __init__(self, windows: int, steps: int | None, races: bool = False):
         self.windows, self.steps = windows, steps
+        self.races = races  # candidates may stop early: until a step has shown how many, the estimate is a bound
         self.candidates, self.seconds = 0, 0.0  # over the steps this process has finished
+        # candidate-windows the finished steps ran, of those their bars offered (racing runs fewer)
+        self.ran, self.offered = 0, 0
 
     def bar(self, step: int, candidates: int):
-        from tqdm.auto import tqdm
+        return _StepBar(self, step, candidates)
 
+    def label(self, step: int, candidates: int, done: int = 0, elapsed: float = 0.0) -> str:
         where = f"step {step}/{self.steps}" if self.steps else f"step {step}"
-        left = self.run_left(step, candidates)
-        desc = f"{where}: {candidates} candidates" + (f", run ~{left} left" if left else "")
-        return tqdm(total=candidates * self.windows, desc=desc, unit="win", leave=False, file=sys.stderr)
+        left = self.run_left(step, candidates, done, elapsed)
+        bound = "at most " if self.races and not self.offered else ""
+        return f"{where}: {candidates} candidates" + (f", run {bound}~{left} left" if left else "")
 
     def step_done(self, candidates: int, seconds: float) -> None:
         self.candidates += candidates
         self.seconds += seconds
 
-    def run_left(self, step: int, candidates: int) -> str | None:
-        if not self.steps or not self.candidates or step > self.steps:
+    def run_left(self, step: int, candidates: int, done: int = 0, elapsed: float = 0.0) -> str | None:
+        if not self.steps or step > self.steps:
             return None
-        todo = sum(max(candidates - j, 0) for j in range(self.steps - step + 1))
-        return _duration(self.seconds / self.candidates * todo)
+        if done and elapsed > 0:  # this step's own pace
+            share = self.ran / self.offered if self.offered else 1.0
+            seconds_per_window = elapsed / done
+            this = max(candidates * self.windows - done, 0) * share * seconds_per_window
+            per_candidate = self.seconds / self.candidates if self.candidates else \
+                self.windows * share * seconds_per_window
+        elif self.candidates:
+            per_candidate = self.seconds / self.candidates
+            this = candidates * per_candidate
+        else:
+            return None
+        later = sum(max(candidates - j, 0) for j in range(1, self.steps - step + 1))
+        return _duration(this + later * per_candidate)
+
+
+class _StepBar:
+    """A step's bar: `update(n)` as candidate-windows run, `close()` when the step ends. It closes at its
+    total, since racing leaves candidate-windows that never run and the step is done all the same."""
+
+    def __init__(self, progress: _Progress, step: int, candidates: int):
+        from tqdm.auto import tqdm
+
+        self.progress, self.step, self.candidates = progress, step, candidates
+        self.start = self.shown = time.monotonic()
+        self.tqdm = tqdm(total=candidates * progress.windows, desc=progress.label(step, candidates), unit="win",
+                         leave=False, file=sys.stderr)
+
+    @property
+    def desc(self) -> str:
+        return self.tqdm.desc
+
+    @property
+    def total(self) -> int:
+        return self.tqdm.total
+
+    @property
+    def n(self) -> int:
+        return self.tqdm.n
+
+    def update(self, n: int) -> None:
+        self.tqdm.update(n)
+        now = time.monotonic()
+        if now - self.shown >= 1.0:
+            self.shown = now
+            self.tqdm.set_description_str(self.progress.label(self.step, self.candidates, self.tqdm.n, now - self.start),
+                                      refresh=False)
+
+    def close(self) -> None:
+        self.progress.ran += self.tqdm.n
+        self.progress.offered += self.tqdm.total
+        self.tqdm.update(self.tqdm.total - self.tqdm.n)
+        self.tqdm.close()
 
 
 def _duration(seconds: float) -> str:
@@ -322,7 +378,9 @@ def prune(model: str = models.DEFAULT_MODEL, out: str | os.PathLike = "runs/bloc
     plan_path = out / "plan.json"
     if plan_path.exists() and not resume:
         raise UserError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-    resume = resume and plan_path.exists()  # a run killed before its first save simply starts again
+    if resume and not plan_path.exists():  # a mistyped --out would otherwise start a whole new search
+        raise UserError(f"nothing to resume in {out} (no plan.json); check --out, or drop --resume to start "
+                        f"a new run (a run killed before its first save left nothing to resume)")
     _check_writable(out)
 
     if not progress:  # quiet means quiet: no weight-loading bars either
@@ -381,8 +439,8 @@ def prune(model: str = models.DEFAULT_MODEL, out: str | os.PathLike = "runs/bloc
         _time_monitor(timings, None, watch.update(plan))
     save(plan)
 
-    bars = _Progress(len(windows), options.num_blocks if method.name in ITERATIVE_METHODS else None) \
-        if progress else None
+    bars = _Progress(len(windows), options.num_blocks if method.name in ITERATIVE_METHODS else None,
+                     races=options.scorer == "racing" and options.metric == "ppl") if progress else None
 
     def on_step(p: Plan, seconds: float) -> None:
         checked = watch.update(p) if watch else None  # before the save: a saved step has its validation

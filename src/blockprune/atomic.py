@@ -86,6 +86,17 @@ def recover(final: str | Path) -> None:
         _fsync_dir(final.parent)
 
 
+def _follow_umask(root: Path) -> None:
+    """Give a staged folder the permissions of any other folder and file the user makes: mkdtemp makes
+    it 0700, and transformers writes model.safetensors 0600, either of which would keep a checkpoint
+    meant for sharing or serving from other users."""
+    for p in [root, *root.rglob("*")]:
+        if p.is_symlink():
+            continue
+        executable = p.is_dir() or os.stat(p).st_mode & 0o111
+        os.chmod(p, (0o777 if executable else 0o666) & ~_UMASK)
+
+
 @contextmanager
 def staged_dir(final: str | Path) -> Iterator[Path]:
     """Build a folder next to `final` and move it into place only when complete.
@@ -99,6 +110,7 @@ def staged_dir(final: str | Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     try:
         yield tmp
+        _follow_umask(tmp)
         for p in tmp.rglob("*"):
             if p.is_file():
                 with open(p, "rb") as f:

@@ -1,10 +1,13 @@
 """Where a model comes from: a hub id, a local folder, or a built-in alias (the embedded default)."""
 from __future__ import annotations
 
+import difflib
 import hashlib
 import importlib.util
 import json
 import os
+import socket
+from urllib.parse import urlparse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,25 +78,70 @@ def resolve(spec: str) -> Path | str:
         return path
     if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
         raise UserError(f"model path {spec} does not exist; give a checkpoint folder, a hub id or one of: {', '.join(ALIASES)}")
+    offline = hub_unreachable()
+    if offline:  # transformers would retry for about a minute before failing; a cached copy needs no network
+        cached = _cached_snapshot(spec)
+        if cached is None:
+            raise UserError(f"'{spec}' is not a local folder or an alias, and the Hugging Face hub cannot be reached "
+                            f"({offline}); pass a checkpoint folder or one of: {', '.join(ALIASES)}{did_you_mean(spec)}")
+        return cached
     return spec
 
 
-def check_device(name: str, flag: str = "--device") -> None:
+def did_you_mean(spec: str) -> str:
+    close = difflib.get_close_matches(spec.lower(), list(ALIASES), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def hub_unreachable() -> str | None:
+    """Why the hub cannot be reached (offline mode, or no route to it in 3 s), or None when it may be."""
+    from huggingface_hub import constants
+
+    flags = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    if constants.HF_HUB_OFFLINE or any(os.environ.get(f, "").upper() in ("1", "ON", "YES", "TRUE") for f in flags):
+        return "HF_HUB_OFFLINE is set"
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None  # the hub is reached through a proxy: leave the check to huggingface_hub
+    url = urlparse(constants.ENDPOINT)
+    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=3).close()
+    except OSError:
+        return f"no network: {host} is unreachable"
+    return None
+
+
+def _cached_snapshot(repo_id: str) -> Path | None:
+    """The hub cache's copy of a model, when one was downloaded before."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        path = Path(snapshot_download(repo_id, local_files_only=True))
+    except Exception:  # not cached, or not a valid repo id: either way there is no local copy
+        return None
+    return path if (path / "config.json").exists() else None
+
+
+def check_device(name: str, flag: str = "--device", named: bool = True) -> None:
     """Refuse a device this torch cannot use before any model loads (torch itself fails later with a
-    RuntimeError for a typo, or an AssertionError for cuda on a CPU-only build)."""
+    RuntimeError for a typo, or an AssertionError for cuda on a CPU-only build).
+
+    `named=False` leaves the option and value out of the message's start: argparse already begins it
+    with "argument --device:"."""
+    lead = f"{flag} {name}: " if named else ""
     try:
         device = torch.device(name)
     except RuntimeError as e:
-        raise UserError(f"{flag} {name!r} is not a torch device; use cpu, cuda, cuda:N or mps") from e
+        raise UserError(f"{flag + ' ' if named else ''}{name!r} is not a torch device; use cpu, cuda, cuda:N or mps") from e
     if device.type == "cpu":
         return
     backend = getattr(torch, device.type, None)  # torch.cuda, torch.mps, torch.xpu, ...
     if not (callable(getattr(backend, "is_available", None)) and backend.is_available()):
-        raise UserError(f"{flag} {name}: no {device.type} device is available to this torch "
+        raise UserError(f"{lead}no {device.type} device is available to this torch "
                         f"({torch.__version__}); use {flag} cpu")
     count = backend.device_count() if callable(getattr(backend, "device_count", None)) else None
     if device.index is not None and count is not None and device.index >= count:
-        raise UserError(f"{flag} {name}: this machine has {count} {device.type} device(s); "
+        raise UserError(f"{lead}this machine has {count} {device.type} device(s), not {name}; "
                         f"use {device.type}:0 to {device.type}:{count - 1}")
 
 
@@ -114,7 +162,7 @@ def load(spec: str, dtype: str = "fp32", device: str = "cpu"):
     except OSError as e:
         if isinstance(where, str):
             raise UserError(f"could not load '{spec}' from the Hugging Face hub ({str(e).splitlines()[0]}); "
-                            f"check the id and your network, or pass a local folder") from e
+                            f"check the id and your network, or pass a local folder{did_you_mean(spec)}") from e
         raise UserError(f"could not load model from {where}: {str(e).splitlines()[0]}") from e
     if device != "auto":
         model.to(device)

@@ -39,6 +39,7 @@ class Entry:
     evaluation: dict[str, Any] | None = None
     healing: dict[str, Any] | None = None  # a `blockprune heal` folder's heal.json
     figures: dict[str, str] = field(default_factory=dict)
+    sources: frozenset[Path] = frozenset()  # the plan / eval / heal files it was read from
 
 
 
@@ -64,7 +65,15 @@ def load_entry(path: str | os.PathLike) -> Entry:
     healing = _read_eval(path / "heal.json") if (path / "heal.json").exists() else None
     if plan is None and ev is None and healing is None:
         raise UserError(f"{path} holds neither plan.json, eval.json nor heal.json")
-    return Entry(path.resolve().name, path, plan, _read_eval(ev) if ev else None, healing)
+    sources = frozenset(p.resolve() for p in (path / "plan.json", ev, path / "heal.json") if p and p.exists())
+    return Entry(path.resolve().name, path, plan, _read_eval(ev) if ev else None, healing, sources=sources)
+
+
+def distinct(entries: list[Entry]) -> list[Entry]:
+    """Each subject once: a run folder already brings its eval/, so `report RUN RUN/eval` (or a folder given
+    twice) lists it once. An entry is dropped when another brings every file it does (the earlier of equals)."""
+    return [e for i, e in enumerate(entries)
+            if not any(e.sources < o.sources or (e.sources == o.sources and j < i) for j, o in enumerate(entries))]
 
 
 def _unique_labels(entries: list[Entry]) -> None:
@@ -290,6 +299,33 @@ def plot_architecture(plan: Plan, layers: int, path: Path) -> None:
     plt.close(fig)
 
 
+def plot_accuracy(rows: list[dict[str, Any]], path: Path) -> bool:
+    """Zero-shot accuracy per task, one bar per model (the table's metric for each task), and the five-task
+    average where a model has it. False, and nothing drawn, when no row has a zero-shot score."""
+    tasks = [t for t in TASKS if any(r["tasks"].get(t) is not None for r in rows)]
+    tasks += sorted({t for r in rows for t, v in r["tasks"].items() if v is not None} - set(TASKS))
+    if not tasks:
+        return False
+    columns = tasks + (["average"] if any(r["average"] is not None for r in rows) else [])
+    plt = _pyplot()
+    width = 0.8 / len(rows)
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(columns) * max(1, len(rows) / 3) + 2), 4))
+    for i, r in enumerate(rows):
+        values = [r["average"] if c == "average" else r["tasks"].get(c) for c in columns]
+        xs = [k + (i - (len(rows) - 1) / 2) * width for k in range(len(columns))]
+        ax.bar(xs, [100 * v if v is not None else 0.0 for v in values], width, label=f"{r['label']} ({r['method']})")
+    ax.set_xticks(range(len(columns)), [TASK_TITLES.get(c, "Avg." if c == "average" else c) for c in columns],
+                  fontsize=8)
+    ax.set_ylabel("zero-shot accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title("zero-shot accuracy per task (acc_norm where the task has it, acc for WinoGrande)", fontsize=9)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=7)
+    save_png(fig, path)
+    plt.close(fig)
+    return True
+
+
 # -- table -----------------------------------------------------------------------------------------
 def table_row(e: Entry) -> dict[str, Any] | None:
     """One row of the Table-1-shaped comparison, from an entry's eval.json (None without one)."""
@@ -367,11 +403,10 @@ def fewshot_note(rows: list[dict[str, Any]]) -> str:
 # -- the report ------------------------------------------------------------------------------------
 def build(dirs: list[str | os.PathLike], out: str | os.PathLike) -> Path:
     """Write out/report.md, out/report.json and out/figures/*.png; returns the Markdown path."""
-    entries = [load_entry(d) for d in dirs]
+    entries = distinct([load_entry(d) for d in dirs])
     _unique_labels(entries)
     out = Path(out)
-    figs = out / "figures"
-    figs.mkdir(parents=True, exist_ok=True)
+    figs = out / "figures"  # made by the first figure written: no empty folder when there is nothing to draw
     md = ["# blockprune report", ""]
     runs = [e for e in entries if e.plan is not None]
     if runs:
@@ -384,6 +419,7 @@ def build(dirs: list[str | os.PathLike], out: str | os.PathLike) -> Path:
         plot_architecture(e.plan, layers, figs / f"{e.label}_architecture.png")
         e.figures["architecture"] = f"figures/{e.label}_architecture.png"
     rows = [r for r in (table_row(e) for e in entries) if r is not None]
+    accuracy = False
     if rows:
         recovery = add_recovery(rows)
         md += ["## Comparison (BlockPruner Table 1 layout)", "",
@@ -392,6 +428,9 @@ def build(dirs: list[str | os.PathLike], out: str | os.PathLike) -> Path:
                "paper reports it (columns after it, such as custom tasks, are not part of it)"
                + ("; % of dense is Avg. over the dense model's Avg." if recovery else "."), "",
                markdown_table(rows, recovery), ""]
+        accuracy = plot_accuracy(rows, figs / "accuracy.png")
+        if accuracy:
+            md += ["![zero-shot accuracy per task](figures/accuracy.png)", ""]
         subsets = {json.dumps(r["subset"], sort_keys=True) for r in rows}
         if len(subsets) > 1:
             md += ["**Note:** the rows were evaluated on different subsets (windows / documents); compare with care.", ""]
@@ -424,7 +463,8 @@ def build(dirs: list[str | os.PathLike], out: str | os.PathLike) -> Path:
                         "path_ratio": removal_path(e.plan)[0], "path_ppl": removal_path(e.plan)[1],
                         "path_validation_ppl": monitor.path(e.plan), "monitor": monitor.check(e.plan),
                         "figures": e.figures} for e in runs],
-              "figures": {"removal_path": "figures/removal_path.png"} if runs else {}}
+              "figures": {**({"removal_path": "figures/removal_path.png"} if runs else {}),
+                          **({"accuracy": "figures/accuracy.png"} if accuracy else {})}}
     atomic.write_json(out / "report.json", report)
     atomic.write_text(out / "report.md", "\n".join(md))
     return out / "report.md"
@@ -463,13 +503,22 @@ def _cost_table(entries: list[Entry]) -> list[str]:
     rows = [(e.label, e.evaluation["cost"]) for e in entries if e.evaluation and e.evaluation.get("cost")]
     if not rows:
         return []
-    lines = ["### Cost", "", "| Model | Params | Ratio | Latency (128 tokens) | KV cache / token | Peak memory |",
-             "|---|---|---|---|---|---|"]
+    lines = ["### Cost", "", "| Model | Params | Ratio | Latency (128 tokens) | Load (CPUs) | KV cache / token | "
+             "Peak memory |", "|---|---|---|---|---|---|---|"]
+    caveats = []
     for label, c in rows:
         ratio = f"{100 * c['ratio']:.1f}%" if c.get("ratio") is not None else "–"
-        lines.append(f"| {label} | {c['params']:,} | {ratio} | {c['latency']['mean_s']:.3f} s | "
-                     f"{c['kv_cache_bytes_per_token']:,} B | {c['peak_memory']['bytes'] / 2**20:.0f} MiB "
-                     f"({c['peak_memory']['what']}) |")
+        lat = c["latency"]
+        load = f"{lat['load_average'][0]:.1f} ({lat['cpus']})" if lat.get("load_average") else "–"  # older eval.json
+        mark = " ⚠" if lat.get("caveat") else ""
+        if lat.get("caveat"):
+            caveats.append(f"{label}: {lat['caveat']}")
+        lines.append(f"| {label} | {c['params']:,} | {ratio} | {lat['mean_s']:.3f} ± {lat.get('stdev_s', 0.0):.3f} s"
+                     f"{mark} | {load} | {c['kv_cache_bytes_per_token']:,} B | "
+                     f"{c['peak_memory']['bytes'] / 2**20:.0f} MiB ({c['peak_memory']['what']}) |")
+    if caveats:
+        lines += ["", "⚠ Latency " + "; ".join(caveats) + ". Re-run `blockprune eval` on a quiet machine to compare "
+                  "latencies."]
     return lines + [""]
 
 

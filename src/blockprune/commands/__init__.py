@@ -20,7 +20,7 @@ def device_arg(value: str) -> str:
 
     if value != "auto":
         try:
-            check_device(value)
+            check_device(value, named=False)  # argparse names the option itself
         except UserError as e:
             raise argparse.ArgumentTypeError(str(e)) from e
     return value

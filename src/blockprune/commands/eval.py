@@ -70,4 +70,6 @@ def run(args) -> None:
         ratio = f"  ratio {c['ratio']:.4f}" if c["ratio"] is not None else ""
         print(f"params {c['params']:,}{ratio}  latency {c['latency']['mean_s']:.3f}s/{c['latency']['new_tokens']} tokens  "
               f"KV cache {c['kv_cache_bytes_per_token']:,} B/token  peak memory {c['peak_memory']['bytes'] / 2**20:.0f} MiB")
+        if c["latency"].get("caveat"):
+            print(f"  latency {c['latency']['mean_s']:.3f} ± {c['latency']['stdev_s']:.3f} s {c['latency']['caveat']}")
     print(f"blockprune: wrote {out / 'eval.json'}")

@@ -1,6 +1,7 @@
 """What a model costs to run: parameters, generation latency, KV-cache size, peak memory."""
 from __future__ import annotations
 
+import os
 import resource
 import statistics
 import sys
@@ -57,9 +58,24 @@ def generation_latency(model, tokenizer, new_tokens: int = 128, repeats: int = 5
             times.append(time.perf_counter() - t0)
     assert out.shape[1] - ids.shape[1] == new_tokens
     mean = statistics.fmean(times)
+    stdev = statistics.stdev(times) if len(times) > 1 else 0.0
+    load, cpus = list(os.getloadavg()), os.cpu_count()  # the 1-minute figure covers the timed runs
     return {"new_tokens": new_tokens, "prompt_tokens": ids.shape[1], "repeats": repeats, "warmup": warmup,
-            "mean_s": mean, "stdev_s": statistics.stdev(times) if len(times) > 1 else 0.0,
-            "tokens_per_s": new_tokens / mean, "threads": torch.get_num_threads()}
+            "mean_s": mean, "stdev_s": stdev, "tokens_per_s": new_tokens / mean, "threads": torch.get_num_threads(),
+            "load_average": load, "cpus": cpus, "caveat": latency_caveat(mean, stdev, load[0], cpus)}
+
+
+NOISY_SPREAD = 0.10  # standard deviation over mean: repeats of a quiet machine stay within a few percent
+
+
+def latency_caveat(mean: float, stdev: float, load: float, cpus: int | None) -> str | None:
+    """Why a latency figure should not be trusted as a clean one (a busy machine, a wide spread), or None."""
+    reasons = []
+    if mean > 0 and stdev / mean > NOISY_SPREAD:
+        reasons.append(f"spread {stdev / mean:.0%} of the mean")
+    if cpus and load > cpus:
+        reasons.append(f"load average {load:.1f} on {cpus} CPUs")
+    return "measured under load: " + ", ".join(reasons) if reasons else None
 
 
 def _sync(device: torch.device) -> None:

@@ -93,7 +93,27 @@ def harness_model(model, tokenizer, batch_size: int = 16, shared_prompts: bool =
     from .shared_prefix import SharedPrefixHFLM
 
     cls = SharedPrefixHFLM if shared_prompts else HFLM
+    _quiet_lm_eval()
     return cls(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+
+
+class _BlockpruneCaused(logging.Filter):
+    """lm-eval warnings that only say what blockprune does on purpose: it hands HFLM a loaded model (so
+    that a run's plan can be applied in memory), and asks every task for zero-shot where the task's
+    config leaves num_fewshot unset. Overwriting a task's own nonzero default still warns."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg.startswith("`pretrained` model kwarg is not of type `str`"):
+            return False
+        return not (record.msg.startswith("Overwriting default num_fewshot") and record.args
+                    and record.args[1] is None and record.args[2] == 0)
+
+
+def _quiet_lm_eval() -> None:
+    for name in ("lm_eval.models.huggingface", "lm_eval.evaluator"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _BlockpruneCaused) for f in logger.filters):
+            logger.addFilter(_BlockpruneCaused())
 
 
 @functools.lru_cache(maxsize=2)
@@ -110,6 +130,7 @@ def run_tasks(lm, specs: list, *, limit: int | None = None, samples: dict[str, l
     from lm_eval import simple_evaluate
 
     logging.getLogger("lm-eval").setLevel(logging.WARNING)
+    _quiet_lm_eval()
     manager = task_manager(any(isinstance(s, str) for s in specs))
     try:
         return simple_evaluate(model=lm, tasks=specs, num_fewshot=num_fewshot, limit=limit, samples=samples,

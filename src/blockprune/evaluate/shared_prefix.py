@@ -44,15 +44,19 @@ class SharedPrefixHFLM(HFLM):
     @torch.no_grad()
     def _score_continuations(self, ctx: list[int], conts: list[list[int]]) -> list[tuple[float, bool]]:
         model = self.model
+        params = inspect.signature(model.forward).parameters
+        # transformers 5.x names the KV cache `cache`; `past_key_values` (5.0's name) warns, and goes in 5.40
+        key = "cache" if "cache" in params else "past_key_values"
         cache = None
         if len(ctx) > 1:  # the prompt but its last token, which predicts each continuation's first token
-            kw = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
-            cache = model(torch.tensor([ctx[:-1]], device=self.device), use_cache=True, **kw).past_key_values
+            kw = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+            out = model(torch.tensor([ctx[:-1]], device=self.device), use_cache=True, **kw)
+            cache = out["cache"] if "cache" in out else out["past_key_values"]  # the attribute warns like the kwarg
             cache.batch_repeat_interleave(len(conts))
         width = max(len(c) for c in conts)
         # right padding: a real token never attends to the pads after it, so no attention mask is needed
         rows = [[ctx[-1]] + c[:-1] + [c[-1]] * (width - len(c)) for c in conts]
-        logits = model(torch.tensor(rows, device=self.device), past_key_values=cache, use_cache=cache is not None).logits
+        logits = model(torch.tensor(rows, device=self.device), use_cache=cache is not None, **{key: cache}).logits
         logp = torch.nn.functional.log_softmax(logits, dim=-1)
         out = []
         for j, c in enumerate(conts):
