@@ -100,3 +100,30 @@ def pytest_terminal_summary(terminalreporter):
     if tally and any(tally.values()):
         terminalreporter.write_sep("=", "fault-injection tally")
         terminalreporter.write_line(", ".join(f"{k}: {v}" for k, v in tally.items()))
+
+
+def crash_after_saves(monkeypatch, saves: int):
+    """Make Plan.save "kill" the process (KeyboardInterrupt) right after its `saves`-th write; returns a
+    function that puts the real save back."""
+    from blockprune.plan import Plan
+
+    real_save, calls = Plan.save, {"n": 0}
+
+    def crashing_save(self, path):
+        real_save(self, path)
+        calls["n"] += 1
+        if calls["n"] == saves:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Plan, "save", crashing_save)
+    return lambda: monkeypatch.setattr(Plan, "save", real_save)
+
+
+def torchrun_cli(args: list[str], port: int, processes: int = 2):
+    """Run `blockprune <args>` in `processes` torchrun processes (gloo on CPU, one thread each)."""
+    import subprocess
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
+                           "--master_addr", "127.0.0.1", "--master_port", str(port), "-m", "blockprune.cli", *args],
+                          env=env, capture_output=True, text=True, timeout=600)

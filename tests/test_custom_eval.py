@@ -5,7 +5,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-import torch
 
 from conftest import save_tiny_checkpoint
 

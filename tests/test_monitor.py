@@ -13,7 +13,7 @@ from blockprune.methods import METHODS
 from blockprune.perplexity import perplexity
 from blockprune.plan import Plan, expand
 from blockprune.view import BlockView
-from conftest import CharTokenizer
+from conftest import CharTokenizer, crash_after_saves
 
 OPTS = dict(num_blocks=3, nsamples=8, seqlen=32, export=False, progress=False)
 
@@ -115,19 +115,10 @@ def test_refined_swaps_get_the_validation_of_their_new_removal_sets(tiny_checkpo
 
 def test_a_resumed_run_with_the_monitor_gives_the_byte_identical_plan(tiny_checkpoint, data, tmp_path, monkeypatch):
     blockprune.prune(tiny_checkpoint, tmp_path / "whole", **OPTS)
-    real_save = Plan.save
-    calls = {"n": 0}
-
-    def crashing_save(self, path):
-        real_save(self, path)
-        calls["n"] += 1
-        if calls["n"] == 3:  # dense, step 1, step 2: then the process "dies"
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(Plan, "save", crashing_save)
+    restore = crash_after_saves(monkeypatch, 3)  # dense ppl, step 1, step 2: then the process "dies"
     with pytest.raises(KeyboardInterrupt):
         blockprune.prune(tiny_checkpoint, tmp_path / "killed", **OPTS)
-    monkeypatch.setattr(Plan, "save", real_save)
+    restore()
     partial = Plan.load(tmp_path / "killed")
     assert len(partial.steps) == 2 and all("validation_ppl" in s for s in partial.steps)
     blockprune.prune(tiny_checkpoint, tmp_path / "killed", resume=True, **OPTS)

@@ -1,7 +1,6 @@
 """End to end on a tiny saved checkpoint: the API and CLI, resume, reload, and every bad input."""
 import argparse
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,7 +12,7 @@ from blockprune.errors import UserError
 from blockprune.perplexity import perplexity
 from blockprune.plan import Plan
 from blockprune.view import BlockView
-from conftest import byte_tokenizer, save_tiny_checkpoint, tiny_llama
+from conftest import byte_tokenizer, crash_after_saves, save_tiny_checkpoint, tiny_llama
 
 OPTS = dict(num_blocks=3, nsamples=8, seqlen=32)
 
@@ -54,19 +53,10 @@ def test_same_inputs_give_a_byte_identical_plan(tiny_checkpoint, calib_file, tmp
 
 def test_resume_after_a_crash_ends_with_the_same_plan(tiny_checkpoint, calib_file, tmp_path, monkeypatch):
     run_prune(tiny_checkpoint, calib_file, tmp_path / "whole", export=False)
-    real_save = Plan.save
-    calls = {"n": 0}
-
-    def crashing_save(self, path):
-        real_save(self, path)
-        calls["n"] += 1
-        if calls["n"] == 3:  # dense ppl, step 1, step 2: then the process "dies"
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(Plan, "save", crashing_save)
+    restore = crash_after_saves(monkeypatch, 3)  # dense ppl, step 1, step 2: then the process "dies"
     with pytest.raises(KeyboardInterrupt):
         run_prune(tiny_checkpoint, calib_file, tmp_path / "killed", export=False)
-    monkeypatch.setattr(Plan, "save", real_save)
+    restore()
     partial = Plan.load(tmp_path / "killed")
     assert partial.status == "running" and len(partial.steps) == 2
     run_prune(tiny_checkpoint, calib_file, tmp_path / "killed", export=False, resume=True)
@@ -94,19 +84,10 @@ def test_resume_refuses_a_state_made_with_other_calibration_data(tiny_checkpoint
 
 
 def test_a_corrupt_timings_file_does_not_block_a_resume(tiny_checkpoint, calib_file, tmp_path, monkeypatch, capsys):
-    real_save = Plan.save
-    calls = {"n": 0}
-
-    def crashing_save(self, path):
-        real_save(self, path)
-        calls["n"] += 1
-        if calls["n"] == 2:  # dense ppl, step 1: then the process "dies"
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(Plan, "save", crashing_save)
+    restore = crash_after_saves(monkeypatch, 2)  # dense ppl, step 1: then the process "dies"
     with pytest.raises(KeyboardInterrupt):
         run_prune(tiny_checkpoint, calib_file, tmp_path / "run", export=False)
-    monkeypatch.setattr(Plan, "save", real_save)
+    restore()
     timings = tmp_path / "run" / "timings.json"
     timings.write_bytes(b"\xff{ not json")  # timings only inform: they are not part of the state
     res = run_prune(tiny_checkpoint, calib_file, tmp_path / "run", export=False, resume=True)

@@ -3,8 +3,6 @@ import os
 import subprocess
 from pathlib import Path
 
-import pytest
-
 DEMO = Path(__file__).resolve().parents[1] / "scripts" / "demo.sh"
 
 

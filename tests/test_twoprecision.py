@@ -1,9 +1,6 @@
 """Two-precision racing: bf16 ranks, the search's precision decides near-ties; fallback to racing."""
 import copy
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -18,7 +15,7 @@ from blockprune.racing import RacingScorer
 from blockprune.search import greedy, units
 from blockprune.twoprecision import TwoPrecisionScorer
 from blockprune.view import BlockView
-from conftest import tiny_llama
+from conftest import crash_after_saves, tiny_llama, torchrun_cli
 
 
 def near_tie():
@@ -120,18 +117,10 @@ def test_a_resumed_fast_search_gives_the_byte_identical_plan(tiny_checkpoint, ca
     whole = prune_fast(tiny_checkpoint, calib_file, tmp_path / "whole")
     assert whole.plan.options["scorer"] == "fast" and whole.plan.options["fast_dtype"] == "bf16"
     assert all("precision" in s for s in whole.plan.steps)
-    real_save, calls = Plan.save, {"n": 0}
-
-    def crashing_save(self, path):
-        real_save(self, path)
-        calls["n"] += 1
-        if calls["n"] == 3:  # dense ppl, step 1, step 2: then the process "dies"
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(Plan, "save", crashing_save)
+    restore = crash_after_saves(monkeypatch, 3)  # dense ppl, step 1, step 2: then the process "dies"
     with pytest.raises(KeyboardInterrupt):
         prune_fast(tiny_checkpoint, calib_file, tmp_path / "killed")
-    monkeypatch.setattr(Plan, "save", real_save)
+    restore()
     prune_fast(tiny_checkpoint, calib_file, tmp_path / "killed", resume=True)
     assert (tmp_path / "killed" / "plan.json").read_bytes() == (tmp_path / "whole" / "plan.json").read_bytes()
 
@@ -142,11 +131,7 @@ def test_two_processes_give_the_single_process_plan(tiny_checkpoint, calib_file,
     args = ["prune", "--model", tiny_checkpoint, "--calibration", calib_file, "--seqlen", "32", "--nsamples", "8",
             "--num-blocks", "3", "--no-export", "--quiet", "--scorer", "fast", "--fast-dtype", "bf16"]
     assert cli.main(args + ["--out", str(tmp_path / "single")]) == 0
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                           "--master_addr", "127.0.0.1", "--master_port", "29541",
-                           "-m", "blockprune.cli", *args, "--out", str(tmp_path / "multi")],
-                          env=env, capture_output=True, text=True, timeout=600)
+    proc = torchrun_cli(args + ["--out", str(tmp_path / "multi")], port=29541)
     assert proc.returncode == 0, proc.stderr[-3000:]
     single = json.loads((tmp_path / "single" / "plan.json").read_text())
     multi = json.loads((tmp_path / "multi" / "plan.json").read_text())

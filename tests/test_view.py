@@ -1,6 +1,5 @@
 """The block view computes exactly the model without the masked residual branches."""
 import copy
-import itertools
 import random
 
 import pytest

@@ -30,7 +30,7 @@ from .incremental import IncrementalScorer
 from .perplexity import PlainScorer, perplexity
 from .racing import DEFAULT_Z, RacingScorer
 from .twoprecision import FAST_DTYPES, TwoPrecisionScorer, native_fast_dtype
-from .plan import Plan, versions
+from .plan import Plan
 from .search.greedy import BLOCK_TYPES, budget_check, units
 from .view import BlockView
 

@@ -21,7 +21,7 @@ from .cost import cost
 from .harness import AVERAGE_RULE, ZERO_SHOT, average, harness_model, run_tasks, task_scores
 from .perplexity import PPL_TASKS, test_perplexity
 from .subject import Subject, load_subject, mask_in_memory
-from .tasks import PPL_PREFIX, Prepared, is_perplexity, ppl_source, prepare
+from .tasks import PPL_PREFIX, Prepared, ppl_source, prepare
 
 __all__ = ["evaluate", "evaluate_model", "prepare", "Prepared", "load_subject", "mask_in_memory", "Subject",
            "DEFAULT_TASKS", "QUICK_WINDOWS", "QUICK_DOCS", "ZERO_SHOT", "PPL_TASKS", "PPL_PREFIX", "FORMAT",
