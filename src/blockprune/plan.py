@@ -15,7 +15,7 @@
     }
 
 Units are blocks (`attn.<i>`, `mlp.<i>`) or whole layers (`layer.<i>`), with the base model's layer
-indices, never renumbered. Wall times are kept out of the plan (in timings.json) so that the same
+indices, never renumbered (blockprune.units names them). Wall times are kept out of the plan (in timings.json) so that the same
 inputs give a byte-identical plan."""
 from __future__ import annotations
 
@@ -27,14 +27,9 @@ from typing import Any
 
 from . import atomic
 from .errors import UserError
+from .units import expand  # noqa: F401  (re-exported: plan users expand its units)
 
 FORMAT = "blockprune.plan/1"
-
-
-def expand(unit: str) -> list[str]:
-    """A unit's block names: `layer.3` -> [`attn.3`, `mlp.3`]."""
-    kind, _, layer = unit.partition(".")
-    return [f"attn.{layer}", f"mlp.{layer}"] if kind == "layer" else [unit]
 
 
 def versions() -> dict[str, str]:

@@ -12,6 +12,7 @@ from torch import nn
 
 from .arch import KINDS, Adapter, adapter_for
 from .models import count_params
+from .units import block_index, unit_name
 
 
 # vocabulary rows per slice of the LM head in window_nll (measured on SmolLM2, 1 CPU thread: 1024 rows is
@@ -44,10 +45,6 @@ def _to(obj: Any, device: torch.device) -> Any:
     return obj
 
 
-def block_name(kind: str, layer: int) -> str:
-    return f"{kind}.{layer}"
-
-
 @dataclass
 class Prepared:
     """A batch of windows after the embeddings: the input of block 0 and each layer's call arguments."""
@@ -66,7 +63,7 @@ class BlockView:
         for layer in range(self.num_layers):
             for k, kind in enumerate(KINDS):
                 n = sum(p.numel() for _, p in self.adapter.branch_parameters(layer, kind))
-                self.blocks.append(Block(block_name(kind, layer), layer, kind, 2 * layer + k, n))
+                self.blocks.append(Block(unit_name(kind, layer), layer, kind, 2 * layer + k, n))
         self.by_name = {b.name: b for b in self.blocks}
         # where each layer lives; more than one device means accelerate sharded the model (--device auto)
         self.layer_devices = [_device_of(layer, model) for layer in self.adapter.layers()]
@@ -79,8 +76,7 @@ class BlockView:
     @staticmethod
     def index_of(name: str) -> int:
         """Execution-order position of a block name: `attn.3` -> 6, `mlp.3` -> 7."""
-        kind, _, layer = name.partition(".")
-        return 2 * int(layer) + KINDS.index(kind)
+        return block_index(name)
 
     def check_names(self, names) -> None:
         unknown = sorted(set(names) - set(self.by_name))
@@ -114,7 +110,7 @@ class BlockView:
             if start % 2 or stop % 2:
                 raise ValueError("parallel-residual models run whole layers: start/stop must be even")
             for layer in range(start // 2, stop // 2):
-                kept = [k for k in KINDS if block_name(k, layer) not in removed]
+                kept = [k for k in KINDS if unit_name(k, layer) not in removed]
                 if kept:
                     kw = prep.layer_kwargs[layer]
                     delta = sum(self.adapter.branch(layer, k, h, kw) for k in kept)

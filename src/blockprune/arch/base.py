@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-KINDS = ("attn", "mlp")
+from ..units import KINDS  # noqa: F401  (re-exported by blockprune.arch)
 
 
 class Adapter:

@@ -13,6 +13,7 @@ from .. import atomic
 from ..arch import Adapter, adapter_for
 from ..arch.base import family_type
 from ..errors import UserError
+from ..units import block_order, layer_blocks, parse_unit
 from ..view import BlockView
 from .templates.blockprune_removed import remove_modules
 
@@ -22,20 +23,10 @@ TEMPLATES = Path(__file__).parent / "templates"
 
 def whole_layers(removed: AbstractSet[str]) -> list[int] | None:
     """The removed layer indices if `removed` is exactly a set of whole layers, else None."""
-    layers = {int(n.split(".")[1]) for n in removed}
-    if all({f"attn.{i}", f"mlp.{i}"} <= set(removed) for i in layers) and len(removed) == 2 * len(layers):
+    layers = {parse_unit(n)[1] for n in removed}
+    if all(set(layer_blocks(i)) <= set(removed) for i in layers) and len(removed) == 2 * len(layers):
         return sorted(layers)
     return None
-
-
-def _layer_kind(name: str) -> tuple[int, str]:
-    kind, _, layer = name.partition(".")
-    return int(layer), kind
-
-
-def block_order(name: str) -> tuple[int, int]:
-    layer, kind = _layer_kind(name)
-    return layer, 0 if kind == "attn" else 1
 
 
 def hf_base(cls: type) -> type:
@@ -86,7 +77,7 @@ def removed_modules(adapter: Adapter, removed: AbstractSet[str]) -> dict[str, st
     layer expects back from the removed module), for every submodule of every removed branch."""
     out: dict[str, str] = {}
     for name in sorted(removed, key=block_order):
-        layer, kind = _layer_kind(name)
+        kind, layer = parse_unit(name)
         prefix = adapter._layer_prefix(layer)
         for sub in adapter.branch_modules[kind]:
             core = sub == adapter.branch_core[kind]
@@ -96,7 +87,7 @@ def removed_modules(adapter: Adapter, removed: AbstractSet[str]) -> dict[str, st
 
 def attentionless_layers(removed: AbstractSet[str]) -> list[int]:
     """The layers whose attention block is removed: they hold no KV cache."""
-    return sorted({_layer_kind(n)[0] for n in removed if n.startswith("attn.")})
+    return sorted({layer for kind, layer in map(parse_unit, removed) if kind == "attn"})
 
 
 def mask_modules(model: nn.Module, removed: AbstractSet[str]) -> dict[str, str]:

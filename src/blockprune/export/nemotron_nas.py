@@ -24,6 +24,7 @@ from torch import nn
 from ..arch import adapter_for
 from ..arch.base import family_type
 from ..errors import UserError
+from ..units import KINDS, parse_unit, unit_name
 from ..view import BlockView
 from .checkpoint import provenance, removed_modules, render, save_without
 from .templates.configuration_nemotron_nas import ffn_mult_to_intermediate_size
@@ -68,7 +69,7 @@ def _layout_problem(model: nn.Module, removed: AbstractSet[str] = frozenset()) -
     full = llama_layer_shapes(cfg)
     for i in range(cfg.num_hidden_layers):
         prefix = f"model.layers.{i}."
-        gone = tuple(p for kind, subs in LLAMA_BRANCHES.items() if f"{kind}.{i}" in removed for p in subs)
+        gone = tuple(p for kind, subs in LLAMA_BRANCHES.items() if unit_name(kind, i) in removed for p in subs)
         want = {k: s for k, s in full.items() if not k.startswith(gone)}
         layer = {k[len(prefix):]: s for k, s in sd.items() if k.startswith(prefix)}
         got = {k: s for k, s in layer.items() if not k.startswith(gone)}
@@ -108,7 +109,7 @@ def block_configs(config, removed: AbstractSet[str]) -> list[dict[str, Any]]:
     width = ffn_width(config.intermediate_size, config.hidden_size)
     out = []
     for i in range(config.num_hidden_layers):
-        attn_gone, ffn_gone = f"attn.{i}" in removed, f"mlp.{i}" in removed
+        attn_gone, ffn_gone = (unit_name(kind, i) in removed for kind in KINDS)
         out.append({"attention": {"no_op": attn_gone, "replace_with_linear": False,
                                   "n_heads_in_group": None if attn_gone else group},
                     "ffn": {"no_op": ffn_gone, "replace_with_linear": False, **({} if ffn_gone else width)}})
@@ -130,7 +131,7 @@ def _check_starts_with_attention(view: BlockView, removed: AbstractSet[str]) -> 
     # vLLM's DeciLM layer carries the residual stream separately from the first kept attention on;
     # an FFN before any attention calls its fused add-norm with no residual and fails
     kept = [b.name for b in view.blocks if b.name not in removed]
-    if kept and kept[0].startswith("mlp."):
+    if kept and parse_unit(kept[0])[0] == "mlp":
         raise UserError(f"vLLM's DeciLM cannot run a model whose first kept block is an MLP ({kept[0]}: the "
                         f"attention blocks before it are removed); export with --format remote-code")
 

@@ -11,6 +11,7 @@ from typing import Callable
 
 from ..errors import UserError
 from ..plan import Plan
+from ..units import LAYER, layer_blocks, unit_name
 from ..view import BlockView
 
 BLOCK_TYPES = {"mha": ("attn",), "mlp": ("mlp",), "mix": ("attn", "mlp")}
@@ -28,8 +29,8 @@ def units(view: BlockView, granularity: str = "block", block_type: str = "mix") 
     """The candidates of a search. A block without parameters is one an earlier pruning already removed
     (a checkpoint pruned again): removing it would change nothing, so it is no candidate."""
     if granularity == "layer":
-        layers = [Unit(f"layer.{i}", frozenset({f"attn.{i}", f"mlp.{i}"}), 2 * i,
-                       view.by_name[f"attn.{i}"].params + view.by_name[f"mlp.{i}"].params)
+        layers = [Unit(unit_name(LAYER, i), frozenset(layer_blocks(i)), 2 * i,
+                       sum(view.by_name[b].params for b in layer_blocks(i)))
                   for i in range(view.num_layers)]
         return [u for u in layers if u.params > 0]
     kinds = BLOCK_TYPES[block_type]
