@@ -17,11 +17,9 @@ from . import atomic, models, monitor
 from .data import load_windows
 from .distributed import SplitScorer, init_from_env
 from .errors import UserError
-from .export import export as export_checkpoint
 from .export import load
 from .methods import get as get_method
 from .methods.llm_bip import describe as describe_width
-from .methods.llm_bip import export_plan as export_width_plan
 from .methods.llm_bip import width_options
 from .metrics import METRICS, true_ppl_steps
 from .metrics import make_scorer as metric_scorer
@@ -472,12 +470,9 @@ def prune(model: str = models.DEFAULT_MODEL, out: str | os.PathLike = "runs/bloc
 
     checkpoint = None
     if export and main:
-        meta = {"method": plan.method, "base_model": model, "base_model_sha256": plan.model["sha256"],
-                "blockprune_version": plan.versions["blockprune"]}
-        if plan.width is not None:
-            checkpoint = export_width_plan(net, plan, out / "model", meta, tok)
-        else:
-            checkpoint = export_checkpoint(net, plan.removed_blocks, out / "model", meta=meta, tokenizer=tok)
+        # base_model as given here: a resumed run may name the same weights by another path
+        checkpoint = plan.export(net, out / "model", tokenizer=tok,
+                                 meta={"base_model": model, "blockprune_version": plan.versions["blockprune"]})
     last = plan.width or (plan.steps[-1] if plan.steps else {"ppl": plan.dense["ppl"], "ratio": 0.0})
     summary = {"removed": plan.removed, "ratio": last["ratio"],
                "dense_ppl": plan.dense["ppl"], "pruned_ppl": last["ppl"], "plan": str(plan_path),

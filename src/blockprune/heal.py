@@ -257,18 +257,11 @@ def validation_loss(model: nn.Module, examples: list[Example], pad_id: int, devi
 
 def export_run(run: Path, out: Path) -> Path:
     """A run folder's plan applied to its base model, written as a checkpoint (the format `auto` picks)."""
-    from .export import export
     from .plan import Plan
 
     plan = Plan.load(run)
-    net, tok = models.load(plan.model["source"], plan.options.get("dtype", "fp32"))
-    if models.fingerprint(net) != plan.model["sha256"]:
-        raise UserError(f"the model {plan.model['source']} is not the one the plan in {run} was made on")
-    meta = {"method": plan.method, "base_model": plan.model["source"], "base_model_sha256": plan.model["sha256"]}
-    if plan.width is not None:
-        from .methods.llm_bip import export_plan
-        return export_plan(net, plan, out, meta, tok)
-    return export(net, plan.removed_blocks, out, meta=meta, tokenizer=tok)
+    net, tok = plan.load_base()
+    return plan.export(net, out, tokenizer=tok)
 
 
 def input_checkpoint(target: str | Path, scratch: Path) -> Path:

@@ -99,6 +99,55 @@ class Plan:
         except TypeError as e:
             raise UserError(f"{path} is not a valid plan ({e})") from e
 
+    # -- the plan on its base model: the one place a plan becomes a pruned model ---------------------
+    def load_base(self, device: str = "cpu", dtype: str | None = None):
+        """The plan's base model and tokenizer, in `dtype` (default: the dtype the plan was made in).
+
+        The rule for the weight fingerprint, the same for every command: it is checked whenever the model
+        is loaded in the plan's dtype, and only then, since it hashes the weights as loaded (a model cast
+        to another dtype hashes differently even when it is the right one)."""
+        from . import models
+
+        made_in = self.options.get("dtype", "fp32")
+        dtype = dtype or made_in
+        net, tok = models.load(self.model["source"], dtype, device)
+        if dtype == made_in and models.fingerprint(net) != self.model["sha256"]:
+            raise UserError(f"the model {self.model['source']} is not the one this plan was made on (weights "
+                            f"differ); give the model the plan names, unchanged")
+        return net, tok
+
+    def apply(self, model):
+        """This plan on `model`, its base model, in memory: a width plan's narrower copy (`model` is left
+        as it was), then the removed blocks' modules replaced in place, exactly as the remote-code export
+        does on load (an ordinary model object: generate, KV cache and lm-eval all work). Returns the
+        model to use."""
+        from .export.checkpoint import mask_modules
+
+        model = self._narrowed(model)
+        mask_modules(model, self.removed_blocks)
+        return model
+
+    def export(self, model, out: str | Path, *, fmt: str = "auto", tokenizer=None,
+               meta: dict[str, Any] | None = None) -> Path:
+        """Write this plan applied to `model` (its base model, unchanged) as a checkpoint in `fmt`.
+
+        A depth plan goes to the depth exporter as the base model and its removed blocks (what it writes
+        is derived from the modules it removes); a width plan's narrower model goes to the width exporter.
+        `meta` adds to the provenance (method, base model and its fingerprint) recorded in config.json."""
+        meta = {"method": self.method, "base_model": self.model["source"], "base_model_sha256": self.model["sha256"],
+                **(meta or {})}
+        if self.width is not None:
+            from .width import export as export_width
+            return export_width(self._narrowed(model), out, fmt=fmt, meta=meta, tokenizer=tokenizer)
+        from .export import export as export_depth
+        return export_depth(model, self.removed_blocks, out, fmt=fmt, meta=meta, tokenizer=tokenizer)
+
+    def _narrowed(self, model):
+        if self.width is None:
+            return model
+        from .width import apply as narrow
+        return narrow(model, self.width)
+
     def identity(self) -> dict[str, Any]:
         """What must match for a saved state to be resumed: the model, the data and the options."""
         return {"method": self.method, "model": self.model.get("sha256"),

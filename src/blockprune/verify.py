@@ -6,7 +6,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import models
 from .data import load_windows
 from .errors import UserError
 from .export import load as load_checkpoint
@@ -18,7 +17,7 @@ from .view import BlockView
 @dataclass
 class Verdict:
     recorded: float
-    masked: float | None  # the base model with the plan's blocks masked (block plans)
+    masked: float | None  # the plan applied in memory to its base model (Plan.apply)
     checkpoint: float | None  # the exported checkpoint, where the run folder has one
 
     def ok(self, rel: float = 1e-4) -> bool:
@@ -32,16 +31,14 @@ def verify(run_dir: str | os.PathLike, data_dir: str | os.PathLike | None = None
     if plan.status != "done":
         raise UserError(f"{run_dir} holds an unfinished run; finish it with `blockprune prune ... --resume` first")
     o = plan.options
-    net, tok = models.load(plan.model["source"], o.get("dtype", "fp32"), device)
-    if models.fingerprint(net) != plan.model["sha256"]:
-        raise UserError(f"the model {plan.model['source']} is not the one this plan was made on (weights differ)")
+    net, tok = plan.load_base(device)
     windows = load_windows(o["calibration"], tok, o["seqlen"], nsamples=o["nsamples"], seed=o["seed"],
                            data_dir_=data_dir)
     if windows.sha256() != plan.calibration["sha256"]:
         raise UserError("the calibration windows differ from the plan's (another data file or tokenizer?); "
                         "give the --data-dir the run used")
     last = plan.width or (plan.steps[-1] if plan.steps else {"ppl": plan.dense["ppl"]})
-    masked = perplexity(BlockView(net), windows, plan.removed_blocks) if plan.width is None else None
+    masked = perplexity(BlockView(plan.apply(net)), windows)
     ckpt = None
     if (run_dir / "model" / "config.json").exists():
         ckpt = perplexity(BlockView(load_checkpoint(run_dir / "model", device=device)), windows)

@@ -1,6 +1,7 @@
 """Model-family adapters. Importing this package registers every family."""
 from . import falcon, gpt2, gpt_neox, granite, llama, moe, opt, parallel, sandwich, smollm3  # noqa: F401
-from .base import KINDS, Adapter
+from ..units import KINDS
+from .base import Adapter
 from .registry import adapter_for, register, supported
 
 __all__ = ["Adapter", "KINDS", "adapter_for", "register", "supported"]

@@ -13,8 +13,6 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ..units import KINDS  # noqa: F401  (re-exported by blockprune.arch)
-
 
 class Adapter:
     #: the `config.model_type` values this adapter serves

@@ -20,20 +20,10 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> None:
-    from .. import models
-    from ..errors import UserError
-    from ..export import export
     from ..plan import Plan
 
     plan = Plan.load(args.run_dir)
-    net, tok = models.load(plan.model["source"], plan.options.get("dtype", "fp32"))
-    if models.fingerprint(net) != plan.model["sha256"]:
-        raise UserError(f"the model {plan.model['source']} is not the one this plan was made on (weights differ)")
+    net, tok = plan.load_base()
     out = args.out or str(Path(args.run_dir) / f"model-{args.format}")
-    meta = {"method": plan.method, "base_model": plan.model["source"], "base_model_sha256": plan.model["sha256"]}
-    if plan.width is not None:  # a width method's plan: the narrower model
-        from ..methods.llm_bip import export_plan
-        export_plan(net, plan, out, meta, tok, fmt=args.format)
-    else:
-        export(net, plan.removed_blocks, out, fmt=args.format, meta=meta, tokenizer=tok)
+    plan.export(net, out, fmt=args.format, tokenizer=tok)
     print(f"blockprune: wrote {out}")

@@ -6,7 +6,7 @@ from . import add_data_dir, device_arg
 NAME = "verify"
 HELP = "re-score a finished plan and confirm its recorded perplexity"
 DESCRIPTION = ("Rebuild the calibration windows, check they and the model are the plan's, re-score the final "
-               "removal (masked base model and the exported checkpoint) and compare with the recorded perplexity. "
+               "removal (the plan applied in memory to the base model, and the exported checkpoint) and compare with the recorded perplexity. "
                "Exit status 0 when they agree within 1e-4 relative, 1 when they do not.")
 
 
@@ -22,7 +22,7 @@ def run(args) -> int:
     v = verify(args.run_dir, args.data_dir, args.device)
     print(f"recorded calibration perplexity {v.recorded:.6f}")
     if v.masked is not None:
-        print(f"  masked base model            {v.masked:.6f}")
+        print(f"  plan applied in memory       {v.masked:.6f}")
     if v.checkpoint is not None:
         print(f"  exported checkpoint          {v.checkpoint:.6f}")
     print("verified" if v.ok() else "MISMATCH")

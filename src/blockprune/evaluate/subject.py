@@ -62,16 +62,10 @@ def load_subject(target: str, dtype: str = "fp32", device: str = "cpu") -> Subje
         return subject
     if (path / "plan.json").exists():
         plan = Plan.load(path)
-        net, tok = models.load(plan.model["source"], dtype, device)
-        if plan.options.get("dtype", "fp32") == dtype and models.fingerprint(net) != plan.model["sha256"]:
-            raise UserError(f"the model {plan.model['source']} is not the one the plan in {path} was made on "
-                            f"(weights differ)")
+        net, tok = plan.load_base(device, dtype)  # the fingerprint is checked when dtype is the plan's
         reference = models.count_params(net)
-        if plan.width is not None:  # a width method's plan: the narrower model it records
-            from ..width import apply
-            net = apply(net, plan.width)
-        mask_in_memory(net, plan.removed_blocks)
-        return Subject(net, tok, "run", str(path), plan.method, plan.removed, reference, plan.model["source"])
+        return Subject(plan.apply(net), tok, "run", str(path), plan.method, plan.removed, reference,
+                       plan.model["source"])
     net, tok = models.load(target, dtype, device)
     meta = getattr(net.config, "blockprune", None)
     if isinstance(meta, dict):  # a checkpoint blockprune exported: its provenance names the dense base

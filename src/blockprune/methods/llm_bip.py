@@ -11,7 +11,6 @@ first and last stay dense). The method writes the plan's `width` record; it take
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
@@ -48,13 +47,6 @@ class WidthMethod:
         plan.width = width.record(result, opts)
         plan.width["ppl"] = perplexity(BlockView(result.model), job.windows, batch_size=batch)
         return plan
-
-
-def export_plan(net, plan: Plan, out: str | Path, meta: dict[str, Any], tokenizer=None, fmt: str = "auto") -> Path:
-    """The checkpoint of a width plan: `net` (the plan's base model) narrowed as recorded, then exported."""
-    from .. import width
-
-    return width.export(width.apply(net, plan.width), out, fmt=fmt, meta=meta, tokenizer=tokenizer)
 
 
 def describe(plan: Plan) -> str:
