@@ -230,3 +230,44 @@ def test_one_shot_resumes_from_its_recorded_scores():
             raise AssertionError("a resumed one-shot run must not score again")
     resumed = run("blockpruner-oneshot", view, w, scorer=Refuse(), num_blocks=3, plan=part)
     assert resumed.removed == full.removed
+
+
+# -- the scorer interface: --batch-size reaches every method, and only scoring methods build a scorer --
+@pytest.mark.parametrize("method", ["shortgpt", "relative-magnitude", "blockpruner-oneshot"])
+def test_batch_size_is_honoured_under_the_default_scorer(method, tiny_checkpoint, calib_file, tmp_path, monkeypatch):
+    import blockprune
+    from blockprune.methods import oneshot, shortgpt
+
+    used = []
+
+    def spy(module, name, at):
+        real = getattr(module, name)
+
+        def wrapper(*args, **kwargs):
+            used.append(kwargs["batch_size"] if "batch_size" in kwargs else args[at])
+            return real(*args, **kwargs)
+        monkeypatch.setattr(module, name, wrapper)
+    spy(oneshot, "perplexity", 3)  # each removal's perplexity (every one-shot method)
+    spy(shortgpt, "unit_stats", 5)  # ShortGPT's and Relative Magnitude's single pass
+    blockprune.prune(tiny_checkpoint, tmp_path / "run", method=method, calibration=calib_file, seqlen=32,
+                     nsamples=8, num_blocks=2, batch_size=4, progress=False, export=False)
+    assert used and set(used) == {4}
+
+
+@pytest.mark.parametrize("method", ["shortgpt", "relative-magnitude", "width-magnitude"])
+def test_methods_that_do_not_score_build_no_scorer_cache(method, tiny_checkpoint, calib_file, tmp_path, monkeypatch):
+    import blockprune
+    from blockprune.incremental import BoundaryCache
+
+    built = []
+    real = BoundaryCache.__init__
+
+    def counting(self, *args, **kwargs):
+        built.append(1)
+        real(self, *args, **kwargs)
+    monkeypatch.setattr(BoundaryCache, "__init__", counting)
+    budget = {"ratio": 0.2} if method.startswith("width") else {"num_blocks": 1}
+    blockprune.prune(tiny_checkpoint, tmp_path / "run", method=method, calibration=calib_file, seqlen=32,
+                     nsamples=8, progress=False, export=False, **budget)
+    assert built == []
+    assert not get(method).uses_scorer

@@ -120,7 +120,7 @@ class PruneOptions:
         if self._changed("scorer") and self.metric != "ppl":
             raise UserError(f"--scorer {self.scorer} does nothing with --metric {self.metric}, which scores "
                             f"candidates its own way; drop --scorer or use --metric ppl")
-        if self._changed("scorer") and self.method not in SCORER_METHODS:
+        if self._changed("scorer") and not get_method(self.method).uses_scorer:
             raise UserError(f"--scorer {self.scorer} does nothing with --method {self.method}, which does not "
                             f"score candidates by perplexity; drop --scorer")
         granularity = get_method(self.method).granularity
@@ -203,8 +203,6 @@ VALIDATION = ("validation", "validation_nsamples")
 # methods that rank units with the search's scorer, so --metric decides what they remove
 # (blockpruner-refined swaps on perplexity alone; shortgpt, relative-magnitude and width methods have their own score)
 METRIC_METHODS = ("blockpruner", "layer-ppl", "blockpruner-oneshot")
-# methods that score candidates by calibration perplexity through --scorer (with --metric ppl)
-SCORER_METHODS = METRIC_METHODS + ("blockpruner-refined",)
 # methods that score once per removal step, so the number of steps is --num-blocks
 ITERATIVE_METHODS = ("blockpruner", "layer-ppl", "blockpruner-refined")
 
@@ -414,10 +412,12 @@ def prune(model: str = models.DEFAULT_MODEL, out: str | os.PathLike = "runs/bloc
     rank, world = init_from_env()
     main = rank == 0  # with torchrun, every rank searches in lockstep and rank 0 alone writes
     progress = progress and main
-    with memory_guard(options):  # a scorer's cache embeds every window up front
-        scorer = options.make_scorer(view, windows)
-    if world > 1:
-        scorer = SplitScorer(scorer, rank, world)
+    scorer = None  # built only for a method that scores through one: its cache embeds every window up front
+    if method.uses_scorer:
+        with memory_guard(options):
+            scorer = options.make_scorer(view, windows)
+        if world > 1:
+            scorer = SplitScorer(scorer, rank, world)
 
     def save(p: Plan) -> None:
         if main:
@@ -458,7 +458,7 @@ def prune(model: str = models.DEFAULT_MODEL, out: str | os.PathLike = "runs/bloc
         on_step = true_ppl_steps(on_step, view, windows, options.metric, options.batch_size)
     from .methods import Job
     job = Job(view, windows, scorer, options.block_type, options.num_blocks, options.ratio, on_step,
-              bars.bar if bars else None, options=options)
+              bars.bar if bars else None, options=options, batch_size=options.batch_size)
     with memory_guard(options):
         method.run(job, plan)
     faults = sorted({f for st in plan.steps for f in st.get("faults", [])})

@@ -36,6 +36,10 @@ class SplitScorer:
         self.inner, self.rank, self.world = inner, rank, world
         self.name = f"{getattr(inner, 'name', 'scorer')} x{world}"
 
+    @property
+    def batch_size(self) -> int:
+        return self.inner.batch_size
+
     def score(self, removed: frozenset[str], candidates: Sequence[frozenset[str]],
               progress: Progress | None = None) -> Scored:
         mine = list(range(self.rank, len(candidates), self.world))

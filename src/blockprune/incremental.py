@@ -130,7 +130,7 @@ class IncrementalScorer:
 
     def __init__(self, view: BlockView, windows: Windows, batch_size: int = 1, every: int = 1,
                  device: str | None = None):
-        self.view, self.windows = view, windows
+        self.view, self.windows, self.batch_size = view, windows, batch_size
         self.cache = BoundaryCache(view, windows, batch_size, every, device)
 
     def first_index(self, candidate: frozenset[str]) -> int:

@@ -117,7 +117,7 @@ class RacingScorer:
 
     def __init__(self, view: BlockView, windows: Windows, batch_size: int = 1, every: int = 1,
                  device: str | None = None, z: float = DEFAULT_Z, floor_from: int = 8):
-        self.view, self.windows = view, windows
+        self.view, self.windows, self.batch_size = view, windows, batch_size
         self.cache = BoundaryCache(view, windows, batch_size, every, device)
         self.z = z
         self.floor_from = floor_from

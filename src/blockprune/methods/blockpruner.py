@@ -3,6 +3,7 @@ perplexity; and its "- block" ablation, the same search over whole layers."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from ..search import greedy, units
 from .registry import Job, register
@@ -13,6 +14,7 @@ class IterativePerplexity:
     name: str
     granularity: str
     summary: str
+    uses_scorer: ClassVar[bool] = True
 
     def run(self, job: Job, plan):
         block_type = job.block_type if self.granularity == "block" else "mix"

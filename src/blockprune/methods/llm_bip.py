@@ -11,7 +11,7 @@ first and last stay dense). The method writes the plan's `width` record; it take
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from ..errors import UserError
 from ..perplexity import perplexity
@@ -34,6 +34,7 @@ class WidthMethod:
     score: str
     summary: str
     granularity: str = "width"
+    uses_scorer: ClassVar[bool] = False  # scores heads and channels its own way
 
     def run(self, job: Job, plan: Plan) -> Plan:
         from .. import width
@@ -42,10 +43,9 @@ class WidthMethod:
             raise UserError(f"{self.name} removes a share of the parameters: give --ratio r, not --num-blocks")
         opts = width_options(job.options)
         opts.score = self.score
-        batch = getattr(job.options, "batch_size", 1)
-        result = width.prune_width(job.view, job.windows, job.ratio, opts, batch)
+        result = width.prune_width(job.view, job.windows, job.ratio, opts, job.batch_size)
         plan.width = width.record(result, opts)
-        plan.width["ppl"] = perplexity(BlockView(result.model), job.windows, batch_size=batch)
+        plan.width["ppl"] = perplexity(BlockView(result.model), job.windows, batch_size=job.batch_size)
         return plan
 
 

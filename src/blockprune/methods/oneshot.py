@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import ClassVar
 
 from ..perplexity import perplexity
 from ..search.greedy import Unit, budget_check, fits, rank_key, units
@@ -37,7 +38,7 @@ def remove_ranked(job: Job, plan, candidates: list[Unit], scores: dict[str, floa
         plan.steps.append({
             "step": len(plan.steps) + 1,
             "removed": u.name,
-            "ppl": perplexity(view, job.windows, blocks, getattr(job.scorer, "batch_size", 1)),
+            "ppl": perplexity(view, job.windows, blocks, job.batch_size),
             "ratio": view.removed_params(blocks) / view.total_params,
             "metric": metric,
             "score": _json(scores[u.name]),
@@ -66,6 +67,7 @@ class OneShot:
     name: str = "blockpruner-oneshot"
     granularity: str = "block"
     summary: str = "score every block once on the dense model, remove the lowest at once (the '- search' ablation)"
+    uses_scorer: ClassVar[bool] = True
 
     def run(self, job: Job, plan):
         cands = units(job.view, self.granularity, job.block_type)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import ClassVar
 
 from ..errors import UserError
 from ..perplexity import perplexity
@@ -35,6 +36,7 @@ class Refined:
     summary: str = "BlockPruner's greedy result improved by perplexity-guided swaps (never worse than greedy)"
     rounds: int = 3  # swaps accepted at most
     top: int = 8  # swaps evaluated exactly per round
+    uses_scorer: ClassVar[bool] = True
 
     def run(self, job: Job, plan):
         if getattr(job.scorer, "metric", "ppl") != "ppl":

@@ -12,7 +12,8 @@ from ..view import BlockView
 
 @dataclass
 class Job:
-    """Everything a method needs: the view, the calibration windows, a scorer and the options."""
+    """Everything a method needs: the view, the calibration windows, a scorer (None for a method that
+    does not use one) and the options."""
 
     view: BlockView
     windows: Windows
@@ -23,6 +24,7 @@ class Job:
     on_step: Callable[[Plan, float], None] | None = None
     progress_factory: Callable[[int, int], Any] | None = None
     options: Any = None  # the run's PruneOptions, for methods with options of their own (width methods)
+    batch_size: int = 1  # windows per forward pass (--batch-size), for every pass a method makes itself
 
 
 class Method(Protocol):
@@ -31,6 +33,8 @@ class Method(Protocol):
     #: "width" (heads and channels inside blocks): writes `plan.width` instead of steps
     granularity: str
     summary: str
+    #: scores candidates through `job.scorer` (built, with its boundary cache, only for such methods)
+    uses_scorer: bool
 
     def run(self, job: Job, plan: Plan) -> Plan: ...
 

@@ -3,6 +3,7 @@ averaged over calibration tokens, from one pass of the dense model; the lowest l
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from ..metrics import unit_stats
 from ..search.greedy import units
@@ -16,6 +17,7 @@ class LayerMetricOneShot:
     metric: str  # a local metric of `blockprune.metrics`
     summary: str
     granularity: str = "layer"
+    uses_scorer: ClassVar[bool] = False  # its own single pass over the dense model
 
     def run(self, job: Job, plan):
         cands = units(job.view, "layer")
@@ -23,7 +25,7 @@ class LayerMetricOneShot:
         if scores is None:
             bar = job.progress_factory(1, len(cands)) if job.progress_factory else None
             stats = unit_stats(job.view, job.windows, [u.blocks for u in cands], self.metric,
-                               batch_size=getattr(job.scorer, "batch_size", 1), progress=bar.update if bar else None)
+                               batch_size=job.batch_size, progress=bar.update if bar else None)
             scores = dict(zip((u.name for u in cands), stats))
         remove_ranked(job, plan, cands, scores, self.metric, len(job.windows))
         return plan
