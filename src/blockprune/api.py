@@ -394,7 +394,7 @@ def prune(model: str = models.DEFAULT_MODEL, out: str | os.PathLike = "runs/bloc
     method = get_method(options.method)
     if options.num_blocks is not None and method.granularity in ("block", "layer"):
         pool = units(view, method.granularity, options.block_type if method.granularity == "block" else "mix")
-        budget_check(pool, options.num_blocks, None)  # refuse before anything is written
+        budget_check(pool, options.num_blocks)  # refuse before anything is written
     fresh = Plan(method=method.name,
                  model={"source": model, "family": net.config.model_type, "params": view.total_params,
                         "layers": view.num_layers, "sha256": models.fingerprint(net)},

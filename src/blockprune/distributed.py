@@ -25,10 +25,6 @@ def init_from_env() -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
-def is_main() -> bool:
-    return not dist.is_initialized() or dist.get_rank() == 0
-
-
 class SplitScorer:
     """Wraps any scorer: this rank scores its share of the candidates, then all ranks exchange scores."""
 

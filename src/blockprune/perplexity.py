@@ -72,6 +72,3 @@ class PlainScorer:
         scores = [perplexity(self.view, self.windows, removed | c, self.batch_size, progress) for c in candidates]
         n = len(candidates) * len(self.windows)
         return Scored(scores, n, n)
-
-    def current(self, removed: frozenset[str]) -> float:
-        return perplexity(self.view, self.windows, removed, self.batch_size)

@@ -22,7 +22,7 @@ def remove_ranked(job: Job, plan, candidates: list[Unit], scores: dict[str, floa
     """Extend `plan.steps` with `candidates` in ascending score order while they fit the budget.
 
     Resumes: units already in the plan are skipped, and the scores come from the plan's first step."""
-    budget_check(candidates, job.num_blocks, job.ratio)
+    budget_check(candidates, job.num_blocks)
     view = job.view
     order = sorted(candidates, key=lambda u: rank_key(scores[u.name], u))
     for u in order:

@@ -43,7 +43,7 @@ def rank_key(score: float, unit: Unit, complete: bool = True) -> tuple[bool, flo
     return (not complete, score if math.isfinite(score) else math.inf, unit.index)
 
 
-def budget_check(candidates: list[Unit], num_blocks: int | None, ratio: float | None) -> None:
+def budget_check(candidates: list[Unit], num_blocks: int | None) -> None:
     if num_blocks is not None and num_blocks > len(candidates):
         raise UserError(f"--num-blocks {num_blocks} is more than the {len(candidates)} candidate units; "
                         f"choose at most {len(candidates)}")
@@ -61,7 +61,7 @@ def greedy(view: BlockView, scorer, plan: Plan, candidates: list[Unit], *, num_b
     Resumes from whatever steps the plan already holds."""
     import time
 
-    budget_check(candidates, num_blocks, ratio)
+    budget_check(candidates, num_blocks)
     while True:
         done = {s["removed"] for s in plan.steps}
         removed_blocks = plan.removed_blocks
