@@ -275,7 +275,7 @@ BAD = [
     (["--method", "shortgpt", "--block-type", "mha"], "--block-type mha does nothing with --method shortgpt"),
     (["--method", "layer-ppl", "--block-type", "mlp"], "--block-type mlp does nothing with --method layer-ppl"),
     (["--allocation", "global"], "--allocation applies to width methods only, not --method blockpruner"),
-    (["--racing-z", "2"], "--racing-z applies to --scorer racing only"),
+    (["--scorer", "incremental", "--racing-z", "2"], "--racing-z applies to --scorer racing and fast only"),
     (["--method", "width-magnitude"], "give --ratio r, not --num-blocks"),
 ]
 
@@ -326,7 +326,7 @@ def test_eval_refuses_unknown_task_names(tiny_checkpoint, tmp_path, capsys):
     code = cli.main(["eval", tiny_checkpoint, "--tasks", "wikitext2,piqa,no_such_task", "--out", str(out)])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
-    assert "does not know the task(s) no_such_task" in err and "lm-eval ls tasks" in err
+    assert "unknown task 'no_such_task'" in err and "lm-eval ls tasks" in err
     assert not out.exists()
     TALLY["bad inputs tried"] += 1
 

@@ -9,6 +9,7 @@ import blockprune
 from blockprune import twoprecision
 from blockprune.api import PruneOptions
 from blockprune.data import Windows
+from blockprune.errors import UserError
 from blockprune.perplexity import PlainScorer
 from blockprune.plan import Plan
 from blockprune.racing import RacingScorer
@@ -99,6 +100,9 @@ def test_auto_resolves_by_what_the_device_runs_natively(monkeypatch):
     assert PruneOptions(num_blocks=1, dtype="bf16").resolved("cpu").scorer == "incremental"
     assert PruneOptions(num_blocks=1, metric="bi").resolved("cpu").scorer == "incremental"
     assert PruneOptions(num_blocks=1, fast_dtype="none").resolved("cpu").scorer == "incremental"
+    monkeypatch.setattr("blockprune.api.native_fast_dtype", lambda device: None)
+    with pytest.raises(UserError, match="--racing-z does nothing here: --scorer auto means incremental"):
+        PruneOptions(num_blocks=1, racing_z=3.0).resolved("cpu")
 
 
 def test_native_bf16_is_read_from_the_cpu_flags(monkeypatch):

@@ -159,6 +159,9 @@ class PruneOptions:
         scorer = self.scorer
         if scorer == "auto":
             scorer = "fast" if fast != "none" and self.metric == "ppl" else "incremental"
+        if self._changed("racing_z") and scorer not in ("racing", "fast"):
+            raise UserError(f"--racing-z does nothing here: --scorer {self.scorer} means {scorer} on {device}, which "
+                            f"does not race; drop --racing-z or add --scorer racing")
         if scorer != "fast":  # what only the fast scorer reads goes back to its default, so it validates again
             fast = _DEFAULTS["fast_dtype"]
         racing_z = self.racing_z if scorer in RACING_SCORERS else _DEFAULTS["racing_z"]
