@@ -242,7 +242,7 @@ def removal_path(plan: Plan) -> tuple[list[float], list[float]]:
 
 
 def plot_paths(entries: list[Entry], path: Path) -> None:
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -266,9 +266,12 @@ def plot_paths(entries: list[Entry], path: Path) -> None:
     # plain numbers on the log axis (not 1.08x10^1), as many per decade as the range leaves room for
     lo, hi = ax.get_ylim()
     decades = math.log10(hi / lo) if lo > 0 and hi > lo else 1.0
-    subs = (1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0) if decades < 1.5 else \
-        (1.0, 2.0, 5.0) if decades < 4 else (1.0,)
-    ax.yaxis.set_major_locator(LogLocator(base=10, subs=subs))
+    if decades < 0.5:  # a short path (a few blocks) spans less than any list of per-decade steps
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=6))
+    else:
+        subs = (1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0) if decades < 1.5 else \
+            (1.0, 2.0, 5.0) if decades < 4 else (1.0,)
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=subs))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
     ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("pruning ratio (parameters removed / dense)")
