@@ -105,7 +105,8 @@ def test_refined_swaps_get_the_validation_of_their_new_removal_sets(tiny_checkpo
             return Scored([1 / v for v in s.scores], s.evaluated_windows, s.exhaustive_windows) if self.calls == 1 else s
 
     monkeypatch.setattr(refined, "greedy", lambda view, scorer, *a, **k: real_greedy(view, Misled(scorer), *a, **k))
-    blockprune.prune(tiny_checkpoint, tmp_path / "run", method="blockpruner-refined", **OPTS)
+    # attention blocks only: all the same size, so any removed one may be swapped for any kept one
+    blockprune.prune(tiny_checkpoint, tmp_path / "run", method="blockpruner-refined", block_type="mha", **OPTS)
     plan = Plan.load(tmp_path / "run")
     refine = plan.steps[-1]["refine"]
     assert refine["swaps"] and plan.steps[0].get("greedy_removed")
