@@ -59,13 +59,8 @@ lane() {
     for job in $1; do one "$job"; done
 }
 
-mkdir -p "$OUT"
 start=$SECONDS
-OMP_NUM_THREADS=1 lane "$LANE_A" > "$OUT/lane-a.log" 2>&1 & a=$!
-OMP_NUM_THREADS=1 lane "$LANE_B" > "$OUT/lane-b.log" 2>&1 & b=$!
-failed=0
-wait $a || { echo "lane A ($LANE_A) failed: see $OUT/lane-a.log" >&2; failed=1; }
-wait $b || { echo "lane B ($LANE_B) failed: see $OUT/lane-b.log" >&2; failed=1; }
-[ $failed = 0 ] || exit 1
+. bench/lanes.sh
+two_lanes "$OUT" lane "$LANE_A" "$LANE_B" || exit 1
 python bench/calibration_size/table.py "$OUT"
 echo "bench/calibration_size: $(( (SECONDS - start) / 60 )) min $(( (SECONDS - start) % 60 )) s in all (this invocation)"

@@ -33,13 +33,8 @@ if [ -n "${2:-}" ]; then
     compare "$2"
     exit
 fi
-mkdir -p "$OUT"
 start=$SECONDS
-OMP_NUM_THREADS=1 compare "$LANE_A" > "$OUT/lane-a.log" 2>&1 & a=$!
-OMP_NUM_THREADS=1 compare "$LANE_B" > "$OUT/lane-b.log" 2>&1 & b=$!
-failed=0
-wait $a || { echo "lane A ($LANE_A) failed: see $OUT/lane-a.log" >&2; failed=1; }
-wait $b || { echo "lane B ($LANE_B) failed: see $OUT/lane-b.log" >&2; failed=1; }
-[ $failed = 0 ] || exit 1
+. bench/lanes.sh
+two_lanes "$OUT" compare "$LANE_A" "$LANE_B" || exit 1
 compare "$ALL"
 echo "bench/compare: $(( (SECONDS - start) / 60 )) min $(( (SECONDS - start) % 60 )) s in all"
