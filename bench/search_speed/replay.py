@@ -141,7 +141,7 @@ def replay_fast(rec: dict, fast: dict, z: float, order: list[int]) -> tuple[int,
             nonlocal margin
             f = {c: per_window(fstep["nll"], c, 0, nb) for c in best}
             F = {c: full(c, 0, nb) for c in best}
-            margin = twoprecision.SAFETY * twoprecision._largest_error(f, F, best)
+            margin = twoprecision.SAFETY * twoprecision.largest_error(f, F, best)
             return margin
 
         nll = race(len(names), [1] * windows, look, z, 8, margin_from)

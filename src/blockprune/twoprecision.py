@@ -133,7 +133,7 @@ class TwoPrecisionScorer:
             nonlocal margin
             f = {c: torch.cat([fast_look(c, b) for b in range(nb)]) for c in best}
             F = {c: torch.cat([full_look(c, b) for b in range(nb)]) for c in best}
-            margin = SAFETY * _largest_error(f, F, best)
+            margin = SAFETY * largest_error(f, F, best)
             return margin
 
         fast = race(len(candidates), sizes, fast_look, self.z, self.floor_from, margin_from)
@@ -148,14 +148,14 @@ class TwoPrecisionScorer:
         exact = {c: torch.cat([full[c][b] for b in range(len(batches))]) for c in contenders}
         scores = [ppl_from_nll(exact[c]) if c in exact else ppl_from_nll(fast[c]) for c in range(len(candidates))]
         record = {"fast": self.fast_dtype, "margin": margin,
-                  "measured_error": _largest_error({c: fast[c] for c in contenders}, exact, contenders),
+                  "measured_error": largest_error({c: fast[c] for c in contenders}, exact, contenders),
                   "fast_windows": ran["fast"], "full_windows": ran["full"]}
         return Scored(scores, ran["fast"] + ran["full"], len(candidates) * len(self.windows),
                       [fast[c].numel() for c in range(len(candidates))], decided=sorted(contenders),
                       precision=record)
 
 
-def _largest_error(fast: dict[int, torch.Tensor], full: dict[int, torch.Tensor], among: list[int]) -> float:
+def largest_error(fast: dict[int, torch.Tensor], full: dict[int, torch.Tensor], among: list[int]) -> float:
     """The largest error, fast minus full precision, of a candidate's mean paired NLL difference from the
     best of `among` (in full precision), over the windows both precisions ran (0.0 for fewer than two)."""
     if len(among) < 2:
