@@ -4,8 +4,11 @@
 # with ShortGPT beside it. Per run: calibration perplexity, the monitor's validation perplexity (Alpaca
 # rows held out from every calibration sample) and WikiText-2 perplexity on the standard quick subset.
 #
-#   bash bench/calibration_size/run.sh [OUT]   (re-run to resume: finished searches and evaluations are kept,
-#                                               a killed search continues with --resume)
+#   bash bench/calibration_size/run.sh [OUT [JOBS]]   (re-run to resume: finished searches and evaluations
+#                                                      are kept, a killed search continues with --resume)
+#
+# With JOBS ("METHOD:ROWS ...", e.g. "shortgpt:4 blockpruner:4") one process runs just those, in order, on one
+# thread: for a machine whose other core is busy.
 #
 # Two lanes side by side, one process (one thread) per core of a 2-core machine; each logs to
 # OUT/lane-*.log. Lane B holds the long greedy searches (BlockPruner at 256 and 64 rows); lane A the
@@ -59,6 +62,10 @@ lane() {
     for job in $1; do one "$job"; done
 }
 
+if [ -n "${2:-}" ]; then
+    OMP_NUM_THREADS=1 lane "$2"
+    exit
+fi
 start=$SECONDS
 . bench/lanes.sh
 two_lanes "$OUT" lane "$LANE_A" "$LANE_B" || exit 1
