@@ -16,8 +16,9 @@ import transformers
 from blockprune.data import Windows
 from blockprune.errors import UserError
 from blockprune.export import export, load
-from blockprune.incremental import IncrementalScorer
-from blockprune.perplexity import PlainScorer, perplexity
+from blockprune.scoring.incremental import IncrementalScorer
+from blockprune.perplexity import perplexity
+from blockprune.scoring.plain import PlainScorer
 from blockprune.plan import Plan
 from blockprune.search import greedy, units
 from blockprune.view import BlockView

@@ -17,7 +17,7 @@ import torch
 import blockprune
 from blockprune import atomic, cli
 from blockprune.errors import UserError
-from blockprune.incremental import IncrementalScorer
+from blockprune.scoring.incremental import IncrementalScorer
 from blockprune.plan import Plan
 
 TALLY = {"kills survived": 0, "bad inputs tried": 0, "faults injected": 0, "results lost": 0}

@@ -9,9 +9,13 @@ from blockprune.data import Windows
 from blockprune.errors import UserError
 from blockprune.export import export, load
 from blockprune.methods import METHODS, Job, get
-from blockprune.metrics import (JSScorer, LocalScorer, block_influence, js_divergence, make_scorer,
-                                relative_magnitude, true_ppl_steps, unit_stats)
-from blockprune.perplexity import PlainScorer, Scored, perplexity
+from blockprune.options import PruneOptions
+from blockprune.scoring import make_scorer, true_ppl_steps
+from blockprune.scoring.js import JSScorer, js_divergence
+from blockprune.scoring.local import LocalScorer, block_influence, relative_magnitude, unit_stats
+from blockprune.perplexity import perplexity
+from blockprune.scoring import Scored
+from blockprune.scoring.plain import PlainScorer
 from blockprune.plan import Plan, expand
 from conftest import tiny_llama
 
@@ -113,7 +117,7 @@ def test_every_method_writes_a_valid_plan_and_an_exportable_model(method, tmp_pa
 @pytest.mark.parametrize("metric", ["bi", "rm", "js"])
 def test_metric_inside_the_iterative_search_records_metric_and_true_perplexity(metric):
     _, view, w = setup()
-    scorer = make_scorer(metric, view, w)
+    scorer = make_scorer(view, w, PruneOptions(metric=metric, num_blocks=3))
     plan = empty_plan()
     job = Job(view, w, scorer, "mix", 3, None, true_ppl_steps(None, view, w, metric))
     get("blockpruner").run(job, plan)
@@ -131,7 +135,6 @@ def test_metric_inside_the_iterative_search_records_metric_and_true_perplexity(m
 
 
 def test_metric_option_is_validated_and_recorded():
-    from blockprune.api import PruneOptions
     with pytest.raises(UserError, match="--metric"):
         PruneOptions(num_blocks=1, metric="cos").validate()
     assert PruneOptions(num_blocks=1, metric="bi").recorded()["metric"] == "bi"
@@ -257,7 +260,7 @@ def test_batch_size_is_honoured_under_the_default_scorer(method, tiny_checkpoint
 @pytest.mark.parametrize("method", ["shortgpt", "relative-magnitude", "width-magnitude"])
 def test_methods_that_do_not_score_build_no_scorer_cache(method, tiny_checkpoint, calib_file, tmp_path, monkeypatch):
     import blockprune
-    from blockprune.incremental import BoundaryCache
+    from blockprune.scoring.incremental import BoundaryCache
 
     built = []
     real = BoundaryCache.__init__

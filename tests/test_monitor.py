@@ -89,7 +89,7 @@ def test_the_monitor_works_with_every_method_that_takes_steps(tiny_checkpoint, d
 
 def test_refined_swaps_get_the_validation_of_their_new_removal_sets(tiny_checkpoint, data, tmp_path, monkeypatch):
     from blockprune.methods import refined
-    from blockprune.perplexity import Scored
+    from blockprune.scoring import Scored
 
     real_greedy = refined.greedy
 

@@ -109,7 +109,7 @@ def test_a_tokenizer_without_a_pad_token_prunes(calib_file, tmp_path):
 
 
 def test_progress_bar_tells_the_step_and_the_run_time_left(capsys):
-    from blockprune.api import _Progress
+    from blockprune.progress import RunProgress as _Progress
 
     progress = _Progress(windows=4, steps=3)
     first = progress.bar(1, 10)
@@ -125,11 +125,11 @@ def test_progress_bar_tells_the_step_and_the_run_time_left(capsys):
 
 
 def test_a_raced_step_ends_its_bar_and_its_label_follows_the_step(monkeypatch):
-    from blockprune import api
+    from blockprune import progress as bars
 
     clock = [100.0]
-    monkeypatch.setattr(api.time, "monotonic", lambda: clock[0])
-    progress = api._Progress(windows=4, steps=3)
+    monkeypatch.setattr(bars.time, "monotonic", lambda: clock[0])
+    progress = bars.RunProgress(windows=4, steps=3)
     bar = progress.bar(1, 10)
     assert bar.desc == "step 1/3: 10 candidates"
     clock[0] += 10
@@ -144,7 +144,7 @@ def test_a_raced_step_ends_its_bar_and_its_label_follows_the_step(monkeypatch):
     second.update(4)  # 1 window a second: 32 left, of which half will run (16 s), then 8 candidates at 1 s
     assert second.desc == "step 2/3: 9 candidates, run ~24 s left"
     second.close()
-    racing = api._Progress(windows=4, steps=3, races=True)  # until a step ends, racing's savings are unknown
+    racing = bars.RunProgress(windows=4, steps=3, races=True)  # until a step ends, racing's savings are unknown
     bar = racing.bar(1, 10)
     clock[0] += 10
     bar.update(20)

@@ -6,10 +6,11 @@ import torch
 
 from blockprune.data import Windows
 from blockprune.errors import UserError
-from blockprune.incremental import BoundaryCache, IncrementalScorer
-from blockprune.perplexity import PlainScorer, perplexity
+from blockprune.scoring.incremental import BoundaryCache, IncrementalScorer
+from blockprune.perplexity import perplexity
+from blockprune.scoring.plain import PlainScorer
 from blockprune.plan import Plan
-from blockprune.racing import RacingScorer, noise_floor, race, survivors
+from blockprune.scoring.racing import RacingScorer, noise_floor, race, survivors
 from blockprune.search import greedy, units
 from blockprune.view import BlockView
 from conftest import tiny_llama
@@ -72,7 +73,7 @@ def test_ties_go_to_the_earlier_block():
 
     class Flat:
         def score(self, removed, candidates, progress=None):
-            from blockprune.perplexity import Scored
+            from blockprune.scoring import Scored
             return Scored([5.0] * len(candidates), len(candidates), len(candidates))
 
     plan = greedy(view, Flat(), empty_plan(), units(view), num_blocks=2, ratio=None)
@@ -84,7 +85,7 @@ def test_nan_candidates_are_ranked_last_and_reported():
 
     class NaNFirst:
         def score(self, removed, candidates, progress=None):
-            from blockprune.perplexity import Scored
+            from blockprune.scoring import Scored
             return Scored([math.nan] + [3.0 + i for i in range(len(candidates) - 1)], 1, 1)
 
     plan = greedy(view, NaNFirst(), empty_plan(), units(view), num_blocks=1, ratio=None)

@@ -6,15 +6,15 @@ import pytest
 import torch
 
 import blockprune
-from blockprune import twoprecision
+from blockprune.scoring import twoprecision
 from blockprune.api import PruneOptions
 from blockprune.data import Windows
 from blockprune.errors import UserError
-from blockprune.perplexity import PlainScorer
+from blockprune.scoring.plain import PlainScorer
 from blockprune.plan import Plan
-from blockprune.racing import RacingScorer
+from blockprune.scoring.racing import RacingScorer
 from blockprune.search import greedy, units
-from blockprune.twoprecision import TwoPrecisionScorer
+from blockprune.scoring.twoprecision import TwoPrecisionScorer
 from blockprune.view import BlockView
 from conftest import crash_after_saves, tiny_llama, torchrun_cli
 
@@ -88,19 +88,19 @@ def test_without_a_fast_precision_the_scorer_is_racing():
 
 
 def test_auto_resolves_by_what_the_device_runs_natively(monkeypatch):
-    monkeypatch.setattr("blockprune.api.native_fast_dtype", lambda device: None)
+    monkeypatch.setattr("blockprune.options.native_fast_dtype", lambda device: None)
     assert PruneOptions(num_blocks=1).resolved("cpu").scorer == "incremental"  # today's exact default
     for resolved in (PruneOptions(num_blocks=1).resolved("cpu"), PruneOptions(num_blocks=1, scorer="fast").resolved("cpu")):
         resolved.validate()  # compare validates each method's resolved options again
     fast_here = PruneOptions(num_blocks=1, scorer="fast").resolved("cpu")
     assert (fast_here.scorer, fast_here.fast_dtype) == ("fast", "none")
-    monkeypatch.setattr("blockprune.api.native_fast_dtype", lambda device: "bf16")
+    monkeypatch.setattr("blockprune.options.native_fast_dtype", lambda device: "bf16")
     auto = PruneOptions(num_blocks=1).resolved("cpu")
     assert (auto.scorer, auto.fast_dtype) == ("fast", "bf16")
     assert PruneOptions(num_blocks=1, dtype="bf16").resolved("cpu").scorer == "incremental"
     assert PruneOptions(num_blocks=1, metric="bi").resolved("cpu").scorer == "incremental"
     assert PruneOptions(num_blocks=1, fast_dtype="none").resolved("cpu").scorer == "incremental"
-    monkeypatch.setattr("blockprune.api.native_fast_dtype", lambda device: None)
+    monkeypatch.setattr("blockprune.options.native_fast_dtype", lambda device: None)
     with pytest.raises(UserError, match="--racing-z does nothing here: --scorer auto means incremental"):
         PruneOptions(num_blocks=1, racing_z=3.0).resolved("cpu")
 

@@ -1,6 +1,6 @@
 """Is bf16 fast on this machine? Matrix products and SmolLM2's blocks, fp32 against bf16, one thread.
 
-Prints what `blockprune.twoprecision.native_fast_dtype` detects, one-thread GFLOP/s of SmolLM2-shaped
+Prints what `blockprune.scoring.twoprecision.native_fast_dtype` detects, one-thread GFLOP/s of SmolLM2-shaped
 matrix products in fp32 and bf16, and the CPU seconds of one 256-token window through each kind of block and
 the head in each precision; writes bench/precision/RESULTS.md and results.json.
 
@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from blockprune import models
-from blockprune.twoprecision import _cpu_flags, native_fast_dtype
+from blockprune.scoring.twoprecision import _cpu_flags, native_fast_dtype
 from blockprune.view import BlockView
 
 HERE = Path(__file__).resolve().parent

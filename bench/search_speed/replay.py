@@ -8,7 +8,7 @@ The scores are every candidate's NLL on every calibration window at each step of
     python bench/search_speed/replay.py --record-fast                         # -> window_nll_bf16.json
     python bench/search_speed/replay.py                                       # the tables below
 
-The race is blockprune.racing.race itself, fed the recorded scores; a schedule is the windows per round and
+The race is blockprune.scoring.racing.race itself, fed the recorded scores; a schedule is the windows per round and
 whether the noise floor is used. The last two columns replay the same scores with the windows shuffled, to
 show how often each setting would still choose exhaustive scoring's blocks, and how much worse (in
 calibration perplexity, relative) the worst choice that differed was.
@@ -17,7 +17,7 @@ candidate, plus the head) against plain scoring; it leaves out the cache's first
 reuses the chosen candidate's run).
 
 With window_nll_bf16.json (the same candidates' NLLs from a bf16 copy of the model, `--record-fast`), a
-second table replays two-precision racing (`--scorer fast`, blockprune.twoprecision) the same way: the race
+second table replays two-precision racing (`--scorer fast`, blockprune.scoring.twoprecision) the same way: the race
 in bf16 with the margin its probe measures, the near-ties decided on their fp32 scores."""
 from __future__ import annotations
 
@@ -29,8 +29,8 @@ from pathlib import Path
 
 import torch
 
-from blockprune import twoprecision
-from blockprune.racing import race
+from blockprune.scoring import twoprecision
+from blockprune.scoring.racing import race
 
 HERE = Path(__file__).resolve().parent
 # name: (windows per round, floor_from); floor_from 0 races without the noise floor
@@ -42,7 +42,7 @@ ORDERS = 300  # shuffled window orders for the robustness column
 def record(data_dir: str, fast: bool = False) -> None:
     from blockprune import models
     from blockprune.data import load_windows
-    from blockprune.incremental import BoundaryCache
+    from blockprune.scoring.incremental import BoundaryCache
     from blockprune.view import BlockView
     import time
 

@@ -32,11 +32,11 @@ import torch
 
 from blockprune import models
 from blockprune.data import load_windows
-from blockprune.incremental import IncrementalScorer
-from blockprune.perplexity import PlainScorer
+from blockprune.scoring.incremental import IncrementalScorer
+from blockprune.scoring.plain import PlainScorer
 from blockprune.plan import Plan
-from blockprune.racing import RacingScorer
-from blockprune.twoprecision import TwoPrecisionScorer, native_fast_dtype
+from blockprune.scoring.racing import RacingScorer
+from blockprune.scoring.twoprecision import TwoPrecisionScorer, native_fast_dtype
 from blockprune.search import greedy, units
 from blockprune.view import BlockView
 

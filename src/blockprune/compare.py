@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 from . import atomic
 from .api import PruneOptions, prune
 from .errors import UserError
-from .metrics import METRICS
+from .scoring import metrics
 from .plan import Plan
 
 ZERO_SHOT = ("piqa", "winogrande", "hellaswag", "arc_easy", "arc_challenge")
@@ -57,8 +57,8 @@ def parse_methods(spec: str | Sequence[str]) -> list[Entry]:
         method, _, metric = name.partition(":")
         if method not in METHODS:
             raise UserError(f"unknown method {method!r} in --methods; choose from {', '.join(sorted(METHODS))}")
-        if metric and metric not in METRICS:
-            raise UserError(f"unknown metric {metric!r} in {name!r}; choose from {', '.join(METRICS)}")
+        if metric and metric not in metrics():
+            raise UserError(f"unknown metric {metric!r} in {name!r}; choose from {', '.join(metrics())}")
         out.append(Entry(name, method, metric or "ppl"))
     if len({e.label for e in out}) != len(out):
         raise UserError("--methods names a method twice")

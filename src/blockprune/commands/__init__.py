@@ -43,14 +43,13 @@ def add_data_dir(p) -> None:
 
 def add_scorer_arguments(p) -> None:
     """How perplexity searches score candidates (prune and compare); choices and defaults are the API's."""
-    from ..api import FAST_CHOICES, SCORERS, PruneOptions
+    from .. import scoring
+    from ..options import FAST_CHOICES, PruneOptions, scorer_choices
 
     default = PruneOptions()
-    p.add_argument("--scorer", default=default.scorer, choices=SCORERS,
-                   help="how candidates are scored: plain (a full forward pass each), incremental (exact, from "
-                        "cached block-boundary states), racing (incremental, and drops clear losers early), fast "
-                        "(racing in a fast low precision, near-ties decided in --dtype on every window); auto: "
-                        "fast where the device runs bf16 natively (AVX512-BF16/AMX CPUs, CUDA GPUs of compute "
+    described = "; ".join(f"{n}: {scoring.get(n).summary}" for n in scoring.perplexity_scorers())
+    p.add_argument("--scorer", default=default.scorer, choices=scorer_choices(),
+                   help=f"how candidates are scored: {described}; auto: fast where the device runs bf16 natively (AVX512-BF16/AMX CPUs, CUDA GPUs of compute "
                         "capability 8.0+), else incremental; perplexity searches only (--metric ppl)")
     p.add_argument("--racing-z", type=float, default=default.racing_z,
                    help="racing and fast: a candidate leaves once it trails the leader by this many standard errors "

@@ -12,7 +12,9 @@ DESCRIPTION = ("Run a pruning method; write OUT/plan.json (the removal plan, als
 
 
 def add_validation_arguments(p) -> None:
-    p.add_argument("--validation", default="auto",
+    from ..options import PruneOptions
+
+    p.add_argument("--validation", default=PruneOptions().validation,
                    help="the overfitting monitor's text, scored once after each step: auto (Alpaca rows held out "
                         "from the calibration sample when --calibration is alpaca, else off), heldout (rows of "
                         "the --calibration .json/.jsonl file not sampled), any source --calibration takes, or none")
@@ -22,16 +24,21 @@ def add_validation_arguments(p) -> None:
 
 
 def add_arguments(p) -> None:
+    from .. import scoring
     from ..methods import METHODS
+    from ..options import PruneOptions
+    from ..search.greedy import BLOCK_TYPES
+    from ..width import ALLOCATIONS, GQA
 
+    default = PruneOptions()
     add_model_arguments(p)
-    p.add_argument("--method", default="blockpruner", choices=sorted(METHODS),
+    p.add_argument("--method", default=default.method, choices=sorted(METHODS),
                    help="; ".join(f"{m.name}: {m.summary}" for m in METHODS.values()))
-    p.add_argument("--metric", default="ppl", choices=["ppl", "bi", "rm", "js"],
-                   help="what the search ranks units by: calibration perplexity, Block Influence, Relative "
-                        "Magnitude, or JS divergence from the dense model's predictions (blockpruner, layer-ppl "
-                        "and blockpruner-oneshot)")
-    p.add_argument("--block-type", default="mix", choices=["mha", "mlp", "mix"],
+    metrics = "; ".join(f"{n}: {scoring.get(n).summary}" for n in scoring.metrics()[1:])
+    p.add_argument("--metric", default=default.metric, choices=scoring.metrics(),
+                   help=f"what the search ranks units by: {scoring.PERPLEXITY} (calibration perplexity) or {metrics} "
+                        f"({', '.join(m.name for m in METHODS.values() if m.ranks_by_metric)})")
+    p.add_argument("--block-type", default=default.block_type, choices=BLOCK_TYPES,
                    help="which blocks are candidates: attention only, MLP only, or both (block methods)")
     stop = p.add_mutually_exclusive_group(required=True)
     stop.add_argument("--num-blocks", type=int,
@@ -39,24 +46,24 @@ def add_arguments(p) -> None:
     stop.add_argument("--ratio", type=float,
                       help="remove units while removed parameters / all parameters (embeddings included) stays <= r; "
                            "this or --num-blocks is required (width methods: --ratio only)")
-    p.add_argument("--calibration", default="alpaca",
+    p.add_argument("--calibration", default=default.calibration,
                    help="calibration text: alpaca, wikitext2, ptb, or a local .txt/.json/.jsonl file")
-    p.add_argument("--nsamples", type=int, default=256, help="rows sampled from the calibration set (seeded)")
-    p.add_argument("--seqlen", type=int, default=2048, help="tokens per calibration window")
-    p.add_argument("--seed", type=int, default=42, help="seed of the row sample")
+    p.add_argument("--nsamples", type=int, default=default.nsamples, help="rows sampled from the calibration set (seeded)")
+    p.add_argument("--seqlen", type=int, default=default.seqlen, help="tokens per calibration window")
+    p.add_argument("--seed", type=int, default=default.seed, help="seed of the row sample")
     add_validation_arguments(p)
     add_scorer_arguments(p)
-    p.add_argument("--batch-size", type=int, default=1, help="windows per forward pass (memory vs speed)")
-    p.add_argument("--cache-every", type=int, default=1,
+    p.add_argument("--batch-size", type=int, default=default.batch_size, help="windows per forward pass (memory vs speed)")
+    p.add_argument("--cache-every", type=int, default=default.cache_every,
                    help="keep every n-th block boundary in the cache (memory / n, more recomputation)")
-    p.add_argument("--cache-device", default=None, help="where cached hidden states live (default: the model's device)")
-    width = p.add_argument_group("width methods (llm-bip, width-local, width-magnitude)")
-    width.add_argument("--allocation", default="uniform", choices=["uniform", "global"],
+    p.add_argument("--cache-device", default=default.cache_device, help="where cached hidden states live (default: the model's device)")
+    width = p.add_argument_group(f"width methods ({', '.join(m.name for m in METHODS.values() if m.options)})")
+    width.add_argument("--allocation", default=default.allocation, choices=ALLOCATIONS,
                        help="uniform: the same share of heads and channels in every pruned layer; global: one "
                             "ranking of all units by score per parameter")
-    width.add_argument("--gqa", default="groups", choices=["groups", "heads"],
+    width.add_argument("--gqa", default=default.gqa, choices=GQA,
                        help="remove whole KV groups with their query heads, or query heads evenly from every group")
-    width.add_argument("--layers", default="1:-1",
+    width.add_argument("--layers", default=default.layers,
                        help="layers to prune: a range a:b (1:-1 keeps the first and last dense), 'all', or i,j,k")
     p.add_argument("--out", default="runs/blockprune", help="run folder to write")
     p.add_argument("--resume", action="store_true", help="continue the killed run in --out")

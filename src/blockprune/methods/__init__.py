@@ -1,5 +1,11 @@
-"""Pruning methods as plug-ins: each module registers one `Method`; all write the same plan."""
-from .registry import METHODS, Job, Method, get, register
-from . import blockpruner, llm_bip, oneshot, refined, relative_magnitude, shortgpt  # noqa: F401,E402  (register)
+"""Pruning methods as plug-ins: each module of this package registers one or more `Method`s (registry.py);
+every module is imported here, so a new method is one new file and its `register(...)` line."""
+import importlib
+import pkgutil
 
-__all__ = ["METHODS", "Job", "Method", "get", "register"]
+from .registry import METHODS, Job, Method, MethodDefaults, get, register
+
+for _m in sorted(m.name for m in pkgutil.iter_modules(__path__)):
+    importlib.import_module(f"{__name__}.{_m}")
+
+__all__ = ["METHODS", "Job", "Method", "MethodDefaults", "get", "register"]

@@ -6,15 +6,17 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from ..search import greedy, units
-from .registry import Job, register
+from .registry import Job, MethodDefaults, register
 
 
 @dataclass(frozen=True)
-class IterativePerplexity:
+class IterativePerplexity(MethodDefaults):
     name: str
     granularity: str
     summary: str
     uses_scorer: ClassVar[bool] = True
+    ranks_by_metric: ClassVar[bool] = True
+    iterative: ClassVar[bool] = True
 
     def run(self, job: Job, plan):
         block_type = job.block_type if self.granularity == "block" else "mix"

@@ -17,7 +17,7 @@ from ..errors import UserError
 from ..perplexity import perplexity
 from ..plan import Plan
 from ..view import BlockView
-from .registry import Job, register
+from .registry import Job, MethodDefaults, register
 
 
 def width_options(options: Any):
@@ -29,12 +29,27 @@ def width_options(options: Any):
 
 
 @dataclass(frozen=True)
-class WidthMethod:
+class WidthMethod(MethodDefaults):
     name: str
     score: str
     summary: str
     granularity: str = "width"
-    uses_scorer: ClassVar[bool] = False  # scores heads and channels its own way
+    options: ClassVar[tuple[str, ...]] = ("allocation", "gqa", "layers")
+
+    def validate(self, options: Any) -> None:
+        width_options(options).validate()
+        if options.num_blocks is not None:  # refused here, before a plan is written
+            raise UserError(f"--method {self.name} removes a share of the parameters: give --ratio r, "
+                            f"not --num-blocks")
+
+    def describe(self, plan: Plan) -> str:
+        """One line: what a width plan keeps."""
+        heads = [len(d["kept_heads"]) for d in plan.width["layers"] if d["kept_heads"] is not None]
+        chans = [len(d["kept_channels"]) for d in plan.width["layers"] if d["kept_channels"] is not None]
+        span = lambda xs: f"{min(xs)}" if min(xs) == max(xs) else f"{min(xs)}-{max(xs)}"  # noqa: E731
+        return (f"{len(plan.width['layers'])} layers narrowed to {span(heads) if heads else '-'} query heads and "
+                f"{span(chans) if chans else '-'} MLP channels ({plan.width['allocation']} allocation, "
+                f"gqa={plan.width['gqa']})")
 
     def run(self, job: Job, plan: Plan) -> Plan:
         from .. import width
@@ -47,16 +62,6 @@ class WidthMethod:
         plan.width = width.record(result, opts)
         plan.width["ppl"] = perplexity(BlockView(result.model), job.windows, batch_size=job.batch_size)
         return plan
-
-
-def describe(plan: Plan) -> str:
-    """One line: what a width plan keeps."""
-    heads = [len(d["kept_heads"]) for d in plan.width["layers"] if d["kept_heads"] is not None]
-    chans = [len(d["kept_channels"]) for d in plan.width["layers"] if d["kept_channels"] is not None]
-    span = lambda xs: f"{min(xs)}" if min(xs) == max(xs) else f"{min(xs)}-{max(xs)}"  # noqa: E731
-    return (f"{len(plan.width['layers'])} layers narrowed to {span(heads) if heads else '-'} query heads and "
-            f"{span(chans) if chans else '-'} MLP channels ({plan.width['allocation']} allocation, "
-            f"gqa={plan.width['gqa']})")
 
 
 register(WidthMethod("llm-bip", "llm-bip", "LLM-BIP width pruning: heads and MLP channels by block-wise "

@@ -14,7 +14,7 @@ from typing import ClassVar
 
 from ..perplexity import perplexity
 from ..search.greedy import Unit, budget_check, fits, rank_key, units
-from .registry import Job, register
+from .registry import Job, MethodDefaults, register
 
 
 def remove_ranked(job: Job, plan, candidates: list[Unit], scores: dict[str, float], metric: str,
@@ -63,11 +63,12 @@ def saved_scores(plan) -> dict[str, float] | None:
 
 
 @dataclass(frozen=True)
-class OneShot:
+class OneShot(MethodDefaults):
     name: str = "blockpruner-oneshot"
     granularity: str = "block"
     summary: str = "score every block once on the dense model, remove the lowest at once (the '- search' ablation)"
     uses_scorer: ClassVar[bool] = True
+    ranks_by_metric: ClassVar[bool] = True
 
     def run(self, job: Job, plan):
         cands = units(job.view, self.granularity, job.block_type)

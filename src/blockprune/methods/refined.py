@@ -22,7 +22,7 @@ from ..errors import UserError
 from ..perplexity import perplexity
 from ..search import greedy, units
 from ..search.greedy import Unit
-from .registry import Job, register
+from .registry import Job, MethodDefaults, register
 
 
 def _blocks(names, by: dict[str, Unit]) -> frozenset[str]:
@@ -30,13 +30,14 @@ def _blocks(names, by: dict[str, Unit]) -> frozenset[str]:
 
 
 @dataclass(frozen=True)
-class Refined:
+class Refined(MethodDefaults):
     name: str = "blockpruner-refined"
     granularity: str = "block"
     summary: str = "BlockPruner's greedy result improved by perplexity-guided swaps (never worse than greedy)"
     rounds: int = 3  # swaps accepted at most
     top: int = 8  # swaps evaluated exactly per round
     uses_scorer: ClassVar[bool] = True
+    iterative: ClassVar[bool] = True  # its greedy phase: one step per removal
 
     def run(self, job: Job, plan):
         if getattr(job.scorer, "metric", "ppl") != "ppl":

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, ClassVar, Protocol
 
 from ..data import Windows
 from ..errors import UserError
@@ -28,6 +28,8 @@ class Job:
 
 
 class Method(Protocol):
+    """What a pruning method is and what it declares about itself; `api.prune` reads only this."""
+
     name: str
     #: "block" (attn/mlp units) or "layer" (whole layers): decides what --num-blocks counts;
     #: "width" (heads and channels inside blocks): writes `plan.width` instead of steps
@@ -35,8 +37,35 @@ class Method(Protocol):
     summary: str
     #: scores candidates through `job.scorer` (built, with its boundary cache, only for such methods)
     uses_scorer: bool
+    #: ranks units with the search's scorer, so --metric decides what it removes
+    ranks_by_metric: bool
+    #: scores once per removal step, so with --num-blocks K the run has K steps (progress estimates)
+    iterative: bool
+    #: `PruneOptions` fields that only methods declaring them read (any other method refuses them changed)
+    options: tuple[str, ...]
+
+    def validate(self, options: Any) -> None:
+        """Refuse options this method cannot run with (a one-line UserError), before anything is written."""
+
+    def describe(self, plan: Plan) -> str | None:
+        """One line on what the result keeps beyond its steps, for the run summary (None: nothing to add)."""
 
     def run(self, job: Job, plan: Plan) -> Plan: ...
+
+
+class MethodDefaults:
+    """What a method declares unless it says otherwise: a one-shot method with no options of its own."""
+
+    uses_scorer: ClassVar[bool] = False
+    ranks_by_metric: ClassVar[bool] = False
+    iterative: ClassVar[bool] = False
+    options: ClassVar[tuple[str, ...]] = ()
+
+    def validate(self, options: Any) -> None:
+        pass
+
+    def describe(self, plan: Plan) -> str | None:
+        return None
 
 
 METHODS: dict[str, Method] = {}

@@ -3,21 +3,19 @@ averaged over calibration tokens, from one pass of the dense model; the lowest l
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
-from ..metrics import unit_stats
+from ..scoring.local import unit_stats
 from ..search.greedy import units
 from .oneshot import remove_ranked, saved_scores
-from .registry import Job, register
+from .registry import Job, MethodDefaults, register
 
 
 @dataclass(frozen=True)
-class LayerMetricOneShot:
+class LayerMetricOneShot(MethodDefaults):
     name: str
-    metric: str  # a local metric of `blockprune.metrics`
+    metric: str  # a local metric of `blockprune.scoring.local`
     summary: str
     granularity: str = "layer"
-    uses_scorer: ClassVar[bool] = False  # its own single pass over the dense model
 
     def run(self, job: Job, plan):
         cands = units(job.view, "layer")

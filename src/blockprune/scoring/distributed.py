@@ -11,7 +11,7 @@ from typing import Sequence
 
 import torch.distributed as dist
 
-from .perplexity import Progress, Scored
+from .base import Progress, Scored
 
 
 def init_from_env() -> tuple[int, int]:

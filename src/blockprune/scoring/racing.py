@@ -30,10 +30,12 @@ from typing import Callable, Sequence
 
 import torch
 
-from .data import Windows
+from ..data import Windows
+from ..perplexity import ppl_from_nll
+from ..view import BlockView
+from .base import Progress, Scored
 from .incremental import BoundaryCache
-from .perplexity import Progress, Scored, ppl_from_nll
-from .view import BlockView
+from .registry import register
 
 DEFAULT_Z = 2.5
 
@@ -140,3 +142,8 @@ class RacingScorer:
         scores = [ppl_from_nll(nll[i]) for i in range(len(candidates))]
         counts = [nll[i].numel() for i in range(len(candidates))]
         return Scored(scores, evaluated, len(candidates) * len(self.windows), counts)
+
+
+register("racing", lambda view, windows, o: RacingScorer(view, windows, o.batch_size, o.cache_every, o.cache_device,
+                                                         z=o.racing_z),
+         "incremental, and drops clear losers early", races=True)

@@ -36,11 +36,13 @@ from typing import Sequence
 
 import torch
 
-from .data import Windows
+from ..data import Windows
+from ..perplexity import ppl_from_nll
+from ..view import BlockView
+from .base import Progress, Scored
 from .incremental import BoundaryCache
-from .perplexity import Progress, Scored, ppl_from_nll
 from .racing import DEFAULT_Z, RacingScorer, _mean, race
-from .view import BlockView
+from .registry import register
 
 FAST_DTYPES = {"bf16": torch.bfloat16}
 # the margin is this many times the largest fast-vs-full error of a paired difference measured in the
@@ -164,3 +166,9 @@ def largest_error(fast: dict[int, torch.Tensor], full: dict[int, torch.Tensor], 
     errs = [abs(float(((fast[c] - fast[ref]) - (full[c] - full[ref])).mean())) for c in among if c != ref]
     errs = [e for e in errs if math.isfinite(e)]
     return max(errs, default=0.0)
+
+
+register("fast", lambda view, windows, o: TwoPrecisionScorer(
+    view, windows, o.batch_size, o.cache_every, o.cache_device, z=o.racing_z,
+    fast_dtype=None if o.fast_dtype == "none" else o.fast_dtype),
+    "racing in a fast low precision, near-ties decided in --dtype on every window", races=True)

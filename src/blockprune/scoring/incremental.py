@@ -25,9 +25,11 @@ from typing import AbstractSet, Sequence
 
 import torch
 
-from .data import Windows
-from .perplexity import Progress, Scored, ppl_from_nll
-from .view import BlockView, Prepared
+from ..data import Windows
+from ..perplexity import ppl_from_nll
+from ..view import BlockView, Prepared
+from .base import Progress, Scored
+from .registry import register
 
 
 class BoundaryCache:
@@ -150,3 +152,8 @@ class IncrementalScorer:
             scores.append(ppl_from_nll(torch.cat(nll)))
         n = len(candidates) * len(self.windows)
         return Scored(scores, n, n)
+
+
+register("incremental", lambda view, windows, o: IncrementalScorer(view, windows, o.batch_size, o.cache_every,
+                                                                 o.cache_device),
+         "exact, from cached block-boundary states")
