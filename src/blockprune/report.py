@@ -366,6 +366,7 @@ def add_recovery(rows: list[dict[str, Any]]) -> bool:
 
 
 def markdown_table(rows: list[dict[str, Any]], recovery: bool = False) -> str:
+    """The report's Table 1: model, method and ratio, then the scores (`evaluate.table`), then % of dense."""
     ratio = lambda r: f"{100 * r['ratio']:.1f}%" if r["ratio"] is not None else "–"  # noqa: E731
     ppl = ["wikitext2"] + (["ptb"] if any(r.get("ptb") is not None for r in rows) else [])  # PTB when measured
     ppl += sorted({t for r in rows for t in r.get("texts", {})})  # perplexity of local texts (ppl:FILE)
