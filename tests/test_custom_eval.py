@@ -220,10 +220,10 @@ def test_reports_and_compare_show_custom_columns(tmp_path):
     assert "| 25.00 |" in table and "| 12.50 |" in table and "| 31.50 |" in table and "| 58.00 |" in table
     assert row["num_fewshot"] == 2
 
-    from blockprune.compare import _row
+    from blockprune.compare import method_row
     result = {"tasks": ["wikitext2", "ppl:/data/notes.txt", "piqa", "winogrande", "hellaswag", "arc_easy",
                         "arc_challenge", "colours"], "target_ratio": 0.2, "model": "m", "calibration": {},
-              "eval": {"num_fewshot": 2}, "rows": [_row("dense", None, ev, None)]}
+              "eval": {"num_fewshot": 2}, "rows": [method_row("dense", None, ev, None)]}
     md = markdown(result)
     assert "| notes.txt PPL |" in md and "| colours |" in md and "2-shot" in md and "not part of it" in md
     assert "colours PPL" not in md  # a custom task is not mistaken for a perplexity set

@@ -10,9 +10,9 @@ import torch
 from conftest import tiny_llama
 from blockprune.evaluate import evaluate, load_subject, mask_in_memory
 from blockprune.evaluate.cost import generation_latency, kv_bytes_per_token
-from blockprune.evaluate.harness import (STANDARD, ZERO_SHOT, average, offline_config, offline_task,
-                                         standard_config, standard_yaml)
+from blockprune.evaluate.harness import STANDARD, offline_config, offline_task, standard_config, standard_yaml
 from blockprune.evaluate.perplexity import test_perplexity as ppl_on_test_set
+from blockprune.evaluate.table import ZERO_SHOT, average
 from blockprune.view import BlockView
 
 ROWS = ["The quick brown fox jumps over the lazy dog.", "", " = Heading = ", "Pack my box with five dozen liquor jugs.",

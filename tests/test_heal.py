@@ -64,6 +64,16 @@ def test_loss_mode_instruction_vs_text(instructions, tmp_path):
     assert all(torch.equal(e.labels, e.ids) for e in plain.train + plain.val)
 
 
+@pytest.mark.parametrize("name", ["rows.json", "rows.jsonl"])
+def test_training_data_not_utf8_is_a_user_error(tmp_path, name):
+    """Instruction files are read by blockprune.data: Latin-1 bytes fail as one line saying what to do."""
+    bad = tmp_path / name
+    row = json.dumps(ROWS[0], ensure_ascii=False).replace("Name", "Nómé")
+    bad.write_bytes(((row if name.endswith("l") else f"[{row}]") + "\n").encode("latin-1"))
+    with pytest.raises(UserError, match="is not UTF-8 text .*convert it to UTF-8"):
+        load_examples(HealOptions(data=str(bad), max_length=512, val_size=0), byte_tokenizer())
+
+
 def test_only_lora_parameters_change(instructions, tmp_path):
     ckpt = pruned_checkpoint(tmp_path / "ckpt", {"attn.1", "mlp.1"}, "vanilla")
     before = {k: v.clone() for k, v in load(ckpt).state_dict().items()}

@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from blockprune.compare import _missing, _row, markdown, parse_methods
+from blockprune.compare import markdown, method_row, missing_tasks, parse_methods
 from blockprune.plan import Plan
 
 ALL = "shortgpt,relative-magnitude,blockpruner,blockpruner-oneshot,layer-ppl,blockpruner-refined,blockpruner:bi,blockpruner:rm,blockpruner:js"
@@ -22,8 +22,8 @@ def main(folder: str) -> None:
     for e in parse_methods(ALL):  # every method whose search and evaluation are both finished
         sub = out / e.folder
         ev, run = read(sub / "eval.json"), read(sub / "compare.json")
-        if run and ev and Plan.load(sub).status == "done" and not _missing(ev, result["tasks"], result["eval"]):
-            rows.append(_row(e.label, Plan.load(sub), ev, run))
+        if run and ev and Plan.load(sub).status == "done" and not missing_tasks(ev, result["tasks"], result["eval"]):
+            rows.append(method_row(e.label, Plan.load(sub), ev, run))
     result["rows"] = rows
     done = {r["method"] for r in rows}
     print(markdown(result).split("\n", 2)[2])  # without its title

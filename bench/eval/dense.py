@@ -27,9 +27,9 @@ import torch
 
 from blockprune import atomic
 from blockprune.data import load_windows
-from blockprune.evaluate import QUICK_DOCS, QUICK_WINDOWS, ZERO_SHOT, load_subject
+from blockprune.evaluate import QUICK_DOCS, QUICK_WINDOWS, ZERO_SHOT, average, load_subject
 from blockprune.evaluate.cost import cost
-from blockprune.evaluate.harness import AVERAGE_RULE, harness_model, run_tasks, task_specs
+from blockprune.evaluate.harness import harness_model, run_tasks, task_specs
 from blockprune.perplexity import ppl_from_nll, window_nll
 from blockprune.view import BlockView
 
@@ -143,11 +143,8 @@ def summarize(state: dict, args) -> dict:
             out[task] = row
         return out
 
-    def average(tasks: dict) -> dict | None:
-        if not all(t in tasks and tasks[t]["complete"] for t in ZERO_SHOT):
-            return None
-        metrics = {t: "acc_norm" if "acc_norm" in tasks[t] else "acc" for t in ZERO_SHOT}
-        return {"value": sum(tasks[t][m] for t, m in metrics.items()) / 5, "metrics": metrics, "rule": AVERAGE_RULE}
+    def complete_average(tasks: dict) -> dict | None:  # the paper's average, once all five tasks are complete
+        return average(tasks) if all(t in tasks and tasks[t]["complete"] for t in ZERO_SHOT) else None
 
     nll = torch.tensor(state["nll"], dtype=torch.float64)
     full_tasks, quick_tasks = task_figures(None), task_figures(QUICK_DOCS)
@@ -159,11 +156,11 @@ def summarize(state: dict, args) -> dict:
         "windows_total": total_w, "totals": {t: d["total"] for t, d in state["docs"].items()},
         "full": {"wikitext2": {"ppl": ppl_from_nll(nll) if len(nll) else None, "windows": len(nll),
                                "complete": len(nll) == total_w},
-                 "zero_shot": full_tasks, "average": average(full_tasks)},
+                 "zero_shot": full_tasks, "average": complete_average(full_tasks)},
         "quick": {"definition": f"first {QUICK_WINDOWS} WikiText-2 windows, first {QUICK_DOCS} docs per task",
                   "wikitext2": {"ppl": ppl_from_nll(nll[:QUICK_WINDOWS]) if len(nll) >= QUICK_WINDOWS else None,
                                 "windows": min(len(nll), QUICK_WINDOWS)},
-                  "zero_shot": quick_tasks, "average": average(quick_tasks)},
+                  "zero_shot": quick_tasks, "average": complete_average(quick_tasks)},
     }
 
 

@@ -4,7 +4,7 @@
 import json
 import sys
 
-TASKS = ("piqa", "winogrande", "hellaswag", "arc_easy", "arc_challenge")
+from blockprune.evaluate.table import ZERO_SHOT
 
 
 def score(row: dict | None, metric: str) -> str:
@@ -22,7 +22,7 @@ def main(path: str) -> None:
     fw, qw = full["wikitext2"], quick["wikitext2"]
     print(f"| WikiText-2 ppl (2048-token windows) | {fw['ppl']:.3f} | {fw['windows']} of {r.get('windows_total', '?')} "
           f"windows | {qw['ppl']:.3f} ({qw['windows']} windows) |")
-    for t in TASKS:
+    for t in ZERO_SHOT:
         for m in (("acc",) if t == "winogrande" else ("acc", "acc_norm")):
             f, q = full["zero_shot"].get(t), quick["zero_shot"].get(t)
             done = f"{f['docs']} of {totals.get(t, '?')} docs" if f else "–"

@@ -25,9 +25,9 @@ import torch
 
 from blockprune import atomic, models
 from blockprune.data import load_windows
-from blockprune.evaluate import QUICK_DOCS, QUICK_WINDOWS, ZERO_SHOT
+from blockprune.evaluate import QUICK_DOCS, QUICK_WINDOWS, ZERO_SHOT, average
 from blockprune.evaluate.cost import generation_latency
-from blockprune.evaluate.harness import average, harness_model, run_tasks, task_scores, task_specs
+from blockprune.evaluate.harness import harness_model, run_tasks, task_scores, task_specs
 from blockprune.evaluate.perplexity import test_perplexity
 from blockprune.export import load
 from blockprune.models import count_params

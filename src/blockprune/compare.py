@@ -23,12 +23,12 @@ from typing import Any, Callable, Sequence
 from . import atomic
 from .api import PruneOptions, prune
 from .errors import UserError
+from .evaluate import table
+from .evaluate.table import ZERO_SHOT, average, task_metric, task_score
+from .evaluate.tasks import is_perplexity
 from .scoring import metrics
 from .plan import Plan
 
-ZERO_SHOT = ("piqa", "winogrande", "hellaswag", "arc_easy", "arc_challenge")
-TASK_TITLES = {"piqa": "PIQA", "winogrande": "WinoGrande", "hellaswag": "HellaSwag", "arc_easy": "ARC-e",
-               "arc_challenge": "ARC-c"}
 DEFAULT_METHODS = ("blockpruner", "blockpruner-refined", "blockpruner-oneshot", "layer-ppl", "shortgpt",
                    "relative-magnitude", "blockpruner:bi", "blockpruner:rm", "blockpruner:js")
 # target run folder (or the dense model spec) and tasks -> eval record (`blockprune.evaluate`'s eval.json shape)
@@ -124,7 +124,8 @@ def _matches(record: dict | None, settings: dict[str, Any]) -> bool:
     return bool(record) and {k: record.get("settings", {}).get(k) for k in settings} == settings
 
 
-def _missing(record: dict | None, tasks: Sequence[str], settings: dict[str, Any]) -> list[str]:
+def missing_tasks(record: dict | None, tasks: Sequence[str], settings: dict[str, Any]) -> list[str]:
+    """The `tasks` an eval record lacks (all of them when it was made with other `settings`)."""
     if not _matches(record, settings):
         return list(tasks)
     have = set(record.get("perplexity", {})) | set(record.get("zero_shot", {}))
@@ -155,14 +156,14 @@ def evaluate_folder(target: str, sub: Path, tasks: Sequence[str], evaluator: Eva
     path, part = sub / "eval.json", sub / ".eval-part"
     record = _read(path)
     interrupted = _read(part / "eval.json")  # an evaluation killed midway keeps the tasks it finished
-    if interrupted and len(_missing(interrupted, tasks, settings)) < len(tasks):
+    if interrupted and len(missing_tasks(interrupted, tasks, settings)) < len(tasks):
         record = _merge(record if _matches(record, settings) else None, interrupted, tasks, settings)
         atomic.write_json(path, record)
-    missing = _missing(record, tasks, settings)
+    missing = missing_tasks(record, tasks, settings)
     if not missing:
         return record
     twin = reuse.get(removed) if removed is not None else None
-    if twin is not None and twin != sub and not _missing(_read(twin / "eval.json"), tasks, settings):
+    if twin is not None and twin != sub and not missing_tasks(_read(twin / "eval.json"), tasks, settings):
         record = {**_read(twin / "eval.json"), "same_removal_as": twin.name}
         atomic.write_json(path, record)
         return record
@@ -179,35 +180,13 @@ def _merge(record: dict | None, new: dict, tasks: Sequence[str], settings: dict[
         record = {**new, "perplexity": {}, "zero_shot": {}}
     record["perplexity"].update(new.get("perplexity", {}))
     record["zero_shot"].update(new.get("zero_shot", {}))
-    record["average"] = _average(record["zero_shot"])
+    record["average"] = average(record["zero_shot"])
     record["settings"] = {**record.get("settings", {}), **settings, "tasks": list(tasks)}
     return record
 
 
 def _read(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
-
-
-def task_metric(scores: dict[str, Any]) -> str | None:
-    """The metric a task's column shows: the paper's rule (acc_norm where the task reports it, acc
-    otherwise), else a task's first own metric (a custom task's exact_match, f1, ...)."""
-    for m in ("acc_norm", "acc"):
-        if m in scores:
-            return m
-    return next((m for m, v in scores.items() if isinstance(v, (int, float)) and not m.endswith("_stderr")
-                 and m not in ("docs", "docs_total", "num_fewshot")), None)
-
-
-def _task_score(scores: dict[str, Any]) -> float | None:
-    m = task_metric(scores)
-    return scores[m] if m else None
-
-
-def _average(zero_shot: dict[str, Any]) -> dict[str, Any] | None:
-    if not all(t in zero_shot for t in ZERO_SHOT):
-        return None
-    return {"value": sum(_task_score(zero_shot[t]) for t in ZERO_SHOT) / len(ZERO_SHOT),
-            "rule": "acc_norm where the task reports it, acc otherwise (the BlockPruner paper's five-task average)"}
 
 
 def compare(model: str, out: str | os.PathLike, *, ratio: float, methods: Sequence[str] | str = DEFAULT_METHODS,
@@ -239,19 +218,20 @@ def compare(model: str, out: str | os.PathLike, *, ratio: float, methods: Sequen
             # after the first search rather than before: a second process running other methods into the same
             # folder (side by side, one per core) then finds the dense model evaluated by the first
             _say(progress, "compare: dense model: evaluating")
-            rows.append(_row("dense", None, evaluate_folder(model, out / "dense", tasks, evaluator, eval_settings,
+            rows.append(method_row("dense", None, evaluate_folder(model, out / "dense", tasks, evaluator, eval_settings,
                                                             {}, None), None))
         reuse.setdefault(plan.removed_blocks, sub)
         _say(progress, f"compare: {e.label}: evaluating")
         rec = evaluate_folder(str(sub), sub, tasks, evaluator, eval_settings, reuse, plan.removed_blocks)
         rows[0]["calibration_ppl"] = plan.dense["ppl"]
-        rows.append(_row(e.label, plan, rec, run))
+        rows.append(method_row(e.label, plan, rec, run))
         atomic.write_json(out / "comparison.json", result)
         atomic.write_text(out / "comparison.md", markdown(result))
     return result
 
 
-def _row(label: str, plan: Plan | None, ev: dict, run: dict | None) -> dict[str, Any]:
+def method_row(label: str, plan: Plan | None, ev: dict, run: dict | None) -> dict[str, Any]:
+    """One method's row of comparison.json, from its plan (None: the dense model), eval record and run record."""
     last = plan.steps[-1] if plan and plan.steps else None
     row: dict[str, Any] = {
         "method": label,
@@ -259,9 +239,9 @@ def _row(label: str, plan: Plan | None, ev: dict, run: dict | None) -> dict[str,
         "removed": plan.removed if plan else [],
         "calibration_ppl": last["ppl"] if last else (plan.dense["ppl"] if plan else None),
         "perplexity": {t: v["ppl"] for t, v in ev.get("perplexity", {}).items()},
-        "zero_shot": {t: _task_score(v) for t, v in ev.get("zero_shot", {}).items()},
+        "zero_shot": {t: task_score(v) for t, v in ev.get("zero_shot", {}).items()},
         "metrics": {t: task_metric(v) for t, v in ev.get("zero_shot", {}).items()},
-        "average": (_average(ev.get("zero_shot", {})) or {}).get("value"),
+        "average": (average(ev.get("zero_shot", {})) or {}).get("value"),
         "search_seconds": run["search_seconds"] if run else None,
     }
     if run and run.get("warm_start"):
@@ -273,56 +253,28 @@ def _row(label: str, plan: Plan | None, ev: dict, run: dict | None) -> dict[str,
     return row
 
 
-def is_accuracy(metric: str | None) -> bool:
-    """Shown in %: accuracies and other scores in [0, 1] (perplexities and the like are shown as they are)."""
-    return bool(metric) and metric.split(",")[0] in ("acc", "acc_norm", "exact_match", "f1", "mcc", "em")
-
-
 def markdown(result: dict[str, Any]) -> str:
-    from .evaluate.tasks import is_perplexity
-
     tasks = result["tasks"]
-    ppl_tasks = [t for t in tasks if is_perplexity(t)]
     zs = [t for t in ZERO_SHOT if t in tasks]
     custom = [t for t in tasks if not is_perplexity(t) and t not in ZERO_SHOT]
-    metric = {t: next((r.get("metrics", {}).get(t) for r in result["rows"] if r.get("metrics", {}).get(t)), None)
-              for t in custom}
-    head = (["Method", "Ratio", "Calib. PPL"] + [f"{ppl_title(t)} PPL" for t in ppl_tasks]
-            + [TASK_TITLES[t] for t in zs] + (["Avg."] if len(zs) == len(ZERO_SHOT) else [])
-            + [t if metric[t] in (None, "acc", "acc_norm") else f"{t} ({metric[t]})" for t in custom] + ["Search (s)"])
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     fmt = lambda v, f: "–" if v is None else format(v, f)  # noqa: E731
-    for r in result["rows"]:
-        cells = [r["method"], f"{r['ratio']:.1%}", fmt(r["calibration_ppl"], ".2f")]
-        cells += [fmt(r["perplexity"].get(t), ".2f") for t in ppl_tasks]
-        cells += [fmt(None if r["zero_shot"].get(t) is None else 100 * r["zero_shot"][t], ".2f") for t in zs]
-        if len(zs) == len(ZERO_SHOT):
-            cells.append(fmt(None if r["average"] is None else 100 * r["average"], ".2f"))
-        for t in custom:
-            v = r["zero_shot"].get(t)
-            cells.append(fmt(None if v is None else 100 * v if is_accuracy(metric[t]) else v, ".2f"))
-        cells.append(fmt(r["search_seconds"], ".0f"))
-        lines.append("| " + " | ".join(cells) + " |")
+    rows = [table.TableRow([r["method"], f"{r['ratio']:.1%}", fmt(r["calibration_ppl"], ".2f")], r["perplexity"],
+                           r["zero_shot"], r.get("metrics", {}), r["average"], [fmt(r["search_seconds"], ".0f")])
+            for r in result["rows"]]
+    lines = table.markdown_table(["Method", "Ratio", "Calib. PPL"], rows,
+                                 perplexity=[t for t in tasks if is_perplexity(t)], tasks=zs,
+                                 with_average=len(zs) == len(ZERO_SHOT), other=custom, trail=["Search (s)"])
     removed = [f"- {r['method']}: {', '.join(r['removed'])}" for r in result["rows"] if r["removed"]]
     ev = result.get("eval", {})
-    shots = ev.get("num_fewshot") or 0
     notes = [f"Task columns are accuracy in % (acc_norm where the task reports it, acc otherwise; a custom task's "
-             f"own metric where it has neither), {f'{shots}-shot' if shots else 'zero-shot'}."]
+             f"own metric where it has neither), {table.shots_note([ev.get('num_fewshot') or 0])}."]
     if len(zs) == len(ZERO_SHOT):
         notes.append("Avg. is the BlockPruner paper's five-task average (PIQA, WinoGrande, HellaSwag, ARC-e, ARC-c)"
                      + ("; the other task columns are not part of it." if custom else "."))
     return (f"# Method comparison at a target ratio of {result['target_ratio']:.0%}\n\n"
             f"Model {result['model']}; calibration {result['calibration']}; evaluation {ev}.\n"
             + "\n".join(notes) + "\n\n"
-            + "\n".join(lines) + "\n\nRemoved units (in removal order):\n\n" + "\n".join(removed) + "\n")
-
-
-def ppl_title(task: str) -> str:
-    """A perplexity column's name: WikiText-2, PTB, or a local text's file name."""
-    from .evaluate.tasks import PPL_PREFIX
-
-    titles = {"wikitext2": "WikiText-2", "ptb": "PTB"}
-    return titles.get(task) or Path(task[len(PPL_PREFIX):] if task.startswith(PPL_PREFIX) else task).name
+            + lines + "\n\nRemoved units (in removal order):\n\n" + "\n".join(removed) + "\n")
 
 
 def _say(enabled: bool, line: str) -> None:

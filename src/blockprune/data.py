@@ -64,12 +64,8 @@ def _read_text(path: Path) -> str:
         raise UserError(f"cannot read {path}: {e.strerror or e}; give a readable .txt, .json or .jsonl file") from e
 
 
-def _rows_from_file(path: Path) -> list[str]:
-    """A local file as text rows: .txt lines, or .json/.jsonl rows (Alpaca fields or a "text" field)."""
-    if path.suffix == ".txt":
-        return [_read_text(path)]  # a text file is used whole, as written
-    if path.suffix not in (".json", ".jsonl"):
-        raise UserError(f"{path}: unsupported file type; give a .txt, .json or .jsonl file")
+def _records_from_file(path: Path) -> list:
+    """A .json file's list of rows, or a .jsonl file's rows (one a line), as parsed."""
     text = _read_text(path)
     try:
         if path.suffix == ".jsonl":
@@ -80,11 +76,24 @@ def _rows_from_file(path: Path) -> list[str]:
         raise UserError(f"{path} is not valid {path.suffix[1:]} text: {e}") from e
     if not isinstance(records, list):
         raise UserError(f"{path}: expected a list of rows")
+    return records
+
+
+def _is_instruction(row) -> bool:
+    return isinstance(row, dict) and "instruction" in row and "output" in row
+
+
+def _rows_from_file(path: Path) -> list[str]:
+    """A local file as text rows: .txt lines, or .json/.jsonl rows (Alpaca fields or a "text" field)."""
+    if path.suffix == ".txt":
+        return [_read_text(path)]  # a text file is used whole, as written
+    if path.suffix not in (".json", ".jsonl"):
+        raise UserError(f"{path}: unsupported file type; give a .txt, .json or .jsonl file")
     rows = []
-    for r in records:
+    for r in _records_from_file(path):
         if isinstance(r, str):
             rows.append(r)
-        elif isinstance(r, dict) and "instruction" in r and "output" in r:
+        elif _is_instruction(r):
             rows.append(alpaca_text(r))
         elif isinstance(r, dict) and isinstance(r.get("text"), str):
             rows.append(r["text"])
@@ -93,17 +102,21 @@ def _rows_from_file(path: Path) -> list[str]:
     return rows
 
 
-def _rows_from_hub(name: str) -> list[str]:
-    _, hub, config, split, field = BUILTIN[name]
+def _hub_rows(name: str) -> list:
+    _, hub, config, split, _ = BUILTIN[name]
     try:
         import datasets
-        ds = datasets.load_dataset(hub, config, split=split)
+        return list(datasets.load_dataset(hub, config, split=split))
     except Exception as e:  # noqa: BLE001 - any hub failure means the same thing to the user
         raise UserError(f"could not fetch '{name}' from the hub ({type(e).__name__}); "
                         f"pass --data-dir with an offline copy or a local file path") from e
+
+
+def _rows_from_hub(name: str) -> list[str]:
+    rows = _hub_rows(name)
     if name == "alpaca":
-        return [alpaca_text(r) for r in ds]
-    return [r[field] for r in ds]
+        return [alpaca_text(r) for r in rows]
+    return [r[BUILTIN[name][4]] for r in rows]
 
 
 def load_rows(source: str, data_dir_: str | os.PathLike | None = None) -> list[str]:
@@ -119,6 +132,21 @@ def load_rows(source: str, data_dir_: str | os.PathLike | None = None) -> list[s
     if not path.exists():
         raise UserError(f"dataset {source!r} is neither a file nor one of: {', '.join(BUILTIN)}")
     return _rows_from_file(path)
+
+
+def instruction_rows(source: str, data_dir_: str | os.PathLike | None = None) -> list[dict] | None:
+    """The {instruction, input, output} records of Alpaca or of a local .json/.jsonl file made only of them
+    (for training on the response alone), or None when the source is text (`load_rows` reads those)."""
+    if source == "alpaca":
+        d = data_dir(data_dir_)
+        if d is not None and (d / BUILTIN[source][0]).exists():
+            return _records_from_file(d / BUILTIN[source][0])
+        return _hub_rows(source)
+    path = Path(source).expanduser()
+    if source in BUILTIN or path.suffix not in (".json", ".jsonl") or not path.exists():
+        return None
+    records = _records_from_file(path)
+    return records if records and all(_is_instruction(r) for r in records) else None
 
 
 @dataclass(frozen=True)

@@ -19,14 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from . import atomic, monitor
-from .compare import is_accuracy, ppl_title, task_metric
 from .errors import UserError
+from .evaluate import table
+from .evaluate.table import PPL_TITLES, TASK_TITLES, ZERO_SHOT, TableRow, shots_note, task_metric
 from .plan import Plan, expand
-
-TASKS = ("piqa", "winogrande", "hellaswag", "arc_easy", "arc_challenge")
-TASK_TITLES = {"piqa": "PIQA", "winogrande": "WinoGrande", "hellaswag": "HellaSwag", "arc_easy": "ARC-e",
-               "arc_challenge": "ARC-c"}
-PPL_TITLES = {"wikitext2": "WikiText-2", "ptb": "PTB"}
 
 
 @dataclass
@@ -305,8 +301,8 @@ def plot_architecture(plan: Plan, layers: int, path: Path) -> None:
 def plot_accuracy(rows: list[dict[str, Any]], path: Path) -> bool:
     """Zero-shot accuracy per task, one bar per model (the table's metric for each task), and the five-task
     average where a model has it. False, and nothing drawn, when no row has a zero-shot score."""
-    tasks = [t for t in TASKS if any(r["tasks"].get(t) is not None for r in rows)]
-    tasks += sorted({t for r in rows for t, v in r["tasks"].items() if v is not None} - set(TASKS))
+    tasks = [t for t in ZERO_SHOT if any(r["tasks"].get(t) is not None for r in rows)]
+    tasks += sorted({t for r in rows for t, v in r["tasks"].items() if v is not None} - set(ZERO_SHOT))
     if not tasks:
         return False
     columns = tasks + (["average"] if any(r["average"] is not None for r in rows) else [])
@@ -360,12 +356,6 @@ def table_row(e: Entry) -> dict[str, Any] | None:
                        "docs": {t: zs[t].get("docs") for t in zs}}}
 
 
-def _fmt(x: float | None, pct: bool = False) -> str:
-    if x is None:
-        return "–"
-    return f"{100 * x:.2f}" if pct else f"{x:.2f}"
-
-
 def add_recovery(rows: list[dict[str, Any]]) -> bool:
     """Give every row `recovery`, its average as a fraction of the dense row's (the first dense row given);
     False when no dense row has an average to compare with."""
@@ -376,31 +366,17 @@ def add_recovery(rows: list[dict[str, Any]]) -> bool:
 
 
 def markdown_table(rows: list[dict[str, Any]], recovery: bool = False) -> str:
-    extra = sorted({t for r in rows for t in r["tasks"]} - set(TASKS))  # custom and other lm-eval tasks
-    metric = {t: next((r["metrics"][t] for r in rows if r["metrics"].get(t)), None) for t in extra}
-    texts = sorted({t for r in rows for t in r.get("texts", {})})  # perplexity of local texts (ppl:FILE)
+    """The report's Table 1: model, method and ratio, then the scores (`evaluate.table`), then % of dense."""
+    ratio = lambda r: f"{100 * r['ratio']:.1f}%" if r["ratio"] is not None else "–"  # noqa: E731
     ppl = ["wikitext2"] + (["ptb"] if any(r.get("ptb") is not None for r in rows) else [])  # PTB when measured
-    head = (["Model", "Method", "Ratio"] + [f"{PPL_TITLES[t]} PPL" for t in ppl] + [f"{ppl_title(t)} PPL" for t in texts]
-            + [TASK_TITLES[t] for t in TASKS] + ["Avg."]
-            + [t if metric[t] in (None, "acc", "acc_norm") else f"{t} ({metric[t]})" for t in extra])
-    head += ["% of dense"] if recovery else []
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        cells = ([r["label"], r["method"], f"{100 * r['ratio']:.1f}%" if r["ratio"] is not None else "–"]
-                 + [_fmt(r.get(t)) for t in ppl] + [_fmt(r.get("texts", {}).get(t)) for t in texts]
-                 + [_fmt(r["tasks"].get(t), pct=True) for t in TASKS] + [_fmt(r["average"], True)]
-                 + [_fmt(r["tasks"].get(t), pct=is_accuracy(metric[t])) for t in extra])
-        cells += [_fmt(r.get("recovery"), True)] if recovery else []
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def fewshot_note(rows: list[dict[str, Any]]) -> str:
-    """How many examples each prompt held: the papers' zero-shot, or the few-shot the rows were run with."""
-    shots = sorted({r.get("num_fewshot") or 0 for r in rows})
-    if shots == [0]:
-        return "zero-shot"
-    return f"{shots[0]}-shot" if len(shots) == 1 else f"mixed shots ({', '.join(map(str, shots))}): compare with care"
+    ppl += sorted({t for r in rows for t in r.get("texts", {})})  # perplexity of local texts (ppl:FILE)
+    cells = [TableRow([r["label"], r["method"], ratio(r)],
+                      {"wikitext2": r.get("wikitext2"), "ptb": r.get("ptb"), **r.get("texts", {})},
+                      r["tasks"], r.get("metrics", {}), r["average"],
+                      [table.number(r.get("recovery"), True)] if recovery else []) for r in rows]
+    other = sorted({t for r in rows for t in r["tasks"]} - set(ZERO_SHOT))  # custom and other lm-eval tasks
+    return table.markdown_table(["Model", "Method", "Ratio"], cells, perplexity=ppl, other=other,
+                                trail=["% of dense"] if recovery else [])
 
 
 # -- the report ------------------------------------------------------------------------------------
@@ -425,9 +401,10 @@ def build(dirs: list[str | os.PathLike], out: str | os.PathLike) -> Path:
     accuracy = False
     if rows:
         recovery = add_recovery(rows)
+        shots = shots_note(r.get("num_fewshot") or 0 for r in rows)
         md += ["## Comparison (BlockPruner Table 1 layout)", "",
                "WikiText-2 perplexity (lower is better); accuracy in % (acc_norm where the task has it, "
-               f"acc for WinoGrande), {fewshot_note(rows)}; Avg. is the mean of the five tasks as the BlockPruner "
+               f"acc for WinoGrande), {shots}; Avg. is the mean of the five tasks as the BlockPruner "
                "paper reports it (columns after it, such as custom tasks, are not part of it)"
                + ("; % of dense is Avg. over the dense model's Avg." if recovery else "."), "",
                markdown_table(rows, recovery), ""]

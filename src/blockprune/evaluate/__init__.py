@@ -18,14 +18,15 @@ from .. import atomic
 from ..errors import UserError
 from ..plan import versions
 from .cost import cost
-from .harness import AVERAGE_RULE, ZERO_SHOT, average, harness_model, run_tasks, task_scores
+from .harness import harness_model, run_tasks, task_scores
 from .perplexity import PPL_TASKS, test_perplexity
 from .subject import Subject, load_subject, mask_in_memory
+from .table import AVERAGE_RULE, ZERO_SHOT, average
 from .tasks import PPL_PREFIX, Prepared, ppl_source, prepare
 
 __all__ = ["evaluate", "evaluate_model", "prepare", "Prepared", "load_subject", "mask_in_memory", "Subject",
            "DEFAULT_TASKS", "QUICK_WINDOWS", "QUICK_DOCS", "ZERO_SHOT", "PPL_TASKS", "PPL_PREFIX", "FORMAT",
-           "AVERAGE_RULE"]
+           "AVERAGE_RULE", "average"]
 
 FORMAT = "blockprune.eval/1"
 DEFAULT_TASKS = ("wikitext2",) + ZERO_SHOT

@@ -1,7 +1,7 @@
 """Zero-shot accuracy through lm-evaluation-harness, used as a library.
 
-The five tasks of the BlockPruner paper run from lm-eval's own task definitions (its YAML, prompts,
-targets and metrics). Offline, each reads a local JSONL copy from the data folder instead of the hub:
+The five tasks of the BlockPruner paper (`table.ZERO_SHOT`) run from lm-eval's own task definitions (its
+YAML, prompts, targets and metrics). Offline, each reads a local JSONL copy from the data folder instead of the hub:
 the standard config is loaded as is and only where the documents come from is changed."""
 from __future__ import annotations
 
@@ -14,8 +14,6 @@ from typing import Any, Sequence
 from ..data import data_dir as resolve_data_dir
 from ..errors import UserError
 
-ZERO_SHOT = ("piqa", "winogrande", "hellaswag", "arc_easy", "arc_challenge")
-
 # task -> (standard YAML inside lm_eval/tasks, offline copy inside the data folder, the split it evaluates)
 STANDARD = {
     "piqa": ("piqa/piqa.yaml", "eval/piqa_validation.jsonl", "validation"),
@@ -24,9 +22,6 @@ STANDARD = {
     "arc_easy": ("arc/arc_easy.yaml", "eval/arc_easy_test.jsonl", "test"),
     "arc_challenge": ("arc/arc_challenge.yaml", "eval/arc_challenge_test.jsonl", "test"),
 }
-
-AVERAGE_RULE = ("five-task average as in the BlockPruner paper: acc_norm where the task reports it "
-                "(piqa, hellaswag, arc_easy, arc_challenge), acc otherwise (winogrande)")
 
 
 def standard_yaml(task: str) -> Path:
@@ -162,11 +157,3 @@ def task_scores(results: dict[str, Any], task: str) -> dict[str, Any]:
     out["docs_total"] = n.get("original")
     return out
 
-
-def average(scores: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
-    """The paper's five-task average, or None unless all five tasks were scored."""
-    if not all(t in scores for t in ZERO_SHOT):
-        return None
-    metrics = {t: "acc_norm" if "acc_norm" in scores[t] else "acc" for t in ZERO_SHOT}
-    value = sum(scores[t][m] for t, m in metrics.items()) / len(ZERO_SHOT)
-    return {"value": value, "metrics": metrics, "rule": AVERAGE_RULE}
