@@ -23,7 +23,7 @@ import json
 import platform
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from . import atomic
 from .errors import UserError
@@ -41,6 +41,26 @@ def versions() -> dict[str, str]:
             "python": platform.python_version()}
 
 
+class Step(TypedDict, total=False):
+    """One removal step as plan.json records it (a dict on disk and in memory: keys keep the order given)."""
+
+    step: int
+    removed: str  # the unit removed (blockprune.units names it)
+    ppl: float  # calibration perplexity with every unit removed so far (full precision)
+    ratio: float  # removed parameters / all parameters
+    metric: str  # ranked by a metric other than perplexity: its name ...
+    score: float | None  # ... and the removed unit's value of it
+    scores: dict[str, float | None]  # every candidate's score this step (null: inf/NaN)
+    evaluated_windows: int  # candidate-windows run
+    exhaustive_windows: int  # candidate-windows a plain scorer would run
+    faults: list[str]  # candidates whose score was inf/NaN
+    partial: dict[str, int]  # racing: candidates that left early, and the windows they ran
+    precision: dict[str, Any]  # two-precision racing's record (blockprune.scoring.twoprecision)
+    validation_ppl: float | None  # the monitor's validation perplexity after this step
+    greedy_removed: str  # refined search: what greedy removed at this step, where a swap changed it
+    refine: dict[str, Any]  # refined search, last step: the swaps and their perplexities
+
+
 @dataclass
 class Plan:
     method: str
@@ -49,7 +69,7 @@ class Plan:
     options: dict[str, Any]
     versions: dict[str, str] = field(default_factory=versions)
     dense: dict[str, Any] = field(default_factory=dict)
-    steps: list[dict[str, Any]] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
     status: str = "running"
     format: str = FORMAT
     #: width methods only (blockprune.width.record): per layer the kept heads / KV groups / channels and

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from ..perplexity import perplexity
+from ..plan import Step
 from ..search.greedy import Unit, budget_check, fits, rank_key, units
 from .registry import Job, MethodDefaults, register
 
@@ -35,18 +36,18 @@ def remove_ranked(job: Job, plan, candidates: list[Unit], scores: dict[str, floa
         t0 = time.perf_counter()
         blocks = plan.removed_blocks | u.blocks
         first = not plan.steps
-        plan.steps.append({
-            "step": len(plan.steps) + 1,
-            "removed": u.name,
-            "ppl": perplexity(view, job.windows, blocks, job.batch_size),
-            "ratio": view.removed_params(blocks) / view.total_params,
-            "metric": metric,
-            "score": _json(scores[u.name]),
-            "scores": {c.name: _json(scores[c.name]) for c in candidates if c.name not in done},
-            "evaluated_windows": (scoring_windows if first else 0) + len(job.windows),
-            "exhaustive_windows": (scoring_windows if first else 0) + len(job.windows),
-            "faults": [c.name for c in candidates if first and not math.isfinite(scores[c.name])],
-        })
+        plan.steps.append(Step(
+            step=len(plan.steps) + 1,
+            removed=u.name,
+            ppl=perplexity(view, job.windows, blocks, job.batch_size),
+            ratio=view.removed_params(blocks) / view.total_params,
+            metric=metric,
+            score=_json(scores[u.name]),
+            scores={c.name: _json(scores[c.name]) for c in candidates if c.name not in done},
+            evaluated_windows=(scoring_windows if first else 0) + len(job.windows),
+            exhaustive_windows=(scoring_windows if first else 0) + len(job.windows),
+            faults=[c.name for c in candidates if first and not math.isfinite(scores[c.name])],
+        ))
         if job.on_step:
             job.on_step(plan, time.perf_counter() - t0)
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..errors import UserError
-from ..plan import Plan
+from ..plan import Plan, Step
 from ..units import LAYER, layer_blocks, unit_name
 from ..view import BlockView
 
@@ -85,16 +85,16 @@ def greedy(view: BlockView, scorer, plan: Plan, candidates: list[Unit], *, num_b
             raise UserError(f"step {step_no}: every candidate's perplexity is inf or NaN "
                             f"({', '.join(faults)}); try --dtype fp32")
         new_removed = removed_params + best.params
-        plan.steps.append({
-            "step": step_no,
-            "removed": best.name,
-            "ppl": best_score,
-            "ratio": new_removed / view.total_params,
-            "scores": {u.name: (s if math.isfinite(s) else None) for u, s in zip(pool, scored.scores)},
-            "evaluated_windows": scored.evaluated_windows,
-            "exhaustive_windows": scored.exhaustive_windows,
-            "faults": faults,
-        })
+        plan.steps.append(Step(
+            step=step_no,
+            removed=best.name,
+            ppl=best_score,
+            ratio=new_removed / view.total_params,
+            scores={u.name: (s if math.isfinite(s) else None) for u, s in zip(pool, scored.scores)},
+            evaluated_windows=scored.evaluated_windows,
+            exhaustive_windows=scored.exhaustive_windows,
+            faults=faults,
+        ))
         if scored.windows is not None:
             plan.steps[-1]["partial"] = {u.name: n for u, n in zip(pool, scored.windows) if n < max(scored.windows)}
         if scored.precision is not None:
