@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from .base import Adapter, family_type
+from .base import Adapter, WidthModules, family_type
 from .registry import register
 
 
@@ -19,6 +19,10 @@ class LlamaAdapter(Adapter):
                    "helium", "nemotron", "mixtral", "qwen2_moe", "qwen3_moe", "olmoe")
     branch_modules = {"attn": ("input_layernorm", "self_attn"), "mlp": ("post_attention_layernorm", "mlp")}
     branch_core = {"attn": "self_attn", "mlp": "mlp"}
+    #: width pruning: separate q/k/v/o and gate/up/down Linears with a per-head layout, checked for these
+    #: families only (Phi-3's fused projections and the MoE experts served here are refused)
+    width_modules = WidthModules("self_attn", "q_proj", "k_proj", "v_proj", "o_proj", "mlp", "gate_proj", "up_proj",
+                                 "down_proj", model_types=("llama", "mistral", "qwen2", "qwen3", "gemma"))
     #: the model types served here whose forward is Llama's own for the same weights and config (what
     #: `--format nemotron-nas` needs); the others compute differently, some with Llama's weight layout
     llama_types: ClassVar[frozenset[str]] = frozenset({"llama", "mistral"})

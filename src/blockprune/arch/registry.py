@@ -4,7 +4,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..errors import UserError
-from .base import Adapter
+from .base import Adapter, WidthModules
 
 _ADAPTERS: dict[str, type[Adapter]] = {}
 
@@ -17,6 +17,11 @@ def register(cls: type[Adapter]) -> type[Adapter]:
 
 def supported() -> list[str]:
     return sorted(_ADAPTERS)
+
+
+def width_families() -> dict[type[Adapter], WidthModules]:
+    """Every registered adapter that supports width pruning -> its `width_modules`."""
+    return {cls: cls.width_modules for cls in _ADAPTERS.values() if cls.width_modules is not None}
 
 
 def adapter_for(model: nn.Module) -> Adapter:

@@ -9,10 +9,10 @@ DESCRIPTION = "Write RUN_DIR's plan applied to its base model as a checkpoint wi
 
 
 def add_arguments(p) -> None:
-    from ..export import FORMATS
+    from ..export import choices
 
     p.add_argument("run_dir", help="a run folder written by `blockprune prune`")
-    p.add_argument("--format", default="auto", choices=list(FORMATS),
+    p.add_argument("--format", default="auto", choices=choices(),
                    help="auto: vanilla when only whole layers are removed (width plans: when every layer "
                         "keeps the same widths), else remote-code; nemotron-nas: Llama-layout models in the "
                         "DeciLM layout vLLM serves natively")

@@ -1,4 +1,4 @@
-"""Path 3: Llama-layout models in the Nemotron-NAS / DeciLM layout that vLLM serves natively.
+"""`nemotron-nas`: Llama-layout models in the Nemotron-NAS / DeciLM layout that vLLM serves natively.
 
 vLLM's `DeciLMForCausalLM` (model_type "nemotron-nas") builds each decoder layer from
 `config.block_configs[i]`: attention `no_op` drops the layer's input norm and attention (and its KV
@@ -26,7 +26,8 @@ from ..arch.base import family_type
 from ..errors import UserError
 from ..units import KINDS, parse_unit, unit_name
 from ..view import BlockView
-from .checkpoint import provenance, removed_modules, render, save_without
+from .common import Job, provenance, removed_modules, render, save_without, width_refusal
+from .registry import Format, register
 from .templates.configuration_nemotron_nas import ffn_mult_to_intermediate_size
 
 LLAMA_TOP = ("model.embed_tokens.weight", "model.norm.weight", "lm_head.weight")
@@ -136,8 +137,17 @@ def _check_starts_with_attention(view: BlockView, removed: AbstractSet[str]) -> 
                         f"attention blocks before it are removed); export with --format remote-code")
 
 
-def export_nemotron_nas(model: nn.Module, removed: AbstractSet[str], out: Path, meta: dict[str, Any],
-                        tokenizer) -> None:
+def refusal(job: Job) -> str | None:
+    if job.width == "pruned":
+        return width_refusal("the nemotron-nas format is not written for width-pruned models yet")
+    if job.width == "narrowed":
+        return ("the nemotron-nas format is not written for width-pruned models yet; use --format remote-code "
+                "(or auto)")
+    return None  # what DeciLM cannot express shows in the weights: `write` checks it
+
+
+def write(job: Job, out: Path) -> None:
+    model, removed, meta, tokenizer = job.model, job.removed, job.meta, job.tokenizer
     adapter = adapter_for(model)
     check_llama_layout(model, removed)
     _check_starts_with_attention(BlockView(model, adapter), removed)
@@ -155,3 +165,7 @@ def export_nemotron_nas(model: nn.Module, removed: AbstractSet[str], out: Path, 
     render("modeling_blockprune.py", out, "modeling_nemotron_nas.py",
            model_module="transformers.models.llama.modeling_llama", model_class="LlamaForCausalLM",
            config_file="configuration_nemotron_nas", config_class="NemotronNasConfig", model_name="DeciLMForCausalLM")
+
+
+register(Format("nemotron-nas", write, refusal,
+                help="Llama-layout models in the DeciLM layout vLLM serves natively"))

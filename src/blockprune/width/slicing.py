@@ -12,7 +12,7 @@ from torch import nn
 
 from ..arch import adapter_for
 from .allocation import Keep
-from .families import WidthModules, modules_for
+from .modules import WidthModules, modules_for
 
 
 def _rows(units: list[int], size: int) -> torch.Tensor:
