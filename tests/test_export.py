@@ -414,9 +414,9 @@ def test_load_refuses_a_folder_without_config(tmp_path):
         load(tmp_path)
 
 
-def test_cli_exports_a_run_folder_in_every_format(tmp_path, capsys):
+def cli_run_folder(tmp_path):
+    """A run folder whose plan removes attn.2 and layer 1 of a saved tiny Llama: (model, its folder, run)."""
     from blockprune import models
-    from blockprune.cli import main
     from blockprune.plan import Plan
 
     model, tok = tiny_llama(), tiny_tokenizer()
@@ -429,6 +429,13 @@ def test_cli_exports_a_run_folder_in_every_format(tmp_path, capsys):
                 steps=[{"step": 1, "removed": "attn.2", "ppl": 1.0}, {"step": 2, "removed": "layer.1", "ppl": 2.0}])
     run = tmp_path / "run"
     plan.save(run / "plan.json")
+    return model, base, run
+
+
+def test_cli_exports_a_run_folder_in_every_format(tmp_path, capsys):
+    from blockprune.cli import main
+
+    model, base, run = cli_run_folder(tmp_path)
     for fmt in ("remote-code", "nemotron-nas", "auto"):
         assert main(["export", str(run), "--format", fmt]) == 0
         path = run / f"model-{fmt}"
@@ -438,6 +445,36 @@ def test_cli_exports_a_run_folder_in_every_format(tmp_path, capsys):
         check_round_trip(model, frozenset(rec["removed"]), path)
     assert main(["export", str(run), "--format", "vanilla"]) == 2
     assert "whole removed layers" in capsys.readouterr().err
+
+
+def test_a_format_registered_at_runtime_is_offered_and_used_by_the_cli(tmp_path, capsys):
+    """docs/add-an-export-format.md's example format, run from the page: offered by --format once
+    registered, written when chosen, and gone again once unregistered."""
+    import sys
+
+    from blockprune.cli import main
+    from blockprune.export import FORMATS, unregister
+    from test_families import doc_module
+
+    model, base, run = cli_run_folder(tmp_path)
+    assert main(["export", str(run), "--format", "card"]) == 2
+    assert "invalid choice: 'card'" in capsys.readouterr().err
+    doc_module("add-an-export-format.md", "blockprune.export.card")
+    try:
+        assert main(["export", "--help"]) == 0
+        assert "{auto,vanilla,remote-code,nemotron-nas,card}" in capsys.readouterr().out
+        assert main(["export", str(run), "--format", "card"]) == 0
+        path = run / "model-card"
+        assert f"wrote {path}" in capsys.readouterr().out
+        assert "- removed blocks: attn.1, mlp.1, attn.2" in (path / "README.md").read_text()
+        rec = json.loads((path / "config.json").read_text())["blockprune"]
+        assert rec["format"] == "remote-code" and rec["removed"] == ["attn.1", "mlp.1", "attn.2"]
+        check_round_trip(model, frozenset(rec["removed"]), path)
+    finally:
+        unregister("card")
+        sys.modules.pop("blockprune.export.card", None)
+    assert "card" not in FORMATS
+    assert main(["export", str(run), "--format", "card"]) == 2
 
 
 @pytest.mark.slow

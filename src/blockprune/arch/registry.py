@@ -15,6 +15,12 @@ def register(cls: type[Adapter]) -> type[Adapter]:
     return cls
 
 
+def unregister(cls: type[Adapter]) -> None:
+    """Remove an adapter registered at runtime (a test's or a plug-in's) from every model type it serves."""
+    for t in [t for t, c in _ADAPTERS.items() if c is cls]:
+        del _ADAPTERS[t]
+
+
 def supported() -> list[str]:
     return sorted(_ADAPTERS)
 
