@@ -504,3 +504,70 @@ def test_pruned_smollm2_reloads_with_the_runs_calibration_perplexity(tmp_path, s
                    for ids in windows.ids]
         assert math.exp(torch.stack(nll).mean().item()) == pytest.approx(recorded, rel=1e-4)
         assert tok.chat_template and "<|im_start|>" in tok.chat_template
+
+
+def _imports(path, module: str, package: bool) -> set[str]:
+    """Every blockprune module `module` imports (at any depth of its code), with the packages around it
+    that importing it runs first (not the importer's own packages: they are running already)."""
+    import ast
+
+    src = path.parents[len(module.split(".")) - (0 if package else 1)]
+
+    def is_module(name: str) -> bool:
+        where = src.joinpath(*name.split("."))
+        return where.with_suffix(".py").exists() or (where / "__init__.py").exists()
+
+    out = set()
+    base = module if package else module.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            parent = base
+            for _ in range(node.level - 1):
+                parent = parent.rpartition(".")[0]
+            origin = f"{parent}.{node.module}" if node.level and node.module else (parent if node.level else node.module)
+            subs = [f"{origin}.{a.name}" for a in node.names]
+            targets = [origin, *(s for s in subs if is_module(s))]
+        else:
+            continue
+        for t in targets:
+            parts = t.split(".")
+            for i in range(1, len(parts) + 1):
+                m = ".".join(parts[:i])
+                if m.startswith("blockprune") and not (module == m or module.startswith(m + ".")):
+                    out.add(m)
+    return out
+
+
+def test_export_width_and_arch_import_without_cycles():
+    """No module of export/, width/ or arch/ imports one that (through any chain) imports it back:
+    arch/ below width/ below export/; and each package imports alone in a fresh interpreter."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "src"
+    graph = {}
+    for pkg in ("arch", "width", "export"):
+        for path in sorted((src / "blockprune" / pkg).glob("*.py")):
+            package = path.name == "__init__.py"
+            name = f"blockprune.{pkg}" if package else f"blockprune.{pkg}.{path.stem}"
+            graph[name] = {m for m in _imports(path, name, package) if m.split(".")[1:2] in (["arch"], ["width"],
+                                                                                            ["export"])}
+    assert graph["blockprune.export.vanilla"] and "blockprune.width.modules" in graph["blockprune.export.width"]
+
+    def reach(start):
+        seen, todo = set(), [start]
+        while todo:
+            for m in graph.get(todo.pop(), ()):
+                if m not in seen:
+                    seen.add(m)
+                    todo.append(m)
+        return seen
+
+    cycles = sorted(m for m in graph if m in reach(m))
+    assert not cycles, cycles
+    assert not any(m.startswith("blockprune.export") for w in graph if w.startswith("blockprune.width") for m in graph[w])
+    for pkg in ("blockprune.width", "blockprune.export", "blockprune.arch", "blockprune.export.vanilla"):
+        subprocess.run([sys.executable, "-c", f"import {pkg}"], check=True)
