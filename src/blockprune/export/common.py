@@ -164,8 +164,8 @@ def save_without(model: nn.Module, modules: dict[str, str], config: dict[str, An
     """Save `model`'s weights minus everything under `modules`, with `config` as config.json.
 
     Weights keep their in-memory names (save_original_format=False): the checkpoint's own model type
-    has no transformers conversion mapping, so names reverted to a family's legacy format (Mixtral's
-    `block_sparse_moe`, GPT-NeoX's `embed_out`) would not be converted back on load."""
+    has no transformers conversion mapping, so names reverted to a family's legacy format would not be
+    converted back on load."""
     prefixes = tuple(p + "." for p in modules)
     kept = {k: v for k, v in model.state_dict().items() if not k.startswith(prefixes)}
     model.save_pretrained(out, state_dict=kept, save_original_format=False)

@@ -1,7 +1,7 @@
 """A physically narrower copy of a model: the kept rows/columns of q/k/v/o and gate/up/down.
 
 The copy is the in-memory pruned model (there is no separate masked model): its logits are what the
-exported checkpoint must reproduce. Norms shared across heads (Qwen3's per-head-dim q/k norms) and
+exported checkpoint must reproduce. Norms shared across heads (per-head-dim q/k norms) and
 biases of the output projections are untouched; q/k/v and gate/up biases are sliced with their rows."""
 from __future__ import annotations
 
