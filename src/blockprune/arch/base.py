@@ -32,11 +32,6 @@ class WidthModules:
     #: count (per-head rows of q/k/v, columns of o; q/k norms, if any, per head_dim): others are refused
     model_types: tuple[str, ...]
 
-    @property
-    def linears(self) -> tuple[str, ...]:
-        return tuple(f"{m}.{p}" for m, ps in ((self.attn, (self.q, self.k, self.v, self.o)),
-                                                (self.mlp, (self.gate, self.up, self.down))) for p in ps)
-
 
 class Adapter:
     #: the `config.model_type` values this adapter serves

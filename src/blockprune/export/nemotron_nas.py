@@ -10,8 +10,9 @@ file so that transformers loads it with `trust_remote_code=True`.
 
 DeciLM runs Llama's arithmetic, so the format is written only for models that compute exactly as a Llama
 with the same weights: Llama's weight layout (`_layout_problem`) is not enough, the family's adapter must
-also say its forward is Llama's (`Adapter.llama_difference`: Granite's µP multipliers, Helium's
-interleaved rotary embeddings or SmolLM3's NoPE layers make another model from the same weights).
+also say its forward is Llama's (`Adapter.llama_difference`: µP multipliers, interleaved rotary
+embeddings or layers without rotary embeddings make another model from the same weights). Llama's
+layout itself (its weights' names and shapes, its transformers class) is in `arch/llama.py`.
 """
 from __future__ import annotations
 

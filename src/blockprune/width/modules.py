@@ -1,9 +1,9 @@
 """Which width units a model has: its adapter's `width_modules` (arch/ holds every family's module
 names), checked layer by layer before any work.
 
-An adapter without `width_modules`, a family of its adapter that the record does not list (OLMo-2-style
-q/k norms span all heads), or a layer whose modules are not plain `nn.Linear` (Phi-3's fused
-projections, MoE experts served by the same adapter) is refused with one clear message."""
+An adapter without `width_modules`, a family of its adapter that the record does not list (q/k norms
+spanning all heads, say), or a layer whose modules are not plain `nn.Linear` (fused projections, MoE
+experts served by the same adapter) is refused with one clear message."""
 from __future__ import annotations
 
 from torch import nn
@@ -25,7 +25,7 @@ def unsupported(adapter: Adapter) -> UserError:
 
 
 def modules_for(adapter: Adapter) -> WidthModules:
-    spec = adapter.width_modules  # an adapter subclass (a family split off Llama's) inherits its parent's
+    spec = adapter.width_modules  # an adapter subclass (a family split off another's) inherits it
     if spec is None or family(adapter) not in spec.model_types:
         raise unsupported(adapter)
     for i in range(len(adapter.layers())):  # every layer's shape, before any work
