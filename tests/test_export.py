@@ -414,9 +414,9 @@ def test_load_refuses_a_folder_without_config(tmp_path):
         load(tmp_path)
 
 
-def test_cli_exports_a_run_folder_in_every_format(tmp_path, capsys):
+def cli_run_folder(tmp_path):
+    """A run folder whose plan removes attn.2 and layer 1 of a saved tiny Llama: (model, its folder, run)."""
     from blockprune import models
-    from blockprune.cli import main
     from blockprune.plan import Plan
 
     model, tok = tiny_llama(), tiny_tokenizer()
@@ -429,6 +429,13 @@ def test_cli_exports_a_run_folder_in_every_format(tmp_path, capsys):
                 steps=[{"step": 1, "removed": "attn.2", "ppl": 1.0}, {"step": 2, "removed": "layer.1", "ppl": 2.0}])
     run = tmp_path / "run"
     plan.save(run / "plan.json")
+    return model, base, run
+
+
+def test_cli_exports_a_run_folder_in_every_format(tmp_path, capsys):
+    from blockprune.cli import main
+
+    model, base, run = cli_run_folder(tmp_path)
     for fmt in ("remote-code", "nemotron-nas", "auto"):
         assert main(["export", str(run), "--format", fmt]) == 0
         path = run / f"model-{fmt}"
@@ -438,6 +445,36 @@ def test_cli_exports_a_run_folder_in_every_format(tmp_path, capsys):
         check_round_trip(model, frozenset(rec["removed"]), path)
     assert main(["export", str(run), "--format", "vanilla"]) == 2
     assert "whole removed layers" in capsys.readouterr().err
+
+
+def test_a_format_registered_at_runtime_is_offered_and_used_by_the_cli(tmp_path, capsys):
+    """docs/add-an-export-format.md's example format, run from the page: offered by --format once
+    registered, written when chosen, and gone again once unregistered."""
+    import sys
+
+    from blockprune.cli import main
+    from blockprune.export import FORMATS, unregister
+    from test_families import doc_module
+
+    model, base, run = cli_run_folder(tmp_path)
+    assert main(["export", str(run), "--format", "card"]) == 2
+    assert "invalid choice: 'card'" in capsys.readouterr().err
+    doc_module("add-an-export-format.md", "blockprune.export.card")
+    try:
+        assert main(["export", "--help"]) == 0
+        assert "{auto,vanilla,remote-code,nemotron-nas,card}" in capsys.readouterr().out
+        assert main(["export", str(run), "--format", "card"]) == 0
+        path = run / "model-card"
+        assert f"wrote {path}" in capsys.readouterr().out
+        assert "- removed blocks: attn.1, mlp.1, attn.2" in (path / "README.md").read_text()
+        rec = json.loads((path / "config.json").read_text())["blockprune"]
+        assert rec["format"] == "remote-code" and rec["removed"] == ["attn.1", "mlp.1", "attn.2"]
+        check_round_trip(model, frozenset(rec["removed"]), path)
+    finally:
+        unregister("card")
+        sys.modules.pop("blockprune.export.card", None)
+    assert "card" not in FORMATS
+    assert main(["export", str(run), "--format", "card"]) == 2
 
 
 @pytest.mark.slow
@@ -467,3 +504,70 @@ def test_pruned_smollm2_reloads_with_the_runs_calibration_perplexity(tmp_path, s
                    for ids in windows.ids]
         assert math.exp(torch.stack(nll).mean().item()) == pytest.approx(recorded, rel=1e-4)
         assert tok.chat_template and "<|im_start|>" in tok.chat_template
+
+
+def _imports(path, module: str, package: bool) -> set[str]:
+    """Every blockprune module `module` imports (at any depth of its code), with the packages around it
+    that importing it runs first (not the importer's own packages: they are running already)."""
+    import ast
+
+    src = path.parents[len(module.split(".")) - (0 if package else 1)]
+
+    def is_module(name: str) -> bool:
+        where = src.joinpath(*name.split("."))
+        return where.with_suffix(".py").exists() or (where / "__init__.py").exists()
+
+    out = set()
+    base = module if package else module.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            parent = base
+            for _ in range(node.level - 1):
+                parent = parent.rpartition(".")[0]
+            origin = f"{parent}.{node.module}" if node.level and node.module else (parent if node.level else node.module)
+            subs = [f"{origin}.{a.name}" for a in node.names]
+            targets = [origin, *(s for s in subs if is_module(s))]
+        else:
+            continue
+        for t in targets:
+            parts = t.split(".")
+            for i in range(1, len(parts) + 1):
+                m = ".".join(parts[:i])
+                if m.startswith("blockprune") and not (module == m or module.startswith(m + ".")):
+                    out.add(m)
+    return out
+
+
+def test_export_width_and_arch_import_without_cycles():
+    """No module of export/, width/ or arch/ imports one that (through any chain) imports it back:
+    arch/ below width/ below export/; and each package imports alone in a fresh interpreter."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "src"
+    graph = {}
+    for pkg in ("arch", "width", "export"):
+        for path in sorted((src / "blockprune" / pkg).glob("*.py")):
+            package = path.name == "__init__.py"
+            name = f"blockprune.{pkg}" if package else f"blockprune.{pkg}.{path.stem}"
+            graph[name] = {m for m in _imports(path, name, package) if m.split(".")[1:2] in (["arch"], ["width"],
+                                                                                            ["export"])}
+    assert graph["blockprune.export.vanilla"] and "blockprune.width.modules" in graph["blockprune.export.width"]
+
+    def reach(start):
+        seen, todo = set(), [start]
+        while todo:
+            for m in graph.get(todo.pop(), ()):
+                if m not in seen:
+                    seen.add(m)
+                    todo.append(m)
+        return seen
+
+    cycles = sorted(m for m in graph if m in reach(m))
+    assert not cycles, cycles
+    assert not any(m.startswith("blockprune.export") for w in graph if w.startswith("blockprune.width") for m in graph[w])
+    for pkg in ("blockprune.width", "blockprune.export", "blockprune.arch", "blockprune.export.vanilla"):
+        subprocess.run([sys.executable, "-c", f"import {pkg}"], check=True)

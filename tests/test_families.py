@@ -381,3 +381,53 @@ def test_shared_prompt_scoring_equals_lm_evals_hflm(name):
         assert [g for _, g in have] == [g for _, g in want], (name, removed)
         assert torch.allclose(torch.tensor([ll for ll, _ in have]), torch.tensor([ll for ll, _ in want]),
                               rtol=1e-5, atol=1e-4), (name, removed, have, want)
+
+
+# -- a family added as docs/add-a-family.md says: one adapter file, registered ------------------------
+def doc_module(doc: str, name: str):
+    """The first python block of docs/`doc` (the file that page tells you to write), run as module `name`."""
+    import sys
+    import types
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / doc).read_text()
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    mod = types.ModuleType(name)
+    mod.__package__ = name.rpartition(".")[0]
+    sys.modules[name] = mod
+    exec(compile(code, f"docs/{doc}", "exec"), mod.__dict__)
+    return mod
+
+
+def test_an_adapter_registered_at_runtime_is_picked_up(tmp_path, calib_file):
+    import sys
+
+    from blockprune import cli
+    from blockprune.arch import adapter_for, supported, unregister
+    from conftest import byte_tokenizer
+
+    tok = byte_tokenizer()
+    torch.manual_seed(0)
+    model = transformers.ArceeForCausalLM(transformers.ArceeConfig(**llama_like(vocab_size=len(tok)))).eval()
+    ckpt = tmp_path / "arcee"
+    model.save_pretrained(ckpt)
+    tok.save_pretrained(ckpt)
+    prune = ["prune", "--model", str(ckpt), "--calibration", calib_file, "--seqlen", "32", "--num-blocks", "2",
+             "--quiet"]
+    with pytest.raises(UserError, match="unsupported architecture 'arcee'"):
+        adapter_for(model)
+    assert cli.main([*prune, "--out", str(tmp_path / "before")]) == 2
+
+    mod = doc_module("add-a-family.md", "blockprune.arch.arcee")
+    try:
+        assert type(adapter_for(model)) is mod.ArceeAdapter and "arcee" in supported()
+        assert cli.main([*prune, "--out", str(tmp_path / "run")]) == 0
+        removed = Plan.load(tmp_path / "run").removed_blocks
+        assert len(removed) == 2
+        loaded = load(tmp_path / "run" / "model")
+        x = ids()
+        assert torch.allclose(loaded(x).logits, BlockView(model).logits(x, removed), atol=1e-4, rtol=0)
+    finally:
+        unregister(mod.ArceeAdapter)
+        sys.modules.pop("blockprune.arch.arcee", None)
+    assert "arcee" not in supported()

@@ -8,12 +8,15 @@ from torch import nn
 from blockprune.data import Windows
 from blockprune.errors import UserError
 from blockprune.view import BlockView
-from blockprune.width import WidthOptions, export, prune_width, widths
+from blockprune.export import export_width as export
+from blockprune.width import WidthOptions, prune_width, widths
 from blockprune.width.scores import (activation_channel_scores, activation_head_scores, collect_activations,
                                      magnitude_scores, propagation_factor, Geometry)
-from blockprune.width.families import LLAMA
+from blockprune.arch.llama import LlamaAdapter
 
 from conftest import tiny_llama
+
+LLAMA = LlamaAdapter.width_modules
 
 
 def windows(n=3, t=24, vocab=97, seed=0):
@@ -405,7 +408,9 @@ def _documented_width_types() -> set[str]:
 
 
 def test_families_doc_lists_exactly_the_width_families():
-    from blockprune.width.families import FAMILIES as WIDTH_FAMILIES
+    from blockprune.arch import width_families
+
+    WIDTH_FAMILIES = width_families()
 
     assert _documented_width_types() == {t for spec in WIDTH_FAMILIES.values() for t in spec.model_types}
 

@@ -29,10 +29,11 @@ from blockprune.evaluate import QUICK_DOCS, QUICK_WINDOWS, ZERO_SHOT, average
 from blockprune.evaluate.cost import generation_latency
 from blockprune.evaluate.harness import harness_model, run_tasks, task_scores, task_specs
 from blockprune.evaluate.perplexity import test_perplexity
+from blockprune.export import export_width as export
 from blockprune.export import load
 from blockprune.models import count_params
 from blockprune.view import BlockView
-from blockprune.width import WidthOptions, export, prune_width, record, widths
+from blockprune.width import WidthOptions, prune_width, record, widths
 
 SCORES = ("llm-bip", "local", "magnitude")
 ALLOCATIONS = ("uniform", "global")

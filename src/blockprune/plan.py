@@ -141,7 +141,7 @@ class Plan:
         as it was), then the removed blocks' modules replaced in place, exactly as the remote-code export
         does on load (an ordinary model object: generate, KV cache and lm-eval all work). Returns the
         model to use."""
-        from .export.checkpoint import mask_modules
+        from .export import mask_modules
 
         model = self._narrowed(model)
         mask_modules(model, self.removed_blocks)
@@ -157,7 +157,7 @@ class Plan:
         meta = {"method": self.method, "base_model": self.model["source"], "base_model_sha256": self.model["sha256"],
                 **(meta or {})}
         if self.width is not None:
-            from .width import export as export_width
+            from .export import export_width
             return export_width(self._narrowed(model), out, fmt=fmt, meta=meta, tokenizer=tokenizer)
         from .export import export as export_depth
         return export_depth(model, self.removed_blocks, out, fmt=fmt, meta=meta, tokenizer=tokenizer)

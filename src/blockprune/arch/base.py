@@ -8,10 +8,29 @@ branches from the same input: `h -> h + f_attn(h) + f_mlp(h)`.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
+
+
+@dataclass(frozen=True)
+class WidthModules:
+    """Where width pruning finds its units inside one decoder layer: submodule names."""
+
+    attn: str  # the attention module (its `num_key_value_groups` is kept in step with the widths)
+    q: str
+    k: str
+    v: str
+    o: str
+    mlp: str
+    gate: str  # act(gate(x)) * up(x) -> down: the SwiGLU pair and the projection back
+    up: str
+    down: str
+    #: the families of this adapter whose attention was checked to hold nothing else sized by the head
+    #: count (per-head rows of q/k/v, columns of o; q/k norms, if any, per head_dim): others are refused
+    model_types: tuple[str, ...]
 
 
 class Adapter:
@@ -23,6 +42,9 @@ class Adapter:
     branch_modules: ClassVar[dict[str, tuple[str, ...]]] = {}
     #: per kind: which of `branch_modules` is the module proper (the others are its norms)
     branch_core: ClassVar[dict[str, str]] = {}
+    #: where width pruning's heads and channels live, for the families that support it (None: width
+    #: pruning refuses this adapter); subclasses inherit it, restricted to its `model_types`
+    width_modules: ClassVar[WidthModules | None] = None
 
     def __init__(self, model: nn.Module):
         self.model = model
@@ -38,7 +60,7 @@ class Adapter:
 
     def branch_parameters(self, layer: int, kind: str) -> list[tuple[str, nn.Parameter]]:
         """(qualified name, parameter) of every weight the branch owns; removal deletes exactly these."""
-        prefix = self._layer_prefix(layer)
+        prefix = self.layer_prefix(layer)
         mod = self.layers()[layer]
         out = []
         for sub in self.branch_modules[kind]:
@@ -46,7 +68,9 @@ class Adapter:
                 out.append((f"{prefix}.{sub}.{n}", p))
         return out
 
-    def _layer_prefix(self, layer: int) -> str:
+    def layer_prefix(self, layer: int) -> str:
+        """The qualified module name of decoder layer `layer` in the model (e.g. "model.layers.3"): what
+        its weight names start with, and what export's skip maps and width records name."""
         target = self.layers()[layer]
         for name, mod in self.model.named_modules():
             if mod is target:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..errors import UserError
-from .base import Adapter
+from .base import Adapter, WidthModules
 
 _ADAPTERS: dict[str, type[Adapter]] = {}
 
@@ -15,8 +15,19 @@ def register(cls: type[Adapter]) -> type[Adapter]:
     return cls
 
 
+def unregister(cls: type[Adapter]) -> None:
+    """Remove an adapter registered at runtime (a test's or a plug-in's) from every model type it serves."""
+    for t in [t for t, c in _ADAPTERS.items() if c is cls]:
+        del _ADAPTERS[t]
+
+
 def supported() -> list[str]:
     return sorted(_ADAPTERS)
+
+
+def width_families() -> dict[type[Adapter], WidthModules]:
+    """Every registered adapter that supports width pruning -> its `width_modules`."""
+    return {cls: cls.width_modules for cls in _ADAPTERS.values() if cls.width_modules is not None}
 
 
 def adapter_for(model: nn.Module) -> Adapter:

@@ -9,13 +9,12 @@ DESCRIPTION = "Write RUN_DIR's plan applied to its base model as a checkpoint wi
 
 
 def add_arguments(p) -> None:
-    from ..export import FORMATS
+    from ..export import FORMATS, choices
 
     p.add_argument("run_dir", help="a run folder written by `blockprune prune`")
-    p.add_argument("--format", default="auto", choices=list(FORMATS),
-                   help="auto: vanilla when only whole layers are removed (width plans: when every layer "
-                        "keeps the same widths), else remote-code; nemotron-nas: Llama-layout models in the "
-                        "DeciLM layout vLLM serves natively")
+    p.add_argument("--format", default="auto", choices=choices(),
+                   help="; ".join(["auto: vanilla where it can express the plan, else remote-code",
+                                   *(f"{name}: {f.help}" for name, f in FORMATS.items() if f.help)]))
     p.add_argument("--out", default=None, help="checkpoint folder (default RUN_DIR/model-FORMAT)")
 
 

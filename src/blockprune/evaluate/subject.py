@@ -12,7 +12,7 @@ from torch import nn
 
 from .. import models
 from ..errors import UserError
-from ..export.checkpoint import mask_modules
+from ..export import mask_modules
 from ..plan import Plan
 
 

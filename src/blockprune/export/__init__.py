@@ -1,15 +1,18 @@
 """Export: a plan and its base model become a checkpoint with the removed weights physically absent.
 
-Formats:
-- `vanilla`: only whole layers removed -> the same family with fewer layers, indices renumbered.
-- `remote-code`: blocks removed inside layers -> the base family's weights minus the removed ones,
-  and a modeling file shipped in the checkpoint (`trust_remote_code=True`).
-- `nemotron-nas`: Llama-layout models -> the DeciLM / Nemotron-NAS layout (`block_configs` with no-op
-  attention and FFN) that vLLM serves natively, plus a modeling file for transformers.
-- `auto`: vanilla when it can express the plan (no removal at all included), else remote-code.
+Formats (one module each, registered in `registry.FORMATS`; docs/add-an-export-format.md adds one):
+- `vanilla` (vanilla.py): only whole layers removed -> the same family with fewer layers, indices
+  renumbered; a width plan with the same widths in every layer -> the family's config, narrower.
+- `remote-code` (remote_code.py): blocks removed inside layers -> the base family's weights minus the
+  removed ones, and a modeling file shipped in the checkpoint (`trust_remote_code=True`); width-pruned
+  models get the width modeling file, which resizes each layer on load (width.py).
+- `nemotron-nas` (nemotron_nas.py): Llama-layout models -> the DeciLM / Nemotron-NAS layout
+  (`block_configs` with no-op attention and FFN) that vLLM serves natively, plus a modeling file for
+  transformers.
+- `auto` (writer.py): vanilla when it can express the plan (no removal at all included), else remote-code.
 
-A width-pruned remote-code model (per-layer widths in `config.blockprune["widths"]`) is written by the
-width exporter (`blockprune.width.export`), its new removals merged with any earlier ones: `auto` and
+A width-pruned checkpoint pruned again in depth (per-layer widths in `config.blockprune["widths"]`) is
+written by the width modeling file, its new removals merged with any earlier ones: `auto` and
 `remote-code` give that, `vanilla` and `nemotron-nas` are refused (they cannot express per-layer widths).
 
 A depth-pruned checkpoint loaded with its shipped code (remote-code or nemotron-nas) can be pruned and
@@ -17,13 +20,20 @@ exported again: its earlier removals (`config.blockprune["removed"]`) join the n
 (`vanilla` when together they are whole layers, `auto` choosing it then), the code written imports the
 transformers classes beneath the loaded ones, and `config.blockprune` keeps the dense original's base
 model, parameter count and family, with the record it was loaded with under "pruned_from".
+
+Modules: common.py (the job, provenance, templates, saving), registry.py, writer.py (`export`,
+`export_width`, `auto`), one module per format, load.py. Nothing here imports the CLI or the plan.
 """
 from __future__ import annotations
 
-from .checkpoint import FORMATS, export, load, whole_layers
+# each registers its format; in this order, which `--format` lists
+from . import vanilla  # noqa: F401, I001
+from . import remote_code  # noqa: F401
+from . import nemotron_nas  # noqa: F401
+from .common import Job, mask_modules
+from .load import load
+from .registry import FORMATS, Format, choices, register, unregister
+from .writer import choose_format, export, export_width
 
-__all__ = ["FORMATS", "export", "load", "choose_format"]
-
-
-def choose_format(removed_blocks: frozenset[str]) -> str:
-    return "vanilla" if whole_layers(removed_blocks) is not None else "remote-code"
+__all__ = ["FORMATS", "Format", "Job", "choices", "choose_format", "export", "export_width", "load", "mask_modules",
+           "register", "unregister"]

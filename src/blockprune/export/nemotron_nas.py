@@ -1,4 +1,4 @@
-"""Path 3: Llama-layout models in the Nemotron-NAS / DeciLM layout that vLLM serves natively.
+"""`nemotron-nas`: Llama-layout models in the Nemotron-NAS / DeciLM layout that vLLM serves natively.
 
 vLLM's `DeciLMForCausalLM` (model_type "nemotron-nas") builds each decoder layer from
 `config.block_configs[i]`: attention `no_op` drops the layer's input norm and attention (and its KV
@@ -10,8 +10,9 @@ file so that transformers loads it with `trust_remote_code=True`.
 
 DeciLM runs Llama's arithmetic, so the format is written only for models that compute exactly as a Llama
 with the same weights: Llama's weight layout (`_layout_problem`) is not enough, the family's adapter must
-also say its forward is Llama's (`Adapter.llama_difference`: Granite's µP multipliers, Helium's
-interleaved rotary embeddings or SmolLM3's NoPE layers make another model from the same weights).
+also say its forward is Llama's (`Adapter.llama_difference`: µP multipliers, interleaved rotary
+embeddings or layers without rotary embeddings make another model from the same weights). Llama's
+layout itself (its weights' names and shapes, its transformers class) is in `arch/llama.py`.
 """
 from __future__ import annotations
 
@@ -23,34 +24,16 @@ from torch import nn
 
 from ..arch import adapter_for
 from ..arch.base import family_type
+from ..arch.llama import LLAMA_CLASS, LLAMA_LAYERS, LLAMA_TOP, LlamaAdapter, llama_layer_shapes
 from ..errors import UserError
 from ..units import KINDS, parse_unit, unit_name
 from ..view import BlockView
-from .checkpoint import provenance, removed_modules, render, save_without
+from .common import Job, provenance, removed_modules, render, save_without, width_refusal
+from .registry import Format, register
 from .templates.configuration_nemotron_nas import ffn_mult_to_intermediate_size
 
-LLAMA_TOP = ("model.embed_tokens.weight", "model.norm.weight", "lm_head.weight")
-
-
-def llama_layer_shapes(config) -> dict[str, tuple[int, ...]]:
-    """Every tensor of one full Llama decoder layer (what DeciLM builds for a layer with both blocks)."""
-    h, inter = config.hidden_size, config.intermediate_size
-    head_dim = getattr(config, "head_dim", None) or h // config.num_attention_heads
-    q, kv = config.num_attention_heads * head_dim, config.num_key_value_heads * head_dim
-    shapes = {"input_layernorm.weight": (h,), "self_attn.q_proj.weight": (q, h), "self_attn.k_proj.weight": (kv, h),
-              "self_attn.v_proj.weight": (kv, h), "self_attn.o_proj.weight": (h, q),
-              "post_attention_layernorm.weight": (h,), "mlp.gate_proj.weight": (inter, h),
-              "mlp.up_proj.weight": (inter, h), "mlp.down_proj.weight": (h, inter)}
-    if getattr(config, "attention_bias", False):
-        shapes.update({"self_attn.q_proj.bias": (q,), "self_attn.k_proj.bias": (kv,), "self_attn.v_proj.bias": (kv,),
-                       "self_attn.o_proj.bias": (h,)})
-    if getattr(config, "mlp_bias", False):
-        shapes.update({"mlp.gate_proj.bias": (inter,), "mlp.up_proj.bias": (inter,), "mlp.down_proj.bias": (h,)})
-    return shapes
-
-
 # per branch kind: the Llama layer's submodules that a no-op block drops (DeciLM builds none of them)
-LLAMA_BRANCHES = {"attn": ("input_layernorm.", "self_attn."), "mlp": ("post_attention_layernorm.", "mlp.")}
+LLAMA_BRANCHES = {kind: tuple(f"{sub}." for sub in subs) for kind, subs in LlamaAdapter.branch_modules.items()}
 
 
 def _layout_problem(model: nn.Module, removed: AbstractSet[str] = frozenset()) -> str | None:
@@ -63,12 +46,12 @@ def _layout_problem(model: nn.Module, removed: AbstractSet[str] = frozenset()) -
     if getattr(cfg, "sliding_window", None) is not None:
         return "sliding-window attention (DeciLM attends to the whole context)"
     sd = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    top = {k for k in sd if not k.startswith("model.layers.")}
+    top = {k for k in sd if not k.startswith(f"{LLAMA_LAYERS}.")}
     if not top <= set(LLAMA_TOP):
         return f"weights outside Llama's layout: {sorted(top - set(LLAMA_TOP))[:3]}"
     full = llama_layer_shapes(cfg)
     for i in range(cfg.num_hidden_layers):
-        prefix = f"model.layers.{i}."
+        prefix = f"{LLAMA_LAYERS}.{i}."
         gone = tuple(p for kind, subs in LLAMA_BRANCHES.items() if unit_name(kind, i) in removed for p in subs)
         want = {k: s for k, s in full.items() if not k.startswith(gone)}
         layer = {k[len(prefix):]: s for k, s in sd.items() if k.startswith(prefix)}
@@ -136,8 +119,17 @@ def _check_starts_with_attention(view: BlockView, removed: AbstractSet[str]) -> 
                         f"attention blocks before it are removed); export with --format remote-code")
 
 
-def export_nemotron_nas(model: nn.Module, removed: AbstractSet[str], out: Path, meta: dict[str, Any],
-                        tokenizer) -> None:
+def refusal(job: Job) -> str | None:
+    if job.width == "pruned":
+        return width_refusal("the nemotron-nas format is not written for width-pruned models yet")
+    if job.width == "narrowed":
+        return ("the nemotron-nas format is not written for width-pruned models yet; use --format remote-code "
+                "(or auto)")
+    return None  # what DeciLM cannot express shows in the weights: `write` checks it
+
+
+def write(job: Job, out: Path) -> None:
+    model, removed, meta, tokenizer = job.model, job.removed, job.meta, job.tokenizer
     adapter = adapter_for(model)
     check_llama_layout(model, removed)
     _check_starts_with_attention(BlockView(model, adapter), removed)
@@ -153,5 +145,9 @@ def export_nemotron_nas(model: nn.Module, removed: AbstractSet[str], out: Path, 
     save_without(model, removed_modules(adapter, removed), d, out, tokenizer)
     render("configuration_nemotron_nas.py", out)
     render("modeling_blockprune.py", out, "modeling_nemotron_nas.py",
-           model_module="transformers.models.llama.modeling_llama", model_class="LlamaForCausalLM",
+           model_module=LLAMA_CLASS[0], model_class=LLAMA_CLASS[1],
            config_file="configuration_nemotron_nas", config_class="NemotronNasConfig", model_name="DeciLMForCausalLM")
+
+
+register(Format("nemotron-nas", write, refusal,
+                help="Llama-layout models in the DeciLM layout vLLM serves natively"))

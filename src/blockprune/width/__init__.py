@@ -1,9 +1,9 @@
 """Width pruning: remove attention heads (whole KV groups, or query heads evenly from every group)
 and MLP channels, scored by LLM-BIP or a baseline, and write a physically narrower model.
 
-    scores -> allocation -> slicing -> export
-    (scores.py: what each unit is worth; allocation.py: which units go for a parameter target;
-     slicing.py: the narrower copy in memory; export.py: the checkpoint; families.py: module names)
+    scores -> allocation -> slicing -> (blockprune.export writes the checkpoint)
+    (scores.py: what each unit is worth, and each layer's widths; allocation.py: which units go for a
+     parameter target; slicing.py: the narrower copy in memory; modules.py: the adapter's width modules)
 
 `prune_width` does the first three on any supported model (a depth-pruned one included);
 `record` / `apply` turn the result into the plan's `width` field and back, so export from a plan
@@ -18,12 +18,11 @@ from ..data import Windows
 from ..errors import UserError
 from ..view import BlockView
 from .allocation import ALLOCATIONS, GQA, Keep, LayerUnits, allocate, removed_params
-from .export import export, widths
-from .families import modules_for
-from .scores import SCORES, LayerScores, collect_activations, score_layers
+from .modules import modules_for
+from .scores import SCORES, LayerScores, collect_activations, score_layers, widths
 from .slicing import narrow
 
-__all__ = ["ALLOCATIONS", "GQA", "SCORES", "Keep", "WidthOptions", "WidthResult", "apply", "export", "keep_from_record",
+__all__ = ["ALLOCATIONS", "GQA", "SCORES", "Keep", "WidthOptions", "WidthResult", "apply", "keep_from_record",
            "narrow", "parse_layers", "prune_width", "record", "widths"]
 
 #: significant digits of the scores kept in plan.json (enough to rank; robust to summation order)

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..arch import Adapter
-from .families import WidthModules, modules_for
+from .modules import WidthModules, modules_for
 from .scores import Geometry, LayerScores, geometry
 
 ALLOCATIONS = ("uniform", "global")

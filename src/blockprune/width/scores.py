@@ -36,10 +36,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..arch import Adapter
+from ..arch import Adapter, adapter_for
 from ..data import Windows
 from ..view import BlockView
-from .families import WidthModules, has_branch, modules_for
+from .modules import WidthModules, has_branch, modules_for
 
 SCORES = ("llm-bip", "local", "magnitude")
 
@@ -80,6 +80,25 @@ def geometry(adapter: Adapter, spec: WidthModules, layer: int) -> Geometry:
     if has_branch(adapter, spec, layer, "mlp"):
         channels = _sub(_sub(mod, spec.mlp), spec.down).in_features
     return Geometry(heads, kv, head_dim, channels)
+
+
+def widths(model: nn.Module) -> list[dict[str, int | None]]:
+    """Per layer: the query heads, KV heads and channels it has (None for an absent branch)."""
+    adapter = adapter_for(model)
+    spec = modules_for(adapter)
+    out = []
+    for i in range(len(adapter.layers())):
+        g = geometry(adapter, spec, i)
+        out.append({"heads": g.heads, "kv": g.kv, "channels": g.channels})
+    return out
+
+
+def head_dim(model: nn.Module) -> int:
+    """The head dimension of the model's attention (the first layer that still has attention)."""
+    adapter = adapter_for(model)
+    spec = modules_for(adapter)
+    return next(g.head_dim for g in (geometry(adapter, spec, i) for i in range(len(adapter.layers())))
+                if g.head_dim is not None)
 
 
 @dataclass

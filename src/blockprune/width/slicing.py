@@ -1,7 +1,7 @@
 """A physically narrower copy of a model: the kept rows/columns of q/k/v/o and gate/up/down.
 
 The copy is the in-memory pruned model (there is no separate masked model): its logits are what the
-exported checkpoint must reproduce. Norms shared across heads (Qwen3's per-head-dim q/k norms) and
+exported checkpoint must reproduce. Norms shared across heads (per-head-dim q/k norms) and
 biases of the output projections are untouched; q/k/v and gate/up biases are sliced with their rows."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from torch import nn
 
 from ..arch import adapter_for
 from .allocation import Keep
-from .families import WidthModules, modules_for
+from .modules import WidthModules, modules_for
 
 
 def _rows(units: list[int], size: int) -> torch.Tensor:

@@ -1,0 +1,65 @@
+"""The one way into the formats: a plan's model becomes a `Job`, `auto` becomes a format name, the
+format's refusal becomes a one-line `UserError`, and its writer fills a staging folder that is moved into
+place only when complete."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import AbstractSet, Any
+
+from torch import nn
+
+from .. import atomic
+from ..errors import UserError
+from ..view import BlockView
+from .common import Job, earlier_pruning, width_pruned
+from .registry import AUTO, AUTO_ORDER, FORMATS, choices
+
+
+def choose(job: Job) -> str:
+    """The format `auto` writes: the first of `AUTO_ORDER` that can express the job."""
+    return next((name for name in AUTO_ORDER if FORMATS[name].refusal(job) is None), AUTO_ORDER[-1])
+
+
+def choose_format(removed_blocks: AbstractSet[str]) -> str:
+    """The format `auto` writes for a depth plan removing `removed_blocks` from a dense model."""
+    return choose(Job(None, frozenset(removed_blocks), {}))
+
+
+def export(model: nn.Module, removed: AbstractSet[str], out: str | Path, *, fmt: str = AUTO,
+           meta: dict[str, Any] | None = None, tokenizer=None) -> Path:
+    """Write the pruned checkpoint of `model` without the `removed` blocks to `out` (atomically)."""
+    _check_known(fmt)
+    removed = frozenset(removed)
+    try:
+        BlockView(model).check_names(removed)
+    except ValueError as e:
+        raise UserError(str(e)) from e
+    if width_pruned(model):  # per-layer widths: only the width modeling file rebuilds them
+        job = Job(model, removed, meta or {}, tokenizer, width="pruned")
+    else:
+        # a checkpoint pruned before lacks its earlier blocks: every format writes them as removed too
+        removed |= frozenset(earlier_pruning(model).get("removed", ()))
+        job = Job(model, removed, meta or {}, tokenizer)
+    return _write(job, fmt, Path(out))
+
+
+def export_width(model: nn.Module, out: str | Path, *, fmt: str = AUTO, meta: dict[str, Any] | None = None,
+                 tokenizer=None) -> Path:
+    """Write a width plan's narrower copy of its base model to `out` (atomically)."""
+    _check_known(fmt)
+    return _write(Job(model, frozenset(), meta or {}, tokenizer, width="narrowed"), fmt, Path(out))
+
+
+def _check_known(fmt: str) -> None:
+    if fmt not in choices():
+        raise UserError(f"unknown export format {fmt!r}; choose one of {', '.join(choices())}")
+
+
+def _write(job: Job, fmt: str, out: Path) -> Path:
+    chosen = FORMATS[choose(job) if fmt == AUTO else fmt]
+    why = chosen.refusal(job)
+    if why is not None:
+        raise UserError(why)
+    with atomic.staged_dir(out) as tmp:
+        chosen.write(job, tmp)
+    return out
