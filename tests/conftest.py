@@ -128,3 +128,18 @@ def torchrun_cli(args: list[str], port: int, processes: int = 2):
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
                            "--master_addr", "127.0.0.1", "--master_port", str(port), "-m", "blockprune.cli", *args],
                           env=env, capture_output=True, text=True, timeout=600)
+
+
+def doc_module(doc: str, name: str):
+    """The first python block of docs/`doc` (the file that page tells you to write), run as module `name`."""
+    import sys
+    import types
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / doc).read_text()
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    mod = types.ModuleType(name)
+    mod.__package__ = name.rpartition(".")[0]
+    sys.modules[name] = mod
+    exec(compile(code, f"docs/{doc}", "exec"), mod.__dict__)
+    return mod

@@ -454,7 +454,7 @@ def test_a_format_registered_at_runtime_is_offered_and_used_by_the_cli(tmp_path,
 
     from blockprune.cli import main
     from blockprune.export import FORMATS, unregister
-    from test_families import doc_module
+    from conftest import doc_module
 
     model, base, run = cli_run_folder(tmp_path)
     assert main(["export", str(run), "--format", "card"]) == 2

@@ -384,21 +384,6 @@ def test_shared_prompt_scoring_equals_lm_evals_hflm(name):
 
 
 # -- a family added as docs/add-a-family.md says: one adapter file, registered ------------------------
-def doc_module(doc: str, name: str):
-    """The first python block of docs/`doc` (the file that page tells you to write), run as module `name`."""
-    import sys
-    import types
-    from pathlib import Path
-
-    text = (Path(__file__).resolve().parents[1] / "docs" / doc).read_text()
-    code = text.split("```python\n", 1)[1].split("```", 1)[0]
-    mod = types.ModuleType(name)
-    mod.__package__ = name.rpartition(".")[0]
-    sys.modules[name] = mod
-    exec(compile(code, f"docs/{doc}", "exec"), mod.__dict__)
-    return mod
-
-
 def test_an_adapter_registered_at_runtime_is_picked_up(tmp_path, calib_file):
     import sys
 
@@ -417,6 +402,8 @@ def test_an_adapter_registered_at_runtime_is_picked_up(tmp_path, calib_file):
     with pytest.raises(UserError, match="unsupported architecture 'arcee'"):
         adapter_for(model)
     assert cli.main([*prune, "--out", str(tmp_path / "before")]) == 2
+
+    from conftest import doc_module
 
     mod = doc_module("add-a-family.md", "blockprune.arch.arcee")
     try:

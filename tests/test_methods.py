@@ -274,3 +274,55 @@ def test_methods_that_do_not_score_build_no_scorer_cache(method, tiny_checkpoint
                      nsamples=8, progress=False, export=False, **budget)
     assert built == []
     assert not get(method).uses_scorer
+
+
+# -- a method and a metric added as docs/add-a-method.md and docs/add-a-metric.md say ------------------
+def test_a_method_registered_at_runtime_is_picked_up_by_the_cli(tiny_checkpoint, calib_file, tmp_path):
+    import sys
+
+    from blockprune import cli
+    from blockprune.methods import unregister
+    from conftest import doc_module
+
+    prune = ["prune", "--model", tiny_checkpoint, "--calibration", calib_file, "--seqlen", "32",
+             "--method", "deepest-first", "--num-blocks", "2", "--no-export", "--quiet"]
+    assert cli.main([*prune, "--out", str(tmp_path / "before")]) == 2  # not a choice yet
+    doc_module("add-a-method.md", "blockprune.methods.deepest_first")
+    try:
+        assert cli.main([*prune, "--out", str(tmp_path / "run")]) == 0
+        plan = Plan.load(tmp_path / "run")
+        assert plan.method == "deepest-first" and plan.removed == ["layer.2", "layer.1"]  # 4 layers: 3 stays
+        assert plan.steps[0]["metric"] == "depth"
+    finally:
+        unregister("deepest-first")
+        sys.modules.pop("blockprune.methods.deepest_first", None)
+    assert "deepest-first" not in METHODS
+
+
+def test_a_metric_registered_at_runtime_is_picked_up_by_the_cli(tiny_checkpoint, calib_file, tmp_path):
+    import sys
+
+    from blockprune import cli, models, scoring
+    from blockprune.data import load_windows
+    from blockprune.view import BlockView
+    from conftest import doc_module
+
+    prune = ["prune", "--model", tiny_checkpoint, "--calibration", calib_file, "--seqlen", "32",
+             "--metric", "update", "--num-blocks", "2", "--no-export", "--quiet"]
+    assert cli.main([*prune, "--out", str(tmp_path / "before")]) == 2  # not a choice yet
+    mod = doc_module("add-a-metric.md", "blockprune.scoring.update_norm")
+    try:
+        assert cli.main([*prune, "--out", str(tmp_path / "run")]) == 0
+        plan = Plan.load(tmp_path / "run")
+        net, tok = models.load(tiny_checkpoint, "fp32", "cpu")
+        view = BlockView(net)
+        w = load_windows(calib_file, tok, 32)
+        first = plan.steps[0]
+        assert first["metric"] == "update" and first["scores"]["mlp.1"] == pytest.approx(
+            unit_stats(view, w, [{"mlp.1"}], mod.update_norm)[0])
+        assert first["removed"] == min(first["scores"], key=first["scores"].get)
+        assert first["ppl"] == pytest.approx(perplexity(view, w, expand(first["removed"])), rel=1e-6)
+    finally:
+        scoring.unregister("update")
+        sys.modules.pop("blockprune.scoring.update_norm", None)
+    assert "update" not in scoring.metrics()

@@ -48,3 +48,33 @@ def test_demo_replaces_its_previous_run(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert not demo_out.exists()  # the stub blockprune writes nothing back
     assert calls[0].startswith("python3 -m pip")
+
+
+def test_bench_and_examples_import_only_the_public_api():
+    """bench/ and examples/ use what `blockprune.__all__` names: its API and public modules, no `_name`."""
+    import ast
+    from pathlib import Path
+
+    import blockprune
+
+    root = Path(__file__).resolve().parents[1]
+    bad = []
+    for path in sorted([*(root / "bench").rglob("*.py"), *(root / "examples").rglob("*.py")]):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "blockprune":
+                parts = node.module.split(".")[1:]
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.Import):
+                parts, names = [], []
+                for a in node.names:
+                    if a.name.split(".")[0] == "blockprune":
+                        parts = a.name.split(".")[1:]
+            else:
+                continue
+            where = f"{path.relative_to(root)}:{node.lineno}"
+            if parts and parts[0] not in blockprune.__all__:
+                bad.append(f"{where}: module blockprune.{parts[0]} is not public")
+            bad += [f"{where}: private {p}" for p in parts + names if p.startswith("_")]
+            if not parts:
+                bad += [f"{where}: blockprune.{n} is not in __all__" for n in names if n not in blockprune.__all__]
+    assert not bad, "\n".join(bad)

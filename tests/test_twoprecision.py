@@ -105,10 +105,10 @@ def test_auto_resolves_by_what_the_device_runs_natively(monkeypatch):
         PruneOptions(num_blocks=1, racing_z=3.0).resolved("cpu")
 
 
-def test_native_bf16_is_read_from_the_cpu_flags(monkeypatch):
-    monkeypatch.setattr(twoprecision, "_cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
+def test_native_bf16_is_read_from_thecpu_flags(monkeypatch):
+    monkeypatch.setattr(twoprecision, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
     assert twoprecision.native_fast_dtype("cpu") == "bf16"
-    monkeypatch.setattr(twoprecision, "_cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    monkeypatch.setattr(twoprecision, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
     assert twoprecision.native_fast_dtype("cpu") is None
 
 

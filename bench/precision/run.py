@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from blockprune import models
-from blockprune.scoring.twoprecision import _cpu_flags, native_fast_dtype
+from blockprune.scoring.twoprecision import cpu_flags, native_fast_dtype
 from blockprune.view import BlockView
 
 HERE = Path(__file__).resolve().parent
@@ -58,7 +58,7 @@ def main() -> None:
     shapes = {"576x1536 (MLP)": (256, 576, 1536), "576x49152 (head)": (256, 576, 49152)}
     products = {name: {d: gflops(DTYPES[d], *s) for d in DTYPES} for name, s in shapes.items()}
     blocks = {d: block_seconds(d) for d in DTYPES}
-    flags = sorted(_cpu_flags() & {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"})
+    flags = sorted(cpu_flags() & {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"})
     out = {"command": "python bench/precision/run.py", "date": time.strftime("%Y-%m-%d %H:%M"),
            "machine": f"{platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}",
            "cpu_flags": flags, "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),

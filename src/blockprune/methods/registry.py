@@ -76,6 +76,10 @@ def register(method: Method) -> Method:
     return method
 
 
+def unregister(name: str) -> None:
+    METHODS.pop(name, None)
+
+
 def get(name: str) -> Method:
     if name not in METHODS:
         raise UserError(f"unknown method {name!r}; choose one of {', '.join(sorted(METHODS))}")

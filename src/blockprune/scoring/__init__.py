@@ -17,7 +17,7 @@ import pkgutil
 
 from .base import Progress, Scored, Scorer
 from .registry import (PERPLEXITY, SCORERS, Entry, get, make_scorer, metrics, perplexity_scorers, register,
-                       true_ppl_steps)
+                       true_ppl_steps, unregister)
 
 # the built-ins first, in the order --scorer and --metric list them; then any other module of this package
 _FIRST = ("plain", "incremental", "racing", "twoprecision", "local", "js")
@@ -25,4 +25,4 @@ for _m in (*_FIRST, *sorted(m.name for m in pkgutil.iter_modules(__path__) if m.
     importlib.import_module(f"{__name__}.{_m}")
 
 __all__ = ["PERPLEXITY", "SCORERS", "Entry", "Progress", "Scored", "Scorer", "get", "make_scorer", "metrics",
-           "perplexity_scorers", "register", "true_ppl_steps"]
+           "perplexity_scorers", "register", "true_ppl_steps", "unregister"]

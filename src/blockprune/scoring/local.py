@@ -11,7 +11,7 @@ perplexities, so `registry.true_ppl_steps` moves a step's score aside and record
 perplexity in its place."""
 from __future__ import annotations
 
-from typing import AbstractSet, Sequence
+from typing import AbstractSet, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +33,8 @@ def relative_magnitude(x_in: torch.Tensor, x_out: torch.Tensor) -> torch.Tensor:
     return (x_out - x_in).norm(dim=-1) / x_out.norm(dim=-1)
 
 
-LOCAL = {"bi": block_influence, "rm": relative_magnitude}
+Local = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (unit input, unit output) -> a value per token
+LOCAL: dict[str, Local] = {"bi": block_influence, "rm": relative_magnitude}
 
 
 def _span(view: BlockView, blocks: AbstractSet[str]) -> tuple[int, int]:
@@ -46,14 +47,15 @@ def _span(view: BlockView, blocks: AbstractSet[str]) -> tuple[int, int]:
 
 
 @torch.no_grad()
-def unit_stats(view: BlockView, windows: Windows, units: Sequence[AbstractSet[str]], metric: str,
+def unit_stats(view: BlockView, windows: Windows, units: Sequence[AbstractSet[str]], metric: str | Local,
                removed: AbstractSet[str] = frozenset(), batch_size: int = 1,
                progress: Progress | None = None) -> list[float]:
-    """A local metric (`bi` or `rm`) of each unit in the model with `removed` masked, token-averaged.
+    """A local metric (`bi`, `rm`, or any function of a unit's input and output per token) of each unit in
+    the model with `removed` masked, token-averaged.
 
     One pass of the masked model supplies every unit's input; each unit then runs once more on its own
     (the other blocks in its span masked) to give its output."""
-    fn = LOCAL[metric]
+    fn = LOCAL[metric] if isinstance(metric, str) else metric
     spans = [_span(view, u) for u in units]
     starts: dict[int, list[int]] = {}
     for i, (s, _) in enumerate(spans):
@@ -78,15 +80,17 @@ def unit_stats(view: BlockView, windows: Windows, units: Sequence[AbstractSet[st
 
 
 class LocalScorer:
-    """Block Influence or Relative Magnitude of each candidate in the current masked model."""
+    """A local metric of each candidate in the current masked model: `metric` names it (in the plan), `fn`
+    computes it per token (default: the built-in of that name, Block Influence or Relative Magnitude)."""
 
-    def __init__(self, metric: str, view: BlockView, windows: Windows, batch_size: int = 1):
+    def __init__(self, metric: str, view: BlockView, windows: Windows, batch_size: int = 1, fn: Local | None = None):
         self.metric, self.name = metric, metric
+        self.fn = fn or LOCAL[metric]
         self.view, self.windows, self.batch_size = view, windows, batch_size
 
     def score(self, removed: frozenset[str], candidates: Sequence[frozenset[str]],
               progress: Progress | None = None) -> Scored:
-        scores = unit_stats(self.view, self.windows, candidates, self.metric, removed, self.batch_size, progress)
+        scores = unit_stats(self.view, self.windows, candidates, self.fn, removed, self.batch_size, progress)
         return Scored(scores, len(self.windows), len(self.windows))  # one pass serves every candidate
 
 

@@ -37,6 +37,10 @@ def register(name: str, build: Callable[[BlockView, Windows, Any], Scorer], summ
     return SCORERS[name]
 
 
+def unregister(name: str) -> None:
+    SCORERS.pop(name, None)
+
+
 def perplexity_scorers() -> tuple[str, ...]:
     return tuple(n for n, e in SCORERS.items() if not e.metric)
 

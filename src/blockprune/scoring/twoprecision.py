@@ -51,7 +51,7 @@ SAFETY = 2.0
 
 
 @lru_cache(maxsize=1)
-def _cpu_flags() -> frozenset[str]:
+def cpu_flags() -> frozenset[str]:
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
@@ -69,7 +69,7 @@ def native_fast_dtype(device: str | torch.device) -> str | None:
         if torch.cuda.is_available() and torch.cuda.get_device_capability(device)[0] >= 8:
             return "bf16"
         return None
-    if device.type == "cpu" and _cpu_flags() & {"avx512_bf16", "amx_bf16"}:
+    if device.type == "cpu" and cpu_flags() & {"avx512_bf16", "amx_bf16"}:
         return "bf16"
     return None
 
