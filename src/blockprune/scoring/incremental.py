@@ -8,7 +8,7 @@ the head. After a removal only the boundaries past the removed block are recompu
 Memory: every stored boundary costs windows x seqlen x hidden x dtype bytes; with `every=n` only every
 n-th boundary is kept (blocks between are recomputed per candidate), so the cache holds
 ceil((2L + 1) / n) boundaries. `device` puts the cache elsewhere than the model (e.g. "cpu").
-Example: a 7B Llama (L=32, hidden 4096) with 256 x 2048 calibration tokens in bf16 needs 4 GiB per
+Example: a 7B model with L=32 layers and hidden size 4096 with 256 x 2048 calibration tokens in bf16 needs 4 GiB per
 boundary; `every=8` keeps 9 of them (36 GiB), which fits one 80 GB GPU beside the 13.5 GB model.
 
 The next step's cache is the chosen candidate's own run: the boundaries it passed are the new model's. So
