@@ -324,3 +324,24 @@ def test_the_prune_command_defaults_are_the_apis():
     assert len(shared) >= 15
     for f in shared:
         assert args[f.name] == f.default, f.name
+
+
+def test_cli_defaults_and_choices_are_the_apis():
+    """prune's and compare's options default to PruneOptions' fields, and their choices are the registries'."""
+    from dataclasses import fields
+
+    from blockprune import cli, scoring
+    from blockprune.methods import METHODS
+    from blockprune.options import PruneOptions, scorer_choices
+
+    parser, _ = cli.build_parser()
+    default = PruneOptions()
+    for command, argv in (("prune", ["prune", "--num-blocks", "1"]), ("compare", ["compare", "--ratio", "0.2"])):
+        args = vars(parser.parse_args(argv))
+        shared = [f.name for f in fields(PruneOptions) if f.name in args and f.name not in ("num_blocks", "ratio")]
+        assert len(shared) >= 12, (command, shared)
+        assert {k: args[k] for k in shared} == {k: getattr(default, k) for k in shared}, command
+    actions = {a.dest: a for a in parser._subparsers._group_actions[0].choices["prune"]._actions}
+    assert sorted(actions["method"].choices) == sorted(METHODS)
+    assert tuple(actions["metric"].choices) == scoring.metrics()
+    assert tuple(actions["scorer"].choices) == scorer_choices()

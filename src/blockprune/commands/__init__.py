@@ -28,9 +28,11 @@ def device_arg(value: str) -> str:
 
 def add_model_arguments(p) -> None:
     """The options every command that loads a model shares."""
-    p.add_argument("--model", default="smollm2-135m",
-                   help="Hugging Face hub id, local checkpoint folder, or built-in alias 'smollm2-135m'")
-    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"], help="precision of the forward passes")
+    from ..models import ALIASES, DEFAULT_MODEL, DTYPES
+
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help=f"Hugging Face hub id, local checkpoint folder, or built-in alias {', '.join(map(repr, ALIASES))}")
+    p.add_argument("--dtype", default="fp32", choices=list(DTYPES), help="precision of the forward passes")
     p.add_argument("--device", default="cpu", type=device_arg, help="torch device, e.g. cpu, cuda, cuda:1; auto shards the model over all GPUs (accelerate)")
     add_data_dir(p)
 
@@ -39,6 +41,31 @@ def add_data_dir(p) -> None:
     p.add_argument("--data-dir", default=None,
                    help="folder with offline dataset copies (calibration/alpaca_5000.json, perplexity/..., eval/...); "
                         "default: $BLOCKPRUNE_DATA, else the Hugging Face hub")
+
+
+def add_search_arguments(p) -> None:
+    """What a search is calibrated on and which blocks it considers (prune and compare); the API's defaults."""
+    from ..options import PruneOptions
+    from ..search.greedy import BLOCK_TYPES
+
+    default = PruneOptions()
+    p.add_argument("--block-type", default=default.block_type, choices=BLOCK_TYPES,
+                   help="which blocks are candidates: attention only, MLP only, or both (block methods)")
+    p.add_argument("--calibration", default=default.calibration,
+                   help="calibration text: alpaca, wikitext2, ptb, or a local .txt/.json/.jsonl file")
+    p.add_argument("--nsamples", type=int, default=default.nsamples, help="rows sampled from the calibration set (seeded)")
+    p.add_argument("--seqlen", type=int, default=default.seqlen, help="tokens per calibration window")
+    p.add_argument("--seed", type=int, default=default.seed, help="seed of the row sample")
+    p.add_argument("--validation", default=default.validation,
+                   help="the overfitting monitor's text, scored once after each step: auto (Alpaca rows held out "
+                        "from the calibration sample when --calibration is alpaca, else off), heldout (rows of "
+                        "the --calibration .json/.jsonl file not sampled), any source --calibration takes, or none")
+    p.add_argument("--validation-nsamples", type=int, default=default.validation_nsamples,
+                   help="validation rows (seeded like --nsamples; whole-text sources: that many rows in order); "
+                        "default: as many as --nsamples, at most 128, so a pass costs about one candidate's scoring")
+    add_scorer_arguments(p)
+    p.add_argument("--batch-size", type=int, default=default.batch_size,
+                   help="windows per forward pass (memory vs speed)")
 
 
 def add_scorer_arguments(p) -> None:

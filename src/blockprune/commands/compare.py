@@ -1,7 +1,7 @@
 """blockprune compare: several methods at a matched ratio, evaluated alike, as one Table-1-shaped table."""
 from __future__ import annotations
 
-from . import add_model_arguments, add_scorer_arguments, add_task_arguments
+from . import add_model_arguments, add_search_arguments, add_task_arguments
 
 NAME = "compare"
 HELP = "run several methods at the same target ratio and tabulate their evaluations"
@@ -11,21 +11,15 @@ DESCRIPTION = ("Run each method at the largest removal not above --ratio (each i
 
 
 def add_arguments(p) -> None:
+    from .. import scoring
     from ..compare import DEFAULT_METHODS
 
     add_model_arguments(p)
     p.add_argument("--ratio", type=float, required=True, help="target share of parameters to remove")
     p.add_argument("--methods", default=",".join(DEFAULT_METHODS),
-                   help="comma-separated methods; method:metric runs a search ranked by bi, rm or js")
-    p.add_argument("--block-type", default="mix", choices=["mha", "mlp", "mix"], help="candidates of block methods")
-    p.add_argument("--calibration", default="alpaca", help="calibration text (as for prune)")
-    p.add_argument("--nsamples", type=int, default=256, help="calibration rows sampled (seeded)")
-    p.add_argument("--seqlen", type=int, default=2048, help="tokens per calibration window")
-    p.add_argument("--seed", type=int, default=42, help="seed of the row sample")
-    from .prune import add_validation_arguments
-    add_validation_arguments(p)
-    add_scorer_arguments(p)
-    p.add_argument("--batch-size", type=int, default=1, help="calibration windows per forward pass")
+                   help=f"comma-separated methods; method:metric runs a search ranked by "
+                        f"{', '.join(scoring.metrics()[1:])}")
+    add_search_arguments(p)
     add_task_arguments(p, "wikitext2,piqa,winogrande,hellaswag,arc_easy,arc_challenge")
     p.add_argument("--eval-seqlen", type=int, default=2048, help="tokens per test-perplexity window")
     p.add_argument("--max-windows", type=int, default=None,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from . import add_model_arguments, add_scorer_arguments
+from . import add_model_arguments, add_search_arguments
 
 NAME = "prune"
 HELP = "search what to remove and write a plan and a pruned checkpoint"
@@ -11,23 +11,10 @@ DESCRIPTION = ("Run a pruning method; write OUT/plan.json (the removal plan, als
                "step) and OUT/model (the pruned checkpoint).")
 
 
-def add_validation_arguments(p) -> None:
-    from ..options import PruneOptions
-
-    p.add_argument("--validation", default=PruneOptions().validation,
-                   help="the overfitting monitor's text, scored once after each step: auto (Alpaca rows held out "
-                        "from the calibration sample when --calibration is alpaca, else off), heldout (rows of "
-                        "the --calibration .json/.jsonl file not sampled), any source --calibration takes, or none")
-    p.add_argument("--validation-nsamples", type=int, default=None,
-                   help="validation rows (seeded like --nsamples; whole-text sources: that many rows in order); "
-                        "default: as many as --nsamples, at most 128, so a pass costs about one candidate's scoring")
-
-
 def add_arguments(p) -> None:
     from .. import scoring
     from ..methods import METHODS
     from ..options import PruneOptions
-    from ..search.greedy import BLOCK_TYPES
     from ..width import ALLOCATIONS, GQA
 
     default = PruneOptions()
@@ -38,22 +25,13 @@ def add_arguments(p) -> None:
     p.add_argument("--metric", default=default.metric, choices=scoring.metrics(),
                    help=f"what the search ranks units by: {scoring.PERPLEXITY} (calibration perplexity) or {metrics} "
                         f"({', '.join(m.name for m in METHODS.values() if m.ranks_by_metric)})")
-    p.add_argument("--block-type", default=default.block_type, choices=BLOCK_TYPES,
-                   help="which blocks are candidates: attention only, MLP only, or both (block methods)")
     stop = p.add_mutually_exclusive_group(required=True)
     stop.add_argument("--num-blocks", type=int,
                       help="remove exactly K units (blocks, or layers for layer methods); this or --ratio is required")
     stop.add_argument("--ratio", type=float,
                       help="remove units while removed parameters / all parameters (embeddings included) stays <= r; "
                            "this or --num-blocks is required (width methods: --ratio only)")
-    p.add_argument("--calibration", default=default.calibration,
-                   help="calibration text: alpaca, wikitext2, ptb, or a local .txt/.json/.jsonl file")
-    p.add_argument("--nsamples", type=int, default=default.nsamples, help="rows sampled from the calibration set (seeded)")
-    p.add_argument("--seqlen", type=int, default=default.seqlen, help="tokens per calibration window")
-    p.add_argument("--seed", type=int, default=default.seed, help="seed of the row sample")
-    add_validation_arguments(p)
-    add_scorer_arguments(p)
-    p.add_argument("--batch-size", type=int, default=default.batch_size, help="windows per forward pass (memory vs speed)")
+    add_search_arguments(p)
     p.add_argument("--cache-every", type=int, default=default.cache_every,
                    help="keep every n-th block boundary in the cache (memory / n, more recomputation)")
     p.add_argument("--cache-device", default=default.cache_device, help="where cached hidden states live (default: the model's device)")
