@@ -326,3 +326,24 @@ def test_a_metric_registered_at_runtime_is_picked_up_by_the_cli(tiny_checkpoint,
         scoring.unregister("update")
         sys.modules.pop("blockprune.scoring.update_norm", None)
     assert "update" not in scoring.metrics()
+
+
+def test_one_shot_ranks_by_complete_scores_never_by_a_race(tiny_checkpoint, calib_file, tmp_path):
+    """Racing leaves clear losers with scores from a few windows; a one-shot ranking would order its later
+    removals by them. So racing (from compare, or auto) becomes incremental for it, and asked for, is refused."""
+    import blockprune
+    from blockprune import cli
+
+    racing = PruneOptions(method="blockpruner-oneshot", num_blocks=3, scorer="racing", calibration=calib_file,
+                          seqlen=32, validation="none")
+    assert racing.resolved("cpu").scorer == "incremental"
+    assert PruneOptions(method="blockpruner", num_blocks=3, scorer="racing").resolved("cpu").scorer == "racing"
+    ran = blockprune.prune(tiny_checkpoint, tmp_path / "racing", options=racing, export=False, progress=False)
+    exact = blockprune.prune(tiny_checkpoint, tmp_path / "exact", method="blockpruner-oneshot", num_blocks=3,
+                             scorer="incremental", calibration=calib_file, seqlen=32, validation="none",
+                             export=False, progress=False)
+    assert ran.plan.options["scorer"] == "incremental" and ran.plan.to_dict() == exact.plan.to_dict()
+    assert cli.main(["prune", "--model", tiny_checkpoint, "--calibration", calib_file, "--seqlen", "32",
+                     "--method", "blockpruner-oneshot", "--num-blocks", "3", "--scorer", "racing",
+                     "--out", str(tmp_path / "cli")]) == 2
+    assert not (tmp_path / "cli").exists()

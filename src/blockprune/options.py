@@ -102,6 +102,10 @@ class PruneOptions:
         if self._changed("scorer") and not get_method(self.method).uses_scorer:
             raise UserError(f"--scorer {self.scorer} does nothing with --method {self.method}, which does not "
                             f"score candidates by perplexity; drop --scorer")
+        if self._changed("scorer") and get_method(self.method).complete_scores and scoring.get(self.scorer).races:
+            raise UserError(f"--scorer {self.scorer} would rank --method {self.method}'s removals by scores some "
+                            f"candidates got on only a few windows; it needs every score complete: drop --scorer "
+                            f"(it then uses incremental) or use --scorer incremental")
         granularity = get_method(self.method).granularity
         if self._changed("block_type") and granularity != "block":
             unit = "whole layers" if granularity == "layer" else "heads and channels"
@@ -137,6 +141,8 @@ class PruneOptions:
         scorer = self.scorer
         if scorer == "auto":
             scorer = "fast" if fast != "none" and self.metric == scoring.PERPLEXITY else "incremental"
+        if get_method(self.method).complete_scores and scoring.get(scorer).races:
+            scorer = "incremental"  # its ranking needs every candidate's score on every window (compare, auto)
         if self._changed("racing_z") and not scoring.get(scorer).races:
             raise UserError(f"--racing-z does nothing here: --scorer {self.scorer} means {scorer} on {device}, which "
                             f"does not race; drop --racing-z or add --scorer racing")

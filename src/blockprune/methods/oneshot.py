@@ -70,6 +70,7 @@ class OneShot(MethodDefaults):
     summary: str = "score every block once on the dense model, remove the lowest at once (the '- search' ablation)"
     uses_scorer: ClassVar[bool] = True
     ranks_by_metric: ClassVar[bool] = True
+    complete_scores: ClassVar[bool] = True  # it removes in the order of one step's scores, all of them
 
     def run(self, job: Job, plan):
         cands = units(job.view, self.granularity, job.block_type)

@@ -41,6 +41,9 @@ class Method(Protocol):
     ranks_by_metric: bool
     #: scores once per removal step, so with --num-blocks K the run has K steps (progress estimates)
     iterative: bool
+    #: ranks its removals by every candidate's score, so no score may stop early: a racing scorer
+    #: (given to compare, or chosen by auto) becomes the exact incremental one
+    complete_scores: bool
     #: `PruneOptions` fields that only methods declaring them read (any other method refuses them changed)
     options: tuple[str, ...]
 
@@ -59,6 +62,7 @@ class MethodDefaults:
     uses_scorer: ClassVar[bool] = False
     ranks_by_metric: ClassVar[bool] = False
     iterative: ClassVar[bool] = False
+    complete_scores: ClassVar[bool] = False
     options: ClassVar[tuple[str, ...]] = ()
 
     def validate(self, options: Any) -> None:
