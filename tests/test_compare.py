@@ -34,8 +34,8 @@ def calib(tmp_path):
     return str(p)
 
 
-def run_compare(model, out, calib, evaluator, methods=METHODS, ratio=0.3):
-    opts = PruneOptions(calibration=calib, nsamples=8, seqlen=32, scorer="plain")
+def run_compare(model, out, calib, evaluator, methods=METHODS, ratio=0.3, scorer="plain"):
+    opts = PruneOptions(calibration=calib, nsamples=8, seqlen=32, scorer=scorer)
     return cmp.compare(model, out, ratio=ratio, methods=methods, options=opts, tasks=TASKS, evaluator=evaluator,
                        eval_settings={"limit": 3}, progress=False)
 
@@ -164,3 +164,38 @@ def test_parts_run_side_by_side_share_one_dense_evaluation(tiny_checkpoint, cali
     result = run_compare(tiny_checkpoint, out, calib, second, methods="relative-magnitude")
     assert [t for t, _ in second.calls] == [str(out / "relative-magnitude")]  # the dense model was not evaluated again
     assert [r["method"] for r in result["rows"]] == ["dense", "relative-magnitude"]
+
+
+@pytest.mark.parametrize("given, windows", [([], "quick"), (["--max-windows", "5"], 5), (["--max-windows", "0"], None),
+                                            (["--full"], None)])
+def test_compare_max_windows_zero_means_every_window(given, windows, monkeypatch, tmp_path):
+    from blockprune import cli
+    from blockprune.evaluate import QUICK_WINDOWS
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def stop(**kw):
+        seen.update(kw)
+        raise Stop  # the evaluator's settings are all this test needs
+    monkeypatch.setattr(cmp, "quick_evaluator", stop)
+    with pytest.raises(Stop):
+        cli.main(["compare", "--ratio", "0.2", "--tasks", "wikitext2", "--out", str(tmp_path / "c"), *given])
+    assert seen["max_windows"] == (QUICK_WINDOWS if windows == "quick" else windows)
+    assert cli.main(["compare", "--ratio", "0.2", "--max-windows", "-1", "--out", str(tmp_path / "d")]) == 2
+
+
+def test_compare_with_racing_runs_one_shot_exactly_and_reuses_its_folder(tiny_checkpoint, calib, tmp_path, monkeypatch):
+    out = tmp_path / "cmp"
+    first = run_compare(tiny_checkpoint, out, calib, FakeEvaluator(), methods="blockpruner-oneshot,blockpruner",
+                        scorer="racing")
+    assert Plan.load(out / "blockpruner-oneshot").options["scorer"] == "incremental"
+    assert Plan.load(out / "blockpruner").options["scorer"] == "racing"
+
+    def refuse(*a, **k):
+        raise AssertionError("finished work was redone")
+    monkeypatch.setattr(cmp, "prune", refuse)
+    assert run_compare(tiny_checkpoint, out, calib, FakeEvaluator(), methods="blockpruner-oneshot,blockpruner",
+                       scorer="racing")["rows"] == first["rows"]

@@ -91,6 +91,7 @@ def run_method(entry: Entry, model: str, out: Path, base: PruneOptions, *, data_
     record_path = sub / "compare.json"
     options = replace(base, method=entry.method, metric=entry.metric)
     options.validate()
+    options = options.resolved(device)  # per method too: one-shot's racing scorer is incremental
     if _done(sub) and record_path.exists():
         _check_reusable(Plan.load(sub), sub, model, options)
         return json.loads(record_path.read_text())

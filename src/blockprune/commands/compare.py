@@ -23,7 +23,7 @@ def add_arguments(p) -> None:
     add_task_arguments(p, "wikitext2,piqa,winogrande,hellaswag,arc_easy,arc_challenge")
     p.add_argument("--eval-seqlen", type=int, default=2048, help="tokens per test-perplexity window")
     p.add_argument("--max-windows", type=int, default=None,
-                   help="first N test-perplexity windows (default: the standard quick subset's)")
+                   help="first N test-perplexity windows (default: the standard quick subset's; 0: all of them)")
     p.add_argument("--limit", type=int, default=None,
                    help="first M documents of each zero-shot task (default: the standard quick subset's)")
     p.add_argument("--full", action="store_true", help="evaluate on the full test sets instead of the quick subset")
@@ -39,6 +39,9 @@ def run(args) -> None:
 
     if args.num_fewshot < 0:
         raise UserError(f"--num-fewshot must be at least 0 (got {args.num_fewshot})")
+    for name, value in (("--max-windows", args.max_windows), ("--limit", args.limit)):
+        if value is not None and value < 0:
+            raise UserError(f"{name} must be at least 0 (got {value})")
     tasks = prepare(args.tasks.split(","), include_path=args.include_path, data_dir=args.data_dir)  # before any search
 
     opts = PruneOptions(block_type=args.block_type, calibration=args.calibration, nsamples=args.nsamples,
@@ -46,7 +49,7 @@ def run(args) -> None:
                         fast_dtype=args.fast_dtype, racing_z=args.racing_z,
                         batch_size=args.batch_size, ratio=args.ratio, validation=args.validation,
                         validation_nsamples=args.validation_nsamples)
-    windows = None if args.full else (args.max_windows or QUICK_WINDOWS)
+    windows = None if args.full or args.max_windows == 0 else (args.max_windows or QUICK_WINDOWS)
     limit = None if args.full else (args.limit or QUICK_DOCS)
     evaluator, settings = quick_evaluator(seqlen=args.eval_seqlen, max_windows=windows, limit=limit,
                                           data_dir=args.data_dir, include_path=args.include_path,
