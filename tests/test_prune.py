@@ -63,6 +63,21 @@ def test_resume_after_a_crash_ends_with_the_same_plan(tiny_checkpoint, calib_fil
     assert (tmp_path / "killed" / "plan.json").read_bytes() == (tmp_path / "whole" / "plan.json").read_bytes()
 
 
+def test_resume_removes_what_a_kill_mid_write_left(tiny_checkpoint, calib_file, tmp_path, monkeypatch):
+    run_prune(tiny_checkpoint, calib_file, tmp_path / "whole", export=False)
+    restore = crash_after_saves(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        run_prune(tiny_checkpoint, calib_file, tmp_path / "killed", export=False)
+    restore()
+    killed = tmp_path / "killed"
+    # what write_bytes leaves when the process dies between creating its temporary file and the rename
+    (killed / ".plan.json.k1ll3d.tmp").write_text('{"half": ')
+    (killed / ".timings.json.k1ll3d.tmp").write_text("")
+    run_prune(tiny_checkpoint, calib_file, killed, export=False, resume=True)
+    assert not list(killed.glob(".*.tmp"))
+    assert (killed / "plan.json").read_bytes() == (tmp_path / "whole" / "plan.json").read_bytes()
+
+
 def test_resume_refuses_a_state_from_other_options(tiny_checkpoint, calib_file, tmp_path):
     run_prune(tiny_checkpoint, calib_file, tmp_path / "run", export=False)
     with pytest.raises(UserError, match="different options"):

@@ -188,6 +188,8 @@ def _start_plan(fresh: Plan, plan_path: Path, resume: bool) -> Plan:
     """The new plan, or the one to resume when it was made with the same inputs."""
     if not resume:
         return fresh
+    for written in (plan_path, plan_path.with_name("timings.json")):  # what a kill mid-write left
+        atomic.remove_stale(written)
     plan = Plan.load(plan_path)
     if plan.identity() != fresh.identity():
         diff = [k for k in fresh.identity() if fresh.identity()[k] != plan.identity()[k]]

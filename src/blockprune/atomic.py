@@ -70,6 +70,16 @@ def _reason(e: Exception) -> str:
     return found.group(1) if found else str(e)
 
 
+def remove_stale(path: str | Path) -> None:
+    """Delete the temporary files a process killed inside `write_bytes` left next to `path`.
+
+    Only for a file no other live process is writing (e.g. a run's plan.json when the run is resumed)."""
+    path = Path(path)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        if stale.is_file():
+            stale.unlink(missing_ok=True)
+
+
 def recover(final: str | Path) -> None:
     """Finish what a process killed inside `staged_dir`'s two-move swap left behind.
 
