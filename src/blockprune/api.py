@@ -21,7 +21,6 @@ from .data import load_windows
 from .errors import UserError
 from .export import load
 from .methods import Job, Method
-from .methods import get as get_method
 from .models import check_device
 from .options import PruneOptions
 from .perplexity import perplexity
@@ -126,7 +125,7 @@ def prune(model: str = models.DEFAULT_MODEL, out: str | os.PathLike = "runs/bloc
                            data_dir_=data_dir)
     vsource = options.validation_source
     vwindows = monitor.load(vsource, options, tok, data_dir) if vsource else None
-    method = get_method(options.method)
+    method = options.chosen_method
     if options.num_blocks is not None and method.granularity in ("block", "layer"):
         pool = units(view, method.granularity, options.block_type if method.granularity == "block" else "mix")
         budget_check(pool, options.num_blocks)  # refuse before anything is written

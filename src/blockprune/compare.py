@@ -198,7 +198,7 @@ def compare(model: str, out: str | os.PathLike, *, ratio: float, methods: Sequen
     entries = parse_methods(methods)
     base = replace(options or PruneOptions(), ratio=ratio, num_blocks=None)
     base.validate()
-    base = base.resolved(device)  # what every method's plan records, so finished folders can be matched
+    base = base.resolved(device)  # refuses what no method can run (e.g. --racing-z without racing) before any search
     if evaluator is None:
         evaluator, eval_settings = quick_evaluator(seqlen=2048, max_windows=None, limit=None, data_dir=data_dir,
                                                    dtype=base.dtype, device=device, progress=progress)

@@ -9,7 +9,7 @@ from typing import Any
 
 from . import models, monitor, scoring
 from .errors import UserError
-from .methods import METHODS
+from .methods import METHODS, Method
 from .methods import get as get_method
 from .models import check_device
 from .scoring.racing import DEFAULT_Z
@@ -47,8 +47,13 @@ class PruneOptions:
     gqa: str = "groups"
     layers: str = "1:-1"
 
+    @property
+    def chosen_method(self) -> Method:
+        """The registered method these options run (an unknown name is a UserError)."""
+        return get_method(self.method)
+
     def validate(self) -> None:
-        get_method(self.method)
+        method = self.chosen_method
         if self.metric not in scoring.metrics():
             raise UserError(f"--metric must be one of {', '.join(scoring.metrics())} (got {self.metric!r})")
         if self.block_type not in BLOCK_TYPES:
@@ -79,7 +84,7 @@ class PruneOptions:
             raise UserError(f"--dtype must be one of {', '.join(models.DTYPES)} (got {self.dtype!r})")
         if self.cache_device is not None:
             check_device(self.cache_device, "--cache-device")
-        if self.metric != scoring.PERPLEXITY and not get_method(self.method).ranks_by_metric:
+        if self.metric != scoring.PERPLEXITY and not method.ranks_by_metric:
             ranking = [m.name for m in METHODS.values() if m.ranks_by_metric]
             raise UserError(f"--metric {self.metric} does nothing with --method {self.method} (only "
                             f"{', '.join(ranking)} rank by --metric); drop --metric or change --method")
@@ -89,24 +94,25 @@ class PruneOptions:
         if self._changed("fast_dtype") and self.scorer not in ("fast", "auto"):
             raise UserError(f"--fast-dtype applies to --scorer fast only (got --scorer {self.scorer}); "
                             f"drop --fast-dtype or use --scorer fast")
-        get_method(self.method).validate(self)
+        method.validate(self)
 
     def check_all_used(self) -> None:
         """Refuse an option changed from its default that this run's method or metric ignores.
 
         Not part of validate(): `compare` runs several methods with one set of options, where --scorer,
         --block-type and the width options rightly reach only the methods that use them."""
+        method = self.chosen_method
         if self._changed("scorer") and self.metric != scoring.PERPLEXITY:
             raise UserError(f"--scorer {self.scorer} does nothing with --metric {self.metric}, which scores "
                             f"candidates its own way; drop --scorer or use --metric ppl")
-        if self._changed("scorer") and not get_method(self.method).uses_scorer:
+        if self._changed("scorer") and not method.uses_scorer:
             raise UserError(f"--scorer {self.scorer} does nothing with --method {self.method}, which does not "
                             f"score candidates by perplexity; drop --scorer")
-        if self._changed("scorer") and get_method(self.method).complete_scores and scoring.get(self.scorer).races:
+        if self._changed("scorer") and method.complete_scores and scoring.get(self.scorer).races:
             raise UserError(f"--scorer {self.scorer} would rank --method {self.method}'s removals by scores some "
                             f"candidates got on only a few windows; it needs every score complete: drop --scorer "
                             f"(it then uses incremental) or use --scorer incremental")
-        granularity = get_method(self.method).granularity
+        granularity = method.granularity
         if self._changed("block_type") and granularity != "block":
             unit = "whole layers" if granularity == "layer" else "heads and channels"
             raise UserError(f"--block-type {self.block_type} does nothing with --method {self.method}, which "
@@ -119,7 +125,7 @@ class PruneOptions:
             raise UserError(f"--validation-nsamples does nothing without a monitor (--validation {self.validation} "
                             f"with --calibration {self.calibration}); give --validation SOURCE or drop it")
         for name in method_options():
-            if self._changed(name) and name not in get_method(self.method).options:
+            if self._changed(name) and name not in method.options:
                 users = [m for m in METHODS.values() if name in m.options]
                 names = [m.name for m in users]
                 kinds = " or ".join(sorted({m.granularity for m in users}))
@@ -141,7 +147,7 @@ class PruneOptions:
         scorer = self.scorer
         if scorer == "auto":
             scorer = "fast" if fast != "none" and self.metric == scoring.PERPLEXITY else "incremental"
-        if get_method(self.method).complete_scores and scoring.get(scorer).races:
+        if self.chosen_method.complete_scores and scoring.get(scorer).races:
             scorer = "incremental"  # its ranking needs every candidate's score on every window (compare, auto)
         if self._changed("racing_z") and not scoring.get(scorer).races:
             raise UserError(f"--racing-z does nothing here: --scorer {self.scorer} means {scorer} on {device}, which "
@@ -154,11 +160,11 @@ class PruneOptions:
     @property
     def validation_source(self) -> str | None:
         """The monitor's validation text (None: no monitor); see blockprune.monitor.resolve."""
-        return monitor.resolve(self.validation, self.calibration, get_method(self.method).granularity)
+        return monitor.resolve(self.validation, self.calibration, self.chosen_method.granularity)
 
     def recorded(self) -> dict[str, Any]:
         # batching and cache placement change only speed and memory, not the result: they do not bind a resume
-        own = get_method(self.method).options
+        own = self.chosen_method.options
         rec = {k: v for k, v in self.__dict__.items()
                if k not in SPEED_ONLY + VALIDATION and (k in own or k not in method_options())
                and (k != "racing_z" or self.scorer in racing_scorers())
