@@ -7,7 +7,7 @@
 #   bash bench/calibration_size/run.sh [OUT [JOBS]]   (re-run to resume: finished searches and evaluations
 #                                                      are kept, a killed search continues with --resume)
 #
-# With JOBS ("METHOD:ROWS ...", e.g. "shortgpt:4 blockpruner:4") one process runs just those, in order, on one
+# With JOBS ("METHOD:ROWS ..." or "dense", e.g. "dense shortgpt:4 blockpruner:4") one process runs just those, in order, on one
 # thread: for a machine whose other core is busy.
 #
 # Two lanes side by side, one process (one thread) per core of a 2-core machine; each logs to
@@ -28,7 +28,7 @@ SCORER=${SCORER:-racing}
 SEQLEN=${SEQLEN:-128}
 VAL_ROWS=${VAL_ROWS:-64}
 BATCH=${BATCH:-8}
-LANE_A="shortgpt:4 shortgpt:16 shortgpt:64 shortgpt:256 blockpruner:4 blockpruner:16"
+LANE_A="dense shortgpt:4 shortgpt:16 shortgpt:64 shortgpt:256 blockpruner:4 blockpruner:16"
 LANE_B="blockpruner:256 blockpruner:64"
 
 status() {  # the plan's status, or "none"
@@ -58,8 +58,15 @@ one() {  # METHOD:ROWS -> OUT/METHOD-nROWS (search, then WikiText-2 quick)
     fi
 }
 
+dense() {  # the dense model's WikiText-2 (quick subset), once: the table's WikiText-2 ratio starts from it
+    [ -f "$OUT/dense/eval/eval.json" ] ||
+        blockprune eval --model smollm2-135m --data-dir "$DATA" --tasks wikitext2 --quick --no-cost --out "$OUT/dense/eval"
+}
+
 lane() {
-    for job in $1; do one "$job"; done
+    for job in $1; do
+        if [ "$job" = dense ]; then dense; else one "$job"; fi
+    done
 }
 
 if [ -n "${2:-}" ]; then

@@ -1,6 +1,7 @@
 """Table and figure of the calibration-size curve (bench/calibration_size/run.sh): per method and number of
 calibration rows, the calibration, validation (the monitor's held-out Alpaca rows) and WikiText-2 (quick
-subset) perplexity of the pruned model, the monitor's verdict and the search time.
+subset) perplexity of the pruned model, the monitor's verdict, the monitor's ratio had WikiText-2 been the
+validation text (from OUT/dense's WikiText-2 perplexity, when run.sh has evaluated it) and the search time.
 
     python bench/calibration_size/table.py bench/calibration_size/smollm2-r20
 
@@ -22,7 +23,11 @@ PANELS = (("calibration", "calibration perplexity"), ("validation", "validation 
           ("wikitext2", "WikiText-2 perplexity (quick subset)"))
 
 
-def read(run: Path) -> dict | None:
+def wikitext2(ev: Path) -> dict | None:
+    return json.loads(ev.read_text())["perplexity"]["wikitext2"] if ev.exists() else None
+
+
+def read(run: Path, wikitext2_dense: float | None) -> dict | None:
     """One finished run's figures (None until its search and evaluation are both done)."""
     ev = run / "eval" / "eval.json"
     if not (run / "plan.json").exists() or not ev.exists():
@@ -32,13 +37,16 @@ def read(run: Path) -> dict | None:
         return None
     timings = json.loads((run / "timings.json").read_text()) if (run / "timings.json").exists() else {"steps": []}
     verdict = monitor.check(plan) or {}
-    wt = json.loads(ev.read_text())["perplexity"]["wikitext2"]
+    wt = wikitext2(ev)
+    cal0, cal = plan.dense["ppl"], plan.steps[-1]["ppl"]
     return {"method": plan.method, "rows": plan.calibration["rows"], "windows": plan.calibration["windows"],
             "seqlen": plan.calibration["seqlen"], "removed": len(plan.removed), "ratio": plan.steps[-1]["ratio"],
-            "calibration": plan.steps[-1]["ppl"], "calibration_dense": plan.dense["ppl"],
+            "calibration": cal, "calibration_dense": cal0,
             "validation": verdict.get("pruned_ppl"), "validation_dense": verdict.get("dense_ppl"),
             "log_ratio": verdict.get("log_ratio"), "warning": bool(verdict.get("warning")),
-            "wikitext2": wt["ppl"], "wikitext2_windows": wt["windows"],
+            "wikitext2": wt["ppl"], "wikitext2_windows": wt["windows"], "wikitext2_dense": wikitext2_dense,
+            "log_ratio_wikitext2": (monitor.overfit_ratio(cal0, cal, wikitext2_dense, wt["ppl"])
+                                    if wikitext2_dense else None),
             "search_s": sum(s["seconds"] for s in timings["steps"]),
             "validation_share": timings.get("validation_share")}
 
@@ -47,11 +55,12 @@ def markdown(rows: list[dict]) -> str:
     f = lambda x, d=2: "–" if x is None else f"{x:.{d}f}"  # noqa: E731
     share = lambda x: "–" if x is None else f"{100 * x:.1f}%"  # noqa: E731
     lines = ["| Method | Rows | Windows | Removed | Ratio | Calibration PPL | Validation PPL | log rise val/cal | "
-             "Monitor | WikiText-2 PPL | Search | Monitor share |", "|" + "---|" * 12]
+             "Monitor | WikiText-2 PPL | log rise WikiText-2/cal | Search | Monitor share |", "|" + "---|" * 13]
     for r in rows:
         lines.append(f"| {r['method']} | {r['rows']} | {r['windows']} x {r['seqlen']} | {r['removed']} | "
                      f"{100 * r['ratio']:.1f}% | {f(r['calibration'])} | {f(r['validation'])} | {f(r['log_ratio'])} | "
-                     f"{'warns' if r['warning'] else 'quiet'} | {f(r['wikitext2'])} | {r['search_s'] / 60:.1f} min | "
+                     f"{'warns' if r['warning'] else 'quiet'} | {f(r['wikitext2'])} | {f(r['log_ratio_wikitext2'])} | "
+                     f"{r['search_s'] / 60:.1f} min | "
                      f"{share(r['validation_share'])} |")
     return "\n".join(lines)
 
@@ -85,12 +94,15 @@ def figure(rows: list[dict], path: Path) -> None:
 
 def main(folder: str) -> None:
     out = Path(folder)
+    dense = wikitext2(out / "dense" / "eval" / "eval.json")
     rows, missing = [], []
     for m in METHODS:
         for n in ROWS:
-            r = read(out / f"{m}-n{n}")
+            r = read(out / f"{m}-n{n}", dense and dense["ppl"])
             (rows.append(r) if r else missing.append(f"{m}-n{n}"))
     md = markdown(rows) + ("\n\nNot finished: " + ", ".join(missing) if missing else "")
+    if dense:
+        md += f"\n\nDense model: WikiText-2 {dense['ppl']:.2f} ({dense['windows']} windows)."
     atomic.write_text(out / "table.md", md + "\n")
     atomic.write_json(out / "table.json", {"rows": rows, "missing": missing})
     if rows:
