@@ -77,6 +77,9 @@ def figure(rows: list[dict], path: Path) -> None:
             pts = sorted((r["rows"], r[key]) for r in rows if r["method"] == m and r[key] is not None)
             if pts:
                 ax.plot(*zip(*pts), marker="o", label=m)
+        dense = sorted({(r["rows"], r[key + "_dense"]) for r in rows if r.get(key + "_dense") is not None})
+        if dense:  # the dense model on the same text: each size's calibration sample is a different text
+            ax.plot(*zip(*dense), color="grey", linestyle="--", marker=".", label="dense model")
         ax.set_xscale("log", base=2)
         ax.xaxis.set_major_locator(FixedLocator(ROWS))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
