@@ -22,6 +22,7 @@
 # about 1% of a 256-row one's), BATCH (default 8 windows per forward pass).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. bench/lanes.sh
 DATA=${BLOCKPRUNE_DATA:-../shared/data}
 OUT=${1:-bench/calibration_size/smollm2-r20}
 SCORER=${SCORER:-racing}
@@ -30,10 +31,6 @@ VAL_ROWS=${VAL_ROWS:-64}
 BATCH=${BATCH:-8}
 LANE_A="dense shortgpt:4 shortgpt:16 shortgpt:64 shortgpt:256 blockpruner:4 blockpruner:16"
 LANE_B="blockpruner:256 blockpruner:64"
-
-status() {  # the plan's status, or "none"
-    python -c 'import json,sys; print(json.load(open(sys.argv[1]))["status"])' "$1/plan.json" 2>/dev/null || echo none
-}
 
 one() {  # METHOD:ROWS -> OUT/METHOD-nROWS (search, then WikiText-2 quick)
     local method=${1%%:*} rows=${1##*:}
@@ -74,7 +71,6 @@ if [ -n "${2:-}" ]; then
     exit
 fi
 start=$SECONDS
-. bench/lanes.sh
 two_lanes "$OUT" lane "$LANE_A" "$LANE_B" || exit 1
 python bench/calibration_size/table.py "$OUT"
 echo "bench/calibration_size: $(( (SECONDS - start) / 60 )) min $(( (SECONDS - start) % 60 )) s in all (this invocation)"

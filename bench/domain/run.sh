@@ -15,6 +15,7 @@
 # Two lanes, one process (one thread) per core; then table.py writes OUT/table.md and OUT/table.json.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. bench/lanes.sh
 DATA=${BLOCKPRUNE_DATA:-../shared/data}
 OUT=${1:-bench/domain/smollm2-r20}
 ALPACA=${ALPACA:-bench/calibration_size/smollm2-r20}  # where the 16-row Alpaca runs are
@@ -31,10 +32,6 @@ with open(sys.argv[2], "w", encoding="utf-8") as f:
     for i in range(0, len(lines), 10):
         f.write(json.dumps({"text": " ".join(lines[i:i + 10])}) + "\n")
 PY
-}
-
-status() {  # the plan's status, or "none"
-    python -c 'import json,sys; print(json.load(open(sys.argv[1]))["status"])' "$1/plan.json" 2>/dev/null || echo none
 }
 
 one() {  # CALIBRATION:METHOD
@@ -74,7 +71,6 @@ if [ -n "${2:-}" ]; then
     exit
 fi
 start=$SECONDS
-. bench/lanes.sh
 two_lanes "$OUT" lane "$LANE_A" "$LANE_B" || exit 1
 python bench/domain/table.py "$OUT"
 echo "bench/domain: $(( (SECONDS - start) / 60 )) min $(( (SECONDS - start) % 60 )) s in all (this invocation)"
