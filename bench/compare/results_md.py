@@ -1,7 +1,9 @@
 """Print the "Method comparison" section of bench/RESULTS.md from a comparison folder, including
 methods whose search is still running or not started (their partial removal path and wall time so far).
 
-    python bench/compare/results_md.py bench/compare/smollm2-r20"""
+    python bench/compare/results_md.py bench/compare/smollm2-r20 [METHODS]
+
+METHODS (comma-separated) defaults to the quick protocol's list; pass the paper protocol's list for its folder."""
 from __future__ import annotations
 
 import json
@@ -14,12 +16,12 @@ from blockprune.plan import Plan
 ALL = "shortgpt,relative-magnitude,blockpruner,blockpruner-oneshot,layer-ppl,blockpruner-refined,blockpruner:bi,blockpruner:rm,blockpruner:js"
 
 
-def main(folder: str) -> None:
+def main(folder: str, methods: str = ALL) -> None:
     out = Path(folder)
     result = json.loads((out / "comparison.json").read_text())  # for its header: model, calibration, eval
     read = lambda p: json.loads(p.read_text()) if p.exists() else None  # noqa: E731
     rows = [r for r in result["rows"] if r["method"] == "dense"]
-    for e in parse_methods(ALL):  # every method whose search and evaluation are both finished
+    for e in parse_methods(methods):  # every method whose search and evaluation are both finished
         sub = out / e.folder
         ev, run = read(sub / "eval.json"), read(sub / "compare.json")
         if run and ev and Plan.load(sub).status == "done" and not missing_tasks(ev, result["tasks"], result["eval"]):
@@ -28,7 +30,7 @@ def main(folder: str) -> None:
     done = {r["method"] for r in rows}
     print(markdown(result).split("\n", 2)[2])  # without its title
     lines = []
-    for e in parse_methods(ALL):
+    for e in parse_methods(methods):
         if e.label in done:
             continue
         sub = out / e.folder
@@ -47,4 +49,4 @@ def main(folder: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:3])

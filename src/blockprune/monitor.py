@@ -132,7 +132,8 @@ def check(plan: Plan) -> dict[str, Any] | None:
         warning = (f"validation perplexity rose {val0:.3f} -> {val:.3f}, {ratio:.1f}x as much as calibration "
                    f"perplexity ({cal0:.3f} -> {cal:.3f}) in log terms (warning above {OVERFIT_RATIO:g}x, first "
                    f"at step {first}): the removal set may fit the calibration text rather than text like it; "
-                   f"calibrate on more rows (--nsamples) or on text like the model's use (--calibration), or "
-                   f"compare with shortgpt, which depends less on the calibration text")
+                   f"calibrate on more rows (--nsamples), on text like the model's use (--calibration) and in "
+                   f"windows as long as its inputs (--seqlen: short windows hide what attention does on long "
+                   f"ones), or compare with shortgpt, which depends less on the calibration text")
     return {"dense_ppl": val0, "pruned_ppl": val, "log_ratio": ratio, "threshold": OVERFIT_RATIO,
             "first_step_above": first, "warning": warning}
