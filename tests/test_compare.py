@@ -102,6 +102,21 @@ def test_compare_evaluates_only_missing_tasks_and_resumes_an_interrupted_search(
     assert result["rows"][1]["zero_shot"]["piqa"] == 0.5
 
 
+def test_a_resumed_search_keeps_the_time_its_killed_part_took(tiny_checkpoint, calib, tmp_path):
+    out = tmp_path / "cmp"
+    run_compare(tiny_checkpoint, out, calib, FakeEvaluator(), methods="shortgpt")
+    sub = out / "shortgpt"
+    plan = Plan.load(sub)
+    plan.steps, plan.status = plan.steps[:1], "running"
+    plan.save(sub / "plan.json")
+    (sub / "compare.json").unlink()  # killed before its record was written
+    (sub / "timings.json").write_text(json.dumps({"steps": [{"step": 1, "seconds": 1000.0}],
+                                                  "validation_seconds": 200.0}))
+    result = run_compare(tiny_checkpoint, out, calib, FakeEvaluator(), methods="shortgpt")
+    seconds = json.loads((sub / "compare.json").read_text())["search_seconds"]
+    assert 1200.0 < seconds < 1300.0 and result["rows"][1]["search_seconds"] == seconds
+
+
 def test_changed_evaluation_settings_reevaluate(tiny_checkpoint, calib, tmp_path):
     out = tmp_path / "cmp"
     run_compare(tiny_checkpoint, out, calib, FakeEvaluator(), methods="shortgpt")

@@ -95,7 +95,9 @@ def run_method(entry: Entry, model: str, out: Path, base: PruneOptions, *, data_
     if _done(sub) and record_path.exists():
         _check_reusable(Plan.load(sub), sub, model, options)
         return json.loads(record_path.read_text())
-    record = json.loads(record_path.read_text()) if record_path.exists() else {"search_seconds": 0.0}
+    # a search killed before its record was written resumes from its plan: its earlier steps' time is in
+    # timings.json, and would otherwise be lost from the total
+    record = json.loads(record_path.read_text()) if record_path.exists() else {"search_seconds": _steps_seconds(sub)}
     warm = _warm_start(entry, sub, out, options)
     if warm:
         greedy = json.loads((out / warm / "compare.json").read_text())
@@ -107,6 +109,17 @@ def run_method(entry: Entry, model: str, out: Path, base: PruneOptions, *, data_
     record["search_seconds"] += time.perf_counter() - t0  # a resumed search adds to what its parts took
     atomic.write_json(record_path, record)
     return record
+
+
+def _steps_seconds(sub: Path) -> float:
+    """What the steps already in `sub/timings.json` took, the monitor's passes included (0 without one)."""
+    try:
+        timings = _read(sub / "timings.json") if (sub / "plan.json").exists() else None
+    except ValueError:  # unreadable: the resumed search restarts its timings too (api._load_timings)
+        return 0.0
+    if not isinstance(timings, dict):
+        return 0.0
+    return sum(s.get("seconds", 0.0) for s in timings.get("steps", [])) + timings.get("validation_seconds", 0.0)
 
 
 def _check_reusable(plan: Plan, sub: Path, model: str, options: PruneOptions) -> None:
