@@ -15,3 +15,17 @@ two_lanes() {
 status() {  # status RUN: the status of RUN/plan.json ("running", "done"), or "none" when there is no plan yet
     python -c 'import json,sys; print(json.load(open(sys.argv[1]))["status"])' "$1/plan.json" 2>/dev/null || echo none
 }
+
+# lanes_main NAME OUT "JOBS A" "JOBS B" [JOBS]: a benchmark's main part. With JOBS, the caller's `lane`
+# function runs just those on one thread; otherwise both lanes run side by side, then bench/NAME/table.py
+# writes OUT's table and the wall time is printed.
+lanes_main() {
+    local name=$1 out=$2 start=$SECONDS
+    if [ -n "${5:-}" ]; then
+        OMP_NUM_THREADS=1 lane "$5"
+        return
+    fi
+    two_lanes "$out" lane "$3" "$4" || return 1
+    python "bench/$name/table.py" "$out"
+    echo "bench/$name: $(( (SECONDS - start) / 60 )) min $(( (SECONDS - start) % 60 )) s in all (this invocation)"
+}

@@ -66,11 +66,4 @@ lane() {
     done
 }
 
-if [ -n "${2:-}" ]; then
-    OMP_NUM_THREADS=1 lane "$2"
-    exit
-fi
-start=$SECONDS
-two_lanes "$OUT" lane "$LANE_A" "$LANE_B" || exit 1
-python bench/calibration_size/table.py "$OUT"
-echo "bench/calibration_size: $(( (SECONDS - start) / 60 )) min $(( (SECONDS - start) % 60 )) s in all (this invocation)"
+lanes_main calibration_size "$OUT" "$LANE_A" "$LANE_B" "${2:-}"
