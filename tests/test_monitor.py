@@ -87,15 +87,14 @@ def test_the_monitor_works_with_every_method_that_takes_steps(tiny_checkpoint, d
     assert all("validation_seconds" in s for s in timings["steps"])
 
 
-def test_refined_swaps_get_the_validation_of_their_new_removal_sets(tiny_checkpoint, data, tmp_path, monkeypatch):
+def _mislead_greedy(monkeypatch):
+    """Greedy's first step ranks upside down (it removes the worst unit), so refinement swaps it out."""
     from blockprune.methods import refined
     from blockprune.scoring import Scored
 
     real_greedy = refined.greedy
 
     class Misled:
-        """Greedy's first step ranks upside down (it removes the worst unit), so refinement swaps it out."""
-
         def __init__(self, scorer):
             self.scorer, self.calls = scorer, 0
 
@@ -105,6 +104,10 @@ def test_refined_swaps_get_the_validation_of_their_new_removal_sets(tiny_checkpo
             return Scored([1 / v for v in s.scores], s.evaluated_windows, s.exhaustive_windows) if self.calls == 1 else s
 
     monkeypatch.setattr(refined, "greedy", lambda view, scorer, *a, **k: real_greedy(view, Misled(scorer), *a, **k))
+
+
+def test_refined_swaps_get_the_validation_of_their_new_removal_sets(tiny_checkpoint, data, tmp_path, monkeypatch):
+    _mislead_greedy(monkeypatch)
     # attention blocks only: all the same size, so any removed one may be swapped for any kept one
     blockprune.prune(tiny_checkpoint, tmp_path / "run", method="blockpruner-refined", block_type="mha", **OPTS)
     plan = Plan.load(tmp_path / "run")
@@ -126,6 +129,27 @@ def test_a_resumed_run_with_the_monitor_gives_the_byte_identical_plan(tiny_check
     whole = (tmp_path / "whole" / "plan.json").read_bytes()
     assert b"validation_ppl" in whole
     assert (tmp_path / "killed" / "plan.json").read_bytes() == whole
+
+
+def test_refinement_killed_after_a_swap_resumes_to_the_byte_identical_plan(tiny_checkpoint, data, tmp_path,
+                                                                           monkeypatch):
+    _mislead_greedy(monkeypatch)
+    opts = dict(OPTS, method="blockpruner-refined", block_type="mha")
+    blockprune.prune(tiny_checkpoint, tmp_path / "whole", **opts)
+    whole = Plan.load(tmp_path / "whole")
+    assert whole.steps[-1]["refine"]["swaps"]
+    # saves: the dense model, 3 greedy steps, then the refinement's first accepted swap
+    restore = crash_after_saves(monkeypatch, 5)
+    with pytest.raises(KeyboardInterrupt):
+        blockprune.prune(tiny_checkpoint, tmp_path / "killed", **opts)
+    restore()
+    partial = Plan.load(tmp_path / "killed")
+    progress = partial.steps[-1]["refine_progress"]
+    assert progress["swaps"] == whole.steps[-1]["refine"]["swaps"][:1] and "refine" not in partial.steps[-1]
+    blockprune.prune(tiny_checkpoint, tmp_path / "killed", resume=True, **opts)
+    assert (tmp_path / "killed" / "plan.json").read_bytes() == (tmp_path / "whole" / "plan.json").read_bytes()
+    timings = json.loads((tmp_path / "killed" / "timings.json").read_text())
+    assert timings["steps"][-1]["seconds"] >= progress["seconds"]  # the killed part's time is kept
 
 
 @pytest.mark.parametrize("other", [dict(validation="none"), dict(validation_nsamples=9)])

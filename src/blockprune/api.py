@@ -165,7 +165,7 @@ def prune(model: str = models.DEFAULT_MODEL, out: str | os.PathLike = "runs/bloc
         on_step = scoring.true_ppl_steps(on_step, view, windows, options.metric, options.batch_size)
     job = Job(view, windows, scorer, options.block_type, options.num_blocks, options.ratio,
               on_step,
-              bars.bar if bars else None, options=options, batch_size=options.batch_size)
+              bars.bar if bars else None, options=options, batch_size=options.batch_size, checkpoint=recorder.save)
     with memory_guard(options):
         method.run(job, plan)
     faults = sorted({f for st in plan.steps for f in st.get("faults", [])})

@@ -10,7 +10,9 @@ strictly lower perplexity, so the result is never worse than greedy's.
 The plan keeps greedy's steps; a swapped-in unit takes the place of the unit it replaced, and every
 step from the first swapped position on gets the perplexity and ratio of its new prefix (`refined`,
 with greedy's choice kept as `greedy_removed`). The last step's `refine` records the swaps and the
-candidate-windows the refinement spent on top of greedy's."""
+candidate-windows the refinement spent on top of greedy's. Each accepted swap is saved in the plan
+(the last step's `refine_progress`, dropped at the end), so a killed run resumes after its last accepted
+swap; a round is an hour at the paper's calibration on a 2-core CPU."""
 from __future__ import annotations
 
 import math
@@ -56,10 +58,14 @@ class Refined(MethodDefaults):
         view, scorer = job.view, job.scorer
         by = {u.name: u for u in cands}
         budget = None if job.ratio is None else job.ratio * view.total_params
-        order = list(plan.removed)
-        greedy_ppl = cur = plan.steps[-1]["ppl"]
-        greedy_validation = plan.steps[-1].get("validation_ppl")  # the overfitting monitor's, when it runs
-        spent = {"evaluated_windows": 0, "exhaustive_windows": 0}
+        last = plan.steps[-1]
+        greedy_ppl = last["ppl"]
+        greedy_validation = last.get("validation_ppl")  # the overfitting monitor's, when it runs
+        # a resumed run continues after the last accepted swap; its time so far counts in the refinement's
+        saved = last.get("refine_progress", {"order": list(plan.removed), "ppl": greedy_ppl, "swaps": [],
+                                              "evaluated_windows": 0, "exhaustive_windows": 0, "seconds": 0.0})
+        order, cur, swaps = list(saved["order"]), saved["ppl"], list(saved["swaps"])
+        spent = {"evaluated_windows": saved["evaluated_windows"], "exhaustive_windows": saved["exhaustive_windows"]}
 
         def score(base: frozenset[str], sets: list[frozenset[str]], exact: bool = False) -> list[float]:
             """Calibration perplexities; with `exact`, a score a racing scorer left on fewer windows is inf:
@@ -69,8 +75,7 @@ class Refined(MethodDefaults):
             spent["exhaustive_windows"] += s.exhaustive_windows
             return [v if math.isfinite(v) and (s.complete(i) or not exact) else math.inf for i, v in enumerate(s.scores)]
 
-        swaps = []
-        for _ in range(self.rounds):
+        for _ in range(len(swaps), self.rounds):
             removed = _blocks(order, by)
             params = view.removed_params(removed)
             kept = [u for u in cands if u.name not in order]
@@ -99,6 +104,10 @@ class Refined(MethodDefaults):
             cur, r, k = best
             order[order.index(r)] = k
             swaps.append({"out": r, "in": k, "ppl": cur})
+            if job.checkpoint:
+                last["refine_progress"] = {"order": list(order), "ppl": cur, "swaps": list(swaps), **spent,
+                                           "seconds": round(saved["seconds"] + time.perf_counter() - t0, 3)}
+                job.checkpoint(plan)
 
         first = next((i for i, (s, n) in enumerate(zip(plan.steps, order)) if s["removed"] != n), len(order))
         prefixes = [_blocks(order[:j + 1], by) for j in range(first, len(order) - 1)]
@@ -111,12 +120,13 @@ class Refined(MethodDefaults):
             s.pop("validation_ppl", None)  # a new removal set: the monitor scores it again
             s.update(removed=order[j], ppl=ppl, refined=True,
                      ratio=view.removed_params(_blocks(order[:j + 1], by)) / view.total_params)
+        last.pop("refine_progress", None)
         plan.steps[-1]["refine"] = {"greedy_ppl": greedy_ppl, "ppl": cur, "swaps": swaps,
                                     "rounds": self.rounds, "top": self.top, **spent}
         if greedy_validation is not None:
             plan.steps[-1]["refine"]["greedy_validation_ppl"] = greedy_validation
         if job.on_step:
-            job.on_step(plan, time.perf_counter() - t0)
+            job.on_step(plan, saved["seconds"] + time.perf_counter() - t0)
 
 
 register(Refined())

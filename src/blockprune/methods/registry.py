@@ -25,6 +25,8 @@ class Job:
     progress_factory: Callable[[int, int], Any] | None = None
     options: Any = None  # the run's PruneOptions, for methods with options of their own (width methods)
     batch_size: int = 1  # windows per forward pass (--batch-size), for every pass a method makes itself
+    #: saves the plan between steps, for a method whose work after its last step is long enough to resume
+    checkpoint: Callable[[Plan], None] | None = None
 
 
 class Method(Protocol):
