@@ -60,7 +60,7 @@ def memory_guard(options: PruneOptions):
                         f"boundaries with --cache-every, or use --dtype bf16") from e
 
 
-def _load_timings(path: Path, resume: bool) -> dict[str, Any]:
+def load_timings(path: Path, resume: bool = True, warn: bool = True) -> dict[str, Any]:
     """The steps' wall times so far. They are not part of the plan's identity, so an unreadable file
     (damaged or edited outside blockprune) restarts the record instead of refusing a good search state."""
     if not (resume and path.exists()):
@@ -71,7 +71,8 @@ def _load_timings(path: Path, resume: bool) -> dict[str, Any]:
             return timings
     except (ValueError, OSError):  # JSON and UTF-8 decoding errors are ValueErrors
         pass
-    print(f"blockprune: warning: {path} is unreadable; step timings start again from this step", file=sys.stderr)
+    if warn:
+        print(f"blockprune: warning: {path} is unreadable; step timings start again from this step", file=sys.stderr)
     return {"steps": []}
 
 
@@ -205,7 +206,7 @@ class _StepRecorder:
                  watch: monitor.Monitor | None):
         self.plan_path, self.main, self.bars, self.watch = plan_path, main, bars, watch
         self.timings_path = out / "timings.json"
-        self.timings = _load_timings(self.timings_path, resume) if main else {"steps": []}
+        self.timings = load_timings(self.timings_path, resume) if main else {"steps": []}
 
     def save(self, plan: Plan) -> None:
         if self.main:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from . import atomic
-from .api import PruneOptions, prune
+from .api import PruneOptions, load_timings, prune
 from .errors import UserError
 from .evaluate import table
 from .evaluate.table import ZERO_SHOT, average, task_metric, task_score
@@ -112,14 +112,10 @@ def run_method(entry: Entry, model: str, out: Path, base: PruneOptions, *, data_
 
 
 def _steps_seconds(sub: Path) -> float:
-    """What the steps already in `sub/timings.json` took, the monitor's passes included (0 without one)."""
-    try:
-        timings = _read(sub / "timings.json") if (sub / "plan.json").exists() else None
-    except ValueError:  # unreadable: the resumed search restarts its timings too (api._load_timings)
-        return 0.0
-    if not isinstance(timings, dict):
-        return 0.0
-    return sum(s.get("seconds", 0.0) for s in timings.get("steps", [])) + timings.get("validation_seconds", 0.0)
+    """What the steps already in `sub/timings.json` took, the monitor's passes included (0 without one);
+    an unreadable file counts nothing, as the resumed search restarts its record (prune warns)."""
+    timings = load_timings(sub / "timings.json", resume=(sub / "plan.json").exists(), warn=False)
+    return sum(s.get("seconds", 0.0) for s in timings["steps"]) + timings.get("validation_seconds", 0.0)
 
 
 def _check_reusable(plan: Plan, sub: Path, model: str, options: PruneOptions) -> None:

@@ -41,10 +41,10 @@ ones that did not overfit had 0.95-1.38 (ShortGPT and Relative Magnitude at 4 an
 searches that were bad on every text alike: one-shot 1.30, the BI and RM block searches 1.11-1.23). 1.5
 lies in that gap. At the paper's calibration (256 rows in 2048-token windows) every method measured
 1.03-1.40 with WikiText-2 or PTB as the validation text; layer-ppl was the best of them on both texts and
-BlockPruner (1.38 on PTB) the worst on PTB. With held-out rows of the calibration text itself as validation (the default) every
-method measured 0.87-1.08: such rows share the calibration's domain, so the rule fires there only when a
-search fits the sampled rows themselves; to see a domain mismatch, validate on text of the domain you care
-about (--validation)."""
+BlockPruner (1.38 on PTB) the worst on PTB. With held-out rows of the calibration text itself as
+validation (the default) every method measured 0.87-1.08: such rows share the calibration's domain, so the
+rule fires there only when a search fits the sampled rows themselves; to see a domain mismatch, validate on
+text of the domain you care about (--validation)."""
 MIN_RISE = math.log(1.05)
 
 
