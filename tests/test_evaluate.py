@@ -9,7 +9,7 @@ import torch
 
 from conftest import tiny_llama
 from blockprune.evaluate import evaluate, load_subject, mask_in_memory
-from blockprune.evaluate.cost import generation_latency, kv_bytes_per_token
+from blockprune.evaluate.cost import attention_layers, generation_latency, kv_bytes_per_token
 from blockprune.evaluate.harness import STANDARD, offline_config, offline_task, standard_config, standard_yaml
 from blockprune.evaluate.perplexity import test_perplexity as ppl_on_test_set
 from blockprune.evaluate.table import ZERO_SHOT, average
@@ -96,10 +96,18 @@ def test_masked_model_equals_view_and_generates():
 
 def test_kv_cache_bytes_per_token():
     model = tiny_llama(layers=4)  # 4 layers × (K, V) × 2 kv heads × head dim 8 × 4 bytes
-    assert kv_bytes_per_token(model.config, torch.float32) == 4 * 2 * 2 * 8 * 4
-    assert kv_bytes_per_token(model.config, torch.float16) == 4 * 2 * 2 * 8 * 2
+    assert kv_bytes_per_token(model, torch.float32) == 4 * 2 * 2 * 8 * 4
+    assert kv_bytes_per_token(model, torch.float16) == 4 * 2 * 2 * 8 * 2
     mask_in_memory(model, {"attn.1", "mlp.3"})  # one layer loses its attention, and with it its cache
-    assert kv_bytes_per_token(model.config, torch.float32) == 3 * 2 * 2 * 8 * 4
+    assert kv_bytes_per_token(model, torch.float32) == 3 * 2 * 2 * 8 * 4
+    # the first layer's slot keeps the sequence length: one number each for K and V
+    first = tiny_llama(layers=4)
+    mask_in_memory(first, {"attn.0"})
+    assert attention_layers(first) == 3
+    assert kv_bytes_per_token(first, torch.float32) == (3 * 2 * 8 + 1) * 2 * 4
+    ids = torch.randint(0, first.config.vocab_size, (2, 5))
+    cache = first(ids, use_cache=True).past_key_values
+    assert cache.get_seq_length() == 5 and cache.layers[0].keys.shape == (2, 1, 5, 1)
 
 
 def test_latency_runs_after_warmup():

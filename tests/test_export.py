@@ -79,11 +79,16 @@ def check_round_trip(model, removed, path):
     in_place = got.config.num_hidden_layers == n  # blocks replaced inside layers, not layers dropped
     no_attn = {int(b.split(".")[1]) for b in removed if b.startswith("attn.")} if in_place else set()
     cache = got(IDS, use_cache=True).past_key_values
-    # a layer without attention gets transformers' DummyLayer: it claims no KV slot, and position
-    # bookkeeping (get_seq_length) skips it even when it is layer 0
+    # a layer without attention gets transformers' DummyLayer, which stores nothing; but the first layer's
+    # slot is where transformers reads the sequence length, so there a removed attention keeps one number
+    # per token
     assert [type(layer).__name__ == "DummyLayer" for layer in cache.layers] == [
-        i in no_attn for i in range(got.config.num_hidden_layers)]
+        i in no_attn and i > 0 for i in range(got.config.num_hidden_layers)]
     assert all(cache.layers[i].keys.numel() > 0 for i in range(len(cache.layers)) if i not in no_attn)
+    assert cache.get_seq_length() == IDS.shape[1]
+    if 0 in no_attn:
+        k = cache.layers[0].keys  # a sliding layer keeps only its window
+        assert (k.shape[0], k.shape[1], k.shape[3]) == (1, 1, 1) and 0 < k.shape[2] <= IDS.shape[1]
     saved = json.loads((path / "config.json").read_text())["blockprune"]
     assert saved["params"] == saved["base_params"] - BlockView(model).removed_params(removed) == count_params(got)
     return got
@@ -119,6 +124,7 @@ def test_nemotron_nas_round_trip(tmp_path, name):
     path = export(model, removed, tmp_path / "nas", fmt="nemotron-nas", meta={"method": "test"})
     got = check_round_trip(model, removed, path)
     assert type(got).__name__ == "DeciLMForCausalLM"
+
 
 
 def test_nemotron_nas_layout_matches_the_format(tmp_path):

@@ -272,9 +272,12 @@ def test_greedy_search_runs_and_the_incremental_scorer_agrees(name):
 
 
 def attention_cache_holders(model: torch.nn.Module, x: torch.Tensor) -> list[bool]:
-    """Per layer: whether the KV cache holds keys for it after a forward pass."""
+    """Per layer: whether the KV cache holds keys for it after a forward pass. A removed first-layer
+    attention's slot holds one number per token (the sequence length transformers reads there): not keys."""
     cache = model(x, use_cache=True).past_key_values
-    return [getattr(layer, "keys", None) is not None and layer.keys.numel() > 0 for layer in cache.layers]
+    assert cache.get_seq_length() == x.shape[1]
+    return [getattr(layer, "keys", None) is not None and layer.keys.numel() > 0
+            and layer.keys.shape[1] * layer.keys.shape[-1] > 1 for layer in cache.layers]
 
 
 def generate(model, prompt: torch.Tensor, cache: bool) -> torch.Tensor:

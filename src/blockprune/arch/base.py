@@ -150,10 +150,13 @@ class Adapter:
         """Adjust an exported config so layers without attention hold no KV cache.
 
         transformers gives a layer marked "reuse" in `kv_sharing_modes` a cache slot that stores nothing.
-        `layer_types` stays as it is: families with sliding layers look each layer's mask up by its type."""
+        Never the first layer: transformers reads the sequence length from its slot, so its removed
+        attention keeps one number per token there (RemovedFirstAttention). `layer_types` stays as it is:
+        families with sliding layers look each layer's mask up by its type."""
         modes = list(getattr(config, "kv_sharing_modes", None) or [None] * config.num_hidden_layers)
         for i in layers_without_attention:
-            modes[i] = "reuse"
+            if i > 0:
+                modes[i] = "reuse"
         config.kv_sharing_modes = modes
 
     def llama_difference(self) -> str | None:

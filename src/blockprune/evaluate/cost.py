@@ -16,22 +16,31 @@ from ..models import count_params
 LATENCY_PROMPT = "The history of the city begins in the early Middle Ages, when"
 
 
-def attention_layers(config) -> int:
-    """Decoder layers whose KV cache stores anything, by transformers' own rule: a layer typed "mlp"/"moe"
-    or marked "reuse" in `kv_sharing_modes` (how blockprune marks layers without attention) gets a cache
-    slot that stores nothing."""
+def attention_layers(model) -> int:
+    """Decoder layers whose KV cache grows by a K and V per token. By transformers' own rule a layer typed
+    "mlp"/"moe" or marked "reuse" in `kv_sharing_modes` (how blockprune marks layers without attention)
+    gets a cache slot that stores nothing; a removed first-layer attention is never "reuse" (transformers
+    reads the sequence length from that slot) and stores one number per token there instead."""
     from transformers.cache_utils import get_layer_types_and_kwargs
 
-    types, _ = get_layer_types_and_kwargs(config.get_text_config(decoder=True))
-    return sum(t != "dummy" for t in types)
+    types, _ = get_layer_types_and_kwargs(model.config.get_text_config(decoder=True))
+    return sum(t != "dummy" for t in types) - _length_slot(model)
 
 
-def kv_bytes_per_token(config, dtype: torch.dtype) -> int:
-    """Bytes the KV cache grows by per token of context: layers × (K and V) × kv heads × head dim × dtype."""
+def _length_slot(model) -> bool:
+    # by name: a remote-code checkpoint's stand-ins are its own copy of the class
+    return any(type(m).__name__ == "RemovedFirstAttention" for m in model.modules())
+
+
+def kv_bytes_per_token(model, dtype: torch.dtype) -> int:
+    """Bytes the KV cache grows by per token of context: layers × (K and V) × kv heads × head dim × dtype
+    (and K and V of one number each where the first layer's attention is removed)."""
+    config = model.config
     heads = config.num_attention_heads
     kv_heads = getattr(config, "num_key_value_heads", None) or heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
-    return attention_layers(config) * 2 * kv_heads * head_dim * torch.empty((), dtype=dtype).element_size()
+    size = torch.empty((), dtype=dtype).element_size()
+    return (attention_layers(model) * kv_heads * head_dim + _length_slot(model)) * 2 * size
 
 
 @torch.no_grad()
@@ -99,8 +108,8 @@ def cost(model, tokenizer, reference_params: int | None = None, new_tokens: int 
         torch.cuda.reset_peak_memory_stats(device)
     out = {"params": params, "reference_params": reference_params,
            "ratio": None if not reference_params else 1 - params / reference_params,
-           "kv_cache_bytes_per_token": kv_bytes_per_token(model.config, dtype),
-           "attention_layers": attention_layers(model.config), "dtype": str(dtype).removeprefix("torch."),
+           "kv_cache_bytes_per_token": kv_bytes_per_token(model, dtype),
+           "attention_layers": attention_layers(model), "dtype": str(dtype).removeprefix("torch."),
            "device": str(device)}
     out["latency"] = generation_latency(model, tokenizer, new_tokens, repeats, progress=progress)
     out["peak_memory"] = peak_memory(device)

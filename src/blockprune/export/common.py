@@ -15,7 +15,7 @@ from ..arch.base import family_type
 from ..errors import UserError
 from ..units import block_order, layer_blocks, parse_unit
 from ..view import BlockView
-from .templates.blockprune_removed import remove_modules
+from .templates.blockprune_removed import KEEPS_LENGTH, remove_modules
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -118,7 +118,8 @@ def removed_modules(adapter: Adapter, removed: AbstractSet[str]) -> dict[str, st
         prefix = adapter.layer_prefix(layer)
         for sub in adapter.branch_modules[kind]:
             core = sub == adapter.branch_core[kind]
-            out[f"{prefix}.{sub}"] = adapter.removed_core_output(kind) if core else "identity"
+            stand_in = adapter.removed_core_output(kind) + (KEEPS_LENGTH if kind == "attn" and layer == 0 else "")
+            out[f"{prefix}.{sub}"] = stand_in if core else "identity"
     return out
 
 
