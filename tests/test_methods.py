@@ -235,6 +235,39 @@ def test_one_shot_resumes_from_its_recorded_scores():
     assert resumed.removed == full.removed
 
 
+@pytest.mark.parametrize("method", ["blockpruner-oneshot", "shortgpt"])
+def test_a_single_pass_methods_scoring_time_counts_in_its_first_step(method, monkeypatch):
+    """timings.json sums the steps' seconds: the pass that ranks every unit happens before the first."""
+    from blockprune.methods import oneshot, shortgpt
+
+    clock = {"t": 0.0}
+
+    class FakeTime:
+        @staticmethod
+        def perf_counter():
+            return clock["t"]
+
+    class SlowScorer(TableScorer):
+        def score(self, removed, candidates, progress=None):
+            clock["t"] += 1000.0
+            return super().score(removed, candidates, progress)
+
+    real_stats = shortgpt.unit_stats
+
+    def slow_stats(*a, **k):
+        clock["t"] += 1000.0
+        return real_stats(*a, **k)
+
+    monkeypatch.setattr(oneshot, "time", FakeTime)
+    monkeypatch.setattr(shortgpt, "time", FakeTime)
+    monkeypatch.setattr(shortgpt, "unit_stats", slow_stats)
+    _, view, w = setup()
+    seconds = []
+    job = Job(view, w, SlowScorer(), "mha", 2, None, on_step=lambda plan, s: seconds.append(s))
+    get(method).run(job, empty_plan())
+    assert seconds == [1000.0, 0.0]
+
+
 # -- the scorer interface: --batch-size reaches every method, and only scoring methods build a scorer --
 @pytest.mark.parametrize("method", ["shortgpt", "relative-magnitude", "blockpruner-oneshot"])
 def test_batch_size_is_honoured_under_the_default_scorer(method, tiny_checkpoint, calib_file, tmp_path, monkeypatch):

@@ -19,8 +19,9 @@ from .registry import Job, MethodDefaults, register
 
 
 def remove_ranked(job: Job, plan, candidates: list[Unit], scores: dict[str, float], metric: str,
-                  scoring_windows: int) -> None:
-    """Extend `plan.steps` with `candidates` in ascending score order while they fit the budget.
+                  scoring_windows: int, scoring_seconds: float = 0.0) -> None:
+    """Extend `plan.steps` with `candidates` in ascending score order while they fit the budget; the
+    single pass's windows and seconds count in the first step's.
 
     Resumes: units already in the plan are skipped, and the scores come from the plan's first step."""
     budget_check(candidates, job.num_blocks)
@@ -49,7 +50,7 @@ def remove_ranked(job: Job, plan, candidates: list[Unit], scores: dict[str, floa
             faults=[c.name for c in candidates if first and not math.isfinite(scores[c.name])],
         ))
         if job.on_step:
-            job.on_step(plan, time.perf_counter() - t0)
+            job.on_step(plan, time.perf_counter() - t0 + (scoring_seconds if first else 0.0))
 
 
 def _json(v: float) -> float | None:
@@ -75,12 +76,12 @@ class OneShot(MethodDefaults):
     def run(self, job: Job, plan):
         cands = units(job.view, self.granularity, job.block_type)
         scores = saved_scores(plan)
-        cost = 0
+        cost, t0 = 0, time.perf_counter()
         if scores is None:
             scored = job.scorer.score(frozenset(), [u.blocks for u in cands],
                                       job.progress_factory(1, len(cands)).update if job.progress_factory else None)
             scores, cost = dict(zip((u.name for u in cands), scored.scores)), scored.evaluated_windows
-        remove_ranked(job, plan, cands, scores, getattr(job.scorer, "metric", "ppl"), cost)
+        remove_ranked(job, plan, cands, scores, getattr(job.scorer, "metric", "ppl"), cost, time.perf_counter() - t0)
         return plan
 
 

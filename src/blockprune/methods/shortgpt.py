@@ -2,6 +2,7 @@
 averaged over calibration tokens, from one pass of the dense model; the lowest layers go at once."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from ..scoring.local import unit_stats
@@ -19,13 +20,13 @@ class LayerMetricOneShot(MethodDefaults):
 
     def run(self, job: Job, plan):
         cands = units(job.view, "layer")
-        scores = saved_scores(plan)
+        scores, t0 = saved_scores(plan), time.perf_counter()
         if scores is None:
             bar = job.progress_factory(1, len(cands)) if job.progress_factory else None
             stats = unit_stats(job.view, job.windows, [u.blocks for u in cands], self.metric,
                                batch_size=job.batch_size, progress=bar.update if bar else None)
             scores = dict(zip((u.name for u in cands), stats))
-        remove_ranked(job, plan, cands, scores, self.metric, len(job.windows))
+        remove_ranked(job, plan, cands, scores, self.metric, len(job.windows), time.perf_counter() - t0)
         return plan
 
 
