@@ -117,6 +117,28 @@ def test_a_resumed_search_keeps_the_time_its_killed_part_took(tiny_checkpoint, c
     assert 1200.0 < seconds < 1300.0 and result["rows"][1]["search_seconds"] == seconds
 
 
+def test_a_resumed_refinement_keeps_greedys_time_and_its_accepted_swaps(tiny_checkpoint, calib, tmp_path):
+    out = tmp_path / "cmp"
+    run_compare(tiny_checkpoint, out, calib, FakeEvaluator(), methods="blockpruner")
+    greedy_seconds = json.loads((out / "blockpruner" / "compare.json").read_text())["search_seconds"]
+    sub = out / "blockpruner-refined"
+    # what a refinement killed after its first accepted swap leaves: greedy's plan with the swap saved,
+    # and the record written when the folder was seeded from greedy's
+    plan = Plan.load(out / "blockpruner")
+    plan.method, plan.status = "blockpruner-refined", "running"
+    plan.options = {**plan.options, "method": "blockpruner-refined"}
+    plan.steps[-1]["refine_progress"] = {"order": plan.removed, "ppl": plan.steps[-1]["ppl"], "swaps": [],
+                                         "evaluated_windows": 0, "exhaustive_windows": 0, "seconds": 5000.0}
+    sub.mkdir()
+    plan.save(sub / "plan.json")
+    (sub / "compare.json").write_text(json.dumps({"warm_start": "blockpruner", "search_seconds": greedy_seconds}))
+    result = run_compare(tiny_checkpoint, out, calib, FakeEvaluator(), methods="blockpruner,blockpruner-refined")
+    record = json.loads((sub / "compare.json").read_text())
+    assert record["warm_start"] == "blockpruner"
+    assert greedy_seconds + 5000.0 < record["search_seconds"] < greedy_seconds + 5100.0
+    assert result["rows"][2]["search_seconds"] == record["search_seconds"]
+
+
 def test_changed_evaluation_settings_reevaluate(tiny_checkpoint, calib, tmp_path):
     out = tmp_path / "cmp"
     run_compare(tiny_checkpoint, out, calib, FakeEvaluator(), methods="shortgpt")

@@ -95,13 +95,15 @@ def run_method(entry: Entry, model: str, out: Path, base: PruneOptions, *, data_
     if _done(sub) and record_path.exists():
         _check_reusable(Plan.load(sub), sub, model, options)
         return json.loads(record_path.read_text())
-    # a search killed before its record was written resumes from its plan: its earlier steps' time is in
-    # timings.json, and would otherwise be lost from the total
-    record = json.loads(record_path.read_text()) if record_path.exists() else {"search_seconds": _steps_seconds(sub)}
+    # a warm-started folder's record is written when it is seeded; any other is written when its search ends
+    record = json.loads(record_path.read_text()) if record_path.exists() else {"search_seconds": 0.0}
     warm = _warm_start(entry, sub, out, options)
     if warm:
         greedy = json.loads((out / warm / "compare.json").read_text())
-        record.update(warm_start=warm, search_seconds=greedy["search_seconds"])
+        record = {"warm_start": warm, "search_seconds": greedy["search_seconds"]}
+        atomic.write_json(record_path, record)
+    elif (sub / "plan.json").exists():  # a killed search resumes: what its saved state took counts
+        record["search_seconds"] += _saved_seconds(sub)
     _say(progress, f"compare: {entry.label}: searching")
     t0 = time.perf_counter()
     prune(model, sub, options=options, data_dir=data_dir, device=device, resume=(sub / "plan.json").exists(),
@@ -111,11 +113,14 @@ def run_method(entry: Entry, model: str, out: Path, base: PruneOptions, *, data_
     return record
 
 
-def _steps_seconds(sub: Path) -> float:
-    """What the steps already in `sub/timings.json` took, the monitor's passes included (0 without one);
-    an unreadable file counts nothing, as the resumed search restarts its record (prune warns)."""
-    timings = load_timings(sub / "timings.json", resume=(sub / "plan.json").exists(), warn=False)
-    return sum(s.get("seconds", 0.0) for s in timings["steps"]) + timings.get("validation_seconds", 0.0)
+def _saved_seconds(sub: Path) -> float:
+    """What a killed search's saved state took: the steps in `sub/timings.json` with the monitor's passes
+    (an unreadable file counts nothing, as the resumed search restarts its record; prune warns), and a
+    refinement's accepted swaps (its plan's `refine_progress`, written before timings.json knows of it)."""
+    timings = load_timings(sub / "timings.json", warn=False)
+    steps = sum(s.get("seconds", 0.0) for s in timings["steps"]) + timings.get("validation_seconds", 0.0)
+    last = Plan.load(sub).steps[-1:] or [{}]
+    return steps + last[0].get("refine_progress", {}).get("seconds", 0.0)
 
 
 def _check_reusable(plan: Plan, sub: Path, model: str, options: PruneOptions) -> None:
