@@ -3,7 +3,8 @@
 Launch with `torchrun --nproc_per_node N -m blockprune.cli prune ...`. Every rank holds a model replica and
 the calibration windows; rank r scores candidates r, r+N, ...; an all-gather gives every rank the full score
 list, so each makes the same choice and only rank 0 writes files. With an exact scorer the plan equals a
-single process's. (With racing, each rank races its own share of candidates.)"""
+single process's. With racing each rank races its own share of candidates: the removals
+match one process's (within the race's confidence), the per-step race records do not."""
 from __future__ import annotations
 
 import os
