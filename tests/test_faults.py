@@ -161,7 +161,7 @@ def test_out_of_memory_names_the_options_that_reduce_memory(tiny_checkpoint, cal
 
     monkeypatch.setattr(IncrementalScorer, "score", oom)
     out = tmp_path / "run"
-    code = cli.main(prune_argv(tiny_checkpoint, calib_file, out, "--no-export"))
+    code = cli.main(prune_argv(tiny_checkpoint, calib_file, out, "--no-export", "--scorer", "incremental"))
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
     assert "out of accelerator memory" in err
@@ -191,7 +191,7 @@ def test_fp16_overflow_of_candidates_is_reported(tiny_checkpoint, calib_file, tm
 
     monkeypatch.setattr(IncrementalScorer, "score", overflowing)
     blockprune.prune(tiny_checkpoint, tmp_path / "run", calibration=calib_file, seqlen=32, nsamples=8, num_blocks=1,
-                     dtype="fp16", export=False)
+                     dtype="fp16", scorer="incremental", export=False)
     assert "ranked last (fp16 overflow is likely: use --dtype bf16 or fp32)" in capsys.readouterr().err
     TALLY["faults injected"] += 1
 
@@ -231,7 +231,7 @@ def test_nan_candidates_are_ranked_last_and_reported(tiny_checkpoint, calib_file
 
     monkeypatch.setattr(IncrementalScorer, "score", poisoned)
     res = blockprune.prune(tiny_checkpoint, tmp_path / "run", calibration=calib_file, seqlen=32, nsamples=8,
-                           num_blocks=3, progress=True, export=False)
+                           num_blocks=3, scorer="incremental", progress=True, export=False)
     for step in res.plan.steps:
         names = list(step["scores"])
         assert step["faults"] == names[:2] and step["removed"] not in names[:2]
