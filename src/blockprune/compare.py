@@ -5,8 +5,8 @@ the same `--ratio` budget and stops at the largest removal not above it. Every m
 subfolder of `out` (`plan.json`, `eval.json`, `compare.json` with wall times); whatever a folder already
 holds is kept, so a long comparison can be stopped and resumed, or run a few methods at a time.
 
-A method is named `method` or `method:metric` (e.g. `blockpruner:bi`, the iterative search ranking by
-Block Influence). `blockpruner-refined` starts from the `blockpruner` folder's plan when that one is
+A method is named `method`, `method:metric` (e.g. `blockpruner:bi`, the iterative search ranking by
+Block Influence) or `method:criterion` (`blockpruner:per-param`, ranking by perplexity rise per parameter). `blockpruner-refined` starts from the `blockpruner` folder's plan when that one is
 done (same calibration and options), so greedy's search is not paid twice; its wall time is then
 greedy's plus the refinement's."""
 from __future__ import annotations
@@ -27,6 +27,7 @@ from .evaluate import table
 from .evaluate.table import ZERO_SHOT, average, task_metric, task_score
 from .evaluate.tasks import is_perplexity
 from .scoring import metrics
+from .search.criteria import CRITERIA
 from .plan import Plan
 
 DEFAULT_METHODS = ("blockpruner", "blockpruner-refined", "blockpruner-oneshot", "layer-ppl", "shortgpt",
@@ -37,9 +38,10 @@ Evaluator = Callable[[str, Sequence[str], Path], dict]
 
 @dataclass(frozen=True)
 class Entry:
-    label: str  # "blockpruner:bi"
+    label: str  # "blockpruner:bi", "blockpruner:per-param"
     method: str
     metric: str
+    criterion: str = "ppl"
 
     @property
     def folder(self) -> str:
@@ -54,12 +56,19 @@ def parse_methods(spec: str | Sequence[str]) -> list[Entry]:
         raise UserError("--methods is empty; name at least one method")
     out = []
     for name in names:
-        method, _, metric = name.partition(":")
+        method, _, rank = name.partition(":")
         if method not in METHODS:
             raise UserError(f"unknown method {method!r} in --methods; choose from {', '.join(sorted(METHODS))}")
-        if metric and metric not in metrics():
-            raise UserError(f"unknown metric {metric!r} in {name!r}; choose from {', '.join(metrics())}")
-        out.append(Entry(name, method, metric or "ppl"))
+        if rank in CRITERIA and rank != "ppl":
+            if "criterion" not in METHODS[method].options:
+                users = [m.name for m in METHODS.values() if "criterion" in m.options]
+                raise UserError(f"{name!r}: {method} takes no criterion; criteria apply to {', '.join(users)}")
+            out.append(Entry(name, method, "ppl", rank))
+            continue
+        if rank and rank not in metrics():
+            raise UserError(f"unknown metric or criterion {rank!r} in {name!r}; choose from "
+                            f"{', '.join(metrics() + tuple(c for c in CRITERIA if c != 'ppl'))}")
+        out.append(Entry(name, method, rank or "ppl"))
     if len({e.label for e in out}) != len(out):
         raise UserError("--methods names a method twice")
     return out
@@ -89,7 +98,7 @@ def run_method(entry: Entry, model: str, out: Path, base: PruneOptions, *, data_
     """Run (or resume, or skip) one method; returns its compare.json record."""
     sub = out / entry.folder
     record_path = sub / "compare.json"
-    options = replace(base, method=entry.method, metric=entry.metric)
+    options = replace(base, method=entry.method, metric=entry.metric, criterion=entry.criterion)
     options.validate()
     options = options.resolved(device)  # per method too: one-shot's racing scorer is incremental
     if _done(sub) and record_path.exists():

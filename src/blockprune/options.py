@@ -14,6 +14,7 @@ from .methods import get as get_method
 from .models import check_device
 from .scoring.racing import DEFAULT_Z
 from .scoring.twoprecision import FAST_DTYPES, native_fast_dtype
+from .search import criteria
 from .search.greedy import BLOCK_TYPES
 
 
@@ -43,6 +44,8 @@ class PruneOptions:
     validation: str = "auto"
     validation_nsamples: int | None = None  # rows; None: as many as nsamples, at most monitor.DEFAULT_ROWS
     # options of the width methods (see their `options` declaration and blockprune.width)
+    # block searches that declare it (blockpruner): rank by perplexity, or by its rise per parameter
+    criterion: str = "ppl"
     allocation: str = "uniform"
     gqa: str = "groups"
     layers: str = "1:-1"
@@ -74,6 +77,7 @@ class PruneOptions:
             raise UserError(f"--fast-dtype must be one of {', '.join(FAST_CHOICES)} (got {self.fast_dtype!r})")
         if self.validation_nsamples is not None and self.validation_nsamples < 1:
             raise UserError(f"--validation-nsamples must be at least 1 (got {self.validation_nsamples})")
+        criteria.check(self.criterion)
         if not self.racing_z > 0:
             raise UserError(f"--racing-z must be positive (got {self.racing_z})")
         if self.cache_every < 1:
@@ -168,7 +172,8 @@ class PruneOptions:
         rec = {k: v for k, v in self.__dict__.items()
                if k not in SPEED_ONLY + VALIDATION and (k in own or k not in method_options())
                and (k != "racing_z" or self.scorer in racing_scorers())
-               and (k != "fast_dtype" or self.scorer == "fast")}
+               and (k != "fast_dtype" or self.scorer == "fast")
+               and (k != "criterion" or self.criterion != "ppl")}  # plans made before it existed stay the same
         if self.validation_source is not None:  # resolved, and absent without a monitor (as in older plans)
             rec.update(validation=self.validation_source,
                        validation_nsamples=monitor.rows(self.validation_nsamples, self.nsamples))

@@ -54,6 +54,7 @@ class Step(TypedDict, total=False):
     evaluated_windows: int  # candidate-windows run
     exhaustive_windows: int  # candidate-windows a plain scorer would run
     faults: list[str]  # candidates whose score was inf/NaN
+    criterion_value: float  # a search ranking by another criterion than perplexity: the chosen unit's value
     partial: dict[str, int]  # racing: candidates that left early, and the windows they ran
     precision: dict[str, Any]  # two-precision racing's record (blockprune.scoring.twoprecision)
     validation_ppl: float | None  # the monitor's validation perplexity after this step

@@ -15,6 +15,7 @@ def add_arguments(p) -> None:
     from .. import scoring
     from ..methods import METHODS
     from ..options import PruneOptions
+    from ..search.criteria import CRITERIA
     from ..width import ALLOCATIONS, GQA
 
     default = PruneOptions()
@@ -32,10 +33,14 @@ def add_arguments(p) -> None:
                       help="remove units while removed parameters / all parameters (embeddings included) stays <= r; "
                            "this or --num-blocks is required (width methods: --ratio only)")
     add_search_arguments(p)
+    p.add_argument("--criterion", default=default.criterion, choices=list(CRITERIA),
+                   help="what blockpruner ranks candidates by: ppl (calibration perplexity, the paper's) or "
+                        "per-param (its rise per parameter removed, so the --ratio budget buys the most parameters "
+                        "for the least loss)")
     p.add_argument("--cache-every", type=int, default=default.cache_every,
                    help="keep every n-th block boundary in the cache (memory / n, more recomputation)")
     p.add_argument("--cache-device", default=default.cache_device, help="where cached hidden states live (default: the model's device)")
-    width = p.add_argument_group(f"width methods ({', '.join(m.name for m in METHODS.values() if m.options)})")
+    width = p.add_argument_group(f"width methods ({', '.join(m.name for m in METHODS.values() if m.granularity == 'width')})")
     width.add_argument("--allocation", default=default.allocation, choices=ALLOCATIONS,
                        help="uniform: the same share of heads and channels in every pruned layer; global: one "
                             "ranking of all units by score per parameter")
@@ -58,7 +63,7 @@ def run(args) -> None:
                         dtype=args.dtype, scorer=args.scorer, fast_dtype=args.fast_dtype, batch_size=args.batch_size,
                         cache_every=args.cache_every, cache_device=args.cache_device, racing_z=args.racing_z,
                         validation=args.validation, validation_nsamples=args.validation_nsamples,
-                        allocation=args.allocation, gqa=args.gqa, layers=args.layers)
+                        criterion=args.criterion, allocation=args.allocation, gqa=args.gqa, layers=args.layers)
     opts.check_all_used()  # every option given to this one run must take effect
     res = prune(args.model, args.out, options=opts, data_dir=args.data_dir, device=args.device, resume=args.resume,
                 export=not args.no_export, progress=not args.quiet)

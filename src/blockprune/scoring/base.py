@@ -30,10 +30,14 @@ class Scorer(Protocol):
     """Rates candidate removals of the current (masked) model; lower means "remove first".
 
     `score(removed, candidates)` scores each candidate set of blocks added to `removed`. `batch_size` is
-    the windows per forward pass the scorer runs, which methods reuse for passes they make themselves."""
+    the windows per forward pass the scorer runs, which methods reuse for passes they make themselves.
+
+    `sizes` (each candidate's parameter count) says the search ranks by perplexity rise per parameter
+    (`search.criteria`): a scorer that stops candidates early must then stop them by that criterion;
+    one that scores every candidate completely may ignore it."""
 
     name: str
     batch_size: int
 
     def score(self, removed: frozenset[str], candidates: Sequence[frozenset[str]],
-              progress: Progress | None = None) -> Scored: ...
+              progress: Progress | None = None, sizes: Sequence[int] | None = None) -> Scored: ...

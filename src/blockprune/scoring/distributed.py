@@ -38,9 +38,10 @@ class SplitScorer:
         return self.inner.batch_size
 
     def score(self, removed: frozenset[str], candidates: Sequence[frozenset[str]],
-              progress: Progress | None = None) -> Scored:
+              progress: Progress | None = None, sizes: Sequence[int] | None = None) -> Scored:
         mine = list(range(self.rank, len(candidates), self.world))
-        part = self.inner.score(removed, [candidates[i] for i in mine], progress)
+        part = self.inner.score(removed, [candidates[i] for i in mine], progress,
+                                None if sizes is None else [sizes[i] for i in mine])
         gathered: list = [None] * self.world
         dist.all_gather_object(gathered, (mine, part))
         scores = [0.0] * len(candidates)

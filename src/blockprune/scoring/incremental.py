@@ -101,6 +101,13 @@ class BoundaryCache:
             self._keep_if_leading(batch, removed, float(nll.sum()), passed)
         return nll
 
+    def current_nll(self, batch: int) -> torch.Tensor:
+        """Per-window NLL of one batch for the model the cache holds (only the blocks after the last stored
+        boundary run); never kept as a leader, it is no candidate."""
+        h = self.states[batch][self.stored_at_or_before(self.n_blocks)].to(self.view.device)
+        h = self.view.run(h, self.preps[batch], self.removed, self.stored_at_or_before(self.n_blocks), self.n_blocks)
+        return self.view.window_nll(h, self.batches[batch])
+
     def _keep_if_leading(self, batch: int, removed: frozenset[str], nll_sum: float,
                          passed: dict[int, torch.Tensor]) -> None:
         total = self._sums[removed] = self._sums.get(removed, 0.0) + nll_sum
@@ -139,7 +146,8 @@ class IncrementalScorer:
         return min(self.view.by_name[n].index for n in candidate)
 
     def score(self, removed: frozenset[str], candidates: Sequence[frozenset[str]],
-              progress: Progress | None = None) -> Scored:
+              progress: Progress | None = None, sizes: Sequence[int] | None = None) -> Scored:
+        # every score is complete, so the search ranks by any criterion itself: `sizes` changes nothing here
         self.cache.sync(removed)
         scores = []
         for c in candidates:

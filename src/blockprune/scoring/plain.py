@@ -19,7 +19,8 @@ class PlainScorer:
         self.view, self.windows, self.batch_size = view, windows, batch_size
 
     def score(self, removed: frozenset[str], candidates: Sequence[frozenset[str]],
-              progress: Progress | None = None) -> Scored:
+              progress: Progress | None = None, sizes: Sequence[int] | None = None) -> Scored:
+        # every score is complete: the search ranks by its criterion itself, `sizes` changes nothing here
         scores = [perplexity(self.view, self.windows, removed | c, self.batch_size, progress) for c in candidates]
         n = len(candidates) * len(self.windows)
         return Scored(scores, n, n)

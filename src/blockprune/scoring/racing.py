@@ -114,6 +114,23 @@ def race(count: int, batch_windows: Sequence[int], look: Callable[[int, int], to
     return nll()
 
 
+def per_size(look: Callable[[int, int], torch.Tensor], sizes: Sequence[int] | None,
+             cache: BoundaryCache) -> Callable[[int, int], torch.Tensor]:
+    """`look` as the race should see it. With `sizes` (each candidate's parameters), candidates race on
+    their NLL rise over the current model per million parameters, window by window: the mean of that is
+    the per-parameter criterion (`search.criteria`), so a large unit is not dropped for a rise that its
+    size pays for. Without, on the NLL itself."""
+    if sizes is None:
+        return look
+    base: dict[int, torch.Tensor] = {}
+
+    def rise(c: int, b: int) -> torch.Tensor:
+        if b not in base:
+            base[b] = cache.current_nll(b)
+        return (look(c, b).double() - base[b].double()) * (1e6 / sizes[c])
+    return rise
+
+
 class RacingScorer:
     name = "racing"
 
@@ -125,20 +142,23 @@ class RacingScorer:
         self.floor_from = floor_from
 
     def score(self, removed: frozenset[str], candidates: Sequence[frozenset[str]],
-              progress: Progress | None = None) -> Scored:
+              progress: Progress | None = None, sizes: Sequence[int] | None = None) -> Scored:
         self.cache.sync(removed)
         batches = self.cache.batches
         firsts = [min(self.view.by_name[n].index for n in c) for c in candidates]
         evaluated = 0
+        raw: dict[int, list[torch.Tensor]] = {c: [] for c in range(len(candidates))}
 
         def look(c: int, b: int) -> torch.Tensor:
             nonlocal evaluated
             evaluated += batches[b].shape[0]
             if progress:
                 progress(batches[b].shape[0])
-            return self.cache.final_nll(b, removed | candidates[c], firsts[c])
+            raw[c].append(self.cache.final_nll(b, removed | candidates[c], firsts[c]))
+            return raw[c][-1]
 
-        nll = race(len(candidates), [t.shape[0] for t in batches], look, self.z, self.floor_from)
+        race(len(candidates), [t.shape[0] for t in batches], per_size(look, sizes, self.cache), self.z, self.floor_from)
+        nll = {c: torch.cat(t) for c, t in raw.items()}
         scores = [ppl_from_nll(nll[i]) for i in range(len(candidates))]
         counts = [nll[i].numel() for i in range(len(candidates))]
         return Scored(scores, evaluated, len(candidates) * len(self.windows), counts)

@@ -41,7 +41,7 @@ from ..perplexity import ppl_from_nll
 from ..view import BlockView
 from .base import Progress, Scored
 from .incremental import BoundaryCache
-from .racing import DEFAULT_Z, RacingScorer, _mean, race
+from .racing import DEFAULT_Z, RacingScorer, _mean, per_size, race
 from .registry import register
 
 FAST_DTYPES = {"bf16": torch.bfloat16}
@@ -102,31 +102,34 @@ class TwoPrecisionScorer:
         self.fast = BoundaryCache(self.fast_view, windows, batch_size, every, device)
 
     def score(self, removed: frozenset[str], candidates: Sequence[frozenset[str]],
-              progress: Progress | None = None) -> Scored:
+              progress: Progress | None = None, sizes: Sequence[int] | None = None) -> Scored:
         if self.fast_dtype is None:
-            return self.racing.score(removed, candidates, progress)
+            return self.racing.score(removed, candidates, progress, sizes)
         self.full.sync(removed)
         self.fast.sync(removed)
         batches = self.full.batches
-        sizes = [t.shape[0] for t in batches]
+        windows = [t.shape[0] for t in batches]
         firsts = [min(self.view.by_name[n].index for n in c) for c in candidates]
         fast_runs: dict[tuple[int, int], torch.Tensor] = {}
         full: dict[int, dict[int, torch.Tensor]] = {}
         ran = {"fast": 0, "full": 0}
 
-        def fast_look(c: int, b: int) -> torch.Tensor:
+        def fast_nll(c: int, b: int) -> torch.Tensor:
             if (c, b) not in fast_runs:
-                ran["fast"] += sizes[b]
+                ran["fast"] += windows[b]
                 if progress:
-                    progress(sizes[b])
+                    progress(windows[b])
                 fast_runs[c, b] = self.fast.final_nll(b, removed | candidates[c], firsts[c])
             return fast_runs[c, b]
 
-        def full_look(c: int, b: int) -> torch.Tensor:
+        def full_nll(c: int, b: int) -> torch.Tensor:
             if b not in full.setdefault(c, {}):
-                ran["full"] += sizes[b]
+                ran["full"] += windows[b]
                 full[c][b] = self.full.final_nll(b, removed | candidates[c], firsts[c])
             return full[c][b]
+
+        # what the race compares: the NLL, or its rise per parameter when the search ranks by that
+        fast_look, full_look = per_size(fast_nll, sizes, self.fast), per_size(full_nll, sizes, self.full)
 
         margin = 0.0
 
@@ -138,19 +141,19 @@ class TwoPrecisionScorer:
             margin = SAFETY * largest_error(f, F, best)
             return margin
 
-        fast = race(len(candidates), sizes, fast_look, self.z, self.floor_from, margin_from)
-        total = sum(sizes)
+        fast = race(len(candidates), windows, fast_look, self.z, self.floor_from, margin_from)
+        total = sum(windows)
         complete = [c for c in range(len(candidates)) if fast[c].numel() == total]
         leader = min(complete, key=lambda c: (_mean(fast[c]), c))
         # the fast leader always goes on: a non-finite fast score says nothing about the full one
         contenders = sorted({leader} | {c for c in complete if _mean(fast[c] - fast[leader]) <= margin})
-        for c in contenders:
-            for b in range(len(batches)):
-                full_look(c, b)
+        decided = {c: torch.cat([full_look(c, b) for b in range(len(batches))]) for c in contenders}
         exact = {c: torch.cat([full[c][b] for b in range(len(batches))]) for c in contenders}
-        scores = [ppl_from_nll(exact[c]) if c in exact else ppl_from_nll(fast[c]) for c in range(len(candidates))]
+        seen = {c: torch.cat([fast_runs[c, b] for b in range(len(batches)) if (c, b) in fast_runs])
+                for c in range(len(candidates))}
+        scores = [ppl_from_nll(exact[c]) if c in exact else ppl_from_nll(seen[c]) for c in range(len(candidates))]
         record = {"fast": self.fast_dtype, "margin": margin,
-                  "measured_error": largest_error({c: fast[c] for c in contenders}, exact, contenders),
+                  "measured_error": largest_error({c: fast[c] for c in contenders}, decided, contenders),
                   "fast_windows": ran["fast"], "full_windows": ran["full"]}
         return Scored(scores, ran["fast"] + ran["full"], len(candidates) * len(self.windows),
                       [fast[c].numel() for c in range(len(candidates))], decided=sorted(contenders),

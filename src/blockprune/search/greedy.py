@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..errors import UserError
+from . import criteria
 from ..plan import Plan, Step
 from ..units import LAYER, layer_blocks, unit_name
 from ..view import BlockView
@@ -26,21 +27,29 @@ class Unit:
 
 
 def units(view: BlockView, granularity: str = "block", block_type: str = "mix") -> list[Unit]:
-    """The candidates of a search. A block without parameters is one an earlier pruning already removed
-    (a checkpoint pruned again): removing it would change nothing, so it is no candidate."""
+    """The candidates of a search: blocks, whole layers, or ("joint") both, every block and every layer
+    in execution order (a layer just before its own attention block). A block without parameters is one
+    an earlier pruning already removed (a checkpoint pruned again): removing it would change nothing, so
+    it is no candidate, and neither is a layer with such a block."""
+    layers = [Unit(unit_name(LAYER, i), frozenset(layer_blocks(i)), 2 * i,
+                   sum(view.by_name[b].params for b in layer_blocks(i)))
+              for i in range(view.num_layers)]
     if granularity == "layer":
-        layers = [Unit(unit_name(LAYER, i), frozenset(layer_blocks(i)), 2 * i,
-                       sum(view.by_name[b].params for b in layer_blocks(i)))
-                  for i in range(view.num_layers)]
         return [u for u in layers if u.params > 0]
     kinds = BLOCK_TYPES[block_type]
-    return [Unit(b.name, frozenset({b.name}), b.index, b.params) for b in view.blocks
-            if b.kind in kinds and b.params > 0]
+    blocks = [Unit(b.name, frozenset({b.name}), b.index, b.params) for b in view.blocks
+              if b.kind in kinds and b.params > 0]
+    if granularity == "joint":
+        whole = [u for u in layers if all(view.by_name[b].params > 0 for b in u.blocks)]
+        return sorted(whole + blocks, key=lambda u: (u.index, len(u.blocks) == 1))
+    return blocks
 
 
-def rank_key(score: float, unit: Unit, complete: bool = True) -> tuple[bool, float, int]:
-    # a score from fewer windows (a candidate that left a race) never outranks a complete one
-    return (not complete, score if math.isfinite(score) else math.inf, unit.index)
+def rank_key(score: float, unit: Unit, complete: bool = True, criterion: str = "ppl",
+             base: float = math.nan) -> tuple[bool, float, int, int]:
+    # a score from fewer windows (a candidate that left a race) never outranks a complete one; ties go to
+    # the unit that runs first, and at one position to the larger (a layer before its attention block)
+    return (not complete, criteria.value(criterion, score, base, unit.params), unit.index, -len(unit.blocks))
 
 
 def budget_check(candidates: list[Unit], num_blocks: int | None) -> None:
@@ -55,29 +64,36 @@ def fits(unit: Unit, removed_params: int, total_params: int, ratio: float | None
 
 def greedy(view: BlockView, scorer, plan: Plan, candidates: list[Unit], *, num_blocks: int | None,
            ratio: float | None, on_step: Callable[[Plan, float], None] | None = None,
-           progress_factory=None) -> Plan:
-    """Extend `plan.steps` until `num_blocks` units are gone or no unit fits under `ratio`.
+           progress_factory=None, criterion: str = "ppl") -> Plan:
+    """Extend `plan.steps` until `num_blocks` units are gone or no unit fits under `ratio`, each step
+    removing the candidate `criterion` ranks first (`search.criteria`). A candidate sharing a block with
+    what is already removed is none (with joint candidates, a layer whose attention block is gone).
 
     Resumes from whatever steps the plan already holds."""
     import time
 
     budget_check(candidates, num_blocks)
+    sized = criterion in criteria.SIZED
     while True:
         done = {s["removed"] for s in plan.steps}
         removed_blocks = plan.removed_blocks
         removed_params = view.removed_params(removed_blocks)
         if num_blocks is not None and len(done) >= num_blocks:
             break
-        pool = [u for u in candidates if u.name not in done and fits(u, removed_params, view.total_params, ratio)]
+        pool = [u for u in candidates if not u.blocks & removed_blocks
+                and fits(u, removed_params, view.total_params, ratio)]
         if not pool:
             break
         t0 = time.perf_counter()
         step_no = len(plan.steps) + 1
         bar = progress_factory(step_no, len(pool)) if progress_factory else None
-        scored = scorer.score(removed_blocks, [u.blocks for u in pool], progress=bar.update if bar else None)
+        scored = scorer.score(removed_blocks, [u.blocks for u in pool], progress=bar.update if bar else None,
+                              **({"sizes": [u.params for u in pool]} if sized else {}))
         if bar:
             bar.close()
-        order = sorted(range(len(pool)), key=lambda i: rank_key(scored.scores[i], pool[i], scored.complete(i)))
+        base = plan.steps[-1]["ppl"] if plan.steps else plan.dense.get("ppl", math.nan)
+        order = sorted(range(len(pool)), key=lambda i: rank_key(scored.scores[i], pool[i], scored.complete(i),
+                                                                criterion, base))
         best = pool[order[0]]
         best_score = scored.scores[order[0]]
         faults = [pool[i].name for i, s in enumerate(scored.scores) if not math.isfinite(s)]
@@ -95,6 +111,8 @@ def greedy(view: BlockView, scorer, plan: Plan, candidates: list[Unit], *, num_b
             exhaustive_windows=scored.exhaustive_windows,
             faults=faults,
         ))
+        if criterion != "ppl":  # the chosen unit's rank value (the plan's options name the criterion)
+            plan.steps[-1]["criterion_value"] = criteria.value(criterion, best_score, base, best.params)
         if scored.windows is not None:
             plan.steps[-1]["partial"] = {u.name: n for u, n in zip(pool, scored.windows) if n < max(scored.windows)}
         if scored.precision is not None:
