@@ -27,6 +27,7 @@ from .evaluate import table
 from .evaluate.table import ZERO_SHOT, average, task_metric, task_score
 from .evaluate.tasks import is_perplexity
 from .scoring import metrics
+from .methods import get as get_method
 from .search.criteria import CRITERIA
 from .plan import Plan
 
@@ -98,7 +99,8 @@ def run_method(entry: Entry, model: str, out: Path, base: PruneOptions, *, data_
     """Run (or resume, or skip) one method; returns its compare.json record."""
     sub = out / entry.folder
     record_path = sub / "compare.json"
-    options = replace(base, method=entry.method, metric=entry.metric, criterion=entry.criterion)
+    options = replace(base, method=entry.method, metric=entry.metric, criterion=entry.criterion,
+                      seed_runs=_seed_runs(entry, out))
     options.validate()
     options = options.resolved(device)  # per method too: one-shot's racing scorer is incremental
     if _done(sub) and record_path.exists():
@@ -122,14 +124,26 @@ def run_method(entry: Entry, model: str, out: Path, base: PruneOptions, *, data_
     return record
 
 
+def _seed_runs(entry: Entry, out: Path) -> tuple[str, ...]:
+    """A population search is seeded with the finished sets of the methods beside it (their folders)."""
+    from .methods.evolution import SEED_METHODS
+
+    if "seed_runs" not in get_method(entry.method).options:
+        return ()
+    return tuple(str(out / m) for m in SEED_METHODS if _done(out / m))
+
+
 def _saved_seconds(sub: Path) -> float:
     """What a killed search's saved state took: the steps in `sub/timings.json` with the monitor's passes
     (an unreadable file counts nothing, as the resumed search restarts its record; prune warns), and a
-    refinement's accepted swaps (its plan's `refine_progress`, written before timings.json knows of it)."""
+    refinement's accepted swaps (its plan's `refine_progress`, written before timings.json knows of it), a
+    population search's generations (its plan's `search`, likewise)."""
     timings = load_timings(sub / "timings.json", warn=False)
     steps = sum(s.get("seconds", 0.0) for s in timings["steps"]) + timings.get("validation_seconds", 0.0)
-    last = Plan.load(sub).steps[-1:] or [{}]
-    return steps + last[0].get("refine_progress", {}).get("seconds", 0.0)
+    plan = Plan.load(sub)
+    last = plan.steps[-1:] or [{}]
+    return (steps + last[0].get("refine_progress", {}).get("seconds", 0.0)
+            + (plan.search or {}).get("seconds_so_far", 0.0))
 
 
 def _check_reusable(plan: Plan, sub: Path, model: str, options: PruneOptions) -> None:

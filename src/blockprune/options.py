@@ -46,6 +46,9 @@ class PruneOptions:
     # options of the width methods (see their `options` declaration and blockprune.width)
     # block searches that declare it (blockpruner): rank by perplexity, or by its rise per parameter
     criterion: str = "ppl"
+    # blockpruner-evo: finished run folders whose removal sets seed the population (their sets are recorded
+    # in the plan, the paths are not: they name this machine's folders)
+    seed_runs: tuple[str, ...] = ()
     allocation: str = "uniform"
     gqa: str = "groups"
     layers: str = "1:-1"
@@ -170,7 +173,7 @@ class PruneOptions:
         # batching and cache placement change only speed and memory, not the result: they do not bind a resume
         own = self.chosen_method.options
         rec = {k: v for k, v in self.__dict__.items()
-               if k not in SPEED_ONLY + VALIDATION and (k in own or k not in method_options())
+               if k not in NOT_RECORDED + VALIDATION and (k in own or k not in method_options())
                and (k != "racing_z" or self.scorer in racing_scorers())
                and (k != "fast_dtype" or self.scorer == "fast")
                and (k != "criterion" or self.criterion != "ppl")}  # plans made before it existed stay the same
@@ -183,6 +186,7 @@ class PruneOptions:
 _DEFAULTS = {f.name: f.default for f in fields(PruneOptions)}
 FAST_CHOICES = ("auto", *FAST_DTYPES, "none")
 SPEED_ONLY = ("batch_size", "cache_every", "cache_device")  # change speed and memory, not the result
+NOT_RECORDED = SPEED_ONLY + ("seed_runs",)
 VALIDATION = ("validation", "validation_nsamples")
 
 

@@ -79,6 +79,9 @@ class Plan:
     #: the overfitting monitor's validation text (source, rows, windows, tokens, seed, hash; see
     #: blockprune.monitor); absent from plan.json for a run without the monitor
     validation: dict[str, Any] | None = None
+    #: a search over whole removal sets (blockpruner-evo): its seeds, generations and compute, and while it
+    #: runs its state; absent from plan.json for every other method
+    search: dict[str, Any] | None = None
 
     @property
     def removed(self) -> list[str]:
@@ -91,7 +94,7 @@ class Plan:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["removed"] = self.removed
-        for optional in ("width", "validation"):
+        for optional in ("width", "validation", "search"):
             if d[optional] is None:
                 del d[optional]
         return d

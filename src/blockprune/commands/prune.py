@@ -37,6 +37,9 @@ def add_arguments(p) -> None:
                    help="what blockpruner ranks candidates by: ppl (calibration perplexity, the paper's) or "
                         "per-param (its rise per parameter removed, so the --ratio budget buys the most parameters "
                         "for the least loss)")
+    p.add_argument("--seed-runs", default="",
+                   help="blockpruner-evo: comma-separated finished run folders (same model and calibration) whose "
+                        "removal sets seed the population; default: the Relative Magnitude set, computed first")
     p.add_argument("--cache-every", type=int, default=default.cache_every,
                    help="keep every n-th block boundary in the cache (memory / n, more recomputation)")
     p.add_argument("--cache-device", default=default.cache_device, help="where cached hidden states live (default: the model's device)")
@@ -63,7 +66,8 @@ def run(args) -> None:
                         dtype=args.dtype, scorer=args.scorer, fast_dtype=args.fast_dtype, batch_size=args.batch_size,
                         cache_every=args.cache_every, cache_device=args.cache_device, racing_z=args.racing_z,
                         validation=args.validation, validation_nsamples=args.validation_nsamples,
-                        criterion=args.criterion, allocation=args.allocation, gqa=args.gqa, layers=args.layers)
+                        criterion=args.criterion,
+                        seed_runs=tuple(r for r in args.seed_runs.split(',') if r), allocation=args.allocation, gqa=args.gqa, layers=args.layers)
     opts.check_all_used()  # every option given to this one run must take effect
     res = prune(args.model, args.out, options=opts, data_dir=args.data_dir, device=args.device, resume=args.resume,
                 export=not args.no_export, progress=not args.quiet)

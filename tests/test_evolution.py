@@ -1,0 +1,121 @@
+"""The population search (blockpruner-evo): deterministic for a seed, never worse than its best seed,
+resumed between generations to the same plan, seeded from run folders through prune and compare."""
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from blockprune.errors import UserError
+from blockprune.methods import Job
+from blockprune.methods.evolution import Evolution, mutate
+from blockprune.options import PruneOptions
+from blockprune.plan import Plan
+from blockprune.scoring.incremental import IncrementalScorer
+from blockprune.scoring.racing import RacingScorer
+from blockprune.search import units
+from blockprune.units import expand
+from conftest import tiny_llama
+from test_criteria import plan_with_dense, setup
+
+SMALL = Evolution(generations=6, offspring=6)
+
+
+def run(method=SMALL, scorer=IncrementalScorer, seed=42, checkpoint=None, plan=None, n=6):
+    view, w = setup(tiny_llama(5, layers=5), n=n)
+    plan = plan or plan_with_dense(view, w)
+    job = Job(view, w, scorer(view, w), "mix", None, 0.3, options=PruneOptions(method=method.name, ratio=0.3, seed=seed),
+              checkpoint=checkpoint)
+    return method.run(job, plan), view
+
+
+def test_mutations_stay_within_the_budget_and_fill_it():
+    view, _ = setup(tiny_llama(5, layers=5))
+    blocks = units(view)
+    size = {u.name: u.params for u in blocks}
+    budget = 0.3 * view.total_params
+    parent = frozenset({"attn.1", "mlp.3", "attn.4"})
+    import random
+    rng = random.Random(0)
+    for _ in range(50):
+        child = mutate(parent, blocks, budget, rng)
+        params = sum(size[b] for b in child)
+        assert params <= budget and child != parent
+        # full: no kept block that was not just put back fits any more
+        back = parent - child
+        assert all(params + size[u.name] > budget for u in blocks if u.name not in child and u.name not in back)
+
+
+def test_the_search_is_deterministic_for_a_seed_and_moves_with_it():
+    a, _ = run()
+    b, _ = run()
+    assert a.to_dict() == b.to_dict()
+    c, _ = run(seed=7)
+    assert [h["evaluated_windows"] for h in c.search["history"]] != [h["evaluated_windows"] for h in a.search["history"]]
+
+
+@pytest.mark.parametrize("scorer", [IncrementalScorer, RacingScorer])
+def test_never_worse_on_calibration_than_its_best_seed_and_the_steps_are_its_set(scorer):
+    plan, view = run(scorer=scorer)
+    best_seed = min(s["ppl"] for s in plan.search["seeds"])
+    assert plan.steps[-1]["ppl"] <= best_seed
+    assert plan.steps[-1]["ppl"] == pytest.approx(plan.search["parent_ppl"], rel=1e-6)
+    assert plan.removed == plan.search["parent"]  # in execution order
+    assert plan.steps[-1]["ratio"] <= 0.3
+    assert "seconds_so_far" not in plan.search  # wall time stays out of the finished plan
+    assert plan.search["evaluated_windows"] <= plan.search["exhaustive_windows"]
+    assert len(plan.search["history"]) == SMALL.generations
+    # each step's perplexity is its prefix's, exactly
+    from blockprune.perplexity import perplexity
+    _, w = setup(tiny_llama(5, layers=5))
+    prefix = frozenset(b for u in plan.removed[:2] for b in expand(u))
+    assert plan.steps[1]["ppl"] == pytest.approx(perplexity(view, w, prefix), rel=1e-5)
+
+
+class Killed(Exception):
+    pass
+
+
+def test_killed_between_generations_it_resumes_to_the_same_plan(tmp_path):
+    whole, _ = run()
+    saves = []
+
+    def kill_after_third(plan):
+        saves.append(json.dumps(plan.to_dict()))
+        if len(saves) == 3:
+            plan.save(tmp_path / "plan.json")
+            raise Killed
+
+    with pytest.raises(Killed):
+        run(checkpoint=kill_after_third)
+    saved = Plan.load(tmp_path / "plan.json")
+    assert len(saved.search["history"]) == 2 and not saved.steps  # seeds, then two generations
+    resumed, _ = run(plan=saved)
+    assert resumed.to_dict() == whole.to_dict()
+
+
+def test_seed_runs_must_be_finished_runs_of_the_same_model_and_calibration(tmp_path):
+    with pytest.raises(UserError, match="holds no plan.json"):
+        PruneOptions(method="blockpruner-evo", ratio=0.2, seed_runs=(str(tmp_path),)).validate()
+    with pytest.raises(UserError, match="--ratio instead of --num-blocks"):
+        PruneOptions(method="blockpruner-evo", num_blocks=3).validate()
+    assert "seed_runs" not in PruneOptions(method="blockpruner-evo", ratio=0.2, seed_runs=("x",)).recorded()
+
+
+def test_prune_seeds_the_population_with_the_given_runs(tiny_checkpoint, calib_file, tmp_path, monkeypatch):
+    from blockprune import api
+    from blockprune.methods import METHODS
+
+    monkeypatch.setitem(METHODS, "blockpruner-evo", dataclasses.replace(SMALL))
+    common = dict(calibration=calib_file, seqlen=32, ratio=0.3, progress=False, export=False)
+    api.prune(tiny_checkpoint, tmp_path / "lp", method="layer-ppl", **common)
+    api.prune(tiny_checkpoint, tmp_path / "bp", method="blockpruner", **common)
+    res = api.prune(tiny_checkpoint, tmp_path / "evo", method="blockpruner-evo",
+                    seed_runs=(str(tmp_path / "lp"), str(tmp_path / "bp")), **common)
+    seeds = res.plan.search["seeds"]
+    assert [s["source"] for s in seeds] == ["layer-ppl", "blockpruner"]
+    assert seeds[0]["removed"] == Plan.load(tmp_path / "lp").removed
+    assert res.plan.steps[-1]["ppl"] <= min(s["ppl"] for s in seeds)
+    assert str(tmp_path / "lp") not in (tmp_path / "evo" / "plan.json").read_text()  # the seeds by their sets, not paths
+    timings = json.loads((tmp_path / "evo" / "timings.json").read_text())
+    assert len(timings["steps"]) == 1 and timings["steps"][0]["seconds"] > 0
