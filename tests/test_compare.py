@@ -200,7 +200,8 @@ def test_parts_run_side_by_side_share_one_dense_evaluation(tiny_checkpoint, cali
     second = FakeEvaluator()
     result = run_compare(tiny_checkpoint, out, calib, second, methods="relative-magnitude")
     assert [t for t, _ in second.calls] == [str(out / "relative-magnitude")]  # the dense model was not evaluated again
-    assert [r["method"] for r in result["rows"]] == ["dense", "relative-magnitude"]
+    # the other part's finished row stays in the table
+    assert [r["method"] for r in result["rows"]] == ["dense", "shortgpt", "relative-magnitude"]
 
 
 @pytest.mark.parametrize("given, windows", [([], "quick"), (["--max-windows", "5"], 5), (["--max-windows", "0"], None),
@@ -236,3 +237,21 @@ def test_compare_with_racing_runs_one_shot_exactly_and_reuses_its_folder(tiny_ch
     monkeypatch.setattr(cmp, "prune", refuse)
     assert run_compare(tiny_checkpoint, out, calib, FakeEvaluator(), methods="blockpruner-oneshot,blockpruner",
                        scorer="racing")["rows"] == first["rows"]
+
+
+def test_a_compare_of_a_few_methods_into_a_folder_keeps_its_other_finished_rows(tiny_checkpoint, calib, tmp_path):
+    out = tmp_path / "cmp"
+    ev = FakeEvaluator()
+    run_compare(tiny_checkpoint, out, calib, ev, methods="shortgpt,relative-magnitude,blockpruner")
+    run_compare(tiny_checkpoint, out, calib, ev, methods="layer-ppl")  # a later run of one more method
+    result = run_compare(tiny_checkpoint, out, calib, ev, methods="blockpruner:per-param")
+    names = [r["method"] for r in result["rows"]]
+    assert names == ["dense", "shortgpt", "relative-magnitude", "blockpruner", "layer-ppl", "blockpruner:per-param"]
+    assert json.loads((out / "comparison.json").read_text())["rows"] == json.loads(json.dumps(result["rows"]))
+    md = (out / "comparison.md").read_text()
+    assert all(f"| {n} |" in md for n in names)
+    # a folder evaluated under other settings is no row of this comparison
+    again = cmp.compare(tiny_checkpoint, out, ratio=0.3, methods="layer-ppl",
+                        options=PruneOptions(calibration=calib, nsamples=8, seqlen=32, scorer="plain"), tasks=TASKS,
+                        evaluator=ev, eval_settings={"limit": 5}, progress=False)
+    assert [r["method"] for r in again["rows"]] == ["dense", "layer-ppl"]

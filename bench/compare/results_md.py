@@ -25,7 +25,11 @@ def main(folder: str, methods: str = ALL) -> None:
         sub = out / e.folder
         ev, run = read(sub / "eval.json"), read(sub / "compare.json")
         if run and ev and Plan.load(sub).status == "done" and not missing_tasks(ev, result["tasks"], result["eval"]):
-            rows.append(method_row(e.label, Plan.load(sub), ev, run))
+            plan = Plan.load(sub)
+            rows.append(method_row(e.label, plan, ev, run))
+            # the dense model's held-out perplexity is in every plan made with the monitor
+            if rows[0].get("validation_ppl") is None:
+                rows[0]["validation_ppl"] = plan.dense.get("validation_ppl")
     result["rows"] = rows
     done = {r["method"] for r in rows}
     print(markdown(result).split("\n", 2)[2])  # without its title

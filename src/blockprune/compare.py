@@ -261,11 +261,38 @@ def compare(model: str, out: str | os.PathLike, *, ratio: float, methods: Sequen
         reuse.setdefault(plan.removed_blocks, sub)
         _say(progress, f"compare: {e.label}: evaluating")
         rec = evaluate_folder(str(sub), sub, tasks, evaluator, eval_settings, reuse, plan.removed_blocks)
-        rows[0]["calibration_ppl"] = plan.dense["ppl"]
+        rows[0].update(calibration_ppl=plan.dense["ppl"], validation_ppl=plan.dense.get("validation_ppl"))
         rows.append(method_row(e.label, plan, rec, run))
+        # the folder's other finished methods keep their rows: a run of a few methods never drops the rest
+        result["rows"] = rows[:1] + finished_rows(out, tasks, eval_settings, {r["method"] for r in rows}) + rows[1:]
         atomic.write_json(out / "comparison.json", result)
         atomic.write_text(out / "comparison.md", markdown(result))
     return result
+
+
+def folder_label(plan: Plan) -> str:
+    """The `--methods` name a finished plan was run under: its method, and its metric or criterion."""
+    rank = plan.options.get("criterion") or plan.options.get("metric", "ppl")
+    return plan.method if rank == "ppl" else f"{plan.method}:{rank}"
+
+
+def finished_rows(out: Path, tasks: Sequence[str], eval_settings: dict[str, Any],
+                  skip: set[str] = frozenset()) -> list[dict[str, Any]]:
+    """Rows for every method folder of `out` whose search is done and whose evaluation holds `tasks` under
+    `eval_settings`, in the order of the folder's earlier comparison.json, then by name."""
+    earlier = [r["method"] for r in (_read(out / "comparison.json") or {}).get("rows", [])]
+    rows = []
+    for sub in sorted(p for p in out.iterdir() if p.is_dir() and (p / "compare.json").exists()):
+        if not _done(sub):
+            continue
+        plan = Plan.load(sub)
+        label = folder_label(plan)
+        ev = _read(sub / "eval.json")
+        if label in skip or Entry(label, plan.method, "ppl").folder != sub.name or missing_tasks(ev, tasks, eval_settings):
+            continue
+        rows.append(method_row(label, plan, ev, _read(sub / "compare.json")))
+    return sorted(rows, key=lambda r: (earlier.index(r["method"]) if r["method"] in earlier else len(earlier),
+                                       r["method"]))
 
 
 def method_row(label: str, plan: Plan | None, ev: dict, run: dict | None) -> dict[str, Any]:
@@ -276,6 +303,8 @@ def method_row(label: str, plan: Plan | None, ev: dict, run: dict | None) -> dic
         "ratio": last["ratio"] if last else 0.0,
         "removed": plan.removed if plan else [],
         "calibration_ppl": last["ppl"] if last else (plan.dense["ppl"] if plan else None),
+        # the overfitting monitor's held-out perplexity of the final set, where the run had the monitor
+        "validation_ppl": (last.get("validation_ppl") if last else plan.dense.get("validation_ppl")) if plan else None,
         "perplexity": {t: v["ppl"] for t, v in ev.get("perplexity", {}).items()},
         "zero_shot": {t: task_score(v) for t, v in ev.get("zero_shot", {}).items()},
         "metrics": {t: task_metric(v) for t, v in ev.get("zero_shot", {}).items()},
@@ -296,10 +325,12 @@ def markdown(result: dict[str, Any]) -> str:
     zs = [t for t in ZERO_SHOT if t in tasks]
     custom = [t for t in tasks if not is_perplexity(t) and t not in ZERO_SHOT]
     fmt = lambda v, f: "–" if v is None else format(v, f)  # noqa: E731
-    rows = [table.TableRow([r["method"], f"{r['ratio']:.1%}", fmt(r["calibration_ppl"], ".2f")], r["perplexity"],
+    validation = any(r.get("validation_ppl") is not None for r in result["rows"])
+    rows = [table.TableRow([r["method"], f"{r['ratio']:.1%}", fmt(r["calibration_ppl"], ".2f")]
+                           + ([fmt(r.get("validation_ppl"), ".2f")] if validation else []), r["perplexity"],
                            r["zero_shot"], r.get("metrics", {}), r["average"], [fmt(r["search_seconds"], ".0f")])
             for r in result["rows"]]
-    lines = table.markdown_table(["Method", "Ratio", "Calib. PPL"], rows,
+    lines = table.markdown_table(["Method", "Ratio", "Calib. PPL"] + (["Validation PPL"] if validation else []), rows,
                                  perplexity=[t for t in tasks if is_perplexity(t)], tasks=zs,
                                  with_average=len(zs) == len(ZERO_SHOT), other=custom, trail=["Search (s)"])
     removed = [f"- {r['method']}: {', '.join(r['removed'])}" for r in result["rows"] if r["removed"]]
