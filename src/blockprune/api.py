@@ -29,6 +29,7 @@ from .progress import RunProgress
 from .scoring.distributed import SplitScorer, init_from_env
 from .search.greedy import budget_check, units
 from .view import BlockView
+from .words import count
 
 __all__ = ["PruneOptions", "RunResult", "prune", "load"]
 
@@ -39,14 +40,6 @@ class RunResult:
     plan: Plan
     checkpoint: Path | None
     summary: dict[str, Any] = field(default_factory=dict)
-
-
-def _check_writable(out: Path) -> None:
-    probe = out
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise UserError(f"cannot write the output folder {out} ({probe} is not a writable folder); choose another --out")
 
 
 @contextmanager
@@ -112,7 +105,7 @@ def prune(model: str = models.DEFAULT_MODEL, out: str | os.PathLike = "runs/bloc
     if resume and not plan_path.exists():  # a mistyped --out would otherwise start a whole new search
         raise UserError(f"nothing to resume in {out} (no plan.json); check --out, or drop --resume to start "
                         f"a new run (a run killed before its first save left nothing to resume)")
-    _check_writable(out)
+    atomic.check_writable(out)  # a folder that cannot be written fails now, not after the search
 
     if not progress:  # quiet means quiet: no weight-loading bars either
         from transformers.utils import logging as hf_logging
@@ -127,9 +120,10 @@ def prune(model: str = models.DEFAULT_MODEL, out: str | os.PathLike = "runs/bloc
     vsource = options.validation_source
     vwindows = monitor.load(vsource, options, tok, data_dir) if vsource else None
     method = options.chosen_method
-    if options.num_blocks is not None and method.granularity in ("block", "layer"):
+    if method.granularity in ("block", "layer"):  # refuse before anything is written
         pool = units(view, method.granularity, options.block_type if method.granularity == "block" else "mix")
-        budget_check(pool, options.num_blocks)  # refuse before anything is written
+        budget_check(pool, options.num_blocks)
+        _refuse_empty(view, pool, options)
     plan = _start_plan(Plan(method=method.name,
                             model={"source": model, "family": net.config.model_type, "params": view.total_params,
                                    "layers": view.num_layers, "sha256": models.fingerprint(net)},
@@ -139,6 +133,10 @@ def prune(model: str = models.DEFAULT_MODEL, out: str | os.PathLike = "runs/bloc
     rank, world = init_from_env()
     main = rank == 0  # with torchrun, every rank searches in lockstep and rank 0 alone writes
     progress = progress and main
+    if resume and progress:
+        saved = count(len(plan.steps), "step")
+        print(f"blockprune: resuming {out}: its search had finished ({saved} saved), finishing the run" if plan.status == "done"
+              else f"blockprune: resuming {out} from step {len(plan.steps) + 1} ({saved} saved)", file=sys.stderr)
     scorer = None  # built only for a method that scores through one: its cache embeds every window up front
     if method.uses_scorer:
         with memory_guard(options):
@@ -184,6 +182,29 @@ def prune(model: str = models.DEFAULT_MODEL, out: str | os.PathLike = "runs/bloc
     return RunResult(out, plan, checkpoint, _summary(plan, method, plan_path, checkpoint))
 
 
+def _refuse_empty(view: BlockView, pool: list, options: PruneOptions) -> None:
+    """Refuse a run certain to remove every layer, or every attention block (nothing would read the
+    context): --num-blocks as many as there are candidates, or a --ratio whose budget fits them all."""
+    total = sum(u.params for u in pool)
+    if options.num_blocks is not None:
+        if options.num_blocks < len(pool):
+            return
+        given, fewer = f"--num-blocks {options.num_blocks}", f"--num-blocks {len(pool) - 1} at most"
+    else:
+        if total > options.ratio * view.total_params:
+            return
+        given, fewer = f"--ratio {options.ratio}", f"a --ratio below {total / view.total_params:.3f}"
+    gone = frozenset().union(*(u.blocks for u in pool)) | {b.name for b in view.blocks if b.params == 0}
+    left = [b for b in view.blocks if b.name not in gone]
+    if not left:
+        what = f"every layer of this {view.num_layers}-layer model"
+    elif not any(b.kind == "attn" for b in left):
+        what = f"every attention block of this {view.num_layers}-layer model"
+    else:
+        return
+    raise UserError(f"{given} would remove {what}, leaving a model that cannot read its input; choose {fewer}")
+
+
 def _start_plan(fresh: Plan, plan_path: Path, resume: bool) -> Plan:
     """The new plan, or the one to resume when it was made with the same inputs."""
     if not resume:
@@ -192,10 +213,33 @@ def _start_plan(fresh: Plan, plan_path: Path, resume: bool) -> Plan:
         atomic.remove_stale(written)
     plan = Plan.load(plan_path)
     if plan.identity() != fresh.identity():
-        diff = [k for k in fresh.identity() if fresh.identity()[k] != plan.identity()[k]]
-        raise UserError(f"{plan_path} was made with a different {', '.join(diff)}; "
+        raise UserError(f"{plan_path} was made with {identity_difference(plan.identity(), fresh.identity())}; "
                         f"it cannot be resumed with these inputs (start a new --out)")
     return plan
+
+
+def identity_difference(saved: dict[str, Any], given: dict[str, Any]) -> str:
+    """What differs between a saved state's identity and this run's, in words: each differing option
+    named with both values ("--nsamples 8 (now 16)"), and the other parts by name ("another model")."""
+    parts = []
+    for key in given:
+        old, new = saved.get(key), given[key]
+        if old == new:
+            continue
+        if isinstance(old, dict) and isinstance(new, dict):
+            names = [k for k in dict.fromkeys([*old, *new]) if old.get(k) != new.get(k)]
+            parts += [f"--{k.replace('_', '-')} {_shown(old.get(k))} (now {_shown(new.get(k))})" for k in names]
+        else:
+            parts.append(f"another {key}")
+    return ", ".join(parts) or "other inputs"
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "unset"
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value)) or "none"
+    return str(value)
 
 
 class _StepRecorder:
@@ -233,9 +277,9 @@ class _StepRecorder:
 
 
 def _summary(plan: Plan, method: Method, plan_path: Path, checkpoint: Path | None) -> dict[str, Any]:
-    last = plan.width or (plan.steps[-1] if plan.steps else {"ppl": plan.dense["ppl"], "ratio": 0.0})
-    summary = {"removed": plan.removed, "ratio": last["ratio"],
-               "dense_ppl": plan.dense["ppl"], "pruned_ppl": last["ppl"], "plan": str(plan_path),
+    final = plan.outcome
+    summary = {"removed": final.removed, "ratio": final.ratio,
+               "dense_ppl": plan.dense["ppl"], "pruned_ppl": final.ppl, "plan": str(plan_path),
                "checkpoint": str(checkpoint) if checkpoint else None,
                "width": method.describe(plan) if plan.width is not None else None,
                "calibration": {k: plan.calibration[k] for k in ("source", "windows", "seqlen", "tokens")},

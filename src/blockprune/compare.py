@@ -188,9 +188,10 @@ def quick_evaluator(*, seqlen: int, max_windows: int | None, limit: int | None, 
 
 
 def evaluate_folder(target: str, sub: Path, tasks: Sequence[str], evaluator: Evaluator, settings: dict[str, Any],
-                    reuse: dict[frozenset, Path], removed: frozenset[str] | None) -> dict:
-    """`sub/eval.json` with every task in `tasks`: kept when present, copied from a folder whose removal
-    set is identical, else evaluated (only the tasks still missing, merged into what is there)."""
+                    reuse: dict[tuple, Path], removed: tuple | None) -> dict:
+    """`sub/eval.json` with every task in `tasks`: kept when present, copied from a folder whose pruned
+    model is identical (`Plan.outcome.key`), else evaluated (only the tasks still missing, merged into what
+    is there)."""
     path, part = sub / "eval.json", sub / ".eval-part"
     record = _read(path)
     interrupted = _read(part / "eval.json")  # an evaluation killed midway keeps the tasks it finished
@@ -247,7 +248,7 @@ def compare(model: str, out: str | os.PathLike, *, ratio: float, methods: Sequen
     result = {"format": "blockprune.compare/1", "model": model, "target_ratio": ratio, "tasks": list(tasks),
               "calibration": {k: base.recorded()[k] for k in ("calibration", "nsamples", "seqlen", "seed")},
               "eval": eval_settings, "rows": rows}
-    reuse: dict[frozenset, Path] = {}  # removal set -> the first folder with it: identical sets share one evaluation
+    reuse: dict[tuple, Path] = {}  # pruned model -> the first folder with it: identical ones share one evaluation
     for e in entries:  # search then evaluate, one method at a time: the table grows as methods finish
         sub = out / e.folder
         run = run_method(e, model, out, base, data_dir=data_dir, device=device, progress=progress)
@@ -258,9 +259,9 @@ def compare(model: str, out: str | os.PathLike, *, ratio: float, methods: Sequen
             _say(progress, "compare: dense model: evaluating")
             rows.append(method_row("dense", None, evaluate_folder(model, out / "dense", tasks, evaluator, eval_settings,
                                                             {}, None), None))
-        reuse.setdefault(plan.removed_blocks, sub)
+        reuse.setdefault(plan.outcome.key, sub)
         _say(progress, f"compare: {e.label}: evaluating")
-        rec = evaluate_folder(str(sub), sub, tasks, evaluator, eval_settings, reuse, plan.removed_blocks)
+        rec = evaluate_folder(str(sub), sub, tasks, evaluator, eval_settings, reuse, plan.outcome.key)
         rows[0].update(calibration_ppl=plan.dense["ppl"], validation_ppl=plan.dense.get("validation_ppl"))
         rows.append(method_row(e.label, plan, rec, run))
         # the folder's other finished methods keep their rows: a run of a few methods never drops the rest
@@ -298,13 +299,14 @@ def finished_rows(out: Path, tasks: Sequence[str], eval_settings: dict[str, Any]
 def method_row(label: str, plan: Plan | None, ev: dict, run: dict | None) -> dict[str, Any]:
     """One method's row of comparison.json, from its plan (None: the dense model), eval record and run record."""
     last = plan.steps[-1] if plan and plan.steps else None
+    final = plan.outcome if plan else None
     row: dict[str, Any] = {
         "method": label,
-        "ratio": last["ratio"] if last else 0.0,
-        "removed": plan.removed if plan else [],
-        "calibration_ppl": last["ppl"] if last else (plan.dense["ppl"] if plan else None),
+        "ratio": final.ratio if final else 0.0,
+        "removed": final.removed if final else [],
+        "calibration_ppl": final.ppl if final else None,
         # the overfitting monitor's held-out perplexity of the final set, where the run had the monitor
-        "validation_ppl": (last.get("validation_ppl") if last else plan.dense.get("validation_ppl")) if plan else None,
+        "validation_ppl": final.validation_ppl if final else None,
         "perplexity": {t: v["ppl"] for t, v in ev.get("perplexity", {}).items()},
         "zero_shot": {t: task_score(v) for t, v in ev.get("zero_shot", {}).items()},
         "metrics": {t: task_metric(v) for t, v in ev.get("zero_shot", {}).items()},

@@ -62,6 +62,18 @@ class Step(TypedDict, total=False):
     refine: dict[str, Any]  # refined search, last step: the swaps and their perplexities
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What a plan's pruned model is, in the figures every reader shows."""
+
+    ratio: float  # removed parameters / all parameters
+    ppl: float | None  # calibration perplexity of the pruned model
+    validation_ppl: float | None  # the overfitting monitor's, where the run had it
+    removed: list[str]  # units removed, in removal order (empty for width plans)
+    #: equal for two plans exactly when they make the same pruned model (removed blocks, kept widths)
+    key: tuple
+
+
 @dataclass
 class Plan:
     method: str
@@ -90,6 +102,21 @@ class Plan:
     @property
     def removed_blocks(self) -> frozenset[str]:
         return frozenset(b for u in self.removed for b in expand(u))
+
+    @property
+    def outcome(self) -> "Outcome":
+        """The pruned model this plan ends with, the one reading of it that api, verify, compare, report and
+        the benches share: a width plan's narrowed widths, a depth plan's last step, or the dense model."""
+        if self.width is not None:
+            keep = tuple((d["layer"], tuple(d["kept_heads"] or ()), tuple(d["kept_kv"] or ()),
+                          tuple(d["kept_channels"] or ())) for d in self.width["layers"])
+            return Outcome(self.width["ratio"], self.width.get("ppl"), self.width.get("validation_ppl"), [],
+                           (self.removed_blocks, keep))
+        if self.steps:
+            last = self.steps[-1]
+            return Outcome(last["ratio"], last["ppl"], last.get("validation_ppl"), self.removed,
+                           (self.removed_blocks, ()))
+        return Outcome(0.0, self.dense.get("ppl"), self.dense.get("validation_ppl"), [], (frozenset(), ()))
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -325,6 +325,14 @@ def plot_accuracy(rows: list[dict[str, Any]], path: Path) -> bool:
     return True
 
 
+def describe_width(plan: Plan) -> str:
+    """A width plan's one line, as its method words it (prune's summary says the same)."""
+    from .methods import METHODS
+
+    method = METHODS.get(plan.method)
+    return (method.describe(plan) if method else None) or f"{plan.width['ratio']:.1%} of parameters in heads and channels"
+
+
 # -- table -----------------------------------------------------------------------------------------
 def table_row(e: Entry) -> dict[str, Any] | None:
     """One row of the Table-1-shaped comparison, from an entry's eval.json (None without one)."""
@@ -332,8 +340,8 @@ def table_row(e: Entry) -> dict[str, Any] | None:
     if ev is None:
         return None
     ratio = (ev.get("cost") or {}).get("ratio")
-    if ratio is None and e.plan is not None and e.plan.steps:
-        ratio = e.plan.steps[-1]["ratio"]
+    if ratio is None and e.plan is not None:
+        ratio = e.plan.outcome.ratio
     subject = ev["subject"]
     if ratio is None and subject.get("params") and subject.get("reference_params"):  # evaluated without cost figures
         ratio = 1 - subject["params"] / subject["reference_params"]
@@ -418,16 +426,16 @@ def build(dirs: list[str | os.PathLike], out: str | os.PathLike) -> Path:
     md += _healing_section(entries)
     for e in runs:
         p = e.plan
-        final = p.steps[-1] if p.steps else None
+        final = p.outcome
         md += [f"## {e.label}", "",
                f"- method `{p.method}` on `{p.model.get('source')}` ({p.model.get('params', 0):,} parameters), "
                f"status {p.status}",
                f"- calibration: {p.calibration.get('source')}, {p.calibration.get('windows')} windows × "
                f"{p.calibration.get('seqlen')} tokens",
-               f"- removed ({len(p.removed)}): {', '.join(p.removed) or 'nothing'}",
+               f"- removed ({len(final.removed)}): {', '.join(final.removed) or 'nothing'}"
+               if p.width is None else f"- narrowed: {describe_width(p)}",
                f"- calibration ppl {p.dense.get('ppl', math.nan):.3f} dense → "
-               f"{final['ppl'] if final else p.dense.get('ppl', math.nan):.3f} at ratio "
-               f"{final['ratio'] if final else 0.0:.3f}"]
+               f"{final.ppl if final.ppl is not None else math.nan:.3f} at ratio {final.ratio:.3f}"]
         if p.steps:
             md += [f"- candidates ranked by: {scorer_note(p)}" + _race_note(p)]
         md += _monitor_lines(p) + [""]

@@ -37,9 +37,8 @@ def verify(run_dir: str | os.PathLike, data_dir: str | os.PathLike | None = None
     if windows.sha256() != plan.calibration["sha256"]:
         raise UserError("the calibration windows differ from the plan's (another data file or tokenizer?); "
                         "give the --data-dir the run used")
-    last = plan.width or (plan.steps[-1] if plan.steps else {"ppl": plan.dense["ppl"]})
     masked = perplexity(BlockView(plan.apply(net)), windows)
     ckpt = None
     if (run_dir / "model" / "config.json").exists():
         ckpt = perplexity(BlockView(load_checkpoint(run_dir / "model", device=device)), windows)
-    return Verdict(last["ppl"], masked, ckpt)
+    return Verdict(plan.outcome.ppl, masked, ckpt)

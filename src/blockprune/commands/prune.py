@@ -37,7 +37,7 @@ def add_arguments(p) -> None:
                    help="what blockpruner ranks candidates by: ppl (calibration perplexity, the paper's) or "
                         "per-param (its rise per parameter removed, so the --ratio budget buys the most parameters "
                         "for the least loss)")
-    p.add_argument("--seed-runs", default="",
+    p.add_argument("--seed-runs", default=default.seed_runs, type=lambda v: tuple(r for r in v.split(",") if r),
                    help="blockpruner-evo: comma-separated finished run folders (same model and calibration) whose "
                         "removal sets seed the population; default: the Relative Magnitude set, computed first")
     p.add_argument("--cache-every", type=int, default=default.cache_every,
@@ -59,6 +59,7 @@ def add_arguments(p) -> None:
 
 def run(args) -> None:
     from ..api import PruneOptions, prune
+    from ..words import count
 
     opts = PruneOptions(method=args.method, block_type=args.block_type, metric=args.metric,
                         num_blocks=args.num_blocks, ratio=args.ratio,
@@ -67,7 +68,7 @@ def run(args) -> None:
                         cache_every=args.cache_every, cache_device=args.cache_device, racing_z=args.racing_z,
                         validation=args.validation, validation_nsamples=args.validation_nsamples,
                         criterion=args.criterion,
-                        seed_runs=tuple(r for r in args.seed_runs.split(',') if r), allocation=args.allocation, gqa=args.gqa, layers=args.layers)
+                        seed_runs=args.seed_runs, allocation=args.allocation, gqa=args.gqa, layers=args.layers)
     opts.check_all_used()  # every option given to this one run must take effect
     res = prune(args.model, args.out, options=opts, data_dir=args.data_dir, device=args.device, resume=args.resume,
                 export=not args.no_export, progress=not args.quiet)
@@ -79,15 +80,27 @@ def run(args) -> None:
         print(f"blockprune: {res.plan.method} removed {len(s['removed'])} units ({s['ratio']:.1%} of parameters): "
               f"{', '.join(s['removed'])}")
     print(f"  calibration perplexity {s['dense_ppl']:.4f} -> {s['pruned_ppl']:.4f} "
-          f"({c['source']}, {c['windows']} windows x {c['seqlen']} tokens)")
+          f"({c['source']}, {count(c['windows'], 'window')} x {c['seqlen']} tokens)")
     v = s.get("validation")
     if v:
         src = v["source"]
         ppl = lambda x: "inf" if x is None else f"{x:.4f}"  # noqa: E731  (an infinite pass is stored as null)
         print(f"  validation perplexity {ppl(v['dense_ppl'])} -> {ppl(v['pruned_ppl'])} "
-              f"({src['source']}, {src['windows']} windows x {src['seqlen']} tokens)")
+              f"({src['source']}, {count(src['windows'], 'window')} x {src['seqlen']} tokens)")
         if v["warning"]:
             print(f"blockprune: warning: {v['warning']}", file=sys.stderr)
     print(f"  plan:       {s['plan']}")
     if s["checkpoint"]:
-        print(f"  checkpoint: {s['checkpoint']}  (AutoModelForCausalLM.from_pretrained(path, trust_remote_code=True))")
+        print(f"  checkpoint: {s['checkpoint']}  ({loader(s['checkpoint'])})")
+
+
+def loader(checkpoint: str) -> str:
+    """How to load the checkpoint: trust_remote_code=True only where it ships its modeling code (auto_map)."""
+    import json
+    from pathlib import Path
+
+    try:
+        remote = "auto_map" in json.loads((Path(checkpoint) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        remote = True  # cannot tell: the form that loads either kind
+    return f"AutoModelForCausalLM.from_pretrained(path{', trust_remote_code=True' if remote else ''})"
