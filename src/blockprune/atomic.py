@@ -61,6 +61,37 @@ def write_json(path: str | Path, obj: Any) -> None:
     write_text(path, dumps_json(obj))
 
 
+def check_writable(folder: str | Path, option: str = "--out") -> None:
+    """Refuse, before any work, an output folder this process cannot write: create it (and any missing
+    parents), write and delete a probe file in it, then remove the folders it created, so a refusal
+    (this one or any later one) leaves nothing behind. Permission bits alone cannot tell: root passes
+    `os.access` on /proc, where nothing can be created."""
+    folder = Path(folder)
+    created: list[Path] = []
+    try:
+        missing, p = [], folder
+        while not (p.exists() or p.is_symlink()) and p != p.parent:
+            missing.append(p)
+            p = p.parent
+        if p.exists() and not p.is_dir():
+            what = "is a file" if p == folder else f"is inside {p}, a file"
+            raise UserError(f"{option} {folder} {what}, not a folder; choose another {option}")
+        for d in reversed(missing):
+            d.mkdir()
+            created.append(d)
+        fd, probe = tempfile.mkstemp(prefix=".blockprune-probe.", suffix=".tmp", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise UserError(f"cannot write to {option} {folder} ({e.strerror or e}); choose another {option}") from None
+    finally:
+        for d in reversed(created):
+            try:
+                d.rmdir()
+            except OSError:
+                pass
+
+
 def _reason(e: Exception) -> str:
     """What went wrong, in words: an OSError's strerror, or the OS message inside a safetensors error
     (its writer reports a full disk as `SafetensorError("... IoError(Os { ..., message: "No space ..." })")`)."""

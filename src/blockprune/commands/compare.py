@@ -33,6 +33,7 @@ def add_arguments(p) -> None:
 
 def run(args) -> None:
     from ..api import PruneOptions
+    from ..atomic import check_writable
     from ..compare import compare, quick_evaluator
     from ..errors import UserError
     from ..evaluate import QUICK_DOCS, QUICK_WINDOWS, prepare
@@ -42,6 +43,7 @@ def run(args) -> None:
     for name, value in (("--max-windows", args.max_windows), ("--limit", args.limit)):
         if value is not None and value < 0:
             raise UserError(f"{name} must be at least 0 (got {value})")
+    check_writable(args.out)
     tasks = prepare(args.tasks.split(","), include_path=args.include_path, data_dir=args.data_dir)  # before any search
 
     opts = PruneOptions(block_type=args.block_type, calibration=args.calibration, nsamples=args.nsamples,

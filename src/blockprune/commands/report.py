@@ -14,6 +14,8 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> None:
+    from ..atomic import check_writable
     from ..report import build
 
+    check_writable(args.out)  # a file or an unwritable place fails now, not after the figures
     print(f"blockprune: wrote {build(args.dirs, args.out)}")

@@ -23,7 +23,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from .. import models
+from .. import atomic, models
 from ..errors import UserError
 from .checkpoints import default_out, export_run, finish, input_checkpoint, load_adapter, load_input
 from .data import IGNORE, Example, Stream, TrainingData, collate, instruction_example, load_examples
@@ -60,6 +60,7 @@ def heal(target: str | Path, out: str | Path | None = None, *, options: HealOpti
     if not resume and (state_path.exists() or (out / "model").exists()):
         raise UserError(f"{out} already holds a healing run; pass --resume to continue it or choose another --out")
 
+    atomic.check_writable(out)
     out.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".heal-input.", dir=out))
     try:
