@@ -19,10 +19,32 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> None:
+    from .. import atomic
     from ..plan import Plan
 
     plan = Plan.load(args.run_dir)
-    net, tok = plan.load_base()
     out = args.out or str(Path(args.run_dir) / f"model-{args.format}")
+    refuse_before_loading(plan, args.format)
+    atomic.check_writable(out)
+    net, tok = plan.load_base()
     plan.export(net, out, fmt=args.format, tokenizer=tok)
     print(f"blockprune: wrote {out}")
+
+
+def refuse_before_loading(plan, fmt: str) -> None:
+    """A format that cannot express a depth plan on a plain family checkpoint says so before the weights
+    load: its refusal then needs only the removed blocks. (A width plan, or a base checkpoint pruned
+    before, whose earlier removals join the plan's, is judged on the loaded model, as before.)"""
+    from ..errors import UserError
+    from ..export import FORMATS
+    from ..export.common import Job
+
+    family = str(plan.model.get("family", ""))
+    if plan.width is not None or fmt not in FORMATS or family.startswith("blockprune_") or family == "nemotron-nas":
+        return
+    try:
+        why = FORMATS[fmt].refusal(Job(None, frozenset(plan.removed_blocks), {}))
+    except (AttributeError, TypeError):  # this format's refusal looks at the model itself
+        return
+    if why is not None:
+        raise UserError(why)
