@@ -25,11 +25,11 @@ from .models import check_device
 from .options import PruneOptions
 from .perplexity import perplexity
 from .plan import Plan
-from .progress import RunProgress
+from .progress import Budget, RunProgress
 from .scoring.distributed import SplitScorer, init_from_env
 from .search.greedy import budget_check, units
 from .view import BlockView
-from .words import count
+from .words import count, differences
 
 __all__ = ["PruneOptions", "RunResult", "prune", "load"]
 
@@ -144,9 +144,12 @@ def prune(model: str = models.DEFAULT_MODEL, out: str | os.PathLike = "runs/bloc
         if world > 1:
             scorer = SplitScorer(scorer, rank, world)
 
+    budget = None  # --ratio: the number of steps is estimated from the parameter budget
+    if options.ratio is not None and method.iterative and method.granularity in ("block", "layer"):
+        budget = Budget(view.total_params, options.ratio, {u.name: u.params for u in pool}, set(plan.removed))
     bars = RunProgress(len(windows), options.num_blocks if method.iterative else None,
                        races=scorer is not None and options.metric == scoring.PERPLEXITY
-                       and scoring.get(options.scorer).races) if progress else None
+                       and scoring.get(options.scorer).races, budget=budget) if progress else None
     recorder = _StepRecorder(out, plan_path, main, resume, bars,
                              monitor.Monitor(view, vwindows, options.batch_size) if vwindows and main else None)
     if not plan.dense:
@@ -213,33 +216,9 @@ def _start_plan(fresh: Plan, plan_path: Path, resume: bool) -> Plan:
         atomic.remove_stale(written)
     plan = Plan.load(plan_path)
     if plan.identity() != fresh.identity():
-        raise UserError(f"{plan_path} was made with {identity_difference(plan.identity(), fresh.identity())}; "
+        raise UserError(f"{plan_path} was made with {differences(plan.identity(), fresh.identity())}; "
                         f"it cannot be resumed with these inputs (start a new --out)")
     return plan
-
-
-def identity_difference(saved: dict[str, Any], given: dict[str, Any]) -> str:
-    """What differs between a saved state's identity and this run's, in words: each differing option
-    named with both values ("--nsamples 8 (now 16)"), and the other parts by name ("another model")."""
-    parts = []
-    for key in given:
-        old, new = saved.get(key), given[key]
-        if old == new:
-            continue
-        if isinstance(old, dict) and isinstance(new, dict):
-            names = [k for k in dict.fromkeys([*old, *new]) if old.get(k) != new.get(k)]
-            parts += [f"--{k.replace('_', '-')} {_shown(old.get(k))} (now {_shown(new.get(k))})" for k in names]
-        else:
-            parts.append(f"another {key}")
-    return ", ".join(parts) or "other inputs"
-
-
-def _shown(value: Any) -> str:
-    if value is None:
-        return "unset"
-    if isinstance(value, (list, tuple)):
-        return ",".join(map(str, value)) or "none"
-    return str(value)
 
 
 class _StepRecorder:
@@ -271,7 +250,7 @@ class _StepRecorder:
         atomic.write_json(self.timings_path, self.timings)
         if self.bars:
             s = plan.steps[-1]
-            self.bars.step_done(len(s["scores"]), seconds)
+            self.bars.step_done(len(s["scores"]), seconds, removed=s["removed"])
             print(f"step {s['step']}: removed {s['removed']}  ppl {s['ppl']:.4f}  ratio {s['ratio']:.4f}",
                   file=sys.stderr)
 

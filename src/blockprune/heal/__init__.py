@@ -25,6 +25,7 @@ from torch import nn
 
 from .. import atomic, models
 from ..errors import UserError
+from ..words import differences
 from .checkpoints import default_out, export_run, finish, input_checkpoint, load_adapter, load_input
 from .data import IGNORE, Example, Stream, TrainingData, collate, instruction_example, load_examples
 from .options import PAPER_ROWS, SCHEDULES, HealOptions
@@ -94,9 +95,8 @@ def heal(target: str | Path, out: str | Path | None = None, *, options: HealOpti
         if resume:
             state = json.loads(state_path.read_text())
             if state["identity"] != identity:
-                diff = [k for k in identity if identity[k] != state["identity"].get(k)]
-                raise UserError(f"{out} was healed with a different {', '.join(diff)}; it cannot be resumed with "
-                                f"these inputs (start a new --out)")
+                raise UserError(f"{out} was healed with {differences(state['identity'], identity)}; it cannot be "
+                                f"resumed with these inputs (start a new --out)")
             load_adapter(peft_model, optimizer, scheduler, adapter_dir)
             _say(progress, f"heal: resuming at step {state['step']} of {total}")
         else:
