@@ -24,6 +24,21 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str | None:
         return action.help if action.default is None else super()._get_help_string(action)
 
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        """Wrap at spaces only, never inside a word, an option name (--max-windows) or a task name
+        (arc_challenge); a comma list longer than the line (a default of --tasks) breaks after a comma."""
+        import textwrap
+
+        text = self._whitespace_matcher.sub(" ", text).strip()
+        lines = []
+        for line in textwrap.wrap(text, width, break_long_words=False, break_on_hyphens=False):
+            while len(line) > width and "," in line[:width]:
+                cut = line.rindex(",", 0, width) + 1
+                lines.append(line[:cut])
+                line = line[cut:]
+            lines.append(line)
+        return lines
+
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     from .commands import load_all

@@ -342,8 +342,21 @@ def markdown(result: dict[str, Any]) -> str:
     if len(zs) == len(ZERO_SHOT):
         notes.append("Avg. is the BlockPruner paper's five-task average (PIQA, WinoGrande, HellaSwag, ARC-e, ARC-c)"
                      + ("; the other task columns are not part of it." if custom else "."))
+    def described(settings: dict[str, Any], said: dict[str, Any]) -> str:  # the settings in words, not a dict
+        parts = [said[k](v) if k in said else f"{k.replace('_', ' ')} {v}" for k, v in settings.items()
+                 if k in said or v is not None]
+        return ", ".join(p for p in parts if p)
+
+    cal = dict(result["calibration"])
+    calibration = described(cal, {"calibration": str, "nsamples": lambda n: f"{n} rows",
+                                  "seqlen": lambda n: f"{n}-token windows", "seed": lambda n: f"seed {n}"})
+    evaluation = described({k: v for k, v in ev.items() if k != "tasks"}, {
+        "seqlen": lambda n: f"{n}-token perplexity windows",
+        "max_windows": lambda n: "every window" if not n else f"the first {n} window{'s' if n != 1 else ''}",
+        "limit": lambda n: "every document" if not n else f"the first {n} document{'s' if n != 1 else ''} of each task",
+        "num_fewshot": lambda n: f"{n}-shot" if n else "zero-shot"})
     return (f"# Method comparison at a target ratio of {result['target_ratio']:.0%}\n\n"
-            f"Model {result['model']}; calibration {result['calibration']}; evaluation {ev}.\n"
+            f"Model {result['model']}; calibration {calibration}; evaluation {evaluation or 'as recorded'}.\n"
             + "\n".join(notes) + "\n\n"
             + lines + "\n\nRemoved units (in removal order):\n\n" + "\n".join(removed) + "\n")
 
