@@ -31,6 +31,15 @@ class WidthModules:
     #: the families of this adapter whose attention was checked to hold nothing else sized by the head
     #: count (per-head rows of q/k/v, columns of o; q/k norms, if any, per head_dim): others are refused
     model_types: tuple[str, ...]
+    #: bias compensation (FLAP) writes output biases on `o` and `down`: per model type that can carry them,
+    #: (model type, config flag that gives q/k/v/o biases, config flag that gives gate/up/down biases). A
+    #: flag gives every Linear of its branch a bias, so the others get zero biases; families not listed
+    #: here (no such flags, or one of the two only) are refused by bias compensation
+    output_biases: tuple[tuple[str, str, str], ...] = ()
+
+    def bias_flags(self, model_type: str) -> tuple[str, str] | None:
+        """The (attention, MLP) config flags that give `model_type`'s o and down projections a bias, or None."""
+        return next(((a, m) for t, a, m in self.output_biases if t == model_type), None)
 
 
 class Adapter:

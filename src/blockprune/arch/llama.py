@@ -22,7 +22,10 @@ class LlamaAdapter(Adapter):
     #: width pruning: separate q/k/v/o and gate/up/down Linears with a per-head layout, checked for these
     #: families only (Phi-3's fused projections and the MoE experts served here are refused)
     width_modules = WidthModules("self_attn", "q_proj", "k_proj", "v_proj", "o_proj", "mlp", "gate_proj", "up_proj",
-                                 "down_proj", model_types=("llama", "mistral", "qwen2", "qwen3", "gemma"))
+                                 "down_proj", model_types=("llama", "mistral", "qwen2", "qwen3", "gemma"),
+                                 # Llama's config has both flags; Mistral and Qwen2 have neither, Qwen3 and Gemma
+                                 # only attention_bias (no MLP bias): those cannot carry FLAP's compensation
+                                 output_biases=(("llama", "attention_bias", "mlp_bias"),))
     #: the model types served here whose forward is Llama's own for the same weights and config (what
     #: `--format nemotron-nas` needs); the others compute differently, some with Llama's weight layout
     llama_types: ClassVar[frozenset[str]] = frozenset({"llama", "mistral"})

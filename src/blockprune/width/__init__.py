@@ -1,9 +1,11 @@
 """Width pruning: remove attention heads (whole KV groups, or query heads evenly from every group)
 and MLP channels, scored by LLM-BIP or a baseline, and write a physically narrower model.
 
-    scores -> allocation -> slicing -> (blockprune.export writes the checkpoint)
-    (scores.py: what each unit is worth, and each layer's widths; allocation.py: which units go for a
-     parameter target; slicing.py: the narrower copy in memory; modules.py: the adapter's width modules)
+    scores -> allocation -> slicing [-> bias compensation] -> (blockprune.export writes the checkpoint)
+    (registry.py: the scores, each registered by its module: scores.py (llm-bip, local, magnitude),
+     wanda_sp.py, flap.py, taylor.py (llm-pruner); stats.py: input statistics; allocation.py: which units
+     go for a parameter target; slicing.py: the narrower copy in memory; bias.py: FLAP's bias
+     compensation; modules.py: the adapter's width modules)
 
 `prune_width` does the first three on any supported model (a depth-pruned one included);
 `record` / `apply` turn the result into the plan's `width` field and back, so export from a plan
@@ -12,14 +14,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from ..data import Windows
 from ..errors import UserError
 from ..view import BlockView
+from . import bias as _bias
+from . import flap as _flap  # noqa: F401  (registers its score)
+from . import taylor as _taylor  # noqa: F401
+from . import wanda_sp as _wanda_sp  # noqa: F401
 from .allocation import ALLOCATIONS, GQA, Keep, LayerUnits, allocate, removed_params
-from .modules import modules_for
-from .scores import SCORES, LayerScores, collect_activations, score_layers, widths
+from .modules import has_branch, modules_for
+from .registry import SCORES
+from .registry import get as get_score
+from .scores import LayerScores, widths
 from .slicing import narrow
 
 __all__ = ["ALLOCATIONS", "GQA", "SCORES", "Keep", "WidthOptions", "WidthResult", "apply", "keep_from_record",
@@ -73,24 +82,53 @@ class WidthResult:
     removed_params: int
     total_params: int
     tokens: int  # calibration tokens behind the activation norms (0 for magnitude)
+    #: bias compensation (flap): per pruned layer the float64 bias added to "o" and "down"
+    biases: dict[int, dict[str, torch.Tensor]] | None = None
+    bias_params: int = 0  # bias entries the compensation created (zeros included); removed_params is net of them
+    info: dict | None = None  # the score's figures (llm-pruner: gradient memory)
 
 
 def prune_width(view: BlockView, windows: Windows | None, ratio: float, options: WidthOptions,
                 batch_size: int = 1) -> WidthResult:
-    """Score every unit of the chosen layers, allocate for `ratio` of all parameters, and narrow a copy."""
+    """Score every unit of the chosen layers, allocate for `ratio` of all parameters, and narrow a copy
+    (with bias compensation for scores that ask for it: the removed parameters are then net of the
+    biases it creates)."""
     options.validate()
+    score = get_score(options.score)
     modules_for(view.adapter)  # refuse unsupported families before any work
+    if score.compensate:
+        _bias.flags(view.adapter)
     layers = parse_layers(options.layers, view.num_layers)
-    acts = None
-    if options.score != "magnitude":
-        if windows is None:
-            raise UserError(f"the {options.score} score needs calibration windows")
-        acts = collect_activations(view, windows, layers, batch_size)
-    scores = score_layers(view, layers, options.score, acts)
+    if score.needs_data and windows is None:
+        raise UserError(f"the {options.score} score needs calibration windows")
+    scoring = score.compute(view, windows, layers, batch_size)
     target = int(ratio * view.total_params)
-    keep, units = allocate(view.adapter, scores, target, options.allocation, options.gqa)
-    return WidthResult(narrow(view.model, keep), keep, scores, units, target, removed_params(units, keep),
-                       view.total_params, acts.tokens if acts else 0)
+    # the biases compensation will surely create (o/down everywhere, all of them in layers left as they are)
+    # are freed on top of the target, so that the net removal comes as close to it as the units allow
+    fixed = _compensation_floor(view, layers) if score.compensate else 0
+    keep, units = allocate(view.adapter, scoring.scores, target + fixed, options.allocation, options.gqa,
+                           rank=score.rank, reduce=score.reduce)
+    model = narrow(view.model, keep)
+    biases, created = None, 0
+    if score.compensate:
+        biases = _bias.deltas(view.adapter, keep, scoring.means)
+        created = _bias.add(model, biases)
+    return WidthResult(model, keep, scoring.scores, units, target, removed_params(units, keep) - created,
+                       view.total_params, scoring.tokens, biases, created, scoring.info or None)
+
+
+def _compensation_floor(view: BlockView, layers: list[int]) -> int:
+    adapter = view.adapter
+    spec = modules_for(adapter)
+    pruned = set(layers)
+    floor = _bias.zero_bias_params(adapter, [i for i in range(view.num_layers) if i not in pruned])
+    for i in pruned:
+        layer = adapter.layers()[i]
+        for kind, path, name in (("attn", spec.attn, spec.o), ("mlp", spec.mlp, spec.down)):
+            if has_branch(adapter, spec, i, kind):
+                lin = layer.get_submodule(path).get_submodule(name)
+                floor += lin.out_features if lin.bias is None else 0
+    return floor
 
 
 def _rounded(t) -> list[float] | None:
@@ -102,13 +140,20 @@ def record(result: WidthResult, options: WidthOptions) -> dict:
     layers = []
     for i, k in sorted(result.keep.items()):
         s = result.scores[i]
-        layers.append({"layer": i, "kept_heads": k.heads, "kept_kv": k.kv, "kept_channels": k.channels,
-                       "head_scores": _rounded(s.heads), "kv_scores": _rounded(s.groups),
-                       "channel_scores": _rounded(s.channels)})
-    return {"score": options.score, "allocation": options.allocation, "gqa": options.gqa, "layer_spec": options.layers,
-            "target_params": result.target_params, "removed_params": result.removed_params,
-            "total_params": result.total_params, "ratio": result.removed_params / result.total_params,
-            "activation_tokens": result.tokens, "layers": layers}
+        d = {"layer": i, "kept_heads": k.heads, "kept_kv": k.kv, "kept_channels": k.channels,
+             "head_scores": _rounded(s.heads), "kv_scores": _rounded(s.groups), "channel_scores": _rounded(s.channels)}
+        if result.biases is not None:  # exact (not rounded): export from the plan must rebuild the same model
+            d["bias_compensation"] = {k: [float(x) for x in v] for k, v in sorted(result.biases[i].items())}
+        layers.append(d)
+    out = {"score": options.score, "allocation": options.allocation, "gqa": options.gqa, "layer_spec": options.layers,
+           "target_params": result.target_params, "removed_params": result.removed_params,
+           "total_params": result.total_params, "ratio": result.removed_params / result.total_params,
+           "activation_tokens": result.tokens, "layers": layers}
+    if result.biases is not None:
+        out["bias_params"] = result.bias_params
+    if result.info:
+        out["scoring"] = dict(result.info)
+    return out
 
 
 def keep_from_record(width: dict) -> dict[int, Keep]:
@@ -116,5 +161,10 @@ def keep_from_record(width: dict) -> dict[int, Keep]:
 
 
 def apply(model: nn.Module, width: dict) -> nn.Module:
-    """The narrower copy of `model` that a plan's `width` record describes."""
-    return narrow(model, keep_from_record(width))
+    """The narrower copy of `model` that a plan's `width` record describes (with its compensated biases)."""
+    pruned = narrow(model, keep_from_record(width))
+    if any("bias_compensation" in d for d in width["layers"]):
+        _bias.add(pruned, {d["layer"]: {k: torch.tensor(v, dtype=torch.float64)
+                                         for k, v in d["bias_compensation"].items()}
+                           for d in width["layers"] if "bias_compensation" in d})
+    return pruned

@@ -14,7 +14,9 @@ Allocations:
   that stays within the target. Within a layer the lowest-scoring units go.
 - `global`: all units of all pruned layers in one ranking by score per parameter (a greedy knapsack:
   each unit's score bounds the output error its removal causes, its cost is what it frees), removed
-  in that order while the removed parameters stay within the target.
+  in that order while the removed parameters stay within the target. A score may instead rank by score
+  alone (`rank="score"`: FLAP's adaptive structure, LLM-Pruner's global pruning), a unit's parameters
+  then only counting towards the target.
 
 The target is a count of parameters; the result removes as many as possible without passing it."""
 from __future__ import annotations
@@ -67,7 +69,10 @@ def _ascending(scores: torch.Tensor) -> list[int]:
     return sorted(range(len(scores)), key=lambda i: (float(scores[i]), i))
 
 
-def layer_units(adapter: Adapter, spec: WidthModules, layer: int, scores: LayerScores, gqa: str) -> LayerUnits:
+def layer_units(adapter: Adapter, spec: WidthModules, layer: int, scores: LayerScores, gqa: str,
+                reduce: str = "sum") -> LayerUnits:
+    """A layer's units in removal order; under `gqa="heads"` a unit of one head per group scores the
+    sum (or, with `reduce="mean"`, the mean) of its heads' scores."""
     geo = geometry(adapter, spec, layer)
     mod = adapter.layers()[layer]
     attn_units = None
@@ -85,7 +90,8 @@ def layer_units(adapter: Adapter, spec: WidthModules, layer: int, scores: LayerS
             order = []
             for rank in range(r):
                 heads = sorted(hs[rank] for hs in per_group)
-                order.append((float(sum(float(scores.heads[h]) for h in heads)), heads, []))
+                total = sum(float(scores.heads[h]) for h in heads)
+                order.append((total / len(heads) if reduce == "mean" else total, heads, []))
             cost = geo.kv * head_cost
         attn_units = AttentionUnits(order, cost)
     units = LayerUnits(geo, attn_units)
@@ -140,12 +146,15 @@ def _uniform(units: dict[int, LayerUnits], target: int) -> dict[int, tuple[int, 
     return {i: (attn[i], chan[i]) for i in units}
 
 
-def _global(units: dict[int, LayerUnits], target: int) -> dict[int, tuple[int, int]]:
+def _global(units: dict[int, LayerUnits], target: int, rank: str = "per-param") -> dict[int, tuple[int, int]]:
+    def key(score: float, cost: int) -> float:
+        return score / cost if rank == "per-param" else score
+
     ranked = []
     for i, u in units.items():
         if u.attn:
-            ranked += [(s / u.attn.cost, i, 0, k, u.attn.cost) for k, (s, _, _) in enumerate(u.attn.order)]
-        ranked += [(u.channel_scores[j] / u.channel_cost, i, 1, k, u.channel_cost)
+            ranked += [(key(s, u.attn.cost), i, 0, k, u.attn.cost) for k, (s, _, _) in enumerate(u.attn.order)]
+        ranked += [(key(u.channel_scores[j], u.channel_cost), i, 1, k, u.channel_cost)
                    for k, j in enumerate(u.channel_order)]
     ranked.sort()
     removed = {i: [0, 0] for i in units}
@@ -161,15 +170,19 @@ def _global(units: dict[int, LayerUnits], target: int) -> dict[int, tuple[int, i
 
 
 def allocate(adapter: Adapter, scores: dict[int, LayerScores], target: int, allocation: str = "uniform",
-             gqa: str = "groups") -> tuple[dict[int, Keep], dict[int, LayerUnits]]:
-    """Per pruned layer, what it keeps, removing at most `target` parameters in all."""
+             gqa: str = "groups", rank: str = "per-param",
+             reduce: str = "sum") -> tuple[dict[int, Keep], dict[int, LayerUnits]]:
+    """Per pruned layer, what it keeps, removing at most `target` parameters in all (`rank` and
+    `reduce`: see `_global` and `layer_units`)."""
     if allocation not in ALLOCATIONS:
         raise ValueError(f"unknown allocation {allocation!r}; choose one of {ALLOCATIONS}")
     if gqa not in GQA:
         raise ValueError(f"unknown gqa mode {gqa!r}; choose one of {GQA}")
     spec = modules_for(adapter)
-    units = {i: layer_units(adapter, spec, i, s, gqa) for i, s in sorted(scores.items())}
-    counts = (_uniform if allocation == "uniform" else _global)(units, target)
+    if rank not in ("per-param", "score"):
+        raise ValueError(f"unknown rank {rank!r}")
+    units = {i: layer_units(adapter, spec, i, s, gqa, reduce) for i, s in sorted(scores.items())}
+    counts = _uniform(units, target) if allocation == "uniform" else _global(units, target, rank)
     return {i: _keep(units[i], *counts[i]) for i in units}, units
 
 

@@ -40,8 +40,10 @@ from ..arch import Adapter, adapter_for
 from ..data import Windows
 from ..view import BlockView
 from .modules import WidthModules, has_branch, modules_for
+from .registry import Scoring, WidthScore, register
 
-SCORES = ("llm-bip", "local", "magnitude")
+#: the scores computed here (the published baselines register their own modules: see registry.py)
+BUILTIN = ("llm-bip", "local", "magnitude")
 
 
 @dataclass
@@ -205,8 +207,8 @@ def magnitude_scores(attn: nn.Module | None, mlp: nn.Module | None, spec: WidthM
 
 def score_layers(view: BlockView, layers: list[int], score: str, acts: Activations | None) -> dict[int, LayerScores]:
     """Every unit's score in `layers` (acts is required for the activation-based scores)."""
-    if score not in SCORES:
-        raise ValueError(f"unknown score {score!r}; choose one of {SCORES}")
+    if score not in BUILTIN:
+        raise ValueError(f"unknown score {score!r}; choose one of {BUILTIN}")
     adapter = view.adapter
     spec = modules_for(adapter)
     out = {}
@@ -229,3 +231,14 @@ def score_layers(view: BlockView, layers: list[int], score: str, acts: Activatio
             channels = activation_channel_scores(acts.channels[i], _sub(mlp, spec.down).weight)
         out[i] = LayerScores(heads, groups, channels)
     return out
+
+
+def _compute(score: str):
+    def compute(view: BlockView, windows: Windows | None, layers: list[int], batch_size: int) -> Scoring:
+        acts = collect_activations(view, windows, layers, batch_size) if score != "magnitude" else None
+        return Scoring(score_layers(view, layers, score, acts), acts.tokens if acts else 0)
+    return compute
+
+
+for _name in BUILTIN:
+    register(WidthScore(_name, _compute(_name), needs_data=_name != "magnitude"))

@@ -1,0 +1,60 @@
+"""The width scores: one registry, one entry per score, each registered by the module that computes it
+(`scores.py`: llm-bip, local, magnitude; `wanda_sp.py`, `flap.py`, `taylor.py`: the published baselines).
+
+A score turns a model, calibration windows and the layers to prune into every unit's score
+(`Scoring`); it also says how `--allocation global` ranks its units and whether the narrowed model
+gets FLAP's bias compensation. `prune_width` reads only this."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from ..data import Windows
+from ..errors import UserError
+from ..view import BlockView
+
+
+@dataclass
+class Scoring:
+    """What a score computed: per layer its `LayerScores`, and what else the pruning needs."""
+
+    scores: dict[int, Any]  # layer -> LayerScores
+    tokens: int = 0  # calibration tokens behind the scores (0: no data used)
+    #: per layer, the calibration mean of each input channel of the output projection ("o") and of the
+    #: down projection ("down"), float64: what bias compensation folds into the output biases
+    means: dict[int, dict[str, torch.Tensor]] | None = None
+    #: deterministic figures of the scoring pass for the plan (gradient memory, ...)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class WidthScore:
+    name: str
+    #: (view, windows or None, layers, batch size) -> Scoring
+    compute: Callable[[BlockView, Windows | None, list[int], int], Scoring]
+    needs_data: bool = True
+    #: `--allocation global`: "per-param" ranks units by score per parameter freed (a greedy knapsack);
+    #: "score" ranks by score alone, each unit's parameters only counting towards the target (FLAP's
+    #: adaptive structure, LLM-Pruner's global pruning)
+    rank: str = "per-param"
+    #: how an attention unit of several query heads under `--gqa heads` combines its heads' scores
+    #: ("sum": removing them removes all their outputs; "mean": FLAP's head score is a mean over channels)
+    reduce: str = "sum"
+    #: the narrowed model's o/down projections get FLAP's bias compensation
+    compensate: bool = False
+
+
+SCORES: dict[str, WidthScore] = {}
+
+
+def register(score: WidthScore) -> WidthScore:
+    SCORES[score.name] = score
+    return score
+
+
+def get(name: str) -> WidthScore:
+    if name not in SCORES:
+        raise UserError(f"the width score must be one of {', '.join(SCORES)} (got {name!r})")
+    return SCORES[name]

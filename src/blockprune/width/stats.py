@@ -1,0 +1,71 @@
+"""Per-input-channel statistics of the output and down projections over the calibration tokens: one
+forward pass of the (dense) model with forward pre-hooks, sums accumulated in float64.
+
+For every layer asked for, `o` is the output projection's input (the heads' outputs side by side:
+channel c belongs to head c // head_dim) and `down` the down projection's input (the MLP's
+intermediate activations). Wanda-sp reads the sums of squares; FLAP the sums and sums of squares
+(mean and variance over tokens)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..data import Windows
+from ..view import BlockView
+from .modules import modules_for
+from .scores import _sub, geometry
+
+
+@dataclass
+class Moments:
+    """Over `n` tokens: each input channel's sum and sum of squares (float64)."""
+
+    n: int
+    sum: torch.Tensor
+    sq: torch.Tensor
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.sum / self.n
+
+    @property
+    def variance(self) -> torch.Tensor:
+        """The sample variance over tokens (n - 1 in the denominator)."""
+        return ((self.sq - self.sum * self.sum / self.n) / max(self.n - 1, 1)).clamp_min(0.0)
+
+
+@torch.no_grad()
+def input_moments(view: BlockView, windows: Windows, layers: list[int],
+                  batch_size: int = 1) -> tuple[dict[int, dict[str, Moments]], int]:
+    """Per layer in `layers`, {"o": Moments, "down": Moments} for the branches it has; and the token count."""
+    adapter = view.adapter
+    spec = modules_for(adapter)
+    acc: dict[int, dict[str, list]] = {}
+    handles = []
+
+    def hook(i: int, kind: str):
+        def on_input(_mod, args):
+            x = args[0].detach().double().reshape(-1, args[0].shape[-1])
+            s = acc.setdefault(i, {}).setdefault(kind, [0, 0.0, 0.0])
+            s[0] += x.shape[0]
+            s[1] = s[1] + x.sum(dim=0)
+            s[2] = s[2] + x.pow(2).sum(dim=0)
+        return on_input
+
+    for i in layers:
+        geo = geometry(adapter, spec, i)
+        layer = adapter.layers()[i]
+        if geo.heads is not None:
+            handles.append(_sub(_sub(layer, spec.attn), spec.o).register_forward_pre_hook(hook(i, "o")))
+        if geo.channels is not None:
+            handles.append(_sub(_sub(layer, spec.mlp), spec.down).register_forward_pre_hook(hook(i, "down")))
+    try:
+        for b in range(0, len(windows), batch_size):
+            prep = view.prepare(windows.ids[b:b + batch_size])
+            view.run(prep.hidden, prep, frozenset())
+    finally:
+        for h in handles:
+            h.remove()
+    out = {i: {k: Moments(n, s.cpu(), q.cpu()) for k, (n, s, q) in acc.get(i, {}).items()} for i in layers}
+    return out, windows.ids.numel()
