@@ -415,3 +415,22 @@ def test_cli_offers_the_baselines(tmp_path, tiny_checkpoint, short_calib, capsys
                  "--quiet"]) == 0
     assert "query heads" in capsys.readouterr().out
     assert json.loads((run / "plan.json").read_text())["width"]["gqa"] == "heads"
+
+
+def test_flap_composes_with_depth_and_width_pruning(tmp_path):
+    """Depth-pruned, then FLAP (removed branches stay removed, biases only where a branch is), then llm-bip
+    on the FLAP checkpoint (its biases sliced or kept): each checkpoint reloads with its in-memory logits."""
+    from blockprune.export import export as depth_export
+    from blockprune.export import load
+
+    depth = load(depth_export(tiny_llama(layers=4), {"attn.1", "mlp.2"}, tmp_path / "depth"))
+    first = prune_width(BlockView(depth), windows(), 0.15, WidthOptions(score="flap", layers="all"))
+    ws = widths(first.model)
+    assert ws[1]["heads"] is None and ws[2]["channels"] is None
+    back = load(export(first.model, tmp_path / "flap"))
+    ids = windows(2, 20, seed=5).ids
+    torch.testing.assert_close(logits(back, ids), logits(first.model, ids), rtol=1e-5, atol=1e-5)
+    assert any(p.any() for n, p in back.named_parameters() if n.endswith(("o_proj.bias", "down_proj.bias")))
+    second = prune_width(BlockView(back), windows(), 0.1, WidthOptions(layers="all"))
+    again = load(export(second.model, tmp_path / "bip"))
+    torch.testing.assert_close(logits(again, ids), logits(second.model, ids), rtol=1e-5, atol=1e-5)
