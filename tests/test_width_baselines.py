@@ -73,6 +73,27 @@ def test_wanda_sp_scores_on_a_tiny_llama():
     torch.testing.assert_close(res.scores[1].channels, layer.mlp.down_proj.weight.double().abs().mean(0) * norm_a)
 
 
+def test_wanda_sp_uniform_scores_each_layer_after_the_earlier_ones_are_pruned():
+    """The official order: layer 2 is scored on what the already-pruned layer 1 outputs; global ranks
+    scores from one dense pass."""
+    model = tiny_llama(layers=4)
+    w = windows()
+    dense = wanda_sp.compute(BlockView(model), w, [1, 2], 1).scores
+    res = prune_width(BlockView(model), w, 0.25, WidthOptions(score="wanda-sp", layers="1:3"))
+    after_1 = wanda_sp.compute(BlockView(narrow(model, {1: res.keep[1]})), w, [2], 1).scores[2]
+    assert len(res.keep[1].channels) < 48
+    torch.testing.assert_close(res.scores[1].channels, dense[1].channels)
+    torch.testing.assert_close(res.scores[2].channels, after_1.channels)
+    torch.testing.assert_close(res.scores[2].heads, after_1.heads)
+    assert not torch.allclose(res.scores[2].channels, dense[2].channels)
+    ids = windows(2, 16, seed=9).ids
+    torch.testing.assert_close(logits(res.model, ids), logits(narrow(model, res.keep), ids), rtol=0, atol=0)
+    assert res.removed_params == prune_width(BlockView(model), w, 0.25,
+                                             WidthOptions(score="local", layers="1:3")).removed_params
+    glob = prune_width(BlockView(model), w, 0.25, WidthOptions(score="wanda-sp", layers="1:3", allocation="global"))
+    torch.testing.assert_close(glob.scores[2].channels, dense[2].channels)
+
+
 # -- FLAP ----------------------------------------------------------------------------------------------
 def test_flap_scores_match_hand_computation():
     variance = torch.tensor([1.0, 2.0, 0.5, 4.0])

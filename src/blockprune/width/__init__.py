@@ -29,6 +29,7 @@ from .modules import has_branch, modules_for
 from .registry import SCORES
 from .registry import get as get_score
 from .scores import LayerScores, widths
+from .sequential import prune_sequential
 from .slicing import narrow
 
 __all__ = ["ALLOCATIONS", "GQA", "SCORES", "Keep", "WidthOptions", "WidthResult", "apply", "keep_from_record",
@@ -101,8 +102,14 @@ def prune_width(view: BlockView, windows: Windows | None, ratio: float, options:
     layers = parse_layers(options.layers, view.num_layers)
     if score.needs_data and windows is None:
         raise UserError(f"the {options.score} score needs calibration windows")
-    scoring = score.compute(view, windows, layers, batch_size)
     target = int(ratio * view.total_params)
+    if score.sequential is not None and options.allocation == "uniform":
+        assert not score.compensate
+        model, keep, scores, units = prune_sequential(view, windows, layers, target, options.gqa, score.sequential,
+                                                      batch_size)
+        return WidthResult(model, keep, scores, units, target, removed_params(units, keep), view.total_params,
+                           windows.ids.numel())
+    scoring = score.compute(view, windows, layers, batch_size)
     # the biases compensation will surely create (o/down everywhere, all of them in layers left as they are)
     # are freed on top of the target, so that the net removal comes as close to it as the units allow
     fixed = _compensation_floor(view, layers) if score.compensate else 0

@@ -35,37 +35,51 @@ class Moments:
         return ((self.sq - self.sum * self.sum / self.n) / max(self.n - 1, 1)).clamp_min(0.0)
 
 
-@torch.no_grad()
-def input_moments(view: BlockView, windows: Windows, layers: list[int],
-                  batch_size: int = 1) -> tuple[dict[int, dict[str, Moments]], int]:
-    """Per layer in `layers`, {"o": Moments, "down": Moments} for the branches it has; and the token count."""
-    adapter = view.adapter
-    spec = modules_for(adapter)
-    acc: dict[int, dict[str, list]] = {}
-    handles = []
+class Collector:
+    """Forward pre-hooks on the output and down projections of some layers, summing their inputs."""
 
-    def hook(i: int, kind: str):
+    def __init__(self, view: BlockView, layers: list[int]):
+        adapter = view.adapter
+        spec = modules_for(adapter)
+        self.layers = list(layers)
+        self.acc: dict[int, dict[str, list]] = {}
+        self.handles = []
+        for i in layers:
+            geo = geometry(adapter, spec, i)
+            layer = adapter.layers()[i]
+            if geo.heads is not None:
+                o = _sub(_sub(layer, spec.attn), spec.o)
+                self.handles.append(o.register_forward_pre_hook(self._hook(i, "o")))
+            if geo.channels is not None:
+                down = _sub(_sub(layer, spec.mlp), spec.down)
+                self.handles.append(down.register_forward_pre_hook(self._hook(i, "down")))
+
+    def _hook(self, i: int, kind: str):
         def on_input(_mod, args):
             x = args[0].detach().double().reshape(-1, args[0].shape[-1])
-            s = acc.setdefault(i, {}).setdefault(kind, [0, 0.0, 0.0])
+            s = self.acc.setdefault(i, {}).setdefault(kind, [0, 0.0, 0.0])
             s[0] += x.shape[0]
             s[1] = s[1] + x.sum(dim=0)
             s[2] = s[2] + x.pow(2).sum(dim=0)
         return on_input
 
-    for i in layers:
-        geo = geometry(adapter, spec, i)
-        layer = adapter.layers()[i]
-        if geo.heads is not None:
-            handles.append(_sub(_sub(layer, spec.attn), spec.o).register_forward_pre_hook(hook(i, "o")))
-        if geo.channels is not None:
-            handles.append(_sub(_sub(layer, spec.mlp), spec.down).register_forward_pre_hook(hook(i, "down")))
+    def remove(self) -> dict[int, dict[str, Moments]]:
+        """Unhook; per layer {"o": Moments, "down": Moments} for the branches it has."""
+        for h in self.handles:
+            h.remove()
+        return {i: {k: Moments(n, s.cpu(), q.cpu()) for k, (n, s, q) in self.acc.get(i, {}).items()}
+                for i in self.layers}
+
+
+@torch.no_grad()
+def input_moments(view: BlockView, windows: Windows, layers: list[int],
+                  batch_size: int = 1) -> tuple[dict[int, dict[str, Moments]], int]:
+    """Per layer in `layers`, {"o": Moments, "down": Moments} for the branches it has; and the token count."""
+    collector = Collector(view, layers)
     try:
         for b in range(0, len(windows), batch_size):
             prep = view.prepare(windows.ids[b:b + batch_size])
             view.run(prep.hidden, prep, frozenset())
     finally:
-        for h in handles:
-            h.remove()
-    out = {i: {k: Moments(n, s.cpu(), q.cpu()) for k, (n, s, q) in acc.get(i, {}).items()} for i in layers}
-    return out, windows.ids.numel()
+        moments = collector.remove()
+    return moments, windows.ids.numel()

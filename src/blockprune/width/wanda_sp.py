@@ -10,20 +10,21 @@ output projection the input channels are the heads' outputs: a head's score is t
 head_dim channels' scores; on the down projection they are the MLP channels, scored directly. A KV
 group (`--gqa groups`) scores the sum of its query heads (the official code is for multi-head attention).
 
-One difference from the official code, said in docs/width-baselines.md: there each layer's statistics
-come from inputs that already went through the pruned earlier layers (it prunes layer by layer); here
-all come from one pass of the dense model, as FLAP's own method does, which is what lets
-`--allocation global` rank every layer's units together."""
+As in the official code, under `--allocation uniform` the layers are scored and pruned one after the
+other, each on inputs that went through the already-pruned earlier layers (`sequential.py`). Under
+`--allocation global` (which the official code does not have) every layer's statistics come from one
+pass of the dense model, as FLAP's own method does, so that all units can be ranked together."""
 from __future__ import annotations
 
 import torch
 
+from ..arch import Adapter, WidthModules
 from ..data import Windows
 from ..view import BlockView
 from .modules import modules_for
 from .registry import Scoring, WidthScore, register
 from .scores import LayerScores, _sub, geometry
-from .stats import input_moments
+from .stats import Moments, input_moments
 
 
 def channel_scores(w: torch.Tensor, sq: torch.Tensor, samples: int) -> torch.Tensor:
@@ -36,24 +37,25 @@ def head_scores(w_o: torch.Tensor, sq: torch.Tensor, samples: int, head_dim: int
     return channel_scores(w_o, sq, samples).reshape(-1, head_dim).sum(dim=1)
 
 
+def layer_scores(adapter: Adapter, spec: WidthModules, i: int, moments: dict[str, Moments],
+                 samples: int) -> LayerScores:
+    """Layer i's scores from its projections' input moments over `samples` calibration windows."""
+    geo = geometry(adapter, spec, i)
+    layer = adapter.layers()[i]
+    heads = groups = channels = None
+    if geo.heads is not None:
+        heads = head_scores(_sub(_sub(layer, spec.attn), spec.o).weight, moments["o"].sq, samples, geo.head_dim)
+        groups = heads.reshape(geo.kv, geo.group_size).sum(dim=1)
+    if geo.channels is not None:
+        channels = channel_scores(_sub(_sub(layer, spec.mlp), spec.down).weight, moments["down"].sq, samples)
+    return LayerScores(heads, groups, channels)
+
+
 def compute(view: BlockView, windows: Windows, layers: list[int], batch_size: int) -> Scoring:
-    adapter = view.adapter
-    spec = modules_for(adapter)
+    """All layers' scores from one pass of the dense model (`--allocation global`)."""
+    spec = modules_for(view.adapter)
     moments, tokens = input_moments(view, windows, layers, batch_size)
-    samples = len(windows)
-    out = {}
-    for i in layers:
-        geo = geometry(adapter, spec, i)
-        layer = adapter.layers()[i]
-        heads = groups = channels = None
-        if geo.heads is not None:
-            w_o = _sub(_sub(layer, spec.attn), spec.o).weight
-            heads = head_scores(w_o, moments[i]["o"].sq, samples, geo.head_dim)
-            groups = heads.reshape(geo.kv, geo.group_size).sum(dim=1)
-        if geo.channels is not None:
-            channels = channel_scores(_sub(_sub(layer, spec.mlp), spec.down).weight, moments[i]["down"].sq, samples)
-        out[i] = LayerScores(heads, groups, channels)
-    return Scoring(out, tokens)
+    return Scoring({i: layer_scores(view.adapter, spec, i, moments[i], len(windows)) for i in layers}, tokens)
 
 
-register(WidthScore("wanda-sp", compute))
+register(WidthScore("wanda-sp", compute, sequential=layer_scores))
