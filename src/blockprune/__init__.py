@@ -1,11 +1,16 @@
-"""blockprune: training-free structured pruning of causal LMs (BlockPruner, LLM-BIP and baselines)."""
+"""blockprune: training-free structured pruning of causal LMs (BlockPruner, LLM-BIP and baselines).
+
+The API below is imported on first use (PEP 562), so `import blockprune.cli` and with it `blockprune --help`
+and argument errors need neither torch nor transformers."""
+import sys as _sys
+import types as _types
+
 __version__ = "0.1.0"
 
-from .api import PruneOptions, RunResult, load, prune  # noqa: E402
-from .errors import UserError  # noqa: E402
-from .evaluate import evaluate_model  # noqa: E402
-from .heal import HealOptions, HealResult, heal  # noqa: E402
-from .view import Block, BlockView  # noqa: E402
+#: the API's names and the module each comes from
+_API = {"PruneOptions": "api", "RunResult": "api", "load": "api", "prune": "api", "UserError": "errors",
+        "evaluate_model": "evaluate", "HealOptions": "heal", "HealResult": "heal", "heal": "heal",
+        "Block": "view", "BlockView": "view"}
 
 __all__ = [
     # the API
@@ -16,3 +21,27 @@ __all__ = [
     "arch", "atomic", "compare", "data", "evaluate", "export", "methods", "models", "monitor", "options",
     "perplexity", "plan", "report", "scoring", "search", "units", "view", "width",
 ]
+
+
+def __getattr__(name: str):
+    if name in _API:
+        from importlib import import_module
+
+        value = getattr(import_module(f"{__name__}.{_API[name]}"), name)
+        object.__setattr__(_sys.modules[__name__], name, value)
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class _Package(_types.ModuleType):
+    """`blockprune.heal` stays the `heal` function, as when this package imported its API eagerly: the
+    import system sets a package's attribute to each subpackage it loads, which would make it the
+    `blockprune.heal` subpackage (still reachable as `sys.modules["blockprune.heal"]`) instead."""
+
+    def __setattr__(self, name: str, value) -> None:
+        if name in _API and isinstance(value, _types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+_sys.modules[__name__].__class__ = _Package

@@ -40,22 +40,36 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
         return lines
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, dict]:
-    from .commands import load_all
+def build_parser(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser, dict]:
+    """The parser and each subcommand's `run`. Given the command line, only the subcommand it names gets
+    its arguments, replayed from a cache where possible (commands/recorded.py): help and argument errors
+    then import neither torch nor transformers. Without one, every subcommand is built in full."""
+    from .commands import load_all, recorded
 
+    named = _command(argv) if argv is not None else None
     parser = _Parser(prog="blockprune", description="Training-free structured pruning of causal LMs.",
                      formatter_class=_Formatter)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     runners = {}
     for mod in load_all():
         p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.DESCRIPTION, formatter_class=_Formatter)
-        mod.add_arguments(p)
+        if argv is None:
+            mod.add_arguments(p)
+        elif mod.NAME == named:
+            recorded.add(mod, p)
         runners[mod.NAME] = mod.run
     return parser, runners
 
 
+def _command(argv: list[str]) -> str | None:
+    """The subcommand a command line names: its first word that is not an option (the top-level parser
+    has no option that takes a value)."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser, runners = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser, runners = build_parser(argv)
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help, or a usage error already printed as one line

@@ -13,12 +13,12 @@ def load_all():
 
 def device_arg(value: str) -> str:
     """--device checked as it is parsed, for every command that loads a model."""
-    import argparse
+    if value not in ("auto", "cpu"):  # nothing to check, and nothing to import (torch) to check it
+        import argparse
 
-    from ..errors import UserError
-    from ..models import check_device
+        from ..errors import UserError
+        from ..models import check_device
 
-    if value != "auto":
         try:
             check_device(value, named=False)  # argparse names the option itself
         except UserError as e:
