@@ -123,12 +123,13 @@ def prune(model: str = models.DEFAULT_MODEL, out: str | os.PathLike = "runs/bloc
     if method.granularity in ("block", "layer"):  # refuse before anything is written
         pool = units(view, method.granularity, options.block_type if method.granularity == "block" else "mix")
         budget_check(pool, options.num_blocks)
-        _refuse_empty(view, pool, options)
     plan = _start_plan(Plan(method=method.name,
                             model={"source": model, "family": net.config.model_type, "params": view.total_params,
                                    "layers": view.num_layers, "sha256": models.fingerprint(net)},
                             calibration=windows.describe(), options=options.recorded(),
                             validation=vwindows.describe() if vwindows else None), plan_path, resume)
+    if method.granularity in ("block", "layer"):  # after a resume's own check: a saved run says what differs
+        _refuse_empty(view, pool, options)
 
     rank, world = init_from_env()
     main = rank == 0  # with torchrun, every rank searches in lockstep and rank 0 alone writes
