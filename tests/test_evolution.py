@@ -18,13 +18,15 @@ from blockprune.units import expand
 from conftest import tiny_llama
 from test_criteria import plan_with_dense, setup
 
-SMALL = Evolution(generations=6, offspring=6)
+SMALL = Evolution(offspring=6)
+GENERATIONS = 6
 
 
 def run(method=SMALL, scorer=IncrementalScorer, seed=42, checkpoint=None, plan=None, n=6):
     view, w = setup(tiny_llama(5, layers=5), n=n)
     plan = plan or plan_with_dense(view, w)
-    job = Job(view, w, scorer(view, w), "mix", None, 0.3, options=PruneOptions(method=method.name, ratio=0.3, seed=seed),
+    job = Job(view, w, scorer(view, w), "mix", None, 0.3,
+              options=PruneOptions(method=method.name, ratio=0.3, seed=seed, generations=GENERATIONS),
               checkpoint=checkpoint)
     return method.run(job, plan), view
 
@@ -64,7 +66,7 @@ def test_never_worse_on_calibration_than_its_best_seed_and_the_steps_are_its_set
     assert plan.steps[-1]["ratio"] <= 0.3
     assert "seconds_so_far" not in plan.search  # wall time stays out of the finished plan
     assert plan.search["evaluated_windows"] <= plan.search["exhaustive_windows"]
-    assert len(plan.search["history"]) == SMALL.generations
+    assert len(plan.search["history"]) == GENERATIONS
     # each step's perplexity is its prefix's, exactly
     from blockprune.perplexity import perplexity
     _, w = setup(tiny_llama(5, layers=5))
@@ -100,6 +102,9 @@ def test_seed_runs_must_be_finished_runs_of_the_same_model_and_calibration(tmp_p
     with pytest.raises(UserError, match="--ratio instead of --num-blocks"):
         PruneOptions(method="blockpruner-evo", num_blocks=3).validate()
     assert "seed_runs" not in PruneOptions(method="blockpruner-evo", ratio=0.2, seed_runs=("x",)).recorded()
+    assert "generations" not in PruneOptions(method="blockpruner-evo", ratio=0.2).recorded()  # the default
+    with pytest.raises(UserError, match="--generations applies to"):
+        PruneOptions(ratio=0.2, generations=3).check_all_used()
 
 
 def test_prune_seeds_the_population_with_the_given_runs(tiny_checkpoint, calib_file, tmp_path, monkeypatch):
@@ -110,8 +115,9 @@ def test_prune_seeds_the_population_with_the_given_runs(tiny_checkpoint, calib_f
     common = dict(calibration=calib_file, seqlen=32, ratio=0.3, progress=False, export=False)
     api.prune(tiny_checkpoint, tmp_path / "lp", method="layer-ppl", **common)
     api.prune(tiny_checkpoint, tmp_path / "bp", method="blockpruner", **common)
-    res = api.prune(tiny_checkpoint, tmp_path / "evo", method="blockpruner-evo",
+    res = api.prune(tiny_checkpoint, tmp_path / "evo", method="blockpruner-evo", generations=GENERATIONS,
                     seed_runs=(str(tmp_path / "lp"), str(tmp_path / "bp")), **common)
+    assert res.plan.options["generations"] == GENERATIONS
     seeds = res.plan.search["seeds"]
     assert [s["source"] for s in seeds] == ["layer-ppl", "blockpruner"]
     assert seeds[0]["removed"] == Plan.load(tmp_path / "lp").removed

@@ -49,6 +49,7 @@ class PruneOptions:
     # blockpruner-evo: finished run folders whose removal sets seed the population (their sets are recorded
     # in the plan, the paths are not: they name this machine's folders)
     seed_runs: tuple[str, ...] = ()
+    generations: int = 40  # blockpruner-evo: generations of offspring to race
     allocation: str = "uniform"
     gqa: str = "groups"
     layers: str = "1:-1"
@@ -81,6 +82,8 @@ class PruneOptions:
         if self.validation_nsamples is not None and self.validation_nsamples < 1:
             raise UserError(f"--validation-nsamples must be at least 1 (got {self.validation_nsamples})")
         criteria.check(self.criterion)
+        if self.generations < 0:
+            raise UserError(f"--generations must be at least 0 (got {self.generations})")
         if not self.racing_z > 0:
             raise UserError(f"--racing-z must be positive (got {self.racing_z})")
         if self.cache_every < 1:
@@ -176,7 +179,7 @@ class PruneOptions:
                if k not in NOT_RECORDED + VALIDATION and (k in own or k not in method_options())
                and (k != "racing_z" or self.scorer in racing_scorers())
                and (k != "fast_dtype" or self.scorer == "fast")
-               and (k != "criterion" or self.criterion != "ppl")}  # plans made before it existed stay the same
+               and (k not in IF_CHANGED or self._changed(k))}
         if self.validation_source is not None:  # resolved, and absent without a monitor (as in older plans)
             rec.update(validation=self.validation_source,
                        validation_nsamples=monitor.rows(self.validation_nsamples, self.nsamples))
@@ -187,6 +190,8 @@ _DEFAULTS = {f.name: f.default for f in fields(PruneOptions)}
 FAST_CHOICES = ("auto", *FAST_DTYPES, "none")
 SPEED_ONLY = ("batch_size", "cache_every", "cache_device")  # change speed and memory, not the result
 NOT_RECORDED = SPEED_ONLY + ("seed_runs",)
+# recorded only when set away from the default, so plans made before the option existed stay byte-identical
+IF_CHANGED = ("criterion", "generations")
 VALIDATION = ("validation", "validation_nsamples")
 
 

@@ -40,6 +40,8 @@ def add_arguments(p) -> None:
     p.add_argument("--seed-runs", default=default.seed_runs, type=lambda v: tuple(r for r in v.split(",") if r),
                    help="blockpruner-evo: comma-separated finished run folders (same model and calibration) whose "
                         "removal sets seed the population; default: the Relative Magnitude set, computed first")
+    p.add_argument("--generations", type=int, default=default.generations,
+                   help="blockpruner-evo: generations of offspring raced against the parent (compute grows with it)")
     p.add_argument("--cache-every", type=int, default=default.cache_every,
                    help="keep every n-th block boundary in the cache (memory / n, more recomputation)")
     p.add_argument("--cache-device", default=default.cache_device, help="where cached hidden states live (default: the model's device)")
@@ -68,7 +70,7 @@ def run(args) -> None:
                         cache_every=args.cache_every, cache_device=args.cache_device, racing_z=args.racing_z,
                         validation=args.validation, validation_nsamples=args.validation_nsamples,
                         criterion=args.criterion,
-                        seed_runs=args.seed_runs, allocation=args.allocation, gqa=args.gqa, layers=args.layers)
+                        seed_runs=args.seed_runs, generations=args.generations, allocation=args.allocation, gqa=args.gqa, layers=args.layers)
     opts.check_all_used()  # every option given to this one run must take effect
     res = prune(args.model, args.out, options=opts, data_dir=args.data_dir, device=args.device, resume=args.resume,
                 export=not args.no_export, progress=not args.quiet)

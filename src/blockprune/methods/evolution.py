@@ -87,11 +87,10 @@ class Evolution(MethodDefaults):
     granularity: str = "block"
     summary: str = ("population search over removal sets at the --ratio budget, seeded with other methods' sets "
                     "(EvoPress-style mutations, racing selection; never worse on calibration than its best seed)")
-    generations: int = 40
     offspring: int = 16
     uses_scorer: ClassVar[bool] = True
     iterative: ClassVar[bool] = False
-    options: ClassVar[tuple[str, ...]] = ("seed_runs",)
+    options: ClassVar[tuple[str, ...]] = ("seed_runs", "generations")
 
     def validate(self, options: Any) -> None:
         if options.num_blocks is not None:
@@ -116,7 +115,7 @@ class Evolution(MethodDefaults):
         if plan.search is None:
             seeds = self.seeds(job, plan, blocks)
             best = min(seeds, key=lambda s: s["ppl"])  # ties: the first seed
-            plan.search = {"seeds": seeds, "generations": self.generations, "offspring": self.offspring,
+            plan.search = {"seeds": seeds, "generations": job.options.generations, "offspring": self.offspring,
                            "evaluated_windows": sum(s.pop("evaluated_windows") for s in seeds),
                            "exhaustive_windows": sum(s.pop("exhaustive_windows") for s in seeds),
                            "parent": best["completed"], "parent_ppl": best["ppl"], "history": []}
@@ -125,7 +124,7 @@ class Evolution(MethodDefaults):
         races = getattr(job.scorer, "z", None)
         z = races if races is not None else math.inf  # an exact scorer: every candidate runs every window
         batches = [t.shape[0] for t in cache.batches]
-        for g in range(len(state["history"]) + 1, self.generations + 1):
+        for g in range(len(state["history"]) + 1, job.options.generations + 1):
             parent = frozenset(b for u in state["parent"] for b in expand(u))
             rng = random.Random(f"blockpruner-evo/{job.options.seed}/{g}")
             children: list[frozenset[str]] = []
