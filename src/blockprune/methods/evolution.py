@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import random
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,6 +155,9 @@ class Evolution(MethodDefaults):
             if best != 0:
                 state.update(parent=sorted(sets[best], key=block_index), parent_ppl=ppl)
             self._save(job, plan, t0)
+            if job.progress_factory:  # the run's progress is shown: one line a generation
+                print(f"generation {g}/{job.options.generations}: {len(children)} offspring, {spent} "
+                      f"candidate-windows, parent ppl {ppl:.4f}" + (" (new parent)" if best else ""), file=sys.stderr)
         self.finish(job, plan, cache, t0)
         return plan
 
@@ -177,7 +181,8 @@ class Evolution(MethodDefaults):
             seed = Plan(method=self.name, model=plan.model, calibration=plan.calibration, options=plan.options,
                         dense=plan.dense)
             seed.steps = [Step(step=i + 1, removed=u, ppl=math.nan, ratio=0.0) for i, u in enumerate(removed)]
-            greedy(job.view, job.scorer, seed, blocks, num_blocks=None, ratio=job.ratio)
+            greedy(job.view, job.scorer, seed, blocks, num_blocks=None, ratio=job.ratio,
+                   progress_factory=job.progress_factory)
             added = seed.steps[len(removed):]
             ppl = added[-1]["ppl"] if added else self._ppl(job, seed.removed_blocks)
             out.append({"source": method, "removed": list(removed), "completed": seed.removed, "ppl": ppl,
