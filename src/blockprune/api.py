@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from . import atomic, models, monitor, scoring
+from . import atomic, machine, models, monitor, scoring
 from .data import load_windows
 from .errors import UserError
 from .export import load
@@ -231,6 +231,9 @@ class _StepRecorder:
         self.plan_path, self.main, self.bars, self.watch = plan_path, main, bars, watch
         self.timings_path = out / "timings.json"
         self.timings = load_timings(self.timings_path, resume) if main else {"steps": []}
+        # which machine ran which steps: a resumed run may be on another CPU, whose times differ
+        self.timings.setdefault("machines", []).append({"from_step": len(self.timings["steps"]) + 1,
+                                                        **machine.describe()})
 
     def save(self, plan: Plan) -> None:
         if self.main:

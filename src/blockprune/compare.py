@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from . import atomic
+from . import atomic, machine
 from .api import PruneOptions, load_timings, prune
 from .errors import UserError
 from .evaluate import table
@@ -116,6 +116,7 @@ def run_method(entry: Entry, model: str, out: Path, base: PruneOptions, *, data_
     elif (sub / "plan.json").exists():  # a killed search resumes: what its saved state took counts
         record["search_seconds"] += _saved_seconds(sub)
     _say(progress, f"compare: {entry.label}: searching")
+    record.setdefault("machines", []).append(machine.describe())  # each invocation's machine: times differ by CPU
     t0 = time.perf_counter()
     prune(model, sub, options=options, data_dir=data_dir, device=device, resume=(sub / "plan.json").exists(),
           export=False, progress=progress)

@@ -1,0 +1,23 @@
+"""Every timing says which machine took it: timings.json per run part, compare.json per invocation."""
+import json
+import re
+
+from blockprune import api, machine
+
+
+def test_the_machine_record_names_the_cpu_its_flags_threads_versions_and_load():
+    d = machine.describe()
+    assert d["cpu"]["model"] and d["cpu"]["cores"] >= 1 and d["torch_threads"] >= 1
+    assert set(d["cpu"]["flags"]) <= set(machine.SPEED_FLAGS)
+    assert len(d["load_average"]) == 3 and d["torch"] and d["transformers"]
+    assert re.fullmatch(r"[a-z0-9-]+", machine.tag())
+
+
+def test_a_resumed_run_records_each_part_and_its_machine(tiny_checkpoint, calib_file, tmp_path):
+    common = dict(calibration=calib_file, seqlen=32, nsamples=8, progress=False, export=False)
+    api.prune(tiny_checkpoint, tmp_path / "run", num_blocks=1, **common)
+    timings = json.loads((tmp_path / "run" / "timings.json").read_text())
+    assert [m["from_step"] for m in timings["machines"]] == [1]
+    assert timings["machines"][0]["cpu"] == machine.cpu()
+    # the plan stays free of it: plans are byte-identical wherever they ran
+    assert "machines" not in (tmp_path / "run" / "plan.json").read_text()
