@@ -455,3 +455,83 @@ def test_flap_composes_with_depth_and_width_pruning(tmp_path):
     second = prune_width(BlockView(back), windows(), 0.1, WidthOptions(layers="all"))
     again = load(export(second.model, tmp_path / "bip"))
     torch.testing.assert_close(logits(again, ids), logits(second.model, ids), rtol=1e-5, atol=1e-5)
+
+
+# -- the official code's selections (tests/fixtures/official_width.py ran CASIA-IVA-Lab/FLAP's own code) ------
+def _official():
+    from pathlib import Path
+
+    return json.loads((Path(__file__).parent / "fixtures" / "official_width.json").read_text())
+
+
+def _official_target(view, scores, layers, gqa="groups"):
+    """The parameters the official selection removes, counted by this model's units."""
+    from blockprune.width.allocation import layer_units
+    from blockprune.width.modules import modules_for
+
+    spec = modules_for(view.adapter)
+    total = 0
+    for i, rec in enumerate(layers):
+        u = layer_units(view.adapter, spec, i, scores[i], gqa)
+        total += (u.geo.heads - len(rec["kept_heads"])) * u.attn.cost
+        total += (u.geo.channels - len(rec["kept_channels"])) * u.channel_cost
+    return total
+
+
+def test_wanda_sp_selects_what_the_official_prune_wanda_sp_selects():
+    """Layer by layer on the pruned earlier layers' outputs, at the official per-layer counts."""
+    ref = _official()
+    model = tiny_llama(**ref["model"])
+    ids = torch.tensor(ref["windows"])
+    w = Windows(ids, "fixture", len(ids), ids.numel(), 0)
+    view = BlockView(model)
+    layers = ref["wanda-sp"]
+    target = _official_target(view, wanda_sp.compute(view, w, [0, 1, 2], 1).scores, layers)
+    res = prune_width(view, w, (target + 0.5) / view.total_params, WidthOptions(score="wanda-sp", layers="all"))
+    assert [(k.heads, k.channels) for k in res.keep.values()] == [(r["kept_heads"], r["kept_channels"]) for r in layers]
+
+
+class _OfficialFluctuation:
+    """FLAP's streaming statistic (lib/layerwrapper.py BiasGPT, one window per sample), in closed form
+    from per-window sums: the first window only seeds the mean; window k >= 1 adds
+    k / ((k + 1)(N - 1)) * sum_t (x_t - m_k)^2, m_k the running mean of the window means up to k."""
+
+    def __init__(self, per_window, tokens):
+        s = torch.stack([m.sum for m in per_window])
+        q = torch.stack([m.sq for m in per_window])
+        n = len(per_window)
+        k = torch.arange(n, dtype=torch.float64)[:, None]
+        run = torch.cumsum(s / tokens, 0) / (k + 1)
+        spread = q - 2 * run * s + tokens * run ** 2
+        self.variance = (k / ((k + 1) * (n - 1)) * spread)[1:].sum(0)
+        self.mean = run[-1]
+
+
+def test_flap_selects_and_compensates_as_the_official_prune_flap_given_its_variance_estimator(monkeypatch):
+    """Everything but the variance estimator (standardising, head means, the adaptive structure's ranking
+    and weights, the compensation) against the official code: with the official streaming statistic in
+    place of the sample variance, the same heads and channels and the same biases."""
+    ref = _official()
+    model = tiny_llama(**ref["model"])
+    ids = torch.tensor(ref["windows"])
+    w = Windows(ids, "fixture", len(ids), ids.numel(), 0)
+    view = BlockView(model)
+
+    def official_moments(view, windows, layers, batch_size=1):
+        per = [input_moments(view, Windows(windows.ids[j:j + 1], "w", 1, windows.ids.shape[1], 0), layers)[0]
+               for j in range(len(windows))]
+        return {i: {k: _OfficialFluctuation([p[i][k] for p in per], windows.ids.shape[1]) for k in per[0][i]}
+                for i in layers}, windows.ids.numel()
+
+    monkeypatch.setattr(flap, "input_moments", official_moments)
+    layers = ref["flap"]
+    target = _official_target(view, flap.compute(view, w, [0, 1, 2], 1).scores, layers)
+    res = prune_width(view, w, (target + 0.5) / view.total_params,
+                      WidthOptions(score="flap", layers="all", allocation="global"))
+    assert [(k.heads, k.channels) for k in res.keep.values()] == [(r["kept_heads"], r["kept_channels"]) for r in layers]
+    for i, rec in enumerate(layers):
+        layer = res.model.model.layers[i]
+        torch.testing.assert_close(layer.self_attn.o_proj.bias.detach(), torch.tensor(rec["o_bias"]), rtol=1e-5,
+                                   atol=1e-5)
+        torch.testing.assert_close(layer.mlp.down_proj.bias.detach(), torch.tensor(rec["down_bias"]), rtol=1e-5,
+                                   atol=1e-5)
