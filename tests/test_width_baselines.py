@@ -535,3 +535,20 @@ def test_flap_selects_and_compensates_as_the_official_prune_flap_given_its_varia
                                    atol=1e-5)
         torch.testing.assert_close(layer.mlp.down_proj.bias.detach(), torch.tensor(rec["down_bias"]), rtol=1e-5,
                                    atol=1e-5)
+
+
+@pytest.mark.parametrize("score", ["llm-pruner", "llm-pruner-vector", "llm-pruner-element2"])
+def test_llm_pruner_importance_is_the_official_taylor_importance(score):
+    """The official TaylorImportance (param_first, vectorize, param_mix) of every KV group (with its heads)
+    and MLP channel, recorded by tests/fixtures/official_llm_pruner.py, on the same model and windows."""
+    from pathlib import Path
+
+    ref = json.loads((Path(__file__).parent / "fixtures" / "official_llm_pruner.json").read_text())
+    ids = torch.tensor(ref["windows"])
+    w = Windows(ids, "fixture", len(ids), ids.numel(), 0)
+    model = tiny_llama(**ref["model"])
+    res = prune_width(BlockView(model), w, 0.1, WidthOptions(score=score, layers="1:3"))
+    for i in ref["layers"]:
+        want = ref["importance"][score][str(i)]
+        for key, got in (("groups", res.scores[i].groups), ("channels", res.scores[i].channels)):
+            torch.testing.assert_close(got, torch.tensor(want[key], dtype=torch.float64), rtol=1e-5, atol=1e-7)
