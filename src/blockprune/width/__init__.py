@@ -150,7 +150,7 @@ def record(result: WidthResult, options: WidthOptions) -> dict:
         d = {"layer": i, "kept_heads": k.heads, "kept_kv": k.kv, "kept_channels": k.channels,
              "head_scores": _rounded(s.heads), "kv_scores": _rounded(s.groups), "channel_scores": _rounded(s.channels)}
         if result.biases is not None:  # exact (not rounded): export from the plan must rebuild the same model
-            d["bias_compensation"] = {k: [float(x) for x in v] for k, v in sorted(result.biases[i].items())}
+            d["bias_compensation"] = {name: [float(x) for x in v] for name, v in sorted(result.biases[i].items())}
         layers.append(d)
     out = {"score": options.score, "allocation": options.allocation, "gqa": options.gqa, "layer_spec": options.layers,
            "target_params": result.target_params, "removed_params": result.removed_params,
