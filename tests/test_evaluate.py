@@ -110,6 +110,39 @@ def test_kv_cache_bytes_per_token():
     assert cache.get_seq_length() == 5 and cache.layers[0].keys.shape == (2, 1, 5, 1)
 
 
+def _cache_bytes_per_token(model, tokens: int = 5) -> float:
+    """What the KV cache actually holds per token after a forward pass (every layer's K and V tensors)."""
+    ids = torch.randint(1, model.config.vocab_size, (1, tokens))
+    with torch.no_grad():
+        cache = model(ids, use_cache=True).past_key_values
+    held = sum(t.numel() * t.element_size() for layer in cache.layers
+               for t in (getattr(layer, "keys", None), getattr(layer, "values", None)) if t is not None)
+    return held / tokens
+
+
+def test_kv_cache_bytes_per_token_reads_each_layers_width(tmp_path):
+    """Width pruning narrows k/v layer by layer and leaves the config's head counts dense: the figure is the
+    layers' own widths (what the cache holds), in memory and from a reloaded remote-code checkpoint, with
+    depth pruning on top (a removed first attention keeps its one-number slot)."""
+    from blockprune.export import export_width, load
+    from blockprune.width import Keep, narrow
+
+    model = tiny_llama(layers=4)  # 2 KV groups of 2 query heads, head dim 8
+    keep = {0: Keep([0, 1, 2, 3], [0, 1], list(range(48))), 1: Keep([2, 3], [1], list(range(40))),
+            2: Keep([0, 1], [0], list(range(48))), 3: Keep([0, 1, 2, 3], [0, 1], list(range(30)))}
+    narrowed = narrow(model, keep)
+    assert narrowed.config.num_key_value_heads == 2  # the config still says dense
+    want = (2 + 1 + 1 + 2) * 2 * 8 * 4  # layers' KV groups × (K, V) × head dim × fp32
+    assert kv_bytes_per_token(narrowed, torch.float32) == want == _cache_bytes_per_token(narrowed)
+    assert kv_bytes_per_token(narrowed, torch.float16) == want // 2
+    export_width(narrowed, tmp_path / "w")
+    again = load(tmp_path / "w")
+    assert kv_bytes_per_token(again, torch.float32) == want == _cache_bytes_per_token(again)
+    # depth pruning of the narrowed model: layer 1's cache goes, layer 0's keeps one number for K and V
+    mask_in_memory(narrowed, {"attn.0", "attn.1"})
+    assert kv_bytes_per_token(narrowed, torch.float32) == ((1 + 2) * 2 * 8 + 2) * 4 == _cache_bytes_per_token(narrowed)
+
+
 def test_latency_runs_after_warmup():
     tok = bpe_tokenizer()
     r = generation_latency(tiny_llama(vocab_size=len(tok)), tok, new_tokens=5, repeats=2, warmup=1, progress=False)

@@ -33,14 +33,48 @@ def _length_slot(model) -> bool:
 
 
 def kv_bytes_per_token(model, dtype: torch.dtype) -> int:
-    """Bytes the KV cache grows by per token of context: layers × (K and V) × kv heads × head dim × dtype
-    (and K and V of one number each where the first layer's attention is removed)."""
-    config = model.config
-    heads = config.num_attention_heads
-    kv_heads = getattr(config, "num_key_value_heads", None) or heads
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    """Bytes the KV cache grows by per token of context: over the layers that cache, K and V of each layer's
+    own width (and K and V of one number each where the first layer's attention is removed).
+
+    A layer's width is read from its k and v projections through the family adapter's width modules: width
+    pruning narrows them layer by layer while the config keeps the dense head counts. A family without width
+    modules (it cannot be width-pruned) has the config's width in every layer: kv heads × head dim."""
+    from transformers.cache_utils import get_layer_types_and_kwargs
+
     size = torch.empty((), dtype=dtype).element_size()
-    return (attention_layers(model) * kv_heads * head_dim + _length_slot(model)) * 2 * size
+    types, _ = get_layer_types_and_kwargs(model.config.get_text_config(decoder=True))
+    widths = kv_widths(model)
+    if widths is None:
+        config = model.config
+        heads = config.num_attention_heads
+        kv_heads = getattr(config, "num_key_value_heads", None) or heads
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+        return (attention_layers(model) * kv_heads * head_dim + _length_slot(model)) * 2 * size
+    numbers = sum(w for t, w in zip(types, widths) if t != "dummy" and w is not None)
+    return (numbers + 2 * _length_slot(model)) * size
+
+
+def kv_widths(model) -> list[int | None] | None:
+    """Per decoder layer, the numbers its K and V add per token together (its k and v projections' output
+    features; None where the layer has no attention), read through the family adapter's width modules;
+    None for a family without them."""
+    from ..arch import adapter_for
+    from ..errors import UserError
+    from ..width.modules import has_branch, modules_for
+
+    try:
+        adapter = adapter_for(model)
+        spec = modules_for(adapter)
+    except UserError:
+        return None
+    out: list[int | None] = []
+    for i, layer in enumerate(adapter.layers()):
+        if not has_branch(adapter, spec, i, "attn"):
+            out.append(None)
+            continue
+        attn = layer.get_submodule(spec.attn)
+        out.append(attn.get_submodule(spec.k).out_features + attn.get_submodule(spec.v).out_features)
+    return out
 
 
 @torch.no_grad()
