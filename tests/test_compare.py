@@ -255,3 +255,50 @@ def test_a_compare_of_a_few_methods_into_a_folder_keeps_its_other_finished_rows(
                         options=PruneOptions(calibration=calib, nsamples=8, seqlen=32, scorer="plain"), tasks=TASKS,
                         evaluator=ev, eval_settings={"limit": 5}, progress=False)
     assert [r["method"] for r in again["rows"]] == ["dense", "layer-ppl"]
+
+
+def test_width_methods_are_each_evaluated_once_with_their_own_ratio_and_calibration_ppl(tiny_checkpoint, calib,
+                                                                                         tmp_path, monkeypatch):
+    """Width plans remove no blocks: evaluation reuse keys on the pruned model (Plan.outcome.key), so two
+    width methods that keep different units are both evaluated, while llm-bip and width-local under uniform
+    allocation (the same units by construction) share one evaluation; each row has its own ratio and
+    calibration perplexity, and `method:allocation` runs a method under both allocations side by side."""
+    out = tmp_path / "cmp"
+    ev = FakeEvaluator()
+    methods = "llm-bip,wanda-sp,width-local,llm-bip:global"
+    result = run_compare(tiny_checkpoint, out, calib, ev, methods=methods, ratio=0.1)
+    rows = {r["method"]: r for r in result["rows"]}
+    assert list(rows) == ["dense", *methods.split(",")]
+    plans = {m: Plan.load(out / m.replace(":", "-")) for m in methods.split(",")}
+    assert plans["llm-bip:global"].options["allocation"] == "global" == plans["llm-bip:global"].width["allocation"]
+    assert plans["llm-bip"].options["allocation"] == "uniform"
+    for m, plan in plans.items():
+        assert rows[m]["ratio"] == plan.width["ratio"] and 0 < rows[m]["ratio"] <= 0.1
+        assert rows[m]["calibration_ppl"] == plan.width["ppl"] != rows["dense"]["calibration_ppl"]
+        assert rows[m]["removed"] == []
+    keys = {m: plan.outcome.key for m, plan in plans.items()}
+    assert keys["llm-bip"] == keys["width-local"] and len({keys["llm-bip"], keys["wanda-sp"],
+                                                           keys["llm-bip:global"]}) == 3
+    evaluated = [t for t, _ in ev.calls]
+    assert evaluated == [tiny_checkpoint, str(out / "llm-bip"), str(out / "wanda-sp"), str(out / "llm-bip-global")]
+    assert json.loads((out / "width-local" / "eval.json").read_text())["same_removal_as"] == "llm-bip"
+    for m in ("llm-bip", "wanda-sp", "llm-bip:global"):  # each row shows its own evaluation
+        assert rows[m]["perplexity"]["wikitext2"] == 10.0 + evaluated.index(str(out / m.replace(":", "-"))) + 1
+
+    # a later run of one method keeps the others' rows, the method:allocation one under its own label
+    def refuse(*a, **k):
+        raise AssertionError("finished work was redone")
+    monkeypatch.setattr(cmp, "prune", refuse)
+    again = run_compare(tiny_checkpoint, out, calib, refuse, methods="wanda-sp", ratio=0.1)
+    assert sorted(r["method"] for r in again["rows"]) == sorted(["dense", *methods.split(",")])
+
+
+def test_an_allocation_label_is_for_width_methods_only():
+    e = cmp.parse_methods("llm-bip:global,flap:uniform,llm-bip")
+    assert [(x.method, x.allocation, x.folder) for x in e] == [("llm-bip", "global", "llm-bip-global"),
+                                                              ("flap", "uniform", "flap-uniform"),
+                                                              ("llm-bip", None, "llm-bip")]
+    with pytest.raises(UserError, match="shortgpt takes no allocation; allocations apply to .*llm-bip"):
+        cmp.parse_methods("shortgpt:global")
+    with pytest.raises(UserError, match="unknown metric or criterion 'sideways'.*global"):
+        cmp.parse_methods("llm-bip:sideways")

@@ -6,9 +6,11 @@ subfolder of `out` (`plan.json`, `eval.json`, `compare.json` with wall times); w
 holds is kept, so a long comparison can be stopped and resumed, or run a few methods at a time.
 
 A method is named `method`, `method:metric` (e.g. `blockpruner:bi`, the iterative search ranking by
-Block Influence) or `method:criterion` (`blockpruner:per-param`, ranking by perplexity rise per parameter). `blockpruner-refined` starts from the `blockpruner` folder's plan when that one is
-done (same calibration and options), so greedy's search is not paid twice; its wall time is then
-greedy's plus the refinement's."""
+Block Influence), `method:criterion` (`blockpruner:per-param`, ranking by perplexity rise per parameter) or,
+for a width method, `method:allocation` (`llm-bip:global`: its units ranked across layers; plain `llm-bip`
+runs the default, uniform), so one comparison can hold a method under both. `blockpruner-refined` starts
+from the `blockpruner` folder's plan when that one is done (same calibration and options), so greedy's
+search is not paid twice; its wall time is then greedy's plus the refinement's."""
 from __future__ import annotations
 
 import json
@@ -29,6 +31,7 @@ from .evaluate.tasks import is_perplexity
 from .scoring import metrics
 from .methods import get as get_method
 from .search.criteria import CRITERIA
+from .width.allocation import ALLOCATIONS
 from .plan import Plan
 
 DEFAULT_METHODS = ("blockpruner", "blockpruner-refined", "blockpruner-oneshot", "layer-ppl", "shortgpt",
@@ -39,10 +42,11 @@ Evaluator = Callable[[str, Sequence[str], Path], dict]
 
 @dataclass(frozen=True)
 class Entry:
-    label: str  # "blockpruner:bi", "blockpruner:per-param"
+    label: str  # "blockpruner:bi", "blockpruner:per-param", "llm-bip:global"
     method: str
     metric: str
     criterion: str = "ppl"
+    allocation: str | None = None  # a width method's --allocation (None: the comparison's options)
 
     @property
     def folder(self) -> str:
@@ -66,9 +70,15 @@ def parse_methods(spec: str | Sequence[str]) -> list[Entry]:
                 raise UserError(f"{name!r}: {method} takes no criterion; criteria apply to {', '.join(users)}")
             out.append(Entry(name, method, "ppl", rank))
             continue
+        if rank in ALLOCATIONS:
+            if "allocation" not in METHODS[method].options:
+                users = [m.name for m in METHODS.values() if "allocation" in m.options]
+                raise UserError(f"{name!r}: {method} takes no allocation; allocations apply to {', '.join(users)}")
+            out.append(Entry(name, method, "ppl", allocation=rank))
+            continue
         if rank and rank not in metrics():
             raise UserError(f"unknown metric or criterion {rank!r} in {name!r}; choose from "
-                            f"{', '.join(metrics() + tuple(c for c in CRITERIA if c != 'ppl'))}")
+                            f"{', '.join(metrics() + tuple(c for c in CRITERIA if c != 'ppl') + ALLOCATIONS)}")
         out.append(Entry(name, method, rank or "ppl"))
     if len({e.label for e in out}) != len(out):
         raise UserError("--methods names a method twice")
@@ -100,7 +110,7 @@ def run_method(entry: Entry, model: str, out: Path, base: PruneOptions, *, data_
     sub = out / entry.folder
     record_path = sub / "compare.json"
     options = replace(base, method=entry.method, metric=entry.metric, criterion=entry.criterion,
-                      seed_runs=_seed_runs(entry, out))
+                      allocation=entry.allocation or base.allocation, seed_runs=_seed_runs(entry, out))
     options.validate()
     options = options.resolved(device)  # per method too: one-shot's racing scorer is incremental
     if _done(sub) and record_path.exists():
@@ -289,6 +299,9 @@ def finished_rows(out: Path, tasks: Sequence[str], eval_settings: dict[str, Any]
             continue
         plan = Plan.load(sub)
         label = folder_label(plan)
+        allocated = f"{label}:{plan.options.get('allocation')}"  # a width method run as method:allocation
+        if "allocation" in plan.options and Entry(allocated, plan.method, "ppl").folder == sub.name:
+            label = allocated
         ev = _read(sub / "eval.json")
         if label in skip or Entry(label, plan.method, "ppl").folder != sub.name or missing_tasks(ev, tasks, eval_settings):
             continue

@@ -18,7 +18,8 @@ def add_arguments(p) -> None:
     p.add_argument("--ratio", type=float, required=True, help="target share of parameters to remove")
     p.add_argument("--methods", default=",".join(DEFAULT_METHODS),
                    help=f"comma-separated methods; method:metric runs a search ranked by "
-                        f"{', '.join(scoring.metrics()[1:])}")
+                        f"{', '.join(scoring.metrics()[1:])}; a width method's method:global or method:uniform "
+                        f"picks its --allocation (e.g. llm-bip,llm-bip:global)")
     add_search_arguments(p)
     add_task_arguments(p, "wikitext2,piqa,winogrande,hellaswag,arc_easy,arc_challenge")
     p.add_argument("--eval-seqlen", type=int, default=2048, help="tokens per test-perplexity window")
