@@ -39,8 +39,13 @@ def probe(lines, cache):
 def test_help_and_argument_errors_import_no_torch(tmp_path):
     cold = probe([["--help"], ["report", "--help"], ["verify", "--help"]], tmp_path)
     assert all(not heavy for _, _, heavy in cold), cold  # these need nothing cached
-    probe([["prune", "--help"]], tmp_path)  # its registries import torch; it records every command's arguments
-    for argv, code, heavy in probe(LINES, tmp_path):
+    for attempt in range(3):
+        key = recorded._cache_file()
+        probe([["prune", "--help"]], tmp_path)  # its registries import torch; it records every command's arguments
+        seen = probe(LINES, tmp_path)
+        if recorded._cache_file() == key:
+            break  # (else the package's sources were edited meanwhile, as beside other work: again)
+    for argv, code, heavy in seen:
         assert code == (0 if argv[-1] == "--help" else 2), argv
         assert heavy == [], f"blockprune {' '.join(argv)} imported {heavy}"
 
@@ -96,3 +101,16 @@ def test_the_cache_key_follows_the_package_sources(tmp_path, monkeypatch):
     second = recorded._cache_file()
     (package / "methods" / "mine.py").write_text("")  # a new method file
     assert len({first, second, recorded._cache_file()}) == 3
+
+
+def test_a_damaged_cache_is_rebuilt(tmp_path, monkeypatch):
+    from blockprune.commands import report
+
+    monkeypatch.setattr(recorded, "_torch_loaded", lambda: False)  # as in a fresh CLI process
+    monkeypatch.setenv("BLOCKPRUNE_CACHE", str(tmp_path))
+    path = recorded._cache_file()
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"report": [["argument", ["dirs"], {"nargs": "+"}], ["argument", [], {"bogus": 1}]]}))
+    parser = cli._Parser(prog="blockprune report")
+    recorded.add(report, parser)
+    assert vars(parser.parse_args(["a", "--out", "o"])) == {"dirs": ["a"], "out": "o"}

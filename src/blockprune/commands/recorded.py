@@ -3,9 +3,9 @@
 Many choices and defaults come from the registries (methods, scorers and metrics, export formats) and
 `PruneOptions`, whose modules import torch and transformers: seconds under load, for `--help` or an
 argument error that needs none of it. So `add(module, parser)` records the `add_argument` calls a
-command's `add_arguments` makes, as data, in a cache keyed by this package's source files (path, size
-and modification time of every .py file: any edit, a new method or format file included, makes a new
-key), and replays them on the next run. A call it cannot record as data (a callable `type` that is not a
+command's `add_arguments` makes, as data, in a cache keyed by this package's source files (a hash of
+every .py file's path and content: any edit, a new method or format file included, makes a new key),
+and replays them on the next run. A call it cannot record as data (a callable `type` that is not a
 module-level name, such as a lambda) replays as a stand-in that builds the real argument when a value
 reaches it, i.e. only when that option is given.
 
@@ -28,18 +28,22 @@ _PACKAGE = Path(__file__).resolve().parents[1]
 
 def add(module, parser) -> None:
     """`module.add_arguments(parser)`, replayed from the cache where it can be."""
-    if "torch" in sys.modules:
+    if _torch_loaded():
         module.add_arguments(parser)
         return
     path = _cache_file()
     cached = _read(path) or {}
     calls = cached.get(module.NAME)
     if calls is not None:
-        try:
+        import argparse
+
+        try:  # first into a scratch parser: a damaged cache must not leave half its arguments behind
+            _replay(argparse.ArgumentParser(add_help=False), calls, module)
+        except Exception:  # a cache this code cannot replay: build directly
+            calls = None
+        if calls is not None:
             _replay(parser, calls, module)
             return
-        except Exception:  # a cache this code cannot replay: build directly
-            pass
     log: list = []
     module.add_arguments(_Recorder(parser, log))
     if module.NAME in cached or path is None:  # unrecordable (null), or nowhere to keep it
@@ -52,7 +56,7 @@ def add(module, parser) -> None:
 
     from . import load_all
 
-    for other in load_all() if "torch" in sys.modules else ():
+    for other in load_all() if _torch_loaded() else ():
         if other.NAME not in entries:
             log = []
             try:
@@ -61,6 +65,10 @@ def add(module, parser) -> None:
                 continue
             entries[other.NAME] = _encode(log)
     _write(path, entries)
+
+
+def _torch_loaded() -> bool:
+    return "torch" in sys.modules
 
 
 # -- recording ---------------------------------------------------------------------------------------------
@@ -207,7 +215,8 @@ class _Deferred:
 # -- the cache file ----------------------------------------------------------------------------------------
 
 def _cache_file() -> Path | None:
-    """$BLOCKPRUNE_CACHE/cli/args-KEY.json (default ~/.cache/blockprune), KEY from this package's sources."""
+    """$BLOCKPRUNE_CACHE/cli/args-KEY.json (default ~/.cache/blockprune), KEY a hash of this package's
+    sources (every .py file's path and content: a few milliseconds)."""
     root = os.environ.get("BLOCKPRUNE_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "blockprune")
     h = hashlib.sha256(f"{FORMAT} {sys.version} {_PACKAGE}".encode())
@@ -216,9 +225,9 @@ def _cache_file() -> Path | None:
             dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
             for f in sorted(filenames):
                 if f.endswith(".py"):
-                    st = os.stat(os.path.join(dirpath, f))
-                    h.update(f"{os.path.relpath(os.path.join(dirpath, f), _PACKAGE)} {st.st_size} "
-                             f"{st.st_mtime_ns}\n".encode())
+                    path = os.path.join(dirpath, f)
+                    with open(path, "rb") as source:
+                        h.update(f"{os.path.relpath(path, _PACKAGE)}\0".encode() + source.read() + b"\0")
     except OSError:
         return None
     return Path(root) / "cli" / f"args-{h.hexdigest()[:20]}.json"
