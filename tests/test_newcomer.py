@@ -250,6 +250,10 @@ def test_one_window_is_singular(tiny_checkpoint, tmp_path, capsys):
                                             "--no-export"))
     assert code == 0, err
     assert "1 window x 32 tokens" in out and "1 windows" not in out
+    code, out, err = run(capsys, "eval", tiny_checkpoint, "--tasks", f"ppl:{calib}", "--seqlen", "32", "--no-cost",
+                         "--out", tmp_path / "eval")
+    assert code == 0, err
+    assert "(1 window of 32)" in out and "(1 window)" in err and "1 windows" not in out + err
 
 
 def test_export_vanilla_refuses_a_block_plan_before_loading_weights(run_dir, capsys, monkeypatch):

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 from .. import atomic
 from ..errors import UserError
 from ..plan import versions
+from ..words import count
 from .cost import cost
 from .harness import harness_model, run_tasks, task_scores
 from .perplexity import PPL_TASKS, test_perplexity
@@ -68,7 +69,7 @@ def evaluate(subject: Subject, tasks: Sequence[str] | Prepared = DEFAULT_TASKS, 
         r = test_perplexity(subject.model, subject.tokenizer, ppl_source(t), seqlen=seqlen, max_windows=max_windows,
                             data_dir=data_dir, progress=progress)
         record["perplexity"][t] = r if t in PPL_TASKS else {**r, "path": str(Path(ppl_source(t)).resolve())}
-        _say(progress, f"{t}: ppl {r['ppl']:.4f} ({r['windows']} windows)")
+        _say(progress, f"{t}: ppl {r['ppl']:.4f} ({count(r['windows'], 'window')})")
         save()
     if tasks.harness:
         lm = harness_model(subject.model, subject.tokenizer, batch_size, shared_prompts)
