@@ -3,6 +3,7 @@ LLM-Pruner's Taylor importance, on tiny models: each score against a hand comput
 the statistics and gradients they read, bias compensation, and every exported checkpoint reloading with
 the in-memory logits."""
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -235,6 +236,56 @@ def test_flap_refuses_families_whose_config_cannot_carry_the_biases(family, why)
     assert msg.startswith(f"bias compensation (flap) does not support {why}") and "(supported: llama)" in msg
     assert "\n" not in msg
     prune_width(BlockView(model), windows(), 0.2, WidthOptions(score="wanda-sp", layers="all"))  # the others work
+
+
+@pytest.mark.parametrize("allocation,gqa", [("uniform", "groups"), ("global", "groups"), ("global", "heads")])
+def test_flap_nobias_selects_flaps_units_and_only_the_biases_differ(allocation, gqa, monkeypatch):
+    """FLAP's ablation: `flap-nobias` keeps exactly flap's heads and channels (it frees the biases flap would
+    create on top of the target, as flap does), with every weight equal and no bias added anywhere."""
+    import dataclasses
+
+    from blockprune.width import SCORES
+
+    model = tiny_llama(layers=4)
+    kw = dict(allocation=allocation, gqa=gqa)
+    comp = prune_width(BlockView(model), windows(), 0.25, WidthOptions(score="flap", **kw))
+    bare = prune_width(BlockView(model), windows(), 0.25, WidthOptions(score="flap-nobias", **kw))
+    assert bare.keep == comp.keep
+    assert comp.bias_params > 0 and bare.bias_params == 0 and bare.biases is None
+    assert bare.removed_params == comp.removed_params + comp.bias_params  # the biases are the only difference
+    with_biases, without = dict(comp.model.named_parameters()), dict(bare.model.named_parameters())
+    assert set(without) == {n for n in with_biases if not n.endswith(".bias")}
+    assert all(torch.equal(p, with_biases[n]) for n, p in without.items())
+    assert not bare.model.config.attention_bias and not bare.model.config.mlp_bias
+    ids = windows(2, 16, seed=2).ids
+    assert not torch.allclose(logits(comp.model, ids), logits(bare.model, ids))
+    rec = json.loads(json.dumps(record(bare, WidthOptions(score="flap-nobias", **kw))))
+    assert "bias_params" not in rec and not any("bias_compensation" in d for d in rec["layers"])
+    torch.testing.assert_close(logits(apply(model, rec), ids), logits(bare.model, ids), rtol=0, atol=0)
+    # the reserve is what makes the selections equal: without it the same scores keep more here
+    monkeypatch.setitem(SCORES, "flap-nobias", dataclasses.replace(SCORES["flap-nobias"], reserve_biases=False))
+    plain = prune_width(BlockView(model), windows(), 0.25, WidthOptions(score="flap-nobias", **kw))
+    assert plain.keep != comp.keep and plain.removed_params < bare.removed_params
+
+
+def test_flap_nobias_through_the_api_records_flaps_selection_without_biases(tmp_path, tiny_checkpoint, short_calib):
+    from transformers import AutoModelForCausalLM
+
+    from blockprune.api import prune
+    from blockprune.plan import Plan
+
+    kw = dict(ratio=0.2, calibration=short_calib, seqlen=32, allocation="global", progress=False)
+    prune(tiny_checkpoint, tmp_path / "flap", method="flap", **kw)
+    run = prune(tiny_checkpoint, tmp_path / "nobias", method="flap-nobias", **kw)
+    comp, bare = Plan.load(tmp_path / "flap").width, Plan.load(tmp_path / "nobias").width
+    assert bare["score"] == "flap-nobias" and "bias_params" not in bare
+    keys = ("layer", "kept_heads", "kept_kv", "kept_channels", "head_scores", "channel_scores")
+    assert [{k: d[k] for k in keys} for d in bare["layers"]] == [{k: d[k] for k in keys} for d in comp["layers"]]
+    assert bare["removed_params"] == comp["removed_params"] + comp["bias_params"]
+    cfg = json.loads((Path(run.checkpoint) / "config.json").read_text())
+    assert not cfg.get("attention_bias") and not cfg.get("mlp_bias")
+    back = AutoModelForCausalLM.from_pretrained(run.checkpoint, trust_remote_code=True)
+    assert not any(n.endswith(".bias") for n, _ in back.named_parameters())
 
 
 # -- LLM-Pruner ----------------------------------------------------------------------------------------

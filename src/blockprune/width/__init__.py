@@ -112,7 +112,8 @@ def prune_width(view: BlockView, windows: Windows | None, ratio: float, options:
     scoring = score.compute(view, windows, layers, batch_size)
     # the biases compensation will surely create (o/down everywhere, all of them in layers left as they are)
     # are freed on top of the target, so that the net removal comes as close to it as the units allow
-    fixed = _compensation_floor(view, layers) if score.compensate else 0
+    # (a score that only reserves them, flap-nobias, thereby selects exactly what its compensated twin does)
+    fixed = _compensation_floor(view, layers) if score.compensate or score.reserve_biases else 0
     keep, units = allocate(view.adapter, scoring.scores, target + fixed, options.allocation, options.gqa,
                            rank=score.rank, reduce=score.reduce)
     model = narrow(view.model, keep)

@@ -18,7 +18,9 @@ here is computed for this model's head size and grouped-query layout (a KV group
 q/o and its own k/v). `--allocation uniform` is FLAP's UL-UM.
 
 After slicing, bias compensation (`bias.py`) adds the removed channels' mean contribution to the
-output biases of o_proj and down_proj."""
+output biases of o_proj and down_proj. `flap-nobias` is the same selection without it (FLAP's ablation):
+it allocates as `flap` does, with the biases `flap` would create freed on top of the target, so it keeps
+exactly `flap`'s units and its removal is `flap`'s plus those bias entries."""
 from __future__ import annotations
 
 import torch
@@ -75,3 +77,4 @@ def compute(view: BlockView, windows: Windows, layers: list[int], batch_size: in
 
 
 register(WidthScore("flap", compute, rank="score", reduce="mean", compensate=True))
+register(WidthScore("flap-nobias", compute, rank="score", reduce="mean", reserve_biases=True))

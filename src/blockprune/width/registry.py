@@ -44,6 +44,10 @@ class WidthScore:
     reduce: str = "sum"
     #: the narrowed model's o/down projections get FLAP's bias compensation
     compensate: bool = False
+    #: allocate as a compensated score does (the bias entries compensation would create freed on top of
+    #: the target) but add no biases: the same units as the compensated score, for measuring what the
+    #: compensation alone does (`flap-nobias`); the removal then exceeds the target by those entries
+    reserve_biases: bool = False
     #: with `--allocation uniform`, score and prune the layers one after the other, each on the outputs of
     #: the already-pruned earlier ones (sequential.py): (adapter, width modules, layer, its input moments,
     #: calibration windows) -> that layer's LayerScores (the official Wanda-sp's order)
