@@ -69,7 +69,13 @@ def test_replayed_arguments_are_the_live_ones(mod, monkeypatch):
     positional = {"export": ["RUN"], "verify": ["RUN"], "heal": ["RUN"], "report": ["RUN"], "eval": ["RUN"]}
     required = {"prune": ["--num-blocks", "3"], "compare": ["--ratio", "0.2"], "report": ["--out", "r"]}
     argv = positional.get(mod.NAME, []) + required.get(mod.NAME, [])
-    assert vars(again.parse_args(argv)) == vars(live.parse_args(argv))
+    try:
+        parsed = vars(live.parse_args(argv))
+    except SystemExit:  # a command this test does not know yet: the replay refuses the same line
+        with pytest.raises(SystemExit):
+            again.parse_args(argv)
+        return
+    assert vars(again.parse_args(argv)) == parsed
 
 
 def test_an_unrecordable_type_is_built_when_its_option_is_given():
