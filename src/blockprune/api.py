@@ -10,13 +10,13 @@ import math
 import os
 import sys
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from . import atomic, machine, models, monitor, scoring
+from . import atomic, estimate, machine, models, monitor, scoring
 from .data import load_windows
 from .errors import UserError
 from .export import load
@@ -86,10 +86,14 @@ def _time_monitor(timings: dict[str, Any], step: dict[str, Any] | None, seconds:
 
 def prune(model: str = models.DEFAULT_MODEL, out: str | os.PathLike = "runs/blockprune", *,
           options: PruneOptions | None = None, data_dir: str | os.PathLike | None = None, device: str = "cpu",
-          resume: bool = False, export: bool = True, progress: bool = True, **option_overrides) -> RunResult:
+          resume: bool = False, export: bool = True, progress: bool = True, force: bool = False,
+          **option_overrides) -> RunResult:
     """Run a pruning method on `model` and write `out/plan.json` and the pruned checkpoint `out/model`.
 
-    Options are a `PruneOptions` or its fields as keywords (`num_blocks=12`, `block_type="mix"`, ...)."""
+    Options are a `PruneOptions` or its fields as keywords (`num_blocks=12`, `block_type="mix"`, ...).
+    Before any weight loads, the run's peak memory is estimated from the model's config
+    (`blockprune.estimate`); a run that would not fit is refused (a UserError naming the options that
+    would fit) unless `force`."""
     given = options is None  # keywords name options for this one run; compare passes options its methods share
     options = options or PruneOptions(**option_overrides)
     options.validate()
@@ -97,6 +101,7 @@ def prune(model: str = models.DEFAULT_MODEL, out: str | os.PathLike = "runs/bloc
         options.check_all_used()
     if device != "auto":  # auto: accelerate places the model on whatever there is
         check_device(device)
+    asked = options
     options = options.resolved(device)
     out = Path(out)
     plan_path = out / "plan.json"
@@ -106,6 +111,32 @@ def prune(model: str = models.DEFAULT_MODEL, out: str | os.PathLike = "runs/bloc
         raise UserError(f"nothing to resume in {out} (no plan.json); check --out, or drop --resume to start "
                         f"a new run (a run killed before its first save left nothing to resume)")
     atomic.check_writable(out)  # a folder that cannot be written fails now, not after the search
+    if not force:  # from the config alone: refused before any weight loads, nothing written
+        estimate.check(model, asked, device, data_dir, out)
+    with _disk_cache(out, options) as options:
+        return _run(model, out, options, data_dir, device, resume, export, progress, plan_path)
+
+
+@contextmanager
+def _disk_cache(out: Path, options: PruneOptions):
+    """--cache-device disk: the boundary caches' memory-mapped files go in a temporary folder inside `out`
+    (each file is unlinked once mapped, so a killed run leaves none behind), removed at the end."""
+    if options.cache_device != "disk":
+        yield options
+        return
+    import shutil
+    import tempfile
+
+    out.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=".cache-", dir=out))
+    try:
+        yield replace(options, cache_device=f"disk:{folder}")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _run(model: str, out: Path, options: PruneOptions, data_dir, device: str, resume: bool, export: bool,
+         progress: bool, plan_path: Path) -> RunResult:
 
     if not progress:  # quiet means quiet: no weight-loading bars either
         from transformers.utils import logging as hf_logging

@@ -92,7 +92,7 @@ class PruneOptions:
             raise UserError(f"--batch-size must be at least 1 (got {self.batch_size})")
         if self.dtype not in models.DTYPES:
             raise UserError(f"--dtype must be one of {', '.join(models.DTYPES)} (got {self.dtype!r})")
-        if self.cache_device is not None:
+        if self.cache_device is not None and self.cache_device.split(":")[0] != "disk":  # memory-mapped files
             check_device(self.cache_device, "--cache-device")
         if self.metric != scoring.PERPLEXITY and not method.ranks_by_metric:
             ranking = [m.name for m in METHODS.values() if m.ranks_by_metric]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-COMMANDS = ["prune", "export", "eval", "report", "compare", "verify", "heal"]
+COMMANDS = ["prune", "estimate", "export", "eval", "report", "compare", "verify", "heal"]
 
 
 def load_all():

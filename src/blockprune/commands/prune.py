@@ -11,7 +11,9 @@ DESCRIPTION = ("Run a pruning method; write OUT/plan.json (the removal plan, als
                "step) and OUT/model (the pruned checkpoint).")
 
 
-def add_arguments(p) -> None:
+def add_arguments(p, estimate: bool = False) -> None:
+    """prune's options; `estimate` True: those `blockprune estimate` shares (not --resume, --no-export,
+    --quiet, --force)."""
     from .. import scoring
     from ..methods import METHODS
     from ..options import PruneOptions
@@ -44,7 +46,9 @@ def add_arguments(p) -> None:
                    help="blockpruner-evo: generations of offspring raced against the parent (compute grows with it)")
     p.add_argument("--cache-every", type=int, default=default.cache_every,
                    help="keep every n-th block boundary in the cache (memory / n, more recomputation)")
-    p.add_argument("--cache-device", default=default.cache_device, help="where cached hidden states live (default: the model's device)")
+    p.add_argument("--cache-device", default=default.cache_device,
+                   help="where cached hidden states live: a torch device, or disk (memory-mapped files in a "
+                        "temporary folder inside --out, removed at the end); default: the model's device")
     width = p.add_argument_group(f"width methods ({', '.join(m.name for m in METHODS.values() if m.granularity == 'width')})")
     width.add_argument("--allocation", default=default.allocation, choices=ALLOCATIONS,
                        help="uniform: the same share of heads and channels in every pruned layer; global: one "
@@ -54,16 +58,20 @@ def add_arguments(p) -> None:
     width.add_argument("--layers", default=default.layers,
                        help="layers to prune: a range a:b (1:-1 keeps the first and last dense), 'all', or i,j,k")
     p.add_argument("--out", default="runs/blockprune", help="run folder to write")
+    if estimate:
+        return
     p.add_argument("--resume", action="store_true", help="continue the killed run in --out")
     p.add_argument("--no-export", action="store_true", help="write the plan only, no checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--force", action="store_true",
+                   help="run even when `blockprune estimate`'s figures say the run will not fit in memory")
 
 
-def run(args) -> None:
-    from ..api import PruneOptions, prune
-    from ..words import count
+def options_from(args):
+    """The PruneOptions a prune (or estimate) command line gives."""
+    from ..options import PruneOptions
 
-    opts = PruneOptions(method=args.method, block_type=args.block_type, metric=args.metric,
+    return PruneOptions(method=args.method, block_type=args.block_type, metric=args.metric,
                         num_blocks=args.num_blocks, ratio=args.ratio,
                         calibration=args.calibration, nsamples=args.nsamples, seqlen=args.seqlen, seed=args.seed,
                         dtype=args.dtype, scorer=args.scorer, fast_dtype=args.fast_dtype, batch_size=args.batch_size,
@@ -71,9 +79,16 @@ def run(args) -> None:
                         validation=args.validation, validation_nsamples=args.validation_nsamples,
                         criterion=args.criterion,
                         seed_runs=args.seed_runs, generations=args.generations, allocation=args.allocation, gqa=args.gqa, layers=args.layers)
+
+
+def run(args) -> None:
+    from ..api import prune
+    from ..words import count
+
+    opts = options_from(args)
     opts.check_all_used()  # every option given to this one run must take effect
     res = prune(args.model, args.out, options=opts, data_dir=args.data_dir, device=args.device, resume=args.resume,
-                export=not args.no_export, progress=not args.quiet)
+                export=not args.no_export, progress=not args.quiet, force=args.force)
     s = res.summary
     c = s["calibration"]
     if s["width"]:

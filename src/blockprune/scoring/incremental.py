@@ -7,7 +7,10 @@ the head. After a removal only the boundaries past the removed block are recompu
 
 Memory: every stored boundary costs windows x seqlen x hidden x dtype bytes; with `every=n` only every
 n-th boundary is kept (blocks between are recomputed per candidate), so the cache holds
-ceil((2L + 1) / n) boundaries. `device` puts the cache elsewhere than the model (e.g. "cpu").
+1 + ceil(2L / n) boundaries. `device` puts the cache elsewhere than the model (e.g. "cpu"), or on disk:
+"disk" or "disk:FOLDER" stores each boundary as a memory-mapped file (in FOLDER, else the system's temporary
+folder), unlinked as soon as it is mapped, so its space returns when the boundary is dropped, and a killed
+run leaves no file behind; the values are the same bytes, so the scores are the same.
 Example: a 7B model with L=32 layers and hidden size 4096 with 256 x 2048 calibration tokens in bf16 needs 4 GiB per
 boundary; `every=8` keeps 9 of them (36 GiB), which fits one 80 GB GPU beside the 13.5 GB model.
 
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import math
 import os
+import tempfile
 from typing import AbstractSet, Sequence
 
 import torch
@@ -41,15 +45,25 @@ class BoundaryCache:
             raise ValueError("every must be >= 1")
         self.view = view
         self.every = 2 * math.ceil(every / 2) if view.parallel else every  # parallel layers: layer boundaries only
+        self.folder = None  # memory-mapped files here: --cache-device disk
+        if isinstance(device, str) and device.split(":")[0] == "disk":
+            self.folder = device.partition(":")[2] or tempfile.gettempdir()
+            device = "cpu"
         self.device = torch.device(device) if device is not None else view.device
         self.batches = [windows.ids[i:i + batch_size] for i in range(0, len(windows), batch_size)]
         self.preps: list[Prepared] = [view.prepare(ids) for ids in self.batches]
-        self.states: list[dict[int, torch.Tensor]] = [{0: p.hidden.to(self.device)} for p in self.preps]
+        self.states: list[dict[int, torch.Tensor]] = [{0: self._store(p.hidden)} for p in self.preps]
         self.removed: frozenset[str] | None = None
         self.n_blocks = len(view.blocks)
-        self.keep_leader = self.device == view.device and not view.sharded
+        self.keep_leader = self.device == view.device and not view.sharded and self.folder is None
         self._sums: dict[frozenset[str], float] = {}  # NLL sum over the batches each candidate has run
         self._leader: dict[int, tuple[float, frozenset[str], dict[int, torch.Tensor]]] = {}  # batch -> kept run
+
+    def _store(self, h: torch.Tensor) -> torch.Tensor:
+        """`h` where the cache keeps it: on its device, or copied into a memory-mapped file."""
+        if self.folder is None:
+            return h.to(self.device)
+        return mapped_copy(h, self.folder)
 
     def stored_at_or_before(self, index: int) -> int:
         return (index // self.every) * self.every
@@ -71,7 +85,7 @@ class BoundaryCache:
                 states.update(kept[2])
                 continue
             for stop, h in self._segments(b, removed, start):
-                states[stop] = h.to(self.device)
+                states[stop] = self._store(h)
             cost += self.n_blocks - start
         self.removed = removed
         self._sums, self._leader = {}, {}
@@ -117,6 +131,19 @@ class BoundaryCache:
         if kept is None and not _room_for(passed.values(), self.device):
             return
         self._leader[batch] = (total, removed, passed)
+
+
+def mapped_copy(h: torch.Tensor, folder: str | os.PathLike) -> torch.Tensor:
+    """A copy of `h` in a memory-mapped file in `folder`; the file is unlinked once mapped (its pages live
+    as long as the tensor does, and nothing is left behind)."""
+    fd, path = tempfile.mkstemp(prefix="boundary-", suffix=".bin", dir=folder)
+    try:
+        os.ftruncate(fd, h.numel() * h.element_size())
+        t = torch.from_file(path, shared=True, size=h.numel(), dtype=h.dtype)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    return t.view(h.shape).copy_(h.detach())
 
 
 def _room_for(tensors, device: torch.device) -> bool:

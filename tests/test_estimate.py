@@ -1,0 +1,320 @@
+"""`blockprune estimate` and prune's memory check (issue 31): the estimate's figures against what a run
+really holds, the refusal of a run that would not fit, disk-backed caches, loading straight into bf16."""
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import save_tiny_checkpoint
+
+from blockprune import estimate, scoring
+from blockprune.cli import main
+from blockprune.options import PruneOptions
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+def _text(path: Path, chars: int) -> str:
+    import random
+
+    rng = random.Random(0)
+    words = ["the", "model", "block", "prune", "layer", "attention", "weights", "data", "cat", "sat", "on", "mat"]
+    out = []
+    while sum(len(w) + 1 for w in out) < chars:
+        out.append(rng.choice(words))
+    path.write_text(" ".join(out))
+    return str(path)
+
+
+def _tensor_bytes(tensors) -> int:
+    """Bytes of distinct tensor storages (a tensor shared by several dict entries counted once)."""
+    seen, total = set(), 0
+    for t in tensors:
+        if isinstance(t, torch.Tensor) and t.untyped_storage().data_ptr() not in seen:
+            seen.add(t.untyped_storage().data_ptr())
+            total += t.untyped_storage().nbytes()
+    return total
+
+
+def _flat(obj):
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif isinstance(obj, (tuple, list)):
+        for o in obj:
+            yield from _flat(o)
+    elif isinstance(obj, dict):
+        for o in obj.values():
+            yield from _flat(o)
+
+
+def _caches(scorer):
+    if hasattr(scorer, "cache"):
+        return [scorer.cache]
+    if getattr(scorer, "fast_dtype", None) is None:
+        return [scorer.racing.cache]
+    return [scorer.full, scorer.fast]
+
+
+def _items(est, prefix):
+    return [it.bytes for it in est.memory.items if it.name.startswith(prefix)]
+
+
+@pytest.mark.parametrize("scorer,every,extra", [("incremental", 1, {}), ("incremental", 3, {}),
+                                                ("racing", 2, {"cache_device": "cpu"}),
+                                                ("fast", 1, {"fast_dtype": "bf16"}),
+                                                ("incremental", 2, {"tie_word_embeddings": True})])
+def test_the_estimate_counts_what_the_run_holds(tmp_path, scorer, every, extra):
+    """Weights, boundary caches and prepared inputs: the estimate's bytes equal the bytes of the tensors
+    the real scorer holds once its cache is filled and a step scored (exact: these are counts, not
+    measurements); the leader copy it keeps is within the estimate's bound."""
+    from blockprune import models
+    from blockprune.data import load_windows
+    from blockprune.view import BlockView
+
+    tie = extra.pop("tie_word_embeddings", False)
+    ckpt = save_tiny_checkpoint(tmp_path / "m", layers=5, tie_word_embeddings=tie)
+    calib = _text(tmp_path / "c.txt", 700)
+    opts = PruneOptions(num_blocks=1, calibration=calib, seqlen=32, batch_size=2, scorer=scorer, cache_every=every,
+                        **extra)
+    est = estimate.estimate(str(ckpt), opts, "cpu", timing=False)
+    net, tok = models.load(str(ckpt), "fp32")
+    view = BlockView(net)
+    windows = load_windows(calib, tok, 32)
+    assert est.calibration.windows == len(windows) and est.calibration.how == "tokenized"
+    assert _items(est, "weights") == [_tensor_bytes(net.parameters())]
+    resolved = opts.resolved("cpu")
+    s = scoring.make_scorer(view, windows, resolved)
+    cands = [frozenset({b.name}) for b in view.blocks]
+    s.score(frozenset(), cands)
+    caches = _caches(s)
+    assert len(caches) == len(_items(est, "boundary cache")) == (2 if scorer == "fast" else 1)
+    for cache, cached, prepared in zip(caches, _items(est, "boundary cache"), _items(est, "prepared inputs")):
+        assert len(cache.states[0]) == estimate.stored_boundaries(len(view.blocks), every)
+        assert cached == _tensor_bytes(t for st in cache.states for t in st.values())
+        held = _tensor_bytes(t for p in cache.preps for t in _flat(p.layer_kwargs))
+        if cache.device != view.device:
+            held += _tensor_bytes(p.hidden for p in cache.preps)
+        assert prepared == held
+    leaders = _items(est, "leader copy")
+    if resolved.cache_device in (None, "cpu"):
+        assert len(leaders) == len(caches)
+        for cache, bound in zip(caches, leaders):
+            kept = _tensor_bytes(t for _, _, passed in cache._leader.values() for t in passed.values())
+            assert 0 < kept <= bound
+    if scorer == "fast":
+        assert _items(est, "fast copy") == [_tensor_bytes(s.fast_view.model.parameters())]
+
+
+def test_a_disk_cache_is_counted_on_disk_and_keeps_no_leader(tiny_checkpoint, calib_file):
+    est = estimate.estimate(tiny_checkpoint, PruneOptions(num_blocks=1, calibration=calib_file, seqlen=32,
+                                                          cache_device="disk"), "cpu", timing=False)
+    cache = [it for it in est.memory.items if it.name.startswith("boundary cache")]
+    assert [it.where for it in cache] == ["disk"] and not _items(est, "leader copy")
+    assert est.memory.needed["disk"] == cache[0].bytes
+
+
+def test_peak_rss_of_a_run_is_within_15_percent_of_the_estimate(tmp_path):
+    """A model whose caches dominate (hidden 512, 64 windows of 256 tokens: 9 boundaries of 32 MiB and
+    the leader copy), pruned one step in a fresh process: its peak RSS (getrusage) against the estimate's
+    peak, the runtime included. Tolerance 15% (the issue's target is 10% at bench/scale's sizes, where
+    the weights and caches dwarf the runtime's variation)."""
+    ckpt = save_tiny_checkpoint(tmp_path / "m", layers=4, hidden_size=512, intermediate_size=1024,
+                                num_attention_heads=8, num_key_value_heads=4, max_position_embeddings=512)
+    calib = _text(tmp_path / "c.txt", 64 * 256 + 100)
+    script = textwrap.dedent(f"""
+        import json, resource, torch
+        torch.set_num_threads(1)
+        from blockprune import estimate
+        from blockprune.api import prune
+        from blockprune.options import PruneOptions
+        opts = PruneOptions(num_blocks=1, calibration={calib!r}, seqlen=256, scorer="incremental",
+                            validation="none", batch_size=4)
+        est = estimate.estimate({str(ckpt)!r}, opts, "cpu", timing=False)
+        prune({str(ckpt)!r}, {str(tmp_path / "run")!r}, options=opts, export=False, progress=False, force=True)
+        print(json.dumps({{"rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                          "peak": est.memory.peak["cpu"], "windows": est.calibration.windows}}))
+    """)
+    got = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600,
+                         env={**__import__("os").environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": SRC})
+    assert got.returncode == 0, got.stderr[-3000:]
+    r = json.loads(got.stdout.strip().splitlines()[-1])
+    assert r["windows"] == 64
+    assert abs(r["rss"] - r["peak"]) <= 0.15 * r["rss"], r
+
+
+def _cli(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_prune_refuses_a_run_that_would_not_fit_before_loading_weights(tmp_path, calib_file, tiny_checkpoint,
+                                                                      capsys, monkeypatch):
+    from blockprune import models
+
+    opts = PruneOptions(num_blocks=2, calibration=calib_file, seqlen=32)
+    est = estimate.estimate(tiny_checkpoint, opts, "cpu", timing=False)
+    runtime = _items(est, "runtime")[0]
+    cache = _items(est, "boundary cache")[0]
+    # too little for the caches, enough with fewer boundaries or none in memory
+    monkeypatch.setattr(estimate, "_mem_available", lambda: est.memory.needed["cpu"] - runtime - cache // 2)
+    real_load = models.load
+    monkeypatch.setattr(models, "load", lambda *a, **k: pytest.fail("loaded weights before refusing"))
+    out = tmp_path / "run"
+    argv = ["prune", "--model", tiny_checkpoint, "--calibration", calib_file, "--seqlen", "32", "--num-blocks", "2",
+            "--out", out, "--quiet", "--no-export"]
+    code, _, err = _cli(capsys, *argv)
+    assert code == 2
+    first = err.splitlines()[0]
+    assert first.startswith("blockprune: error: this run would not fit")
+    assert "--cache-device disk" in first and "--cache-every" in first and "--force" in first
+    assert "boundary cache" in err and "DOES NOT FIT" in err  # the estimate follows the line
+    assert not out.exists()
+    # the estimate command says the same, exit 1, and --json carries the fixes
+    code, printed, _ = _cli(capsys, "estimate", *argv[1:-2], "--json", "--no-timing")
+    d = json.loads(printed)
+    assert code == 1 and d["fits"] is False and any("--cache-device disk" in f["options"] for f in d["would_fit_with"])
+    # a suggested option makes it run; --force overrides
+    monkeypatch.setattr(models, "load", real_load)
+    code, _, err = _cli(capsys, *argv, "--cache-device", "disk")
+    assert code == 0, err
+    code, _, err = _cli(capsys, *argv[:-4], "--out", tmp_path / "forced", "--quiet", "--no-export", "--force")
+    assert code == 0, err
+    assert (tmp_path / "forced" / "plan.json").exists()
+
+
+@pytest.mark.parametrize("scorer", ["incremental", "racing", "fast"])
+def test_a_disk_cache_gives_the_same_plan_byte_for_byte(tmp_path, calib_file, tiny_checkpoint, monkeypatch, scorer):
+    from blockprune.api import prune
+    from blockprune.scoring import incremental
+
+    folders = []
+    real = incremental.mapped_copy
+
+    def spy(h, folder):
+        folders.append(Path(folder))
+        assert Path(folder).is_dir()
+        return real(h, folder)
+
+    monkeypatch.setattr(incremental, "mapped_copy", spy)
+    extra = {"fast_dtype": "bf16"} if scorer == "fast" else {}
+    plans = {}
+    for where in ("cpu", "disk"):
+        out = tmp_path / where
+        prune(tiny_checkpoint, out, num_blocks=3, calibration=calib_file, seqlen=32, scorer=scorer, cache_every=2,
+              cache_device=where, batch_size=2, export=False, progress=False, **extra)
+        plans[where] = (out / "plan.json").read_bytes()
+        assert not list(out.glob(".cache-*")), "the temporary cache folder is removed at the end"
+    assert plans["cpu"] == plans["disk"]
+    assert folders and all(f.parent == tmp_path / "disk" and f.name.startswith(".cache-") for f in folders)
+
+
+def test_a_bf16_run_makes_no_fast_copy(tiny_checkpoint, calib_file, monkeypatch):
+    """Where bf16 is native, auto picks the fast scorer for an fp32 run; a bf16 run gets none, and a fast
+    scorer asked for on a bf16 model makes no copy."""
+    from blockprune import models, options
+    from blockprune.data import load_windows
+    from blockprune.scoring import twoprecision
+    from blockprune.view import BlockView
+
+    monkeypatch.setattr(options, "native_fast_dtype", lambda device: "bf16")
+    assert PruneOptions(num_blocks=1).resolved("cpu").scorer == "fast"
+    assert PruneOptions(num_blocks=1, dtype="bf16").resolved("cpu").scorer == "incremental"
+    monkeypatch.setattr(twoprecision, "fast_copy", lambda *a: pytest.fail("made a fast copy of a bf16 model"))
+    net, tok = models.load(tiny_checkpoint, "bf16")
+    s = twoprecision.TwoPrecisionScorer(BlockView(net), load_windows(calib_file, tok, 32), fast_dtype="bf16")
+    assert s.fast_dtype is None
+    for dtype, copies in (("bf16", 0), ("fp32", 1)):
+        est = estimate.estimate(tiny_checkpoint, PruneOptions(num_blocks=1, calibration=calib_file, seqlen=32,
+                                                              dtype=dtype), "cpu", timing=False)
+        assert len(_items(est, "fast copy")) == copies and len(_items(est, "boundary cache")) == 1 + copies
+
+
+LOAD_PEAK = r"""
+import json, sys, threading, time, torch
+from blockprune import models
+
+def anon():  # anonymous resident memory: what a copy of the weights would take (file pages of a
+    with open("/proc/self/status") as f:  # memory-mapped checkpoint are not anonymous)
+        for line in f:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) * 1024
+
+def peak(fn):
+    base, top, stop = anon(), [0], [False]
+    def watch():
+        while not stop[0]:
+            top[0] = max(top[0], anon())
+            time.sleep(0.001)
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    out = fn()
+    stop[0] = True
+    t.join()
+    return max(top[0], anon()) - base, out
+
+models.load(sys.argv[2], "bf16")  # warm: the modules and thread pools loading imports
+bf16, (net, _) = peak(lambda: models.load(sys.argv[1], "bf16"))
+weights = sum(p.numel() * p.element_size() for p in net.parameters())
+dtype = str(next(net.parameters()).dtype)
+del net
+from safetensors.torch import load_file  # the control: the weights read whole in fp32, then converted
+
+def naive_load():
+    full = {k: v.clone() for k, v in load_file(sys.argv[1] + "/model.safetensors").items()}
+    return {k: v.to(torch.bfloat16) for k, v in full.items()}
+
+naive, _ = peak(naive_load)
+print(json.dumps({"bf16": bf16, "weights": weights, "dtype": dtype, "naive": naive}))
+"""
+
+
+def test_loading_in_bf16_never_materialises_an_fp32_copy(tmp_path):
+    """A random Llama of 64M parameters saved in fp32 (257 MB; the dequantized smollm2-135m alias is such an
+    fp32 checkpoint) loaded with --dtype bf16, in a fresh process: its anonymous memory, sampled every
+    millisecond, peaks at the bf16 weights (128 MB), under bf16 + half the fp32 size, where a whole fp32
+    copy would need bf16 + fp32. (ru_maxrss cannot tell: the fp32 file's pages, memory-mapped and read,
+    count as resident either way.) The control, the same file read whole in fp32 and then converted, shows
+    the probe sees a whole fp32 copy where there is one."""
+    from conftest import byte_tokenizer
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    big = tmp_path / "big"
+    LlamaForCausalLM(LlamaConfig(vocab_size=32000, hidden_size=512, intermediate_size=2048, num_hidden_layers=8,
+                                 num_attention_heads=8, num_key_value_heads=4,
+                                 tie_word_embeddings=False)).save_pretrained(big)
+    byte_tokenizer().save_pretrained(big)
+    fp32 = (big / "model.safetensors").stat().st_size
+    small = save_tiny_checkpoint(tmp_path / "tiny")
+    got = subprocess.run([sys.executable, "-c", LOAD_PEAK, str(big), str(small)], capture_output=True, text=True,
+                         timeout=600, env={**__import__("os").environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": SRC})
+    assert got.returncode == 0, got.stderr[-3000:]
+    r = json.loads(got.stdout.strip().splitlines()[-1])
+    assert r["dtype"] == "torch.bfloat16" and r["weights"] < 0.55 * fp32
+    assert r["bf16"] < r["weights"] + 0.5 * fp32, r
+    assert r["naive"] >= r["weights"] + 0.9 * fp32, r  # the probe sees a whole fp32 copy where there is one
+
+
+def test_stored_boundaries_follow_the_cache_rule():
+    # boundary 0, then the end of every run of `every` blocks, the last one included
+    assert estimate.stored_boundaries(8, 1) == 9 and estimate.stored_boundaries(8, 3) == 4
+    assert estimate.stored_boundaries(64, 8) == 9 and estimate.stored_boundaries(8, 3, parallel=True) == 3
+
+
+def test_estimate_command_prints_the_breakdown_and_a_time_range(tiny_checkpoint, calib_file, capsys):
+    code, out, err = _cli(capsys, "estimate", "--model", tiny_checkpoint, "--calibration", calib_file, "--seqlen", "32",
+                          "--num-blocks", "2", "--scorer", "racing")
+    assert code == 0, err
+    for word in ("weights (fp32)", "boundary cache (fp32)", "leader copy", "activations", "peak", "fits",
+                 "candidate-windows scored exhaustively", "racing expected", "time (estimate)"):
+        assert word in out, word
+    code, out, _ = _cli(capsys, "estimate", "--model", tiny_checkpoint, "--calibration", calib_file, "--seqlen", "32",
+                        "--num-blocks", "2", "--json")
+    d = json.loads(out)
+    assert d["fits"] and d["search"]["candidate_windows"] == (8 + 7) * d["calibration"]["windows"]
+    assert d["time"][0] <= d["time"][1]
