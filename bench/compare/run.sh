@@ -15,6 +15,8 @@
 #   384 tokens), scorer incremental; small because the greedy searches score ~2700 candidate-windows each on
 #   a 2-core CPU. Evaluation: the standard quick subset (blockprune.evaluate.QUICK_WINDOWS / QUICK_DOCS): the
 #   first 8 WikiText-2 windows of 2048 tokens and the first 100 documents of each of the five zero-shot tasks.
+# RATIO (default 0.2) sets the target ratio; the paper protocol's default OUT then names it (RATIO=0.1:
+# bench/compare/smollm2-r10-paper), e.g. `RATIO=0.3 PROTOCOL=paper bash bench/compare/run.sh "" layer-ppl`.
 # paper (OUT bench/compare/smollm2-r20-paper): the calibration `blockprune prune` uses by default, 256 Alpaca
 #   rows in 2048-token windows, seed 42; scorer racing, the fastest here that decides like exhaustive scoring
 #   (its replay: bench/RESULTS.md "Search speed"; one-shot ranks by complete scores, so it runs incremental);
@@ -28,22 +30,23 @@ DATA=${BLOCKPRUNE_DATA:-../shared/data}
 case "${PROTOCOL:-quick}" in
     quick)
         OUT=${1:-bench/compare/smollm2-r20}
+        [ "${RATIO:-0.2}" = 0.2 ] || { echo "the quick protocol is recorded at RATIO 0.2 only" >&2; exit 2; }
         ALL=shortgpt,relative-magnitude,blockpruner,blockpruner-oneshot,layer-ppl,blockpruner-refined,blockpruner:bi,blockpruner:rm,blockpruner:js
         LANE_A=shortgpt,relative-magnitude,blockpruner-oneshot,layer-ppl,blockpruner:bi,blockpruner:rm
         LANE_B=blockpruner,blockpruner-refined,blockpruner:js  # the long greedy searches
         SETTINGS=(--calibration alpaca --nsamples 4 --seqlen 128 --seed 42 --batch-size 8 --scorer incremental) ;;
     paper)
-        OUT=${1:-bench/compare/smollm2-r20-paper}
-        ALL=shortgpt,relative-magnitude,layer-ppl,blockpruner-oneshot,blockpruner,blockpruner-refined
-        LANE_A=shortgpt,relative-magnitude,layer-ppl,blockpruner-oneshot
-        LANE_B=blockpruner,blockpruner-refined  # the long block searches
+        OUT=${1:-bench/compare/smollm2-r$(printf %02d "$(python3 -c "print(round(100 * ${RATIO:-0.2}))")")-paper}
+        ALL=shortgpt,relative-magnitude,layer-ppl,blockpruner-oneshot,blockpruner,blockpruner-refined,blockpruner-joint,blockpruner-evo
+        LANE_A=shortgpt,relative-magnitude,layer-ppl,blockpruner-oneshot,blockpruner-joint
+        LANE_B=blockpruner,blockpruner-refined,blockpruner-evo  # the long block searches; evo is seeded by lane A's
         SETTINGS=(--scorer racing --tasks wikitext2,ptb,piqa,winogrande,hellaswag,arc_easy,arc_challenge
                   --max-windows 0 --limit 300) ;;
     *) echo "PROTOCOL must be quick or paper (got $PROTOCOL)" >&2; exit 2 ;;
 esac
 
 compare() {
-    blockprune compare --model smollm2-135m --data-dir "$DATA" --ratio 0.2 --methods "$1" "${SETTINGS[@]}" --out "$OUT"
+    blockprune compare --model smollm2-135m --data-dir "$DATA" --ratio "${RATIO:-0.2}" --methods "$1" "${SETTINGS[@]}" --out "$OUT"
 }
 
 if [ -n "${2:-}" ]; then
