@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -66,6 +67,7 @@ def _items(est, prefix):
 @pytest.mark.parametrize("scorer,every,extra", [("incremental", 1, {}), ("incremental", 3, {}),
                                                 ("racing", 2, {"cache_device": "cpu"}),
                                                 ("fast", 1, {"fast_dtype": "bf16"}),
+                                                ("racing", 3, {"cache_device": "disk"}),
                                                 ("incremental", 2, {"tie_word_embeddings": True})])
 def test_the_estimate_counts_what_the_run_holds(tmp_path, scorer, every, extra):
     """Weights, boundary caches and prepared inputs: the estimate's bytes equal the bytes of the tensors
@@ -87,6 +89,8 @@ def test_the_estimate_counts_what_the_run_holds(tmp_path, scorer, every, extra):
     assert est.calibration.windows == len(windows) and est.calibration.how == "tokenized"
     assert _items(est, "weights") == [_tensor_bytes(net.parameters())]
     resolved = opts.resolved("cpu")
+    if resolved.cache_device == "disk":  # as prune hands it over: a folder for the mapped files
+        resolved = replace(resolved, cache_device=f"disk:{tmp_path}")
     s = scoring.make_scorer(view, windows, resolved)
     cands = [frozenset({b.name}) for b in view.blocks]
     s.score(frozenset(), cands)
@@ -96,9 +100,9 @@ def test_the_estimate_counts_what_the_run_holds(tmp_path, scorer, every, extra):
         assert len(cache.states[0]) == estimate.stored_boundaries(len(view.blocks), every)
         assert cached == _tensor_bytes(t for st in cache.states for t in st.values())
         held = _tensor_bytes(t for p in cache.preps for t in _flat(p.layer_kwargs))
-        if cache.device != view.device:
-            held += _tensor_bytes(p.hidden for p in cache.preps)
         assert prepared == held
+        # the embeddings' output is held once, as the cache's boundary 0 (not also on the model's device)
+        assert all(p.hidden is st[0] for p, st in zip(cache.preps, cache.states))
     leaders = _items(est, "leader copy")
     if resolved.cache_device in (None, "cpu"):
         assert len(leaders) == len(caches)
@@ -318,3 +322,14 @@ def test_estimate_command_prints_the_breakdown_and_a_time_range(tiny_checkpoint,
     d = json.loads(out)
     assert d["fits"] and d["search"]["candidate_windows"] == (8 + 7) * d["calibration"]["windows"]
     assert d["time"][0] <= d["time"][1]
+
+
+def test_a_run_no_option_can_fit_says_so(tmp_path, calib_file, tiny_checkpoint, capsys, monkeypatch):
+    from blockprune import models
+
+    monkeypatch.setattr(estimate, "_mem_available", lambda: 1)
+    monkeypatch.setattr(models, "load", lambda *a, **k: pytest.fail("loaded weights before refusing"))
+    code, _, err = _cli(capsys, "prune", "--model", tiny_checkpoint, "--calibration", calib_file, "--seqlen", "32",
+                        "--num-blocks", "2", "--out", tmp_path / "run")
+    assert code == 2 and "no option fits it" in err.splitlines()[0] and "the weights alone need" in err
+    assert not (tmp_path / "run").exists()

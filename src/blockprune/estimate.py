@@ -23,7 +23,7 @@ the memory the run holds is added up from what the code keeps:
 - the runtime: this process's resident memory (Python, torch, transformers, the tokenizer) on a CPU run.
 
 Time: one decoder layer of the model's shapes with random weights runs one window on this device (a
-warm-up and `REPEATS` timed runs each of its attention block, its MLP block and the LM head's vocabulary
+warm-up and `REPEATS` timed runs (one where the warm-up took over `SLOW` seconds) each of its attention block, its MLP block and the LM head's vocabulary
 slice), and the search's block-runs are counted: a candidate at block i runs the blocks from the stored
 boundary at or before i to the end and then the head; each step also re-fills the cache past the removed
 block, and the monitor runs one pass. The range spans the fastest to the slowest timed run, the step
@@ -46,6 +46,7 @@ from .errors import UserError
 # Alpaca, 4.2 on WikiText-2 and 4.4 on PTB; 4 errs towards more windows (more memory, more time)
 CHARS_PER_TOKEN = 4.0
 REPEATS = 3
+SLOW = 2.0  # seconds: a block whose warm-up takes longer is timed once, not REPEATS times
 # racing's candidate-windows as a share of exhaustive scoring's, the upper end of the expected range:
 # bench/search_speed measured 247-286 of 952 (26-30%) on SmolLM2 at z 2.5-3
 RACING_SHARE = 0.35
@@ -191,6 +192,8 @@ def memory(s: Shapes, cal: Calibration, options, device: str = "cpu", runtime: i
     method = options.chosen_method
     dev = "cpu" if device == "cpu" else "device"
     items = [Item(f"weights ({options.dtype})", s.params * w, dev, f"{s.params:,} parameters")]
+    if dev != "cpu":  # models.load reads the checkpoint into host memory, then moves it to the device
+        items.append(Item("weights while loading", s.params * w, "cpu", "in host memory until moved to the device"))
     ppl = options.metric == PERPLEXITY
     fast = method.uses_scorer and ppl and options.scorer == "fast" and options.fast_dtype not in ("none", "auto")
     caches: list[tuple[str, int]] = []
@@ -212,15 +215,13 @@ def memory(s: Shapes, cal: Calibration, options, device: str = "cpu", runtime: i
         items.append(Item(f"boundary cache ({label})", n * per, cache_place,
                           f"{n} boundaries x {W} windows x {S} tokens x hidden {H} x {cb} bytes"
                           + (" (memory-mapped files)" if on_disk else "")))
-        # each batch's prepared arguments: rotary cos/sin on the model's device, and the embeddings'
-        # output there too when the cache's boundary 0 is a copy elsewhere
-        # (cos and sin are 1 x seqlen x head_dim per batch, broadcast over its windows; position ids int64)
+        # each batch's prepared arguments on the model's device: rotary cos and sin (1 x seqlen x head_dim
+        # per batch, broadcast over its windows) and position ids (int64)
         batches = math.ceil(W / b)
-        prep = batches * S * (s.head_dim * 2 * cb + 8) + (0 if cache_place == dev else per)
+        prep = batches * S * (s.head_dim * 2 * cb + 8)
         if s.eager_attention:
             prep += batches * b * S * S * cb
-        items.append(Item(f"prepared inputs ({label})", prep, dev, "position embeddings"
-                          + ("" if cache_place == dev else " and the embeddings' output")))
+        items.append(Item(f"prepared inputs ({label})", prep, dev, "position embeddings"))
         if ppl and cache_place == dev and device != "auto":  # BoundaryCache.keep_leader
             leader += (n - 1) * per
             items.append(Item(f"leader copy ({label})", (n - 1) * per, dev,
@@ -268,9 +269,10 @@ def available(device: str, out: str | os.PathLike | None = None) -> dict[str, in
         try:
             import torch
 
-            d = torch.device(device if device != "auto" else "cuda")
-            if d.type == "cuda":
-                free["device"] = torch.cuda.mem_get_info(d)[0]
+            if device == "auto":  # sharded over every GPU: their free memory together
+                free["device"] = sum(torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count()))
+            elif torch.device(device).type == "cuda":
+                free["device"] = torch.cuda.mem_get_info(torch.device(device))[0]
         except Exception:  # noqa: BLE001 - a device that cannot report: unchecked
             pass
     path = Path(out) if out is not None else Path.cwd()
@@ -366,10 +368,17 @@ def time_layer(config, dtype: str, device: str, seqlen: int) -> Timing:
     ids = torch.randint(0, text.vocab_size, (1, seqlen))
     prep = view.prepare(ids)
 
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
     def timed(fn) -> tuple[float, float]:
-        fn()  # warm-up
+        sync()
+        t = time.perf_counter()
+        fn()  # warm-up; a slow block (seconds: a large model on a CPU) is timed once more only
+        sync()
         runs = []
-        for _ in range(REPEATS):
+        for _ in range(REPEATS if time.perf_counter() - t < SLOW else 1):
             if dev.type == "cuda":
                 torch.cuda.synchronize(dev)
             t = time.perf_counter()
@@ -542,37 +551,34 @@ def _shown(options) -> dict[str, Any]:
 
 
 def suggestions(model: str, options, device: str, data_dir, out, est: Estimate) -> list[tuple[str, Estimate]]:
-    """Options that would make a run that does not fit fit (each alone, then together), with their estimates."""
-    from .models import DTYPES
-
+    """Options that would make a run that does not fit fit: each alone (the fewest --cache-every that
+    does), else all of them together; empty when not even that fits (the weights alone are too much)."""
     tries: list[tuple[str, dict]] = []
     n = options.cache_every
-    while n < 2 * est.shapes.blocks:
+    while n < est.shapes.blocks:
         n *= 2
         tries.append((f"--cache-every {n}", {"cache_every": n}))
     if options.cache_device != "disk":
         tries.append(("--cache-device disk", {"cache_device": "disk"}))
-    if options.dtype == "fp32" and "bf16" in DTYPES:
+    if options.dtype == "fp32":
         tries.append(("--dtype bf16", {"dtype": "bf16"}))
     if options.batch_size > 1:
         tries.append(("--batch-size 1", {"batch_size": 1}))
-    found, every_found = [], False
+    found = []
     for flag, change in tries:
-        if flag.startswith("--cache-every") and every_found:
+        if flag.startswith("--cache-every") and any(f.startswith("--cache-every") for f, _ in found):
             continue
         e = _variant(est, replace(options, **change), device, out)
         if e.fits:
             found.append((flag, e))
-            every_found = every_found or flag.startswith("--cache-every")
-    if not found and tries:
-        together = {}
-        for _, change in tries:
-            together.update(change)
-        e = _variant(est, replace(options, **together), device, out)
-        flags = " ".join(f for f, _ in tries if not f.startswith("--cache-every")) + \
-            f" --cache-every {together.get('cache_every', options.cache_every)}"
-        found.append((flags.strip(), e))
-    return found
+    if found:
+        return found
+    together = [(f, c) for f, c in tries if not f.startswith("--cache-every")]
+    if not together:
+        return []
+    change = {k: v for _, c in together for k, v in c.items()}
+    e = _variant(est, replace(options, **change), device, out)
+    return [(" ".join(f for f, _ in together), e)] if e.fits else []
 
 
 def _variant(est: Estimate, options, device: str, out) -> Estimate:
@@ -599,9 +605,14 @@ def check(model: str, options, device: str = "cpu", data_dir=None, out=None) -> 
     fixes = suggestions(model, options, device, data_dir, out, est)
     where = "; ".join(f"{_place(w, device)}: needs {gib(est.memory.needed[w])} with {gib(est.available[w] or 0)} free"
                       for w in est.short)
-    fix = "; ".join(f"{flag} (needs {_needs(e, device)})" for flag, e in fixes) or "nothing found"
-    raise UserError(f"this run would not fit ({where}); options that would fit: {fix}; or pass --force to run "
-                    f"anyway (the estimate follows)\n{render(est)}")
+    if fixes:
+        fix = "options that would fit: " + "; ".join(f"{flag} (needs {_needs(e, device)})" for flag, e in fixes)
+    else:
+        weights = next(it.bytes for it in est.memory.items if it.name.startswith("weights"))
+        fix = (f"no option fits it (--cache-every, --cache-device disk, --dtype bf16, --batch-size 1 tried; the "
+               f"weights alone need {gib(weights)}): use a machine with more memory")
+    raise UserError(f"this run would not fit ({where}); {fix}; or pass --force to run anyway (the estimate "
+                    f"follows)\n{render(est)}")
 
 
 def _needs(e: Estimate, device: str) -> str:
@@ -650,9 +661,10 @@ def render(est: Estimate) -> str:
     lines.append("  fits" if est.fits else "  DOES NOT FIT: " + ", ".join(
         f"{gib(b)} short on {_place(w, est.device)}" for w, b in est.short.items()))
     w = est.search
-    steps = f"{w.steps[0]}" if w.steps[0] == w.steps[1] else f"{w.steps[0]}-{w.steps[1]}"
+    steps = f"1 step" if w.steps == (1, 1) else f"{w.steps[0]} steps" if w.steps[0] == w.steps[1] \
+        else f"{w.steps[0]}-{w.steps[1]} steps (--ratio: from the largest units first to the smallest)"
     if w.candidate_windows:
-        line = f"search: {steps} steps, {w.candidate_windows:,} candidate-windows scored exhaustively"
+        line = f"search: {steps}, {w.candidate_windows:,} candidate-windows scored exhaustively"
         if w.racing:
             line += f"; racing expected {w.racing[0]:,}-{w.racing[1]:,}"
         lines.append(line + (f" ({w.note})" if w.note else ""))

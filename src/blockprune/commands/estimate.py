@@ -8,7 +8,7 @@ DESCRIPTION = ("Take prune's options and print what the run will need: peak memo
                "scorer's copy, boundary caches, the leader copy, activations), the candidate-windows it scores and "
                "a time range from timing one layer of the model's shapes on this device. No weights are loaded. "
                "`prune` makes the same check before loading weights and refuses a run that will not fit "
-               "(--force overrides).")
+               "(--force overrides). Exit status 1 when the run would not fit.")
 
 
 def add_arguments(p) -> None:
@@ -37,4 +37,6 @@ def run(args) -> int:
         print(estimate.render(est))
         for flag, e in fixes:
             print(f"would fit with {flag}: needs {estimate._needs(e, args.device)}")
+        if not est.fits and not fixes:
+            print("no option makes it fit (--cache-every, --cache-device disk, --dtype bf16, --batch-size 1 tried)")
     return 0 if est.fits else 1

@@ -53,6 +53,8 @@ class BoundaryCache:
         self.batches = [windows.ids[i:i + batch_size] for i in range(0, len(windows), batch_size)]
         self.preps: list[Prepared] = [view.prepare(ids) for ids in self.batches]
         self.states: list[dict[int, torch.Tensor]] = [{0: self._store(p.hidden)} for p in self.preps]
+        for p, st in zip(self.preps, self.states):  # the embeddings' output is kept once: where the cache is
+            p.hidden = st[0]
         self.removed: frozenset[str] | None = None
         self.n_blocks = len(view.blocks)
         self.keep_leader = self.device == view.device and not view.sharded and self.folder is None
