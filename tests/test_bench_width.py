@@ -1,0 +1,84 @@
+"""bench/width/table.py: width rows from a `blockprune compare` folder, depth rows from another one only where
+that one was made at the same ratio and evaluated alike, cost figures where `blockprune eval` wrote them, and
+LLM-BIP against the best published baseline."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from blockprune import compare as cmp
+from blockprune.api import PruneOptions
+from test_compare import FakeEvaluator
+
+TABLE = Path(__file__).resolve().parents[1] / "bench" / "width" / "table.py"
+ALL = ("wikitext2", "ptb") + cmp.ZERO_SHOT
+
+
+@pytest.fixture(scope="module")
+def table():
+    spec = importlib.util.spec_from_file_location("bench_width_table", TABLE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class Evaluator(FakeEvaluator):
+    """FakeEvaluator with PTB and per-task standard errors, as eval.json holds them."""
+
+    def __call__(self, target, tasks, out):
+        rec = super().__call__(target, tasks, out)
+        rec["perplexity"].update({t: {"ppl": 20.0 + len(self.calls)} for t in tasks if t == "ptb"})
+        for scores in rec["zero_shot"].values():
+            scores.update({f"{m}_stderr": 0.01 for m in list(scores)})
+        return rec
+
+
+def run(model, out, calib, methods, ratio=0.2, limit=3):
+    opts = PruneOptions(calibration=calib, nsamples=8, seqlen=32, scorer="plain")
+    return cmp.compare(model, out, ratio=ratio, methods=methods, options=opts, tasks=ALL, evaluator=Evaluator(),
+                       eval_settings={"limit": limit}, progress=False)
+
+
+@pytest.fixture
+def calib(tmp_path):
+    p = tmp_path / "calib.txt"
+    p.write_text(("the cat sat on the mat and the model pruned a block of attention " * 3)[:200])
+    return str(p)
+
+
+def test_one_table_of_width_and_matching_depth_rows(table, tiny_checkpoint, calib, tmp_path, capsys):
+    width, depth, elsewhere = tmp_path / "width", tmp_path / "depth", tmp_path / "depth-r30"
+    run(tiny_checkpoint, width, calib, "llm-bip,llm-bip:global,wanda-sp,flap:global,flap-nobias:global")
+    run(tiny_checkpoint, depth, calib, "shortgpt,layer-ppl,blockpruner-oneshot")
+    run(tiny_checkpoint, elsewhere, calib, "shortgpt", ratio=0.3)
+    # a cost record as `blockprune eval` writes it, for one row
+    (width / "cost" / "wanda-sp").mkdir(parents=True)
+    (width / "cost" / "wanda-sp" / "eval.json").write_text(json.dumps({"cost": {
+        "params": 30000, "kv_cache_bytes_per_token": 2048, "latency": {"tokens_per_s": 123.4, "caveat": None}}}))
+
+    table.main([str(width), str(depth)])
+    printed = capsys.readouterr().out
+    rows = json.loads((width / "table.json").read_text())["rows"]
+    assert [(r["method"], r["kind"]) for r in rows] == [
+        ("dense", "dense"), ("llm-bip", "width"), ("llm-bip:global", "width"), ("wanda-sp", "width"),
+        ("flap:global", "width"), ("flap-nobias:global", "width"), ("layer-ppl", "depth"), ("shortgpt", "depth")]
+    by = {r["method"]: r for r in rows}
+    assert by["wanda-sp"]["kv_cache_bytes_per_token"] == 2048 and by["llm-bip"]["kv_cache_bytes_per_token"] is None
+    assert by["wanda-sp"]["calibration"]["seqlen"] == 32 and by["shortgpt"]["ratio"] > 0
+    assert by["llm-bip"]["average_se"] == pytest.approx(0.01 * 5 ** 0.5 / 5)
+    assert "| wanda-sp | width |" in printed and "2.0 KiB" in printed and "123.4" in printed
+    assert "| blockpruner-oneshot |" not in printed  # not one of the depth rows the table shows
+    assert "llm-bip vs the best published baseline on WikiText-2" in printed
+    assert "on the zero-shot average" in printed and "s.e. of the difference" in printed
+    table.main(["--depth-folders", str(width), str(depth)])
+    assert capsys.readouterr().out.split() == [str(depth / "layer-ppl"), str(depth / "shortgpt")]
+
+    # depth rows made at another ratio, or evaluated with other settings, are left out, and the table says why
+    table.main([str(width), str(elsewhere)])
+    printed = capsys.readouterr().out
+    assert "| shortgpt |" not in printed and "no depth rows" in printed and "ratio of 0.3" in printed
+    other = tmp_path / "depth-limit5"
+    run(tiny_checkpoint, other, calib, "shortgpt", limit=5)
+    table.main([str(width), str(other)])
+    assert "| shortgpt |" not in capsys.readouterr().out
