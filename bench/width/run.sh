@@ -14,7 +14,9 @@
 # prints one table of the width rows and the depth rows (layer-ppl, relative-magnitude, shortgpt,
 # blockpruner) of DEPTH (default bench/compare/smollm2-r20-paper, the paper-calibration depth comparison:
 # its rows are shown only where its ratio and evaluation settings are this run's). With METHODS
-# (comma-separated), one process runs just those, and nothing else.
+# (comma-separated), one process runs just those, and nothing else. OUT/table.md is the record: each compare
+# rewrites OUT/comparison.md with the calibration of its own invocation, which under PROTOCOL=width differs by
+# method.
 #
 # Methods: llm-bip (uniform: the same share in every pruned layer, blockprune's default), llm-bip:global (one
 # ranking across layers), width-local (= llm-bip under uniform allocation, by construction: one evaluation),
