@@ -12,11 +12,11 @@
 # each lane logs to OUT/lane-*.log. Then, one process on one thread, `blockprune eval` measures every row's
 # cost (parameters, KV cache per token, generation speed) into OUT/cost/<folder>, and bench/width/table.py
 # prints one table of the width rows and the depth rows (layer-ppl, relative-magnitude, shortgpt,
-# blockpruner) of DEPTH (default bench/compare/smollm2-r20-paper, the paper-calibration depth comparison:
-# its rows are shown only where its ratio and evaluation settings are this run's). With METHODS
-# (comma-separated), one process runs just those, and nothing else. OUT/table.md is the record: each compare
-# rewrites OUT/comparison.md with the calibration of its own invocation, which under PROTOCOL=width differs by
-# method.
+# blockpruner) of DEPTH (default bench/compare/smollm2-r<PCT>-paper, bench/compare/run.sh's paper-calibration
+# depth comparison at this ratio: its rows are shown only where its ratio and evaluation settings are this
+# run's). With METHODS (comma-separated), one process runs just those, and nothing else. OUT/table.md is the
+# record: each compare rewrites OUT/comparison.md with the calibration of its own invocation, which under
+# PROTOCOL=width differs by method.
 #
 # Methods: llm-bip (uniform: the same share in every pruned layer, blockprune's default), llm-bip:global (one
 # ranking across layers), width-local (= llm-bip under uniform allocation, by construction: one evaluation),
@@ -45,8 +45,8 @@ DATA=${BLOCKPRUNE_DATA:-../shared/data}
 MODEL=${MODEL:-smollm2-135m}
 RATIO=${RATIO:-0.2}
 PROTOCOL=${PROTOCOL:-paper}
-DEPTH=${DEPTH:-bench/compare/smollm2-r20-paper}
-PCT=$(python -c "import sys; print(round(100 * float(sys.argv[1])))" "$RATIO")
+PCT=$(printf %02d "$(python -c "import sys; print(round(100 * float(sys.argv[1])))" "$RATIO")")
+DEPTH=${DEPTH:-bench/compare/smollm2-r$PCT-paper}
 TASKS=wikitext2,ptb,piqa,winogrande,hellaswag,arc_easy,arc_challenge
 LANE_A=llm-bip,width-local,llm-bip:global,width-magnitude
 LANE_B=wanda-sp,flap:global,flap-nobias:global,llm-pruner
