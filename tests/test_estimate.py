@@ -124,8 +124,9 @@ def test_a_disk_cache_is_counted_on_disk_and_keeps_no_leader(tiny_checkpoint, ca
 def test_peak_rss_of_a_run_is_within_15_percent_of_the_estimate(tmp_path):
     """A model whose caches dominate (hidden 512, 64 windows of 256 tokens: 9 boundaries of 32 MiB and
     the leader copy), pruned one step in a fresh process: its peak RSS (getrusage) against the estimate's
-    peak, the runtime included. Tolerance 15% (the issue's target is 10% at bench/scale's sizes, where
-    the weights and caches dwarf the runtime's variation)."""
+    peak, the runtime included. Tolerance 15%: five runs of this size measured 0.03-7.8% off (RSS 1.04-1.14
+    GB against an estimate of 1.05-1.06 GB; the allocator's retention varies from run to run); the issue's
+    target of 10% is for bench/scale's sizes, where weights and caches dwarf that variation."""
     ckpt = save_tiny_checkpoint(tmp_path / "m", layers=4, hidden_size=512, intermediate_size=1024,
                                 num_attention_heads=8, num_key_value_heads=4, max_position_embeddings=512)
     calib = _text(tmp_path / "c.txt", 64 * 256 + 100)

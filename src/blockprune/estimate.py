@@ -1,9 +1,10 @@
 """What a run will need and take, from the model's config alone: `blockprune estimate`, and `prune`'s check.
 
-Nothing here loads weights. The model is built on the meta device from its config (so parameter counts,
-tied embeddings and the blocks are the run's own, from the same adapter), the calibration text is
-tokenized when the model folder has a tokenizer (cheap; else its characters / `CHARS_PER_TOKEN`), and
-the memory the run holds is added up from what the code keeps:
+Nothing here loads weights (but the `smollm2-135m` alias, whose config lives in its dequantized cache,
+is dequantized once on first use, as the run would do first). The model is built on the meta device from
+its config (so parameter counts, tied embeddings and the blocks are the run's own, from the same adapter),
+the calibration text is tokenized when the model folder has a tokenizer (cheap; else its characters /
+`CHARS_PER_TOKEN`), and the memory the run holds is added up from what the code keeps:
 
 - weights: every parameter once (tied embeddings once) in `--dtype`;
 - the fast scorer's copy (`--scorer fast` with a fast precision): parameters x 2 bytes, made by a deep
@@ -11,8 +12,8 @@ the memory the run holds is added up from what the code keeps:
   exists for a moment (`transient`);
 - each boundary cache (`scoring.incremental.BoundaryCache`): its stored boundaries (`stored_boundaries`:
   the code's own rule) x windows x seqlen x hidden x bytes, on `--cache-device` (`disk`: memory-mapped
-  files, not memory), plus what each batch's prepared arguments hold on the model's device (the
-  embeddings' output, unless it is the cache's boundary 0, and the rotary position embeddings);
+  files, not memory), plus what each batch's prepared arguments hold on the model's device (the rotary
+  position embeddings and position ids; the embeddings' output is the cache's boundary 0);
 - the leader copy: the boundaries past boundary 0 once more, per cache, kept only where the cache lives
   on the model's device and only while free memory covers it twice over; so it is shown and counted in
   the peak, but a run is not refused for it (the cache does without it when memory is short);
@@ -23,8 +24,8 @@ the memory the run holds is added up from what the code keeps:
 - the runtime: this process's resident memory (Python, torch, transformers, the tokenizer) on a CPU run.
 
 Time: one decoder layer of the model's shapes with random weights runs one window on this device (a
-warm-up and `REPEATS` timed runs (one where the warm-up took over `SLOW` seconds) each of its attention block, its MLP block and the LM head's vocabulary
-slice), and the search's block-runs are counted: a candidate at block i runs the blocks from the stored
+warm-up and `REPEATS` timed runs, one where the warm-up took over `SLOW` seconds, each of its attention
+block, its MLP block and the LM head's vocabulary slice), and the search's block-runs are counted: a candidate at block i runs the blocks from the stored
 boundary at or before i to the end and then the head; each step also re-fills the cache past the removed
 block, and the monitor runs one pass. The range spans the fastest to the slowest timed run, the step
 counts a `--ratio` can mean, and racing's expected candidate-windows (exhaustive for the upper end of
@@ -269,7 +270,7 @@ def available(device: str, out: str | os.PathLike | None = None) -> dict[str, in
         try:
             import torch
 
-            if device == "auto":  # sharded over every GPU: their free memory together
+            if device == "auto" and torch.cuda.is_available():  # sharded over every GPU: their free memory
                 free["device"] = sum(torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count()))
             elif torch.device(device).type == "cuda":
                 free["device"] = torch.cuda.mem_get_info(torch.device(device))[0]
@@ -335,6 +336,7 @@ class Timing:
     dtype: str
     device: str
     load: float | None = None  # the 1-minute load average while timing (a busy machine times slower)
+    threads: int | None = None  # torch's CPU threads while timing (the run uses as many)
 
 
 def time_layer(config, dtype: str, device: str, seqlen: int) -> Timing:
@@ -399,7 +401,7 @@ def time_layer(config, dtype: str, device: str, seqlen: int) -> Timing:
         one = timed(lambda: view.window_nll(h, ids))
     slices = math.ceil(vocab / text.vocab_size)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    return Timing(attn, mlp, (one[0] * slices, one[1] * slices), dtype, str(dev), load)
+    return Timing(attn, mlp, (one[0] * slices, one[1] * slices), dtype, str(dev), load, torch.get_num_threads())
 
 
 @dataclass
@@ -488,7 +490,8 @@ def search(s: Shapes, cal: Calibration, options) -> Search:
     return Search(steps, cw_hi, None, (br_lo, br_hi), (h_lo, h_hi), note)
 
 
-def seconds(work: Search, timing: Timing, s: Shapes, racing_upper_exhaustive: bool = False) -> tuple[float, float]:
+def seconds(work: Search, timing: Timing) -> tuple[float, float]:
+    """The time range: the work's low end at the fastest timed runs, its high end at the slowest."""
     block = ((timing.attn[0] + timing.mlp[0]) / 2, (timing.attn[1] + timing.mlp[1]) / 2)
     return (work.block_runs[0] * block[0] + work.head_runs[0] * timing.head[0],
             work.block_runs[1] * block[1] + work.head_runs[1] * timing.head[1])
@@ -538,7 +541,7 @@ def estimate(model: str, options, device: str = "cpu", data_dir=None, out=None, 
     if timing:
         try:
             est.timing = time_layer(config, resolved.dtype, device, resolved.seqlen)
-            est.time = seconds(est.search, est.timing, s)
+            est.time = seconds(est.search, est.timing)
         except Exception as e:  # noqa: BLE001 - a family whose one-layer copy will not build: no time
             est.timing_error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
     return est
@@ -634,11 +637,15 @@ def duration(sec: float) -> str:
         return f"{sec:.0f} s"
     if sec < 5400:
         return f"{sec / 60:.0f} min"
-    return f"{sec / 3600:.1f} h"
+    if sec < 4 * 86400:
+        return f"{sec / 3600:.1f} h"
+    return f"{sec / 86400:,.0f} days"
 
 
 def render(est: Estimate) -> str:
     """The estimate in words and a table (what `blockprune estimate` prints)."""
+    from .words import count
+
     s, o, c = est.shapes, est.options, est.calibration
     size = f"{s.params / 1e9:,.2f}B" if s.params >= 1e9 else f"{s.params / 1e6:,.1f}M" if s.params >= 1e6 else f"{s.params:,}"
     rows = f"{o['nsamples']} rows" if not (o["calibration"] in ("wikitext2", "ptb") or o["calibration"].endswith(".txt")) \
@@ -675,7 +682,8 @@ def render(est: Estimate) -> str:
         lines.append(f"timing (one layer, random weights, one window of {o['seqlen']} tokens, {t.dtype} on {t.device}): "
                      f"attention {t.attn[0]:.3f}-{t.attn[1]:.3f} s, MLP {t.mlp[0]:.3f}-{t.mlp[1]:.3f} s, "
                      f"LM head {t.head[0]:.3f}-{t.head[1]:.3f} s"
-                     + (f"; load average {t.load:.1f} on {os.cpu_count()} CPUs" if t.load is not None else ""))
+                     + (f"; {count(t.threads, 'thread')}" if t.threads and t.device == "cpu" else "")
+                     + (f", load average {t.load:.1f} on {os.cpu_count()} CPUs" if t.load is not None else ""))
         lines.append(f"time (estimate): {duration(est.time[0])} - {duration(est.time[1])}"
                      + (" (at least)" if w.note and "not estimated" in w.note or "generations" in w.note else ""))
     elif est.timing_error:
