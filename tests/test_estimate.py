@@ -334,3 +334,13 @@ def test_a_run_no_option_can_fit_says_so(tmp_path, calib_file, tiny_checkpoint, 
                         "--num-blocks", "2", "--out", tmp_path / "run")
     assert code == 2 and "no option fits it" in err.splitlines()[0] and "the weights alone need" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_disk_cache_run_refused_later_leaves_no_folder(tmp_path, calib_file, tiny_checkpoint):
+    from blockprune.api import prune
+    from blockprune.errors import UserError
+
+    with pytest.raises(UserError, match="context"):  # refused after the weights load: --seqlen above the context
+        prune(tiny_checkpoint, tmp_path / "run", num_blocks=1, calibration=calib_file, seqlen=256,
+              cache_device="disk", export=False, progress=False)
+    assert not (tmp_path / "run").exists()

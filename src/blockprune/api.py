@@ -127,12 +127,15 @@ def _disk_cache(out: Path, options: PruneOptions):
     import shutil
     import tempfile
 
+    made = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix=".cache-", dir=out))
     try:
         yield replace(options, cache_device=f"disk:{folder}")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+        if made and not any(out.iterdir()):  # a run refused before writing anything leaves no folder
+            out.rmdir()
 
 
 def _run(model: str, out: Path, options: PruneOptions, data_dir, device: str, resume: bool, export: bool,
