@@ -532,6 +532,10 @@ def estimate(model: str, options, device: str = "cpu", data_dir=None, out=None, 
     resolved = options.resolved(device)
     config, where = _config(model)
     s = shapes(config)
+    max_len = getattr(config.get_text_config() if hasattr(config, "get_text_config") else config,
+                      "max_position_embeddings", None)
+    if max_len is not None and resolved.seqlen > max_len:  # as prune says it once the weights are in
+        raise UserError(f"--seqlen {resolved.seqlen} is above the model's context of {max_len} tokens")
     cal = calibration(where, resolved, data_dir, tokenizer)
     runtime = _rss()
     mem = memory(s, cal, resolved, device, runtime)
