@@ -152,3 +152,40 @@ def test_verify_confirms_a_fast_plan(tiny_checkpoint, calib_file, tmp_path, caps
     # every recorded step perplexity is full precision, so re-scoring in fp32 confirms it
     assert cli.main(["verify", str(tmp_path / "run")]) == 0
     assert "verified" in capsys.readouterr().out
+
+
+def test_the_fast_copy_never_holds_a_second_full_precision_copy_of_a_weight():
+    """Converted tensor by tensor: no operation during the copy makes an fp32 tensor (a deep copy then a
+    cast would clone every fp32 weight first); the copy equals that one, tied weights stay tied."""
+    import copy
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from blockprune.scoring.twoprecision import fast_copy
+    from conftest import tiny_llama
+
+    class Made(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.fp32 = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            inputs = {a.untyped_storage().data_ptr() for a in args if isinstance(a, torch.Tensor)}
+            for t in out if isinstance(out, (tuple, list)) else [out]:
+                # new fp32 memory (a view of an input, as detach makes, holds none)
+                if (isinstance(t, torch.Tensor) and t.dtype == torch.float32 and t.numel() > 64
+                        and t.untyped_storage().data_ptr() not in inputs):
+                    self.fp32 += 1
+            return out
+
+    model = tiny_llama(0, layers=2, tie_word_embeddings=True)
+    with Made() as made:
+        low = fast_copy(model, torch.bfloat16)
+    assert made.fp32 == 0
+    with Made() as made:
+        copy.deepcopy(model).to(torch.bfloat16)
+    assert made.fp32 > 0  # the probe sees the old way's full-precision clones
+    ref = copy.deepcopy(model).to(torch.bfloat16)
+    assert all(torch.equal(a, b) for a, b in zip(low.state_dict().values(), ref.state_dict().values()))
+    assert low.lm_head.weight is low.model.embed_tokens.weight and next(model.parameters()).dtype == torch.float32

@@ -75,7 +75,14 @@ def native_fast_dtype(device: str | torch.device) -> str | None:
 
 
 def fast_copy(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
-    return copy.deepcopy(model).to(dtype).eval()
+    """`model` in `dtype`, converted tensor by tensor: a deep copy followed by a cast would hold a second
+    full-precision copy of the weights for a moment (60 GiB for an fp32 8B model). Tied weights stay tied."""
+    memo: dict[int, torch.Tensor] = {}
+    for t in [*model.parameters(), *model.buffers()]:
+        if id(t) not in memo and t.is_floating_point():
+            low = t.detach().to(dtype)
+            memo[id(t)] = torch.nn.Parameter(low, requires_grad=t.requires_grad) if isinstance(t, torch.nn.Parameter) else low
+    return copy.deepcopy(model, memo).eval()
 
 
 class TwoPrecisionScorer:
