@@ -7,9 +7,9 @@ the calibration text is tokenized when the model folder has a tokenizer (cheap; 
 `CHARS_PER_TOKEN`), and the memory the run holds is added up from what the code keeps:
 
 - weights: every parameter once (tied embeddings once) in `--dtype`;
-- the fast scorer's copy (`--scorer fast` with a fast precision): parameters x 2 bytes, made by a deep
-  copy of the full-precision model converted afterwards, so while it is made a second full-precision copy
-  exists for a moment (`transient`);
+- the fast scorer's copy (`--scorer fast` with a fast precision): parameters x 2 bytes, converted tensor
+  by tensor (`scoring.twoprecision.fast_copy`), so the moment it is made (`transient`) holds the weights
+  and the copy, before any boundary but the first is cached;
 - each boundary cache (`scoring.incremental.BoundaryCache`): its stored boundaries (`stored_boundaries`:
   the code's own rule) x windows x seqlen x hidden x bytes, on `--cache-device` (`disk`: memory-mapped
   files, not memory), plus what each batch's prepared arguments hold on the model's device (the rotary
@@ -252,11 +252,11 @@ def memory(s: Shapes, cal: Calibration, options, device: str = "cpu", runtime: i
     peak = dict(needed)
     if leader:
         peak[dev] = peak.get(dev, 0) + leader
-    # while the fast copy is made: the weights, a full-precision deep copy, nothing cached yet but boundary 0
+    # while the fast copy is made: the weights and the copy, nothing cached yet but boundary 0
     transient = {}
     if fast:
         base = runtime if dev == "cpu" else 0
-        transient[dev] = base + 2 * s.params * w + sum(it.bytes for it in items if it.name.startswith("prepared"))
+        transient[dev] = base + s.params * (w + 2) + sum(it.bytes for it in items if it.name.startswith("prepared"))
         peak[dev] = max(peak.get(dev, 0), transient[dev])
         needed[dev] = max(needed.get(dev, 0), transient[dev])
     return Memory(items, peak, needed, transient)
