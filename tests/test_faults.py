@@ -341,3 +341,17 @@ def test_verify_confirms_a_finished_run(tiny_checkpoint, calib_file, tmp_path, c
     plan["steps"][-1]["ppl"] *= 1.01  # a tampered record no longer verifies
     (out / "plan.json").write_text(json.dumps(plan))
     assert cli.main(["verify", str(out)]) == 1
+
+
+def test_a_kill_inside_the_first_save_leaves_nothing_once_the_run_starts_again(tiny_checkpoint, calib_file, tmp_path):
+    """Killed while writing its first plan.json, a run leaves only the temporary file: the next run (no
+    --resume, there is nothing to resume) removes it."""
+    from blockprune import api
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".plan.json.abc123.tmp").write_text("{half a plan")
+    (out / ".timings.json.def456.tmp").write_text("{")
+    api.prune(tiny_checkpoint, out, calibration=calib_file, seqlen=32, nsamples=8, num_blocks=1, progress=False,
+              export=False)
+    assert not list(out.glob(".*.tmp")) and (out / "plan.json").exists()

@@ -245,10 +245,11 @@ def _refuse_empty(view: BlockView, pool: list, options: PruneOptions) -> None:
 
 def _start_plan(fresh: Plan, plan_path: Path, resume: bool) -> Plan:
     """The new plan, or the one to resume when it was made with the same inputs."""
+    # what a kill mid-write left, the first save's included (that run left no plan.json to resume)
+    for written in (plan_path, plan_path.with_name("timings.json")):
+        atomic.remove_stale(written)
     if not resume:
         return fresh
-    for written in (plan_path, plan_path.with_name("timings.json")):  # what a kill mid-write left
-        atomic.remove_stale(written)
     plan = Plan.load(plan_path)
     if plan.identity() != fresh.identity():
         raise UserError(f"{plan_path} was made with {differences(plan.identity(), fresh.identity())}; "
