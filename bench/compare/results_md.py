@@ -45,6 +45,12 @@ def main(folder: str, methods: str = ALL) -> None:
         secs = sum(s["seconds"] for s in json.loads((sub / "timings.json").read_text())["steps"]) \
             if (sub / "timings.json").exists() else 0.0
         last = plan.steps[-1] if plan.steps else {"ratio": 0.0, "ppl": plan.dense.get("ppl")}
+        if plan.search is not None and not plan.steps:  # a population search between generations
+            s = plan.search
+            lines.append(f"- {e.label}: {plan.status}, {len(s['history'])} of {s['generations']} generations in "
+                         f"{s.get('seconds_so_far', 0.0):.0f} s of search (seeds included), parent calibration ppl "
+                         f"{s['parent_ppl']:.2f}: {', '.join(s['parent'])}")
+            continue
         lines.append(f"- {e.label}: {plan.status}, {len(plan.steps)} steps in {secs:.0f} s of search, ratio "
                      f"{last['ratio']:.1%}, calibration ppl {last['ppl']:.2f}; removed so far: {', '.join(plan.removed)}")
     if lines:
