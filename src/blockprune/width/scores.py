@@ -71,6 +71,14 @@ def _sub(layer: nn.Module, path: str) -> nn.Module:
     return layer.get_submodule(path)
 
 
+def layer_parts(adapter: Adapter, spec: WidthModules, i: int) -> tuple[Geometry, nn.Module | None, nn.Module | None]:
+    """Layer i's widths and its attention and MLP modules (None where the layer has none to prune)."""
+    geo = geometry(adapter, spec, i)
+    layer = adapter.layers()[i]
+    return (geo, _sub(layer, spec.attn) if geo.heads is not None else None,
+            _sub(layer, spec.mlp) if geo.channels is not None else None)
+
+
 def geometry(adapter: Adapter, spec: WidthModules, layer: int) -> Geometry:
     mod = adapter.layers()[layer]
     heads = kv = head_dim = channels = None
@@ -213,10 +221,7 @@ def score_layers(view: BlockView, layers: list[int], score: str, acts: Activatio
     spec = modules_for(adapter)
     out = {}
     for i in layers:
-        geo = geometry(adapter, spec, i)
-        layer = adapter.layers()[i]
-        attn = _sub(layer, spec.attn) if geo.heads is not None else None
-        mlp = _sub(layer, spec.mlp) if geo.channels is not None else None
+        geo, attn, mlp = layer_parts(adapter, spec, i)
         if score == "magnitude":
             out[i] = magnitude_scores(attn, mlp, spec, geo)
             continue

@@ -30,7 +30,7 @@ from ..data import Windows
 from ..view import BlockView
 from .modules import WidthModules, modules_for
 from .registry import Scoring, WidthScore, register
-from .scores import Geometry, LayerScores, _sub, geometry
+from .scores import Geometry, LayerScores, _sub, geometry, layer_parts
 
 VARIANTS = ("element1", "vector", "element2")
 
@@ -146,10 +146,7 @@ def _compute(variant: str):
         grads = gradients(view, windows, layers, batch_size, fisher=variant == "element2")
         out = {}
         for i in layers:
-            geo = geometry(adapter, spec, i)
-            layer = adapter.layers()[i]
-            attn = _sub(layer, spec.attn) if geo.heads is not None else None
-            mlp = _sub(layer, spec.mlp) if geo.channels is not None else None
+            geo, attn, mlp = layer_parts(adapter, spec, i)
             out[i] = layer_scores(attn, mlp, spec, geo, grads, variant)
         info = {"taylor": variant, "gradient_params": grads.params, "gradient_bytes": grads.bytes}
         return Scoring(out, windows.ids.numel(), info=info)
