@@ -82,6 +82,14 @@ def tiny_checkpoint(tmp_path):
 
 
 @pytest.fixture
+def short_calib(tmp_path):
+    """About ten 32-byte windows: enough for activation norms, cheap for the shared CPU (the width tests)."""
+    p = tmp_path / "short.txt"
+    p.write_text(" ".join(["the model prunes attention heads and channels of the block"] * 6))
+    return str(p)
+
+
+@pytest.fixture
 def calib_file(tmp_path):
     """A local calibration text long enough for a few 32-token windows."""
     import random

@@ -339,14 +339,6 @@ def test_width_then_width_composes(tmp_path):
 
 
 # -- the method through the API and the CLI -------------------------------------------------------
-@pytest.fixture
-def short_calib(tmp_path):
-    """About ten 32-byte windows: enough for activation norms, cheap for the shared CPU."""
-    p = tmp_path / "short.txt"
-    p.write_text(" ".join(["the model prunes attention heads and channels of the block"] * 6))
-    return str(p)
-
-
 def test_prune_api_plan_is_reproducible_and_exports_the_recorded_model(tmp_path, tiny_checkpoint, short_calib):
     from blockprune import models
     from blockprune.api import prune

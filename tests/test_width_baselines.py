@@ -449,13 +449,6 @@ def test_uniform_widths_reload_without_remote_code(tmp_path, score):
     torch.testing.assert_close(logits(back, ids), logits(res.model, ids), rtol=1e-5, atol=1e-5)
 
 
-@pytest.fixture
-def short_calib(tmp_path):
-    p = tmp_path / "short.txt"
-    p.write_text(" ".join(["the model prunes attention heads and channels of the block"] * 6))
-    return str(p)
-
-
 @pytest.mark.parametrize("method", ["flap", "llm-pruner"])
 def test_prune_api_records_and_exports_the_baselines(tmp_path, tiny_checkpoint, short_calib, method):
     from blockprune import models

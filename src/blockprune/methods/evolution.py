@@ -158,7 +158,7 @@ class Evolution(MethodDefaults):
             if job.progress_factory:  # the run's progress is shown: one line a generation
                 print(f"generation {g}/{job.options.generations}: {len(children)} offspring, {spent} "
                       f"candidate-windows, parent ppl {ppl:.4f}" + (" (new parent)" if best else ""), file=sys.stderr)
-        self.finish(job, plan, cache, t0)
+        self.finish(job, plan, t0)
         return plan
 
     def seeds(self, job: Job, plan: Plan, blocks: list[Unit]) -> list[dict[str, Any]]:
@@ -212,15 +212,13 @@ class Evolution(MethodDefaults):
             plan.search["seconds_so_far"] = round(time.perf_counter() - t0, 3)
             job.checkpoint(plan)
 
-    def finish(self, job: Job, plan: Plan, cache, t0: float) -> None:
+    def finish(self, job: Job, plan: Plan, t0: float) -> None:
         """The final set as steps in execution order, each with its prefix's exact calibration perplexity."""
         view, state = job.view, plan.search
         order = sorted(state["parent"], key=block_index)
         for i, unit in enumerate(order):
             prefix = frozenset(order[:i + 1])
-            cache.sync(prefix)
-            ppl = ppl_from_nll(torch.cat([cache.current_nll(b) for b in range(len(cache.batches))]))
-            plan.steps.append(Step(step=i + 1, removed=unit, ppl=ppl, ratio=view.removed_params(prefix) / view.total_params,
+            plan.steps.append(Step(step=i + 1, removed=unit, ppl=self._ppl(job, prefix), ratio=view.removed_params(prefix) / view.total_params,
                                    scores={}, evaluated_windows=len(job.windows), exhaustive_windows=len(job.windows),
                                    faults=[]))
         state.pop("seconds_so_far", None)
