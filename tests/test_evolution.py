@@ -22,11 +22,11 @@ SMALL = Evolution(offspring=6)
 GENERATIONS = 6
 
 
-def run(method=SMALL, scorer=IncrementalScorer, seed=42, checkpoint=None, plan=None, n=6):
+def run(method=SMALL, scorer=IncrementalScorer, seed=42, checkpoint=None, plan=None, n=6, generations=GENERATIONS):
     view, w = setup(tiny_llama(5, layers=5), n=n)
     plan = plan or plan_with_dense(view, w)
     job = Job(view, w, scorer(view, w), "mix", None, 0.3,
-              options=PruneOptions(method=method.name, ratio=0.3, seed=seed, generations=GENERATIONS),
+              options=PruneOptions(method=method.name, ratio=0.3, seed=seed, generations=generations),
               checkpoint=checkpoint)
     return method.run(job, plan), view
 
@@ -96,6 +96,29 @@ def test_killed_between_generations_it_resumes_to_the_same_plan(tmp_path):
     assert resumed.to_dict() == whole.to_dict()
 
 
+def test_a_resume_may_change_the_number_of_generations_down_to_those_run(tmp_path):
+    shorter, _ = run(generations=4)
+    saves = []
+
+    def kill_after_third(plan):
+        saves.append(1)
+        if len(saves) == 3:
+            plan.save(tmp_path / "plan.json")
+            raise Killed
+
+    with pytest.raises(Killed):
+        run(checkpoint=kill_after_third)  # a run of GENERATIONS, killed after its second
+    saved = Plan.load(tmp_path / "plan.json")
+    assert saved.search["generations"] == GENERATIONS
+    resumed, _ = run(plan=saved, generations=4)
+    assert resumed.to_dict() == shorter.to_dict()  # as if it had been started with 4
+    options = PruneOptions(method="blockpruner-evo", ratio=0.3, generations=1)
+    with pytest.raises(UserError, match="already run 2 generations: --generations must be at least 2"):
+        SMALL.check_resume(Plan.load(tmp_path / "plan.json"), options)
+    with pytest.raises(UserError, match="finished after 4 generations"):
+        SMALL.check_resume(resumed, options)
+
+
 def test_seed_runs_must_be_finished_runs_of_the_same_model_and_calibration(tmp_path):
     with pytest.raises(UserError, match="holds no plan.json"):
         PruneOptions(method="blockpruner-evo", ratio=0.2, seed_runs=(str(tmp_path),)).validate()
@@ -125,3 +148,10 @@ def test_prune_seeds_the_population_with_the_given_runs(tiny_checkpoint, calib_f
     assert str(tmp_path / "lp") not in (tmp_path / "evo" / "plan.json").read_text()  # the seeds by their sets, not paths
     timings = json.loads((tmp_path / "evo" / "timings.json").read_text())
     assert len(timings["steps"]) == 1 and timings["steps"][0]["seconds"] > 0
+    # resuming: the generations are loose (a finished run refuses to be lengthened), the rest binds
+    with pytest.raises(UserError, match="finished after 6 generations"):
+        api.prune(tiny_checkpoint, tmp_path / "evo", method="blockpruner-evo", generations=GENERATIONS + 2,
+                  resume=True, **common)
+    with pytest.raises(UserError, match="cannot be resumed"):
+        api.prune(tiny_checkpoint, tmp_path / "evo", method="blockpruner-evo", generations=GENERATIONS + 2,
+                  resume=True, **{**common, "seqlen": 16})

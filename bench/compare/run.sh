@@ -22,7 +22,9 @@
 #   (its replay: bench/RESULTS.md "Search speed"; one-shot ranks by complete scores, so it runs incremental);
 #   the overfitting monitor on (held-out Alpaca rows). Evaluation: the whole WikiText-2 and PTB tests in
 #   2048-token windows and the first 300 documents of each zero-shot task. Hours of compute on a 2-core CPU:
-#   run it in the background, and again after an interruption.
+#   run it in the background, and again after an interruption. The population search (blockpruner-evo) runs
+#   GENERATIONS (default 25) generations: about 6 min each here, so the default 40 would take its search
+#   past greedy BlockPruner's 3.5 h (issue 30's time target).
 # Both evaluate every method and the dense model alike (lm-eval on the offline copies).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -41,7 +43,7 @@ case "${PROTOCOL:-quick}" in
         LANE_A=shortgpt,relative-magnitude,layer-ppl,blockpruner-oneshot,blockpruner-joint
         LANE_B=blockpruner,blockpruner-refined,blockpruner-evo  # the long block searches; evo is seeded by lane A's
         SETTINGS=(--scorer racing --tasks wikitext2,ptb,piqa,winogrande,hellaswag,arc_easy,arc_challenge
-                  --max-windows 0 --limit 300) ;;
+                  --max-windows 0 --limit 300 --generations "${GENERATIONS:-25}") ;;
     *) echo "PROTOCOL must be quick or paper (got $PROTOCOL)" >&2; exit 2 ;;
 esac
 

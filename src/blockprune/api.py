@@ -161,7 +161,7 @@ def _run(model: str, out: Path, options: PruneOptions, data_dir, device: str, re
                             model={"source": model, "family": net.config.model_type, "params": view.total_params,
                                    "layers": view.num_layers, "sha256": models.fingerprint(net)},
                             calibration=windows.describe(), options=options.recorded(),
-                            validation=vwindows.describe() if vwindows else None), plan_path, resume)
+                            validation=vwindows.describe() if vwindows else None), plan_path, resume, method, options)
     if method.granularity in ("block", "layer"):  # after a resume's own check: a saved run says what differs
         _refuse_empty(view, pool, options)
 
@@ -243,17 +243,22 @@ def _refuse_empty(view: BlockView, pool: list, options: PruneOptions) -> None:
     raise UserError(f"{given} would remove {what}, leaving a model that cannot read its input; choose {fewer}")
 
 
-def _start_plan(fresh: Plan, plan_path: Path, resume: bool) -> Plan:
-    """The new plan, or the one to resume when it was made with the same inputs."""
+def _start_plan(fresh: Plan, plan_path: Path, resume: bool, method: Method, options: PruneOptions) -> Plan:
+    """The new plan, or the one to resume when it was made with the same inputs (the method's `extendable`
+    options, which set only how long its search runs, may change if its state can follow)."""
     # what a kill mid-write left, the first save's included (that run left no plan.json to resume)
     for written in (plan_path, plan_path.with_name("timings.json")):
         atomic.remove_stale(written)
     if not resume:
         return fresh
     plan = Plan.load(plan_path)
-    if plan.identity() != fresh.identity():
+    loose = method.extendable
+    if plan.identity(loose) != fresh.identity(loose):
         raise UserError(f"{plan_path} was made with {differences(plan.identity(), fresh.identity())}; "
                         f"it cannot be resumed with these inputs (start a new --out)")
+    if plan.options != fresh.options:
+        method.check_resume(plan, options)
+        plan.options = fresh.options  # as a fresh run with these options records them
     return plan
 
 

@@ -199,8 +199,10 @@ class Plan:
         from .width import apply as narrow
         return narrow(model, self.width)
 
-    def identity(self) -> dict[str, Any]:
-        """What must match for a saved state to be resumed: the model, the data and the options."""
+    def identity(self, loose: tuple[str, ...] = ()) -> dict[str, Any]:
+        """What must match for a saved state to be resumed: the model, the data and the options (but the
+        `loose` ones, which a resume may change)."""
         return {"method": self.method, "model": self.model.get("sha256"),
-                "calibration": self.calibration.get("sha256"), "options": self.options,
+                "calibration": self.calibration.get("sha256"),
+                "options": {k: v for k, v in self.options.items() if k not in loose},
                 "validation": (self.validation or {}).get("sha256")}

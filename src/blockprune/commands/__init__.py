@@ -63,6 +63,9 @@ def add_search_arguments(p) -> None:
     p.add_argument("--validation-nsamples", type=int, default=default.validation_nsamples,
                    help="validation rows (seeded like --nsamples; whole-text sources: that many rows in order); "
                         "default: as many as --nsamples, at most 128, so a pass costs about one candidate's scoring")
+    p.add_argument("--generations", type=int, default=default.generations,
+                   help="blockpruner-evo: generations of offspring raced against the parent (compute grows with "
+                        "it; a resumed run may be given more or fewer, down to those it has run)")
     add_scorer_arguments(p)
     p.add_argument("--batch-size", type=int, default=default.batch_size,
                    help="windows per forward pass (memory vs speed)")

@@ -51,7 +51,7 @@ def run(args) -> None:
                         seqlen=args.seqlen, seed=args.seed, dtype=args.dtype, scorer=args.scorer,
                         fast_dtype=args.fast_dtype, racing_z=args.racing_z,
                         batch_size=args.batch_size, ratio=args.ratio, validation=args.validation,
-                        validation_nsamples=args.validation_nsamples)
+                        validation_nsamples=args.validation_nsamples, generations=args.generations)
     windows = None if args.full or args.max_windows == 0 else (args.max_windows or QUICK_WINDOWS)
     limit = None if args.full else (args.limit or QUICK_DOCS)
     evaluator, settings = quick_evaluator(seqlen=args.eval_seqlen, max_windows=windows, limit=limit,

@@ -42,8 +42,6 @@ def add_arguments(p, estimate: bool = False) -> None:
     p.add_argument("--seed-runs", default=default.seed_runs, type=lambda v: tuple(r for r in v.split(",") if r),
                    help="blockpruner-evo: comma-separated finished run folders (same model and calibration) whose "
                         "removal sets seed the population; default: the Relative Magnitude set, computed first")
-    p.add_argument("--generations", type=int, default=default.generations,
-                   help="blockpruner-evo: generations of offspring raced against the parent (compute grows with it)")
     p.add_argument("--cache-every", type=int, default=default.cache_every,
                    help="keep every n-th block boundary in the cache (memory / n, more recomputation)")
     p.add_argument("--cache-device", default=default.cache_device,

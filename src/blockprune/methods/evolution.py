@@ -92,6 +92,9 @@ class Evolution(MethodDefaults):
     uses_scorer: ClassVar[bool] = True
     iterative: ClassVar[bool] = False
     options: ClassVar[tuple[str, ...]] = ("seed_runs", "generations")
+    # generation g's offspring depend on the seed and g alone, so a run resumed with another length has the
+    # same first generations as a fresh run of that length
+    extendable: ClassVar[tuple[str, ...]] = ("generations",)
 
     def validate(self, options: Any) -> None:
         if options.num_blocks is not None:
@@ -104,6 +107,14 @@ class Evolution(MethodDefaults):
         for run in options.seed_runs:
             if not (Path(run) / "plan.json").exists():
                 raise UserError(f"--seed-runs: {run} holds no plan.json; give finished run folders of this model")
+
+    def check_resume(self, plan: Plan, options: Any) -> None:
+        done = len((plan.search or {}).get("history", []))
+        if plan.steps:
+            raise UserError(f"this run finished after {done} generations; to run {options.generations}, start a "
+                            f"new --out (seed it with this run's folder)")
+        if done > options.generations:
+            raise UserError(f"this run has already run {done} generations: --generations must be at least {done}")
 
     def run(self, job: Job, plan: Plan) -> Plan:
         if plan.steps:
@@ -122,6 +133,7 @@ class Evolution(MethodDefaults):
                            "parent": best["completed"], "parent_ppl": best["ppl"], "history": []}
             self._save(job, plan, t0)
         state = plan.search
+        state["generations"] = job.options.generations  # a resume may change it (check_resume)
         races = getattr(job.scorer, "z", None)
         z = races if races is not None else math.inf  # an exact scorer: every candidate runs every window
         batches = [t.shape[0] for t in cache.batches]

@@ -48,9 +48,15 @@ class Method(Protocol):
     complete_scores: bool
     #: `PruneOptions` fields that only methods declaring them read (any other method refuses them changed)
     options: tuple[str, ...]
+    #: of those, the ones a resume may change: they set only how long the search runs, and what it did so
+    #: far is the same for any value
+    extendable: tuple[str, ...]
 
     def validate(self, options: Any) -> None:
         """Refuse options this method cannot run with (a one-line UserError), before anything is written."""
+
+    def check_resume(self, plan: Plan, options: Any) -> None:
+        """Refuse resuming `plan` with `options` (its `extendable` ones changed) where its state cannot follow."""
 
     def describe(self, plan: Plan) -> str | None:
         """One line on what the result keeps beyond its steps, for the run summary (None: nothing to add)."""
@@ -66,8 +72,12 @@ class MethodDefaults:
     iterative: ClassVar[bool] = False
     complete_scores: ClassVar[bool] = False
     options: ClassVar[tuple[str, ...]] = ()
+    extendable: ClassVar[tuple[str, ...]] = ()
 
     def validate(self, options: Any) -> None:
+        pass
+
+    def check_resume(self, plan: Plan, options: Any) -> None:
         pass
 
     def describe(self, plan: Plan) -> str | None:
