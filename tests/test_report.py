@@ -209,7 +209,7 @@ def test_the_removal_path_names_each_unit_carries_validation_and_plain_ticks(mon
         shown.update(ticks=[t.get_text() for t in ax.get_yticklabels() if t.get_text()],
                      texts=[t.get_text() for t in ax.texts], lines=len(ax.get_lines()),
                      legend=[t.get_text() for t in ax.get_legend().get_texts()])
-    monkeypatch.setattr(report, "save_png", capture)
+    monkeypatch.setattr(report.figures, "save_png", capture)  # the module that draws saves through its own name
     steps = [{**s, "validation_ppl": v} for s, v in zip(RACED, (11.8, 13.9))]
     plan = _plan(steps, dense={"ppl": 10.0, "validation_ppl": 10.4}, validation={"source": "alpaca (held out)"})
     report.plot_paths([Entry("run", Path("."), plan)], tmp_path / "p.png")
