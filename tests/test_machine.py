@@ -13,6 +13,19 @@ def test_the_machine_record_names_the_cpu_its_flags_threads_versions_and_load():
     assert re.fullmatch(r"[a-z0-9-]+", machine.tag())
 
 
+def test_each_kind_of_machine_has_its_own_results_file_and_a_one_line_summary(tmp_path):
+    assert machine.results_file(tmp_path) == tmp_path / f"{machine.tag()}.json"
+    assert machine.results_file(tmp_path, ".md").name == f"{machine.tag()}.md"
+    d = machine.describe()
+    line = machine.summary(d)
+    for part in (d["cpu"]["model"], *d["cpu"]["flags"], f"torch {d['torch']}", f"transformers {d['transformers']}",
+                 "load average"):
+        assert part in line
+    # a file from before the records: its free text is kept and marked, nothing is made up
+    assert machine.summary("x86_64, 2 cores") == "x86_64, 2 cores (CPU model and flags not recorded)"
+    assert machine.summary(None) == "machine not recorded"
+
+
 def test_a_resumed_run_records_each_part_and_its_machine(tiny_checkpoint, calib_file, tmp_path):
     common = dict(calibration=calib_file, seqlen=32, nsamples=8, progress=False, export=False)
     api.prune(tiny_checkpoint, tmp_path / "run", num_blocks=1, **common)

@@ -3,14 +3,18 @@ change speed (bf16 and vector units), cores and threads, accelerator, library ve
 
 Each session may get another CPU (AVX2-only, AVX512-BF16 and AMX machines have all been seen), and
 figures taken on different machines must never be compared or overwrite each other: `tag()` is a short
-name for a machine's results file, `describe()` the full record."""
+name for a machine's results file (`results_file()`), `describe()` the full record, `summary()` that record
+in the one line a table of its figures prints."""
 from __future__ import annotations
 
 import os
 import platform
 import re
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
+
+from .words import count
 
 #: CPU flags that decide how fast the forward passes run
 SPEED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx512_vnni", "fma")
@@ -52,3 +56,21 @@ def tag() -> str:
     name = "-".join(w for w in re.split(r"[^a-z0-9]+", words) if w)[:40] or platform.machine()
     best = next((f for f in ("amx_bf16", "avx512_bf16", "avx512f", "avx2") if f in c["flags"]), "base")
     return f"{name}-{best.replace('_', '')}"
+
+
+def results_file(folder: str | os.PathLike, suffix: str = ".json") -> Path:
+    """This kind of machine's own results file in `folder`, `folder/<tag><suffix>`: a run on another kind of
+    machine writes beside it instead of over it."""
+    return Path(folder) / f"{tag()}{suffix}"
+
+
+def summary(record: dict[str, Any] | str | None) -> str:
+    """A `describe()` record in one line, printed with the figures measured on that machine. Results files
+    older than these records hold a free-text line or nothing: said as such, never guessed."""
+    if not isinstance(record, dict):
+        return f"{record} (CPU model and flags not recorded)" if record else "machine not recorded"
+    c = record["cpu"]
+    line = (f"{c['model']} ({', '.join(c['flags']) or 'no speed flags'}), {count(c['cores'], 'core')}, "
+            f"{count(record['torch_threads'], 'torch thread')}, torch {record['torch']}, "
+            f"transformers {record['transformers']}, load average {'/'.join(f'{x:g}' for x in record['load_average'])}")
+    return line + (f", GPU {record['gpu']}" if record.get("gpu") else "")
