@@ -22,7 +22,7 @@ def test_each_kind_of_machine_has_its_own_results_file_and_a_one_line_summary(tm
                  "load average"):
         assert part in line
     # a file from before the records: its free text is kept and marked, nothing is made up
-    assert machine.summary("x86_64, 2 cores") == "x86_64, 2 cores (CPU model and flags not recorded)"
+    assert machine.summary("x86_64, 2 cores") == "x86_64, 2 cores (a free-text record: no CPU model)"
     assert machine.summary(None) == "machine not recorded"
 
 

@@ -2,22 +2,24 @@
 
 Prints what `blockprune.scoring.twoprecision.native_fast_dtype` detects, one-thread GFLOP/s of SmolLM2-shaped
 matrix products in fp32 and bf16, and the CPU seconds of one 256-token window through each kind of block and
-the head in each precision; writes bench/precision/RESULTS.md and results.json.
+the head in each precision; writes bench/precision/results/<machine tag>.json (`blockprune.machine`: a run on
+another kind of CPU writes beside the others) with the machine's record, and prints the table; `--show FILE`
+prints a results file's table again.
 
     python bench/precision/run.py
+    python bench/precision/run.py --show bench/precision/results/amd-epyc-avx2.json
 """
 from __future__ import annotations
 
+import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from blockprune import models
+from blockprune import machine, models
 from blockprune.scoring.twoprecision import cpu_flags, native_fast_dtype
 from blockprune.view import BlockView
 
@@ -54,19 +56,34 @@ def block_seconds(dtype: str) -> dict[str, float]:
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--show", metavar="FILE", help="print the table of a results file and exit")
+    args = ap.parse_args()
+    if args.show:
+        print(table(json.loads(Path(args.show).read_text())), end="")
+        return
     torch.set_num_threads(1)
     shapes = {"576x1536 (MLP)": (256, 576, 1536), "576x49152 (head)": (256, 576, 49152)}
     products = {name: {d: gflops(DTYPES[d], *s) for d in DTYPES} for name, s in shapes.items()}
     blocks = {d: block_seconds(d) for d in DTYPES}
     flags = sorted(cpu_flags() & {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"})
     out = {"command": "python bench/precision/run.py", "date": time.strftime("%Y-%m-%d %H:%M"),
-           "machine": f"{platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}",
-           "cpu_flags": flags, "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+           "machine": machine.describe(), "cpu_flags": flags,
+           "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
            "native_fast_dtype": native_fast_dtype("cpu"), "gflops": products, "window_cpu_seconds": blocks}
-    (HERE / "results.json").write_text(json.dumps(out, indent=2) + "\n")
+    path = machine.results_file(HERE / "results")
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(out, indent=2) + "\n")
+    print(table(out), end="")
+    print(f"wrote {path.relative_to(HERE.parents[1])}")
+
+
+def table(out: dict) -> str:
+    """The Markdown of one results file: its command, date and machine, products and a window per precision."""
+    products, blocks = out["gflops"], out["window_cpu_seconds"]
     lines = ["# bf16 against fp32 on this machine (bench/precision)", "",
-             f"Command: `{out['command']}` ({out['date']}, {out['machine']}). CPU flags of interest: "
-             f"{', '.join(flags) or 'none'}; torch CPU capability {out['torch_cpu_capability']}; "
+             f"Command: `{out['command']}` ({out['date']}; machine: {machine.summary(out['machine'])}). CPU flags of "
+             f"interest: {', '.join(out['cpu_flags']) or 'none'}; torch CPU capability {out['torch_cpu_capability']}; "
              f"native fast precision detected: {out['native_fast_dtype']}.", "",
              "| one-thread product (256 rows) | fp32 GFLOP/s | bf16 GFLOP/s | bf16 / fp32 |", "|---|---:|---:|---:|"]
     for name, r in products.items():
@@ -75,8 +92,7 @@ def main() -> None:
     for part in ("attn", "mlp", "head", "total"):
         lines.append(f"| {part} | {blocks['fp32'][part]:.3f} | {blocks['bf16'][part]:.3f} | "
                      f"{blocks['fp32'][part] / blocks['bf16'][part]:.2f}x |")
-    (HERE / "RESULTS.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

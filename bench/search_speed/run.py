@@ -6,7 +6,10 @@ machine (bf16 where the CPU runs it natively, else plain racing), and forced to 
 CPU (`fast-bf16`), so its selections and its cost are measured on any machine. Prints time ratios over
 plain fp32, whether the selections are identical to plain (exhaustive fp32) scoring's, and the exact
 mode's efficiency: the block-forward work the cached search cannot avoid, at the dense model's throughput
-as plain scoring measured it in the same run, over the measured time. Writes bench/search_speed/RESULTS.md and results.json.
+as plain scoring measured it in the same run, over the measured time. Writes
+bench/search_speed/results/<machine tag>.json (`blockprune.machine`: a run on another kind of CPU writes
+beside the others, never over them) with the machine's record, and prints the table; `--show FILE` prints
+a results file's table again (how bench/RESULTS.md's per-machine tables are checked).
 
 Each mode runs in its own process with one thread, in two lanes side by side, one per core of this
 2-core machine: plain in one, incremental then both racings in the other (the two lanes take about as long).
@@ -14,13 +17,13 @@ Each mode reports its wall time and its process CPU time; on an idle machine the
 jobs share the cores the CPU-time ratios are the fairer comparison.
 
     python bench/search_speed/run.py [--data-dir ../shared/data] [--k 2]
+    python bench/search_speed/run.py --show bench/search_speed/results/amd-epyc-avx2.json
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import threading
@@ -30,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from blockprune import models
+from blockprune import machine, models
 from blockprune.data import load_windows
 from blockprune.scoring.incremental import IncrementalScorer
 from blockprune.scoring.plain import PlainScorer
@@ -118,7 +121,11 @@ def main() -> None:
     ap.add_argument("--data-dir", default=str(HERE.parents[2] / "shared" / "data"))
     ap.add_argument("--k", type=int, default=2)
     ap.add_argument("--mode", choices=list(MODES), help=argparse.SUPPRESS)  # internal: one mode per process
+    ap.add_argument("--show", metavar="FILE", help="print the table of a results file and exit")
     args = ap.parse_args()
+    if args.show:
+        print(table(json.loads(Path(args.show).read_text())), end="")
+        return
     if args.mode:
         print(json.dumps(run_mode(args.mode, args.data_dir, args.k)))
         return
@@ -160,19 +167,27 @@ def main() -> None:
             f"{key}_same_selection": race["removed"] == plain["removed"],
             f"{key}_ppl_rel_diff": abs(race["ppl"] - plain["ppl"]) / plain["ppl"],
             f"{key}_window_fraction": race["evaluated_windows"] / race["exhaustive_windows"]})
-    load = os.getloadavg()[0]
     command = "python bench/search_speed/run.py" + (f" --k {args.k}" if args.k != 2 else "")
-    native = native_fast_dtype("cpu")
-    out = {"command": command, "date": time.strftime("%Y-%m-%d %H:%M"), "machine": f"{platform.machine()}, "
-           f"{platform.processor() or 'cpu'}, {os.cpu_count()} cores, native bf16: {bool(native)}, "
-           f"load average {load:.1f} at the end", "k": args.k, "windows": plain["windows"],
+    out = {"command": command, "date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine.describe(),
+           "native_bf16": bool(native_fast_dtype("cpu")), "k": args.k, "windows": plain["windows"],
            "seqlen": 256, "modes": results, "summary": summary}
-    (HERE / "results.json").write_text(json.dumps(out, indent=2) + "\n")
+    path = machine.results_file(HERE / "results")
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(out, indent=2) + "\n")
+    print(table(out), end="")
+    print(f"wrote {path.relative_to(HERE.parents[1])}")
+
+
+def table(out: dict) -> str:
+    """The Markdown of one results file: its command, date and machine, every mode's times and selections."""
+    results, summary = out["modes"], out["summary"]
+    plain, inc = results["plain"], results["incremental"]
     lines = [
         "# Search speed (bench/search_speed)", "",
-        f"Command: `{command}` ({out['date']}, {out['machine']}). SmolLM2-135M, fp32, one thread per mode, "
-        "two lanes side by side (plain, fast | incremental, racing, racing-z3, fast-bf16), "
-        f"`alpaca_sample16.txt` ({plain['windows']} windows x 256 tokens), BlockPruner mix, K = {args.k}.", "",
+        f"Command: `{out['command']}` ({out['date']}; machine: {machine.summary(out['machine'])}). SmolLM2-135M, "
+        "fp32, one thread per mode, two lanes side by side (plain, fast | incremental, racing, racing-z3, fast-bf16), "
+        f"`alpaca_sample16.txt` ({plain['windows']} windows x {out['seqlen']} tokens), BlockPruner mix, K = {out['k']}.",
+        "",
         "| mode | CPU s | speed-up (CPU) | wall s | speed-up (wall) | candidate-windows run | removed | final calib. ppl |",
         "|---|---:|---:|---:|---:|---:|---|---:|",
     ]
@@ -185,9 +200,9 @@ def main() -> None:
         key = k.replace("-", "_")
         lines.append(f"- {k} selections identical to plain: {summary[key + '_same_selection']}; final ppl relative "
                      f"difference {summary[key + '_ppl_rel_diff']:.2e}")
-    lines += [f"- exact-mode efficiency: ideal {ideal:.1f} CPU s (the unavoidable cached work, "
-              f"{inc['ideal_work'] / inc['plain_work']:.3f} of plain scoring's by the dense per-block times, at the "
-              f"throughput plain scoring measured) / measured {inc['cpu']:.1f} CPU s = "
+    lines += [f"- exact-mode efficiency: ideal {summary['incremental_ideal_cpu']:.1f} CPU s (the unavoidable cached "
+              f"work, {inc['ideal_work'] / inc['plain_work']:.3f} of plain scoring's by the dense per-block times, at "
+              f"the throughput plain scoring measured) / measured {inc['cpu']:.1f} CPU s = "
               f"{summary['incremental_efficiency_cpu']:.2f}"]
     for k in FAST_MODES:
         r = results[k]
@@ -201,9 +216,7 @@ def main() -> None:
         lines.append(f"- {k}: {r['fast_dtype']} candidate-windows {sum(p['fast_windows'] for p in steps)}, fp32 "
                      f"{sum(p['full_windows'] for p in steps)}; decided in fp32, per step: {decided}; margins "
                      f"{margins} nats; largest error measured among the decided candidates afterwards {errors}")
-    lines.append("")
-    (HERE / "RESULTS.md").write_text("\n".join(lines))
-    print("\n".join(lines))
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -68,7 +68,7 @@ def summary(record: dict[str, Any] | str | None) -> str:
     """A `describe()` record in one line, printed with the figures measured on that machine. Results files
     older than these records hold a free-text line or nothing: said as such, never guessed."""
     if not isinstance(record, dict):
-        return f"{record} (CPU model and flags not recorded)" if record else "machine not recorded"
+        return f"{record} (a free-text record: no CPU model)" if record else "machine not recorded"
     c = record["cpu"]
     line = (f"{c['model']} ({', '.join(c['flags']) or 'no speed flags'}), {count(c['cores'], 'core')}, "
             f"{count(record['torch_threads'], 'torch thread')}, torch {record['torch']}, "

@@ -1,0 +1,37 @@
+"""bench/plans/check.py holds on any CPU: removals compared exactly, perplexities within a stated tolerance."""
+import copy
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def check():
+    spec = importlib.util.spec_from_file_location("bench_plans_check", ROOT / "bench/plans/check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_plan_recomputed_on_another_cpu_passes_within_the_tolerance_and_only_with_the_same_removals(check):
+    old = json.loads((ROOT / "bench/plans/demo/plan.json").read_text())
+    new = copy.deepcopy(old)
+    assert check.same_outcome(new, old)[0]
+    new["steps"][-1]["ppl"] *= 1 + check.PPL_RTOL / 10  # last-bit differences, as between two CPUs
+    assert check.same_outcome(new, old)[0]
+    new["dense"]["ppl"] *= 1 + check.PPL_RTOL * 10
+    assert not check.same_outcome(new, old)[0]
+    moved = copy.deepcopy(old)
+    moved["steps"][0]["removed"], moved["steps"][1]["removed"] = old["steps"][1]["removed"], old["steps"][0]["removed"]
+    assert check.same_outcome(moved, old) == (False, "different removals")
+
+
+def test_every_search_speed_record_agrees_within_the_tolerance(check):
+    """The machines' exhaustive runs are the reference speed/* checks use: they must agree with each other."""
+    plain = [json.loads(p.read_text())["modes"]["plain"] for p in (ROOT / "bench/search_speed/results").glob("*.json")]
+    assert len(plain) >= 2
+    assert all(p["removed"] == plain[0]["removed"] and check.close(p["ppl"], plain[0]["ppl"]) for p in plain)
