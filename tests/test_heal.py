@@ -165,6 +165,10 @@ def test_run_folder_input_and_cli(instructions, tmp_path, capsys):
     healed = load(run.out / "healed" / "model")
     assert set(healed.config.blockprune["removed"]) == set(run.plan.removed_blocks)
     assert healed.config.blockprune["healing"]["steps"] == 2
+    # the record names its input relative to itself (no path of this machine) and the machine it was timed on
+    record = json.loads((run.out / "healed" / "heal.json").read_text())
+    assert record["input"] == ".." and not Path(record["input"]).is_absolute()
+    assert record["machine"]["cpu"]["model"] and record["machine"]["torch_threads"] >= 1
 
 
 def test_width_pruned_run_keeps_its_format(instructions, tmp_path):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import sys
 import tempfile
@@ -88,8 +89,10 @@ def heal(target: str | Path, out: str | Path | None = None, *, options: HealOpti
         total = opts.steps or max(1, math.ceil(opts.epochs * steps_per_epoch))
         optimizer = torch.optim.AdamW(trainable, lr=opts.lr, weight_decay=0.0)
         scheduler = make_scheduler(opts, optimizer, total)
-        identity = {"input": str(Path(target).expanduser().resolve()) if Path(target).expanduser().exists()
-                    else str(target), "options": opts.recorded(), "data": data.describe(),
+        # a local input is recorded relative to the output folder: the record names the same checkpoint
+        # from any working directory and on any machine the two folders are copied to together
+        identity = {"input": os.path.relpath(Path(target).expanduser().resolve(), Path(out).resolve())
+                    if Path(target).expanduser().exists() else str(target), "options": opts.recorded(), "data": data.describe(),
                     "steps": total}
 
         if resume:

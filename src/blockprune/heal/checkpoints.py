@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .. import atomic, models
+from .. import atomic, machine, models
 from ..errors import UserError
 from .data import TrainingData, collate
 from .options import HealOptions
@@ -131,7 +131,8 @@ def finish(peft_model, source: Path, out: Path, state: dict[str, Any], data: Tra
                "tokens": state["tokens"], "label_tokens": state["label_tokens"], "seconds": round(state["seconds"], 1),
                "lora_params": lora_params, "final_train_loss": sum(h["loss"] for h in last) / max(len(last), 1),
                "val_loss_before": state["val"][0]["loss"], "val_loss_after": state["val"][-1]["loss"],
-               "merge_max_abs_logit_diff": merge_diff, "input": target, "peft": peft.__version__}
+               "merge_max_abs_logit_diff": merge_diff, "input": target, "peft": peft.__version__,
+               "machine": machine.describe()}  # `seconds` was measured on it
     checkpoint = save_healed(merged, source, out / "model", healing)
     with torch.no_grad():
         healed = load_checkpoint(checkpoint, next(merged.parameters()).dtype, device)
