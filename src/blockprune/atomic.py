@@ -48,6 +48,31 @@ def write_bytes(path: str | Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
+@contextmanager
+def staged_file(final: str | Path) -> Iterator[Path]:
+    """A temporary file next to `final` for a writer that wants a path (not bytes), renamed to `final` only
+    when the writer returns: a crash or error leaves `final` as it was and no partial file beside it."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(final)  # left by a process killed mid-write
+    fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; ours are ordinary files
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"could not write {final}: {e.strerror or e}; free some space or choose another --out") from e
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(final.parent)
+
+
 def write_text(path: str | Path, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
 

@@ -179,19 +179,22 @@ class Plan:
         return model
 
     def export(self, model, out: str | Path, *, fmt: str = "auto", tokenizer=None,
-               meta: dict[str, Any] | None = None) -> Path:
+               meta: dict[str, Any] | None = None, options: dict[str, Any] | None = None) -> Path:
         """Write this plan applied to `model` (its base model, unchanged) as a checkpoint in `fmt`.
 
         A depth plan goes to the depth exporter as the base model and its removed blocks (what it writes
         is derived from the modules it removes); a width plan's narrower model goes to the width exporter.
-        `meta` adds to the provenance (method, base model and its fingerprint) recorded in config.json."""
+        `meta` adds to the provenance (method, base model and its fingerprint) recorded in config.json;
+        `options` are the format's own settings (gguf: `outtype`)."""
         meta = {"method": self.method, "base_model": self.model["source"], "base_model_sha256": self.model["sha256"],
                 **(meta or {})}
         if self.width is not None:
             from .export import export_width
-            return export_width(self._narrowed(model), out, fmt=fmt, meta=meta, tokenizer=tokenizer)
+            return export_width(self._narrowed(model), out, fmt=fmt, meta=meta, tokenizer=tokenizer,
+                                options=options)
         from .export import export as export_depth
-        return export_depth(model, self.removed_blocks, out, fmt=fmt, meta=meta, tokenizer=tokenizer)
+        return export_depth(model, self.removed_blocks, out, fmt=fmt, meta=meta, tokenizer=tokenizer,
+                            options=options)
 
     def _narrowed(self, model):
         if self.width is None:

@@ -9,6 +9,9 @@ Formats (one module each, registered in `registry.FORMATS`; docs/add-an-export-f
 - `nemotron-nas` (nemotron_nas.py): Llama-layout models -> the DeciLM / Nemotron-NAS layout
   (`block_configs` with no-op attention and FFN) that vLLM serves natively, plus a modeling file for
   transformers.
+- `gguf` (gguf_file.py): Llama-layout models -> one .gguf file for llama.cpp (arch `llama`, or `deci` with
+  per-layer head counts and FFN widths), tokenizer and pruning record inside; `Job.options["outtype"]`.
+  The only format that writes a file, not a folder (`Format.file`).
 - `auto` (writer.py): vanilla when it can express the plan (no removal at all included), else remote-code.
 
 A width-pruned checkpoint pruned again in depth (per-layer widths in `config.blockprune["widths"]`) is
@@ -30,6 +33,7 @@ from __future__ import annotations
 from . import vanilla  # noqa: F401, I001
 from . import remote_code  # noqa: F401
 from . import nemotron_nas  # noqa: F401
+from . import gguf_file  # noqa: F401
 from .common import Job, mask_modules
 from .load import load
 from .registry import FORMATS, Format, choices, register, unregister

@@ -3,9 +3,9 @@ saving weights, tokenizer and generation config."""
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import AbstractSet, Any
+from typing import AbstractSet, Any, Mapping
 
 from torch import nn
 
@@ -26,13 +26,16 @@ class Job:
 
     `width` says where the model's widths are: None for a depth export (the config's widths); "narrowed"
     for a width plan's narrower copy (widths in its modules, `removed` empty); "pruned" for a loaded
-    width-pruned checkpoint (`config.blockprune["widths"]`) whose `removed` blocks are pruned now."""
+    width-pruned checkpoint (`config.blockprune["widths"]`) whose `removed` blocks are pruned now.
+    `options` are the format's own settings (gguf's `outtype`); `export` refuses any the format does not
+    take (`Format.options`)."""
 
     model: nn.Module
     removed: frozenset[str]  # every removed block, a depth-pruned checkpoint's earlier removals included
     meta: dict[str, Any]
     tokenizer: Any = None
     width: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 def whole_layers(removed: AbstractSet[str]) -> list[int] | None:

@@ -30,6 +30,10 @@ class Format:
     #: None where the format can express the job, else why not and what to use instead (one line)
     refusal: Callable[[Job], str | None] = _accepts_all
     help: str = ""
+    #: writes one file at the output path (staged as a temporary file beside it) instead of a folder
+    file: bool = False
+    #: the names of the `Job.options` it takes (any other is refused)
+    options: tuple[str, ...] = ()
 
 
 FORMATS: dict[str, Format] = {}

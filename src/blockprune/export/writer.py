@@ -26,8 +26,10 @@ def choose_format(removed_blocks: AbstractSet[str]) -> str:
 
 
 def export(model: nn.Module, removed: AbstractSet[str], out: str | Path, *, fmt: str = AUTO,
-           meta: dict[str, Any] | None = None, tokenizer=None) -> Path:
-    """Write the pruned checkpoint of `model` without the `removed` blocks to `out` (atomically)."""
+           meta: dict[str, Any] | None = None, tokenizer=None, options: dict[str, Any] | None = None) -> Path:
+    """Write the pruned checkpoint of `model` without the `removed` blocks to `out` (atomically).
+
+    `options` are the format's own settings (gguf: `outtype`)."""
     _check_known(fmt)
     removed = frozenset(removed)
     try:
@@ -35,19 +37,20 @@ def export(model: nn.Module, removed: AbstractSet[str], out: str | Path, *, fmt:
     except ValueError as e:
         raise UserError(str(e)) from e
     if width_pruned(model):  # per-layer widths: only the width modeling file rebuilds them
-        job = Job(model, removed, meta or {}, tokenizer, width="pruned")
+        job = Job(model, removed, meta or {}, tokenizer, width="pruned", options=options or {})
     else:
         # a checkpoint pruned before lacks its earlier blocks: every format writes them as removed too
         removed |= frozenset(earlier_pruning(model).get("removed", ()))
-        job = Job(model, removed, meta or {}, tokenizer)
+        job = Job(model, removed, meta or {}, tokenizer, options=options or {})
     return _write(job, fmt, Path(out))
 
 
 def export_width(model: nn.Module, out: str | Path, *, fmt: str = AUTO, meta: dict[str, Any] | None = None,
-                 tokenizer=None) -> Path:
+                 tokenizer=None, options: dict[str, Any] | None = None) -> Path:
     """Write a width plan's narrower copy of its base model to `out` (atomically)."""
     _check_known(fmt)
-    return _write(Job(model, frozenset(), meta or {}, tokenizer, width="narrowed"), fmt, Path(out))
+    return _write(Job(model, frozenset(), meta or {}, tokenizer, width="narrowed", options=options or {}), fmt,
+                  Path(out))
 
 
 def _check_known(fmt: str) -> None:
@@ -55,11 +58,28 @@ def _check_known(fmt: str) -> None:
         raise UserError(f"unknown export format {fmt!r}; choose one of {', '.join(choices())}")
 
 
+def options_refusal(fmt: str, options: dict[str, Any]) -> str | None:
+    """Why `fmt` cannot take `options` (settings of another format), or None."""
+    takes = FORMATS[fmt].options if fmt in FORMATS else ()
+    foreign = sorted(k for k, v in options.items() if v is not None and k not in takes)
+    if not foreign:
+        return None
+    owners = [n for n, f in FORMATS.items() if set(foreign) & set(f.options)]
+    only = f" (only --format {', '.join(owners)} does)" if owners else ""
+    return f"--format {fmt} takes no {', '.join('--' + k for k in foreign)}{only}"
+
+
 def _write(job: Job, fmt: str, out: Path) -> Path:
     chosen = FORMATS[choose(job) if fmt == AUTO else fmt]
-    why = chosen.refusal(job)
+    why = options_refusal(chosen.name, dict(job.options)) or chosen.refusal(job)
     if why is not None:
         raise UserError(why)
+    if chosen.file:
+        if out.is_dir():
+            raise UserError(f"{out} is a folder; --format {chosen.name} writes one file: give a file path as --out")
+        with atomic.staged_file(out) as tmp:
+            chosen.write(job, tmp)
+        return out
     with atomic.staged_dir(out) as tmp:
         chosen.write(job, tmp)
     return out
