@@ -11,12 +11,16 @@ other processes on the machine hits them alike).
 
     python bench/inference/run.py [--plan bench/inference/plan/plan.json] [--runs 5] [--threads 1]
                                   [--data-dir ../shared/data]
+    python bench/inference/run.py --show bench/inference/results/2026-11-23-cpu-unrecorded.json
+
+Writes bench/inference/results/<machine tag>.json (`blockprune.machine`: a run on another kind of CPU
+writes beside the others) and prints bench/RESULTS.md's Inference section; `--show FILE` prints it again.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import platform
+import os
 import statistics
 import sys
 import tempfile
@@ -26,13 +30,13 @@ from pathlib import Path
 import torch
 
 import blockprune
-from blockprune import models
+from blockprune import machine, models
 from blockprune.data import load_rows
 from blockprune.export import export
 from blockprune.plan import Plan
 
 HERE = Path(__file__).resolve().parent
-RESULTS = HERE.parent / "RESULTS.md"
+ROOT = HERE.parents[1]
 NEW_TOKENS, PREFILL = 128, 512
 
 
@@ -82,8 +86,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads; 1 keeps timings steady on a machine shared with other jobs")
     ap.add_argument("--plan-note", default="", help="how the plan was made, for RESULTS.md")
-    ap.add_argument("--no-write", action="store_true", help="print only; leave results.json and RESULTS.md")
+    ap.add_argument("--no-write", action="store_true", help="print only; write no results file")
+    ap.add_argument("--show", metavar="FILE", help="print the RESULTS.md section of a results file and exit")
     args = ap.parse_args()
+    if args.show:
+        print(markdown(json.loads(Path(args.show).read_text()), Path(args.show)), end="")
+        return
     torch.set_num_threads(args.threads)
 
     plan = Plan.load(args.plan)
@@ -123,19 +131,20 @@ def main() -> None:
     for row in rows.values():
         row["vs_dense"] = {k: row[k] / dense[k] for k in keys}
     command = "python bench/inference/run.py " + " ".join(recorded_args(sys.argv[1:]))
-    result = {"command": command.strip(), "plan": str(Path(args.plan)), "plan_note": args.plan_note,
+    # the plan as the repository names it: the record reads the same on any machine
+    result = {"command": command.strip(), "plan": os.path.relpath(Path(args.plan).resolve(), ROOT),
+              "plan_note": args.plan_note,
               "removed": plan.removed,
               "removed_blocks": len(plan.removed_blocks), "plan_ratio": plan.steps[-1]["ratio"],
               "plan_ppl": {"dense": plan.dense["ppl"], "pruned": plan.steps[-1]["ppl"]},
               "calibration": {k: plan.calibration.get(k) for k in ("source", "seqlen", "windows")},
               "runs": args.runs, "new_tokens": NEW_TOKENS, "prefill_tokens": PREFILL, "threads": torch.get_num_threads(),
-              "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, fp32, CPU",
-              "models": rows}
-    table = markdown(result)
-    print(table)
+              "machine": machine.describe(), "models": rows}
+    path = machine.results_file(HERE / "results")  # beside other machines' records, never over them
+    print(markdown(result, path.relative_to(ROOT)), end="")
     if not args.no_write:
-        (HERE / "results.json").write_text(json.dumps(result, indent=2) + "\n")
-        write_section(table)
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(json.dumps(result, indent=2) + "\n")
 
 
 def recorded_args(argv: list[str]) -> list[str]:
@@ -150,7 +159,8 @@ def recorded_args(argv: list[str]) -> list[str]:
     return out
 
 
-def markdown(r: dict) -> str:
+def markdown(r: dict, path: Path) -> str:
+    """bench/RESULTS.md's Inference section from one results file (`path`, as the section names it)."""
     lines = ["## Inference", "",
              f"Dense SmolLM2-135M vs the same model with a BlockPruner plan's {r['removed_blocks']} blocks removed "
              f"({r['plan_ratio']:.1%} of the parameters by the plan's count; calibration perplexity "
@@ -158,8 +168,9 @@ def markdown(r: dict) -> str:
              f"of {r['calibration']['seqlen']} tokens of `{Path(r['calibration']['source']).name}`). Each pruned "
              f"checkpoint is exported, then loaded back with `blockprune.load`. Generation: {r['new_tokens']} new "
              f"tokens, greedy, KV cache, 32-token prompt; prefill: one forward over {r['prefill_tokens']} tokens. "
-             f"Means of {r['runs']} runs after a warm-up, models interleaved; {r['machine']}, "
-             f"{r['threads']} threads, on a machine shared with other jobs (timings are noisy; the ratios "
+             f"Means of {r['runs']} runs after a warm-up, models interleaved; fp32 on the CPU, machine: "
+             f"{machine.summary(r['machine'])}, {r['threads']} threads, on a machine shared with other jobs "
+             f"(timings are noisy; the ratios "
              f"are the figure to read).", "",
              f"Plan: {r['plan_note']} Removed (in order): {', '.join(r['removed'])}.", "",
              "| model | params | checkpoint | KV cache / token | generate 128 tok: mean ± sd | min "
@@ -176,20 +187,9 @@ def markdown(r: dict) -> str:
                      f"| {m['prefill_512_max_tok_per_s']:.0f} tok/s ({v['prefill_512_max_tok_per_s']:.3f}) |")
     lines += ["", "Ratios in parentheses are pruned / dense (for time, lower is faster; for throughput, higher). "
               "The fastest run (min / best) is the figure least disturbed by other jobs.",
-              "", f"Command: `{r['command']}` (figures also in `bench/inference/results.json`).", ""]
+              "", f"Command: `{r['command']}` (figures also in `{path}`; `python bench/inference/run.py --show "
+              f"{path}` prints this section).", ""]
     return "\n".join(lines)
-
-
-def write_section(section: str) -> None:
-    """Replace this benchmark's own section of bench/RESULTS.md (others keep theirs)."""
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
-    start = text.find("## Inference\n")
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
-    RESULTS.write_text(text)
 
 
 if __name__ == "__main__":
