@@ -16,11 +16,14 @@ monitor's) is within PPL_RTOL of the recorded one; the line says which of the tw
 
     python bench/plans/check.py [NAME ...]   (names as printed, e.g. compare/shortgpt demo speed/racing)
 
-Batch size (windows per forward pass) is not part of a plan, but it orders the sums behind a score, so
-it can move a score's last bits. bench/compare ran with `--batch-size 8`, which before issue 17 reached the
+Batch size (windows per forward pass) orders the sums behind a score, so it can move a score's last bits;
+plans record it when it is not 1 (issue 34), and a plan that records it is re-run with it. The plans here
+are older and do not say theirs: bench/compare ran with `--batch-size 8`, which before issue 17 reached the
 metric scorers (bi, rm, js) but not ShortGPT's, Relative Magnitude's or one-shot's own passes: each plan is
 re-run with batch size 8 first when a metric ranked it, else 1, and with the other if the first differs;
-the line says which reproduced it.
+the line says which reproduced it. Older plans also recorded a scorer where none scores by perplexity
+(ShortGPT, Relative Magnitude, metric-ranked searches): each recorded plan is compared with its options as
+today's code records them for that batch size (`recorded_as_now`), everything else byte for byte.
 
 One thread per process is enough; two processes can split the names. Prints one line per plan and exits 1
 when any differs. Writes nothing in the repository."""
@@ -35,6 +38,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from blockprune import PruneOptions, prune
+from blockprune.atomic import dumps_json
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("BLOCKPRUNE_DATA", ROOT.parent / "shared" / "data"))
@@ -72,13 +76,23 @@ def options_of(plan: dict) -> PruneOptions:
     return PruneOptions(**rec)
 
 
+def recorded_as_now(plan: dict, opts: PruneOptions) -> bytes:
+    """The recorded plan with its options as today's code records them for `opts` (see the module's
+    docstring): the bytes a re-run must give."""
+    return dumps_json({**plan, "options": opts.resolved("cpu").recorded()}).encode("utf-8")
+
+
 def rerun(name: str, path: Path) -> tuple[bool, str]:
-    recorded = path.read_bytes()
-    plan = json.loads(recorded)
+    plan = json.loads(path.read_bytes())
     sizes = (8, 1) if plan["options"].get("metric", "ppl") != "ppl" else (1, 8)
+    if "batch_size" in plan["options"]:
+        sizes = (plan["options"]["batch_size"],)
+    elif not name.startswith("compare/"):
+        sizes = (1,)
     tried = []
-    for batch in sizes if name.startswith("compare/") else (1,):
+    for batch in sizes:
         opts = replace(options_of(plan), batch_size=batch)
+        recorded = recorded_as_now(plan, opts)
         with tempfile.TemporaryDirectory() as tmp:
             prune(plan["model"]["source"], Path(tmp) / "run", options=opts, data_dir=DATA, export=False, progress=False)
             new = (Path(tmp) / "run" / "plan.json").read_bytes()

@@ -22,7 +22,7 @@ from .errors import UserError
 from .export import load
 from .methods import Job, Method
 from .models import check_device
-from .options import PruneOptions
+from .options import PruneOptions, resume_check
 from .perplexity import perplexity
 from .plan import Plan
 from .progress import Budget, RunProgress
@@ -154,6 +154,9 @@ def _run(model: str, out: Path, options: PruneOptions, data_dir, device: str, re
     vsource = options.validation_source
     vwindows = monitor.load(vsource, options, tok, data_dir) if vsource else None
     method = options.chosen_method
+    rank, world = init_from_env()
+    main = rank == 0  # with torchrun, every rank searches in lockstep and rank 0 alone writes
+    progress = progress and main
     if method.granularity in ("block", "layer"):  # refuse before anything is written
         pool = units(view, method.granularity, options.block_type if method.granularity == "block" else "mix")
         budget_check(pool, options.num_blocks)
@@ -161,13 +164,11 @@ def _run(model: str, out: Path, options: PruneOptions, data_dir, device: str, re
                             model={"source": model, "family": net.config.model_type, "params": view.total_params,
                                    "layers": view.num_layers, "sha256": models.fingerprint(net)},
                             calibration=windows.describe(), options=options.recorded(),
-                            validation=vwindows.describe() if vwindows else None), plan_path, resume, method, options)
+                            validation=vwindows.describe() if vwindows else None), plan_path, resume, method, options,
+                       progress)
     if method.granularity in ("block", "layer"):  # after a resume's own check: a saved run says what differs
         _refuse_empty(view, pool, options)
 
-    rank, world = init_from_env()
-    main = rank == 0  # with torchrun, every rank searches in lockstep and rank 0 alone writes
-    progress = progress and main
     if resume and progress:
         saved = count(len(plan.steps), "step")
         print(f"blockprune: resuming {out}: its search had finished ({saved} saved), finishing the run" if plan.status == "done"
@@ -243,7 +244,8 @@ def _refuse_empty(view: BlockView, pool: list, options: PruneOptions) -> None:
     raise UserError(f"{given} would remove {what}, leaving a model that cannot read its input; choose {fewer}")
 
 
-def _start_plan(fresh: Plan, plan_path: Path, resume: bool, method: Method, options: PruneOptions) -> Plan:
+def _start_plan(fresh: Plan, plan_path: Path, resume: bool, method: Method, options: PruneOptions,
+                progress: bool) -> Plan:
     """The new plan, or the one to resume when it was made with the same inputs (the method's `extendable`
     options, which set only how long its search runs, may change if its state can follow)."""
     # what a kill mid-write left, the first save's included (that run left no plan.json to resume)
@@ -252,13 +254,20 @@ def _start_plan(fresh: Plan, plan_path: Path, resume: bool, method: Method, opti
     if not resume:
         return fresh
     plan = Plan.load(plan_path)
-    loose = method.extendable
+    loose, note = resume_check(plan, fresh.options, method)
     if plan.identity(loose) != fresh.identity(loose):
-        raise UserError(f"{plan_path} was made with {differences(plan.identity(), fresh.identity())}; "
+        raise UserError(f"{plan_path} was made with {differences(plan.identity(loose), fresh.identity(loose))}; "
                         f"it cannot be resumed with these inputs (start a new --out)")
-    if plan.options != fresh.options:
+    extended = [k for k in method.extendable if plan.options.get(k) != fresh.options.get(k)]
+    if extended:
         method.check_resume(plan, options)
-        plan.options = fresh.options  # as a fresh run with these options records them
+        for k in extended:  # as a fresh run with these options records them; the rest stays as it was saved
+            if k in fresh.options:
+                plan.options[k] = fresh.options[k]
+            else:
+                del plan.options[k]
+    if note and progress:
+        print(note, file=sys.stderr)
     return plan
 
 

@@ -30,6 +30,7 @@ from .evaluate.table import ZERO_SHOT, average, task_metric, task_score
 from .evaluate.tasks import is_perplexity
 from .scoring import metrics
 from .methods import get as get_method
+from .options import resume_check
 from .search.criteria import CRITERIA
 from .width.allocation import ALLOCATIONS
 from .plan import Plan
@@ -159,9 +160,11 @@ def _saved_seconds(sub: Path) -> float:
 
 def _check_reusable(plan: Plan, sub: Path, model: str, options: PruneOptions) -> None:
     """A finished folder is kept only when it answers this comparison: same model and options (the
-    calibration data's hash is checked by `prune` on resume; here the options that produce it are)."""
+    calibration data's hash is checked by `prune` on resume; here the options that produce it are, as a
+    resume compares them: see `resume_check`)."""
     want = options.recorded()
-    diff = [k for k in sorted(set(want) | set(plan.options)) if want.get(k) != plan.options.get(k)]
+    loose, _ = resume_check(plan, want, options.chosen_method)
+    diff = [k for k in sorted(set(want) | set(plan.options)) if k not in loose and want.get(k) != plan.options.get(k)]
     if plan.model.get("source") != model:
         diff.insert(0, f"model ({plan.model.get('source')!r})")
     if diff:

@@ -11,6 +11,7 @@ from . import models, monitor, scoring
 from .errors import UserError
 from .methods import METHODS, Method
 from .methods import get as get_method
+from .plan import Plan
 from .models import check_device
 from .scoring.racing import DEFAULT_Z
 from .scoring.twoprecision import FAST_DTYPES, native_fast_dtype
@@ -172,11 +173,18 @@ class PruneOptions:
         """The monitor's validation text (None: no monitor); see blockprune.monitor.resolve."""
         return monitor.resolve(self.validation, self.calibration, self.chosen_method.granularity)
 
+    @property
+    def scores_by_perplexity(self) -> bool:
+        """Candidates are scored by calibration perplexity through --scorer: only then do its fields
+        (SCORER_FIELDS) change what the run selects."""
+        return self.chosen_method.uses_scorer and self.metric == scoring.PERPLEXITY
+
     def recorded(self) -> dict[str, Any]:
-        # batching and cache placement change only speed and memory, not the result: they do not bind a resume
+        # cache placement changes only speed and memory, not the result: it does not bind a resume
         own = self.chosen_method.options
+        unused = () if self.scores_by_perplexity else SCORER_FIELDS
         rec = {k: v for k, v in self.__dict__.items()
-               if k not in NOT_RECORDED + VALIDATION and (k in own or k not in method_options())
+               if k not in NOT_RECORDED + VALIDATION + unused and (k in own or k not in method_options())
                and (k != "racing_z" or self.scorer in racing_scorers())
                and (k != "fast_dtype" or self.scorer == "fast")
                and (k not in IF_CHANGED or self._changed(k))}
@@ -188,11 +196,47 @@ class PruneOptions:
 
 _DEFAULTS = {f.name: f.default for f in fields(PruneOptions)}
 FAST_CHOICES = ("auto", *FAST_DTYPES, "none")
-SPEED_ONLY = ("batch_size", "cache_every", "cache_device")  # change speed and memory, not the result
+SPEED_ONLY = ("cache_every", "cache_device")  # change speed and memory, not the result
 NOT_RECORDED = SPEED_ONLY + ("seed_runs",)
-# recorded only when set away from the default, so plans made before the option existed stay byte-identical
-IF_CHANGED = ("criterion", "generations")
+# recorded only when set away from the default, so plans made before the option was recorded stay
+# byte-identical; batch_size orders the sums behind every score, so it moves scores in their last bits
+IF_CHANGED = ("criterion", "generations", "batch_size")
 VALIDATION = ("validation", "validation_nsamples")
+SCORER_FIELDS = ("scorer", "fast_dtype", "racing_z")  # what --scorer's choice records
+
+
+def resume_check(plan: Plan, given: dict[str, Any], method: Method) -> tuple[tuple[str, ...], str | None]:
+    """Which of `plan`'s recorded options may differ from `given` (what this run records) when this run
+    continues it, and the line to print when the scorer changes:
+
+    - the method's `extendable` options (they set only how long its search runs);
+    - the scorer's fields where the run scores no candidate by perplexity through a scorer (plans made
+      before issue 34 recorded them for every method);
+    - the scorer's fields when both scorers select what exhaustive scoring selects (`like_exhaustive`:
+      plain and incremental exactly, racing and fast within --racing-z), as when `auto` resolves to another
+      scorer on another machine; --racing-z still binds when both race;
+    - a finished plan's batch size when it records none: nothing is scored any more, and plans made
+      before batch size was recorded do not say theirs.
+
+    A scorer change that could select otherwise is refused (UserError) with the reason."""
+    loose, note = method.extendable, None
+    saved, now = plan.options.get("scorer"), given.get("scorer")
+    if not (method.uses_scorer and given.get("metric", scoring.PERPLEXITY) == scoring.PERPLEXITY):
+        loose += SCORER_FIELDS
+    elif saved is not None and saved != now:
+        unlike = [n for n in (saved, now) if not scoring.get(n).like_exhaustive]
+        if unlike:
+            raise UserError(f"this run was scored by --scorer {saved} and would continue with {now}; {unlike[0]} "
+                            f"may select other units than exhaustive scoring, so the result could differ: resume "
+                            f"with --scorer {saved}, or start a new --out")
+        racing = [(n, o.get("racing_z", DEFAULT_Z)) for n, o in ((saved, plan.options), (now, given)) if scoring.get(n).races]
+        loose += ("scorer", "fast_dtype") + (() if len(racing) == 2 else ("racing_z",))
+        within = f"{' and '.join(n for n, _ in racing)} within --racing-z {racing[0][1]}" if racing else "exactly"
+        note = (f"blockprune: this run was scored by --scorer {saved} and continues with {now}: both select what "
+                f"exhaustive scoring selects ({within}), so its decisions are the same by construction")
+    if plan.status == "done" and "batch_size" not in plan.options:
+        loose += ("batch_size",)
+    return loose, note
 
 
 def scorer_choices() -> tuple[str, ...]:

@@ -193,4 +193,4 @@ class IncrementalScorer:
 
 register("incremental", lambda view, windows, o: IncrementalScorer(view, windows, o.batch_size, o.cache_every,
                                                                  o.cache_device),
-         "exact, from cached block-boundary states")
+         "exact, from cached block-boundary states", like_exhaustive=True)

@@ -27,4 +27,4 @@ class PlainScorer:
 
 
 register("plain", lambda view, windows, o: PlainScorer(view, windows, o.batch_size),
-         "a full forward pass per candidate (the reference)")
+         "a full forward pass per candidate (the reference)", like_exhaustive=True)

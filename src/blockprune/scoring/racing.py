@@ -166,4 +166,4 @@ class RacingScorer:
 
 register("racing", lambda view, windows, o: RacingScorer(view, windows, o.batch_size, o.cache_every, o.cache_device,
                                                          z=o.racing_z),
-         "incremental, and drops clear losers early", races=True)
+         "incremental, and drops clear losers early", races=True, like_exhaustive=True)

@@ -26,14 +26,17 @@ class Entry:
     summary: str
     metric: bool = False  # ranks by a score of its own (--metric), not by perplexity (--scorer)
     races: bool = False  # may stop candidates before every window (--racing-z applies)
+    #: a perplexity scorer that selects what exhaustive full-precision scoring selects, exactly (plain,
+    #: incremental) or within its stated tolerance (racing, fast): a resume may switch between such scorers
+    like_exhaustive: bool = False
 
 
 SCORERS: dict[str, Entry] = {}
 
 
 def register(name: str, build: Callable[[BlockView, Windows, Any], Scorer], summary: str, *, metric: bool = False,
-             races: bool = False) -> Entry:
-    SCORERS[name] = Entry(name, build, summary, metric, races)
+             races: bool = False, like_exhaustive: bool = False) -> Entry:
+    SCORERS[name] = Entry(name, build, summary, metric, races, like_exhaustive)
     return SCORERS[name]
 
 

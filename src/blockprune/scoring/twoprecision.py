@@ -181,4 +181,5 @@ def largest_error(fast: dict[int, torch.Tensor], full: dict[int, torch.Tensor], 
 register("fast", lambda view, windows, o: TwoPrecisionScorer(
     view, windows, o.batch_size, o.cache_every, o.cache_device, z=o.racing_z,
     fast_dtype=None if o.fast_dtype == "none" else o.fast_dtype),
-    "racing in a fast low precision, near-ties decided in --dtype on every window", races=True)
+    "racing in a fast low precision, near-ties decided in --dtype on every window", races=True,
+    like_exhaustive=True)
