@@ -128,13 +128,16 @@ def crash_after_saves(monkeypatch, saves: int):
     return lambda: monkeypatch.setattr(Plan, "save", real_save)
 
 
-def torchrun_cli(args: list[str], port: int, processes: int = 2):
-    """Run `blockprune <args>` in `processes` torchrun processes (gloo on CPU, one thread each)."""
+def torchrun_cli(args: list[str], processes: int = 2):
+    """Run `blockprune <args>` in `processes` torchrun processes (gloo on CPU, one thread each).
+
+    --standalone: torchrun's own rendezvous on a free port it picks, so tests running side by side (or
+    anything else holding a port) never collide."""
     import subprocess
 
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
-                           "--master_addr", "127.0.0.1", "--master_port", str(port), "-m", "blockprune.cli", *args],
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+                           str(processes), "-m", "blockprune.cli", *args],
                           env=env, capture_output=True, text=True, timeout=600)
 
 

@@ -37,11 +37,17 @@ class SplitScorer:
     def batch_size(self) -> int:
         return self.inner.batch_size
 
+    @property
+    def metric(self) -> str:
+        """What the scores are (a method records the metric that ranked its removals: --metric bi, ...)."""
+        return getattr(self.inner, "metric", "ppl")
+
     def score(self, removed: frozenset[str], candidates: Sequence[frozenset[str]],
               progress: Progress | None = None, sizes: Sequence[int] | None = None) -> Scored:
         mine = list(range(self.rank, len(candidates), self.world))
+        # sizes only when given, as the search passes them: the metric scorers take none
         part = self.inner.score(removed, [candidates[i] for i in mine], progress,
-                                None if sizes is None else [sizes[i] for i in mine])
+                                **({} if sizes is None else {"sizes": [sizes[i] for i in mine]}))
         gathered: list = [None] * self.world
         dist.all_gather_object(gathered, (mine, part))
         scores = [0.0] * len(candidates)
