@@ -277,6 +277,10 @@ BAD = [
     (["--allocation", "global"], "--allocation applies to width methods only, not --method blockpruner"),
     (["--scorer", "incremental", "--racing-z", "2"], "--racing-z applies to --scorer racing and fast only"),
     (["--method", "width-magnitude"], "give --ratio r, not --num-blocks"),
+    # checked against the loaded model, before plan.json is written
+    (["--method", "llm-bip", "--ratio", "0.2", "--layers", "7:9"], "selects no layers; the model has layers 0..3"),
+    (["--method", "wanda-sp", "--ratio", "0.2", "--layers", "1,9"], "selects layers [9]"),
+    (["--method", "blockpruner-evo", "--ratio", "0.2", "--scorer", "plain"], "--scorer plain does not keep"),
 ]
 
 

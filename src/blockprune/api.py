@@ -160,6 +160,7 @@ def _run(model: str, out: Path, options: PruneOptions, data_dir, device: str, re
     if method.granularity in ("block", "layer"):  # refuse before anything is written
         pool = units(view, method.granularity, options.block_type if method.granularity == "block" else "mix")
         budget_check(pool, options.num_blocks)
+    method.check_model(view, options)
     plan = _start_plan(Plan(method=method.name,
                             model={"source": model, "family": net.config.model_type, "params": view.total_params,
                                    "layers": view.num_layers, "sha256": models.fingerprint(net)},

@@ -104,6 +104,9 @@ class Evolution(MethodDefaults):
             raise UserError(f"--method {self.name} swaps attention and MLP blocks; drop --block-type {options.block_type}")
         if options.metric != "ppl":
             raise UserError(f"--method {self.name} selects by calibration perplexity; drop --metric {options.metric}")
+        if options.scorer == "plain":  # boundary_cache's refusal, made before anything is written
+            raise UserError(f"--method {self.name} runs offspring from the parent's block-boundary cache, which "
+                            f"--scorer plain does not keep: use --scorer incremental, racing or fast")
         for run in options.seed_runs:
             if not (Path(run) / "plan.json").exists():
                 raise UserError(f"--seed-runs: {run} holds no plan.json; give finished run folders of this model")

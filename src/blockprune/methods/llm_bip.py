@@ -42,6 +42,16 @@ class WidthMethod(MethodDefaults):
             raise UserError(f"--method {self.name} removes a share of the parameters: give --ratio r, "
                             f"not --num-blocks")
 
+    def check_model(self, view: BlockView, options: Any) -> None:
+        from .. import width
+
+        width.check(view, self._options(options))
+
+    def _options(self, options: Any):
+        opts = width_options(options)
+        opts.score = self.score
+        return opts
+
     def describe(self, plan: Plan) -> str:
         """One line: what a width plan keeps."""
         heads = [len(d["kept_heads"]) for d in plan.width["layers"] if d["kept_heads"] is not None]
@@ -56,8 +66,7 @@ class WidthMethod(MethodDefaults):
 
         if job.num_blocks is not None or job.ratio is None:
             raise UserError(f"{self.name} removes a share of the parameters: give --ratio r, not --num-blocks")
-        opts = width_options(job.options)
-        opts.score = self.score
+        opts = self._options(job.options)
         result = width.prune_width(job.view, job.windows, job.ratio, opts, job.batch_size)
         plan.width = width.record(result, opts)
         plan.width["ppl"] = perplexity(BlockView(result.model), job.windows, batch_size=job.batch_size)

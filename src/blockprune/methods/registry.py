@@ -55,6 +55,10 @@ class Method(Protocol):
     def validate(self, options: Any) -> None:
         """Refuse options this method cannot run with (a one-line UserError), before anything is written."""
 
+    def check_model(self, view: BlockView, options: Any) -> None:
+        """Refuse options this method cannot run with on this model (a one-line UserError), once it is loaded
+        and before anything is written."""
+
     def check_resume(self, plan: Plan, options: Any) -> None:
         """Refuse resuming `plan` with `options` (its `extendable` ones changed) where its state cannot follow."""
 
@@ -75,6 +79,9 @@ class MethodDefaults:
     extendable: ClassVar[tuple[str, ...]] = ()
 
     def validate(self, options: Any) -> None:
+        pass
+
+    def check_model(self, view: BlockView, options: Any) -> None:
         pass
 
     def check_resume(self, plan: Plan, options: Any) -> None:

@@ -33,7 +33,7 @@ from .sequential import prune_sequential
 from .slicing import narrow
 
 __all__ = ["ALLOCATIONS", "GQA", "SCORES", "Keep", "WidthOptions", "WidthResult", "apply", "keep_from_record",
-           "narrow", "parse_layers", "prune_width", "record", "widths"]
+           "narrow", "check", "parse_layers", "prune_width", "record", "widths"]
 
 #: significant digits of the scores kept in plan.json (enough to rank; robust to summation order)
 DIGITS = 7
@@ -73,6 +73,16 @@ def parse_layers(spec: str, num_layers: int) -> list[int]:
     return layers
 
 
+def check(view: BlockView, options: WidthOptions) -> list[int]:
+    """Refuse what `options` cannot prune on this model (an unsupported family, biases the score cannot
+    fold in, --layers outside the model) before any work; returns the layers to prune."""
+    options.validate()
+    modules_for(view.adapter)
+    if get_score(options.score).compensate:
+        _bias.flags(view.adapter)
+    return parse_layers(options.layers, view.num_layers)
+
+
 @dataclass
 class WidthResult:
     model: nn.Module  # the narrower copy
@@ -94,12 +104,8 @@ def prune_width(view: BlockView, windows: Windows | None, ratio: float, options:
     """Score every unit of the chosen layers, allocate for `ratio` of all parameters, and narrow a copy
     (with bias compensation for scores that ask for it: the removed parameters are then net of the
     biases it creates)."""
-    options.validate()
+    layers = check(view, options)
     score = get_score(options.score)
-    modules_for(view.adapter)  # refuse unsupported families before any work
-    if score.compensate:
-        _bias.flags(view.adapter)
-    layers = parse_layers(options.layers, view.num_layers)
     if score.needs_data and windows is None:
         raise UserError(f"the {options.score} score needs calibration windows")
     target = int(ratio * view.total_params)
