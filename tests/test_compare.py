@@ -23,7 +23,7 @@ class FakeEvaluator:
         return {"perplexity": {t: {"ppl": 10.0 + len(self.calls)} for t in tasks if t == "wikitext2"},
                 "zero_shot": {t: {"acc": 0.25} if t == "winogrande" else {"acc": 0.25, "acc_norm": 0.5}
                               for t in tasks if t in cmp.ZERO_SHOT},
-                "settings": {"tasks": list(tasks)}}
+                "settings": {"tasks": list(tasks)}, "machines": [{"measured": list(tasks), "call": len(self.calls)}]}
 
 
 @pytest.fixture
@@ -168,13 +168,18 @@ def test_an_interrupted_evaluation_keeps_the_tasks_it_finished(tiny_checkpoint, 
     part.mkdir(parents=True)
     (part / "eval.json").write_text(json.dumps({"perplexity": {"wikitext2": {"ppl": 5.0}},
                                                 "zero_shot": {"piqa": {"acc": 0.1, "acc_norm": 0.2}},
-                                                "settings": {"limit": 3}}))
+                                                "settings": {"limit": 3},
+                                                "machines": [{"measured": ["wikitext2", "piqa"], "call": 0}]}))
     ev = FakeEvaluator()
     result = run_compare(tiny_checkpoint, out, calib, ev, methods="shortgpt")
     assert ev.calls[0] == (tiny_checkpoint, ("winogrande", "hellaswag", "arc_easy", "arc_challenge"))
     dense = result["rows"][0]
     assert dense["perplexity"]["wikitext2"] == 5.0 and dense["zero_shot"]["piqa"] == 0.2
     assert dense["average"] == pytest.approx((0.2 + 0.25 + 0.5 * 3) / 5) and not part.exists()
+    # each part's machine is kept with what it measured (the parts may have run on different CPUs)
+    assert json.loads((out / "dense" / "eval.json").read_text())["machines"] == [
+        {"measured": ["wikitext2", "piqa"], "call": 0},
+        {"measured": ["winogrande", "hellaswag", "arc_easy", "arc_challenge"], "call": 1}]
 
 
 def test_a_finished_folder_made_with_other_options_is_refused_not_reused(tiny_checkpoint, calib, tmp_path):

@@ -341,3 +341,30 @@ def test_task_scores_keep_every_metric_of_any_task():
     gsm = task_scores(results, "gsm8k")
     assert gsm["exact_match,strict-match"] == 0.02 and gsm["exact_match,strict-match_stderr"] == 0.004
     assert gsm["exact_match,flexible-extract"] == 0.05 and gsm["exact_match,flexible-extract_stderr"] is None
+
+
+def test_eval_json_names_its_machine_and_no_absolute_path(tmp_path, shared_data, monkeypatch):
+    """Inputs given by absolute paths are recorded relative to the working directory (the data folder's
+    offline copies, a ppl:FILE text, the checkpoint), and the record names the machine, what it measured
+    there and in how many seconds: a committed eval.json says nothing of the folders it was written in."""
+    from blockprune.cli import main
+
+    ckpt = tiny_checkpoint(tmp_path / "ckpt")
+    data = write_data(tmp_path / "work" / "data")
+    (data / "eval").mkdir()
+    copy = data / STANDARD["winogrande"][1]
+    copy.write_text("".join((shared_data / STANDARD["winogrande"][1]).read_text().splitlines(True)[:4]))
+    monkeypatch.chdir(tmp_path / "work")
+    text = data / "perplexity" / "ptb_test.txt"
+    assert main(["eval", str(ckpt), "--tasks", f"wikitext2,ppl:{text},winogrande", "--seqlen", "16",
+                 "--max-windows", "2", "--limit", "2", "--no-cost", "--data-dir", str(data),
+                 "--out", str(tmp_path / "ev")]) == 0
+    raw = (tmp_path / "ev" / "eval.json").read_text()
+    assert str(tmp_path) not in raw.replace(f"ppl:{text}", "")  # a task's name stays as the user gave it
+    saved = json.loads(raw)
+    assert saved["zero_shot"]["winogrande"]["data"] == "data/eval/winogrande_xl_validation.jsonl"
+    assert saved["perplexity"][f"ppl:{text}"]["path"] == "data/perplexity/ptb_test.txt"
+    assert saved["subject"]["source"] == saved["subject"]["base_model"] == "../ckpt"
+    [ran] = saved["machines"]
+    assert ran["measured"] == ["wikitext2", f"ppl:{text}", "winogrande"] and ran["seconds"] > 0
+    assert ran["cpu"]["model"] and ran["torch_threads"] >= 1 and len(ran["load_average"]) == 3

@@ -228,9 +228,12 @@ def evaluate_folder(target: str, sub: Path, tasks: Sequence[str], evaluator: Eva
 
 
 def _merge(record: dict | None, new: dict, tasks: Sequence[str], settings: dict[str, Any]) -> dict:
-    """`new`'s task results added to `record` (None: `new` alone), average recomputed, settings bound."""
+    """`new`'s task results added to `record` (None: `new` alone), average recomputed, settings bound; the
+    machines of both parts kept (each lists what it measured: the parts may have run on different CPUs)."""
     if record is None:
         record = {**new, "perplexity": {}, "zero_shot": {}}
+    machines = record.get("machines", [])  # an interrupted part merged twice is listed once
+    record["machines"] = machines + [m for m in new.get("machines", []) if m not in machines]
     record["perplexity"].update(new.get("perplexity", {}))
     record["zero_shot"].update(new.get("zero_shot", {}))
     record["average"] = average(record["zero_shot"])

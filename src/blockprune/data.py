@@ -54,6 +54,13 @@ def data_dir(explicit: str | os.PathLike | None = None) -> Path | None:
     return d
 
 
+def recorded_path(path: str | os.PathLike) -> str:
+    """A local path as a results record names it: a relative path as given, an absolute one relative to
+    the working directory (where relative paths are read from). A record then names no folder of the
+    machine it was written on, and still says where its input was, as `--data-dir ../shared/data` does."""
+    return os.path.relpath(path, Path.cwd()) if Path(path).is_absolute() else str(path)
+
+
 def _read_text(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")

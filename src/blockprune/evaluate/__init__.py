@@ -2,8 +2,10 @@
 
 `evaluate(subject, tasks, out=...)` writes `eval.json` after every task (atomically), so an
 interrupted evaluation keeps what it finished; nothing is written before the first figure, so an
-evaluation that fails at the start leaves no file behind. `evaluate_model(target, tasks)` is the same
-from a run folder, checkpoint or model name, with the tasks checked before the model loads.
+evaluation that fails at the start leaves no file behind. It names the machine it ran on (`machines`:
+`blockprune.machine`'s record, with what was measured there and in how many seconds) and its inputs as
+given or relative to the working directory, never by an absolute path. `evaluate_model(target, tasks)` is
+the same from a run folder, checkpoint or model name, with the tasks checked before the model loads.
 
 The standard quick subset, for comparisons on a small machine: the first QUICK_WINDOWS WikiText-2
 windows and the first QUICK_DOCS documents of each zero-shot task, the same for every model."""
@@ -11,10 +13,12 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from .. import atomic
+from .. import atomic, machine
+from ..data import recorded_path
 from ..errors import UserError
 from ..plan import versions
 from ..words import count
@@ -52,25 +56,32 @@ def evaluate(subject: Subject, tasks: Sequence[str] | Prepared = DEFAULT_TASKS, 
         "format": FORMAT, "subject": subject.describe(),
         "settings": {"tasks": list(tasks.tasks), "seqlen": seqlen, "max_windows": max_windows, "limit": limit,
                      "batch_size": batch_size, "num_fewshot": num_fewshot,
-                     "include_path": [str(p) for p in tasks.include_path],
+                     "include_path": [recorded_path(p) for p in tasks.include_path],
                      "lm_eval_model": "SharedPrefixHFLM" if shared_prompts else "HFLM", **(settings or {})},
         "perplexity": {}, "zero_shot": {}, "average": None, "cost": None, "versions": _versions()}
+    # the machine this evaluation ran on, what it measured there and in how many seconds: an evaluation
+    # finished in parts (compare resumes one) lists one entry per part, as their machines may differ
+    ran = {"measured": [], "seconds": 0.0, **machine.describe()}
+    record["machines"] = [ran]
     path = Path(out) / "eval.json" if out is not None else None
+    t0 = time.perf_counter()
 
-    def save() -> None:  # after each figure: an interrupted evaluation keeps what it finished
+    def save(figure: str | None = None) -> None:  # after each figure: an interrupted evaluation keeps what it finished
+        ran["measured"] += [figure] if figure else []
+        ran["seconds"] = time.perf_counter() - t0
         if path is not None:
             atomic.write_json(path, record)
 
     if with_cost:  # first: the peak memory it reports is then the model's, not the harness's bookkeeping
         record["cost"] = cost(subject.model, subject.tokenizer, subject.reference_params, new_tokens=latency_tokens,
                               repeats=latency_repeats, progress=progress)
-        save()
+        save("cost")
     for t in tasks.perplexity:
         r = test_perplexity(subject.model, subject.tokenizer, ppl_source(t), seqlen=seqlen, max_windows=max_windows,
                             data_dir=data_dir, progress=progress)
-        record["perplexity"][t] = r if t in PPL_TASKS else {**r, "path": str(Path(ppl_source(t)).resolve())}
+        record["perplexity"][t] = r if t in PPL_TASKS else {**r, "path": recorded_path(ppl_source(t))}
         _say(progress, f"{t}: ppl {r['ppl']:.4f} ({count(r['windows'], 'window')})")
-        save()
+        save(t)
     if tasks.harness:
         lm = harness_model(subject.model, subject.tokenizer, batch_size, shared_prompts)
         for t, built in tasks.harness.items():  # one task at a time so each lands in eval.json as it finishes
@@ -85,7 +96,7 @@ def evaluate(subject: Subject, tasks: Sequence[str] | Prepared = DEFAULT_TASKS, 
                 _say(progress, f"{name}: " + "  ".join(f"{m} {v:.4f}" for m, v in scores.items()
                                                       if isinstance(v, float) and not m.endswith("_stderr")))
             record["average"] = average(record["zero_shot"])
-            save()
+            save(t)
     save()  # an evaluation with nothing to measure still says so
     return record
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..data import data_dir as resolve_data_dir
+from ..data import recorded_path
 from ..errors import UserError
 
 # task -> (standard YAML inside lm_eval/tasks, offline copy inside the data folder, the split it evaluates)
@@ -72,7 +73,7 @@ def task_specs(tasks: Sequence[str], data_dir: str | os.PathLike | None) -> tupl
     for t in tasks:
         if t in STANDARD and d is not None and (d / STANDARD[t][1]).exists():
             specs.append(offline_task(t, d))
-            origin[t] = str(d / STANDARD[t][1])
+            origin[t] = recorded_path(d / STANDARD[t][1])
         else:
             specs.append(t)
             origin[t] = "hub (lm-eval's standard dataset)"

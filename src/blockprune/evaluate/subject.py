@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from .. import models
+from ..data import recorded_path
 from ..errors import UserError
 from ..export import mask_modules
 from ..plan import Plan
@@ -38,8 +39,8 @@ class Subject:
     healing: dict[str, Any] | None = None  # a healed checkpoint: the LoRA budget it was trained with
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "source": self.source, "method": self.method, "removed": self.removed,
-                "base_model": self.base_model, "family": getattr(self.model.config, "model_type", None),
+        return {"kind": self.kind, "source": recorded_path(self.source), "method": self.method, "removed": self.removed,
+                "base_model": self.base_model and recorded_path(self.base_model), "family": getattr(self.model.config, "model_type", None),
                 "healing": self.healing, "params": models.count_params(self.model),
                 "reference_params": self.reference_params}
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..data import data_dir as resolve_data_dir
-from ..data import load_rows
+from ..data import load_rows, recorded_path
 from ..errors import UserError
 from .harness import STANDARD, config_with_local_split, standard_config, task_manager
 from .perplexity import PPL_TASKS
@@ -129,8 +129,8 @@ def prepare(tasks: Sequence[str], *, include_path=None, data_dir: str | os.PathL
     for t in names:
         if custom is not None and t in custom.all_tasks:
             entry = custom.task_index[t]
-            where = (str(entry.yaml_path) if entry.yaml_path else
-                     f"tag in --include-path {', '.join(map(str, folders))}")
+            where = (recorded_path(entry.yaml_path) if entry.yaml_path else
+                     f"tag in --include-path {', '.join(map(recorded_path, folders))}")
             prepared.harness[t] = _build(lambda: list(custom.load([t])["tasks"].values()), t,
                                          f"lm-eval rejects the task {t} ({where})", "fix the YAML or its "
                                          "data_files (a relative path is read from the working directory)")
@@ -152,7 +152,7 @@ def _builtin(task: str, d: Path | None, builtin) -> tuple[list, str]:
         built = _build(lambda: [ConfigurableTask(config=local)], task,
                        f"could not read the offline copy {d / rel} of {task}",
                        "check that it is the JSONL of the hub split, one document a line")
-        return built, str(d / rel)
+        return built, recorded_path(d / rel)
     where = (f"or put an offline copy at {d / rel}" if d is not None else
              f"or pass --data-dir DIR holding {rel}") if rel else "(it has no single split to copy offline)"
     manager = builtin if builtin is not None else task_manager(True)
