@@ -3,9 +3,10 @@
 Records written before their writers were fixed hold paths such as /work/main/... or /tmp/...; each rule
 below names the old path and what the fixed writer records instead (heal: the input relative to the heal
 folder; bench/inference: paths relative to the repository; evaluations: the data folder as `--data-dir
-../shared/data` names it; checkpoints made in a scratch folder outside the repository: `$CKPT_DIR`). The text
-is edited in place, so numbers keep their exact digits, and each file is checked afterwards: parsed, it
-equals the old record with only these path strings changed. bench/compare is left to its own runs.
+../shared/data` names it, and the run folder evaluated relative to the repository, as `blockprune eval`
+records it now; checkpoints made in a scratch folder outside the repository: `$CKPT_DIR`). The text is
+edited in place, so numbers keep their exact digits, and each file is checked afterwards: parsed, it equals
+the old record with only these path strings changed.
 
     python bench/portable_paths.py          # rewrites; prints each file changed
     python bench/portable_paths.py --check  # exit 1 if a rule still applies anywhere
@@ -27,6 +28,8 @@ RULES = [
     ("inference/**/*.json", "/tmp/alpaca_head640.txt", "alpaca_head640.txt"),
     ("width/results/**/*.json", "/tmp/w/ckpts/", "$CKPT_DIR/"),
     ("width/results/**/*.json", "/work/shared/data/", "../shared/data/"),
+    # the quick-protocol comparison ran in /tmp/cmp2/out and was committed, folders unchanged, as this one
+    ("compare/smollm2-r20/*/eval.json", "/tmp/cmp2/out/", "bench/compare/smollm2-r20/"),
 ]
 
 

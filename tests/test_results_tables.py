@@ -98,10 +98,8 @@ def test_a_printed_table_is_what_results_holds(section, lines):
     assert not missing, f"{what} does not print these rows of RESULTS:\n" + "\n".join(missing)
 
 
-#: left to bench/compare's own runs, which are writing that folder (issue 34 item 2: still to rewrite)
-ABSOLUTE_PATHS_LEFT = {f"bench/compare/smollm2-r20/{m}/eval.json" for m in (
-    "blockpruner-bi", "blockpruner-js", "blockpruner-oneshot", "blockpruner-refined", "blockpruner-rm",
-    "blockpruner", "layer-ppl", "relative-magnitude", "shortgpt")} | {"bench/portable_paths.py"}  # its rules name them
+#: bench/portable_paths.py's rules name the old paths it rewrote
+ABSOLUTE_PATHS_LEFT = {"bench/portable_paths.py"}
 
 
 def test_no_committed_record_or_page_holds_an_absolute_path_of_this_machine():
