@@ -34,3 +34,28 @@ def test_a_resumed_run_records_each_part_and_its_machine(tiny_checkpoint, calib_
     assert timings["machines"][0]["cpu"] == machine.cpu()
     # the plan stays free of it: plans are byte-identical wherever they ran
     assert "machines" not in (tmp_path / "run" / "plan.json").read_text()
+
+
+def test_a_tables_rows_name_the_machines_behind_their_figures_and_say_when_none_was_recorded(tmp_path):
+    d = machine.describe()
+    other = {**d, "cpu": {**d["cpu"], "model": "Other CPU"}, "load_average": [9.0, 9.0, 9.0]}
+    old, resumed, evaluated = tmp_path / "old", tmp_path / "resumed", tmp_path / "evaluated"
+    for f in (old, resumed, evaluated):
+        f.mkdir()
+    (old / "compare.json").write_text(json.dumps({"search_seconds": 1.0}))
+    # steps 1-2 ran before machines were recorded, step 3 on `other`
+    (resumed / "timings.json").write_text(json.dumps({"steps": [{}, {}, {}], "machines": [{"from_step": 3, **other}]}))
+    (evaluated / "eval.json").write_text(json.dumps({"perplexity": {"wikitext2": {}}, "zero_shot": {"piqa": {}},
+                                                     "machines": [{"measured": ["wikitext2", "piqa"], **d}]}))
+    assert machine.folder_records(old) == [None] and machine.folder_records(tmp_path / "absent") == []
+    assert machine.folder_records(resumed) == [None, {"from_step": 3, **other}]
+    rows = {name: machine.folder_records(tmp_path / name) for name in ("old", "resumed", "evaluated", "absent")}
+    assert machine.table_lines(rows) == [
+        "Machine: not recorded: old, resumed, absent",
+        f"Machine: {machine.summary(other, load=False)}: resumed",
+        f"Machine: {machine.summary(d, load=False)}: evaluated"]
+    assert "load average" not in machine.summary(d, load=False) and "Other CPU" in machine.table_lines(rows)[1]
+    # an evaluation with a figure no record lists (an older part) is partly unrecorded
+    (evaluated / "eval.json").write_text(json.dumps({"perplexity": {"wikitext2": {}}, "zero_shot": {"piqa": {}},
+                                                     "machines": [{"measured": ["piqa"], **d}]}))
+    assert machine.folder_records(evaluated) == [None, {"measured": ["piqa"], **d}]

@@ -1,7 +1,9 @@
 """Every table in bench/RESULTS.md is listed here with the committed command that prints it, or why none
 does; the cheap printers (they only read committed results files) are run and must print the table as
 RESULTS holds it, and tables a command writes to a committed file must equal that file. Bold marks (`**`)
-added in RESULTS to point at a figure are presentation and ignored; every other character must match."""
+added in RESULTS to point at a figure are presentation and ignored; every other character must match. A
+printer's `Machine: ...` lines (which machines the rows came from, `blockprune.machine.table_lines`) must
+stand in the table's section as printed."""
 import os
 import subprocess
 import sys
@@ -68,6 +70,18 @@ def tables_in_results() -> list[tuple[str, list[str]]]:
     return out
 
 
+def section_lines(section: str) -> list[str]:
+    """The lines under a heading of RESULTS, up to the next heading."""
+    out, inside, fenced = [], False, False
+    for line in RESULTS.read_text(encoding="utf-8").splitlines():
+        fenced ^= line.startswith("```")
+        if line.startswith("#") and not fenced:
+            inside = line.lstrip("#").strip() == section
+        elif inside:
+            out.append(line.strip())
+    return out
+
+
 def which(section: str, lines: list[str]):
     found = [t for t in TABLES if t[0] == section and lines[0].startswith(t[1])]
     assert len(found) == 1, f"RESULTS table in {section!r} ({lines[0][:60]}) is listed {len(found)} times in TABLES"
@@ -96,6 +110,9 @@ def test_a_printed_table_is_what_results_holds(section, lines):
     got = [line.strip().replace("**", "") for line in printed.splitlines() if line.startswith("|")]
     missing = [line for line in lines if line.replace("**", "") not in got]
     assert not missing, f"{what} does not print these rows of RESULTS:\n" + "\n".join(missing)
+    machines = [line for line in printed.splitlines() if line.startswith("Machine: ")]
+    unstated = [line for line in machines if line not in section_lines(section)]
+    assert not unstated, f"{section!r} does not state the machines {what} prints:\n" + "\n".join(unstated)
 
 
 #: bench/portable_paths.py's rules name the old paths it rewrote

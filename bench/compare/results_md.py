@@ -1,5 +1,7 @@
 """Print the "Method comparison" section of bench/RESULTS.md from a comparison folder, including
-methods whose search is still running or not started (their partial removal path and wall time so far).
+methods whose search is still running or not started (their partial removal path and wall time so far),
+and which machines each row's figures came from (its folder's compare.json, timings.json and eval.json
+records; "not recorded" where they hold none).
 
     python bench/compare/results_md.py bench/compare/smollm2-r20 [METHODS]
 
@@ -10,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+from blockprune import machine
 from blockprune.compare import markdown, method_row, missing_tasks, parse_methods
 from blockprune.plan import Plan
 
@@ -21,12 +24,14 @@ def main(folder: str, methods: str = ALL) -> None:
     result = json.loads((out / "comparison.json").read_text())  # for its header: model, calibration, eval
     read = lambda p: json.loads(p.read_text()) if p.exists() else None  # noqa: E731
     rows = [r for r in result["rows"] if r["method"] == "dense"]
+    folders = {"dense": out / "dense"}  # each printed method's folder, for the machines behind its figures
     for e in parse_methods(methods):  # every method whose search and evaluation are both finished
         sub = out / e.folder
         ev, run = read(sub / "eval.json"), read(sub / "compare.json")
         if run and ev and Plan.load(sub).status == "done" and not missing_tasks(ev, result["tasks"], result["eval"]):
             plan = Plan.load(sub)
             rows.append(method_row(e.label, plan, ev, run))
+            folders[e.label] = sub
             # the dense model's held-out perplexity is in every plan made with the monitor
             if rows[0].get("validation_ppl") is None:
                 rows[0]["validation_ppl"] = plan.dense.get("validation_ppl")
@@ -41,6 +46,7 @@ def main(folder: str, methods: str = ALL) -> None:
         if not (sub / "plan.json").exists():
             lines.append(f"- {e.label}: not started")
             continue
+        folders[e.label] = sub
         plan = Plan.load(sub)
         secs = sum(s["seconds"] for s in json.loads((sub / "timings.json").read_text())["steps"]) \
             if (sub / "timings.json").exists() else 0.0
@@ -56,6 +62,8 @@ def main(folder: str, methods: str = ALL) -> None:
     if lines:
         print("Not finished in the session (resumable with the same command):\n")
         print("\n".join(lines))
+    print()
+    print("\n\n".join(machine.table_lines({label: machine.folder_records(sub) for label, sub in folders.items()})))
 
 
 if __name__ == "__main__":

@@ -4,15 +4,16 @@ change speed (bf16 and vector units), cores and threads, accelerator, library ve
 Each session may get another CPU (AVX2-only, AVX512-BF16 and AMX machines have all been seen), and
 figures taken on different machines must never be compared or overwrite each other: `tag()` is a short
 name for a machine's results file (`results_file()`), `describe()` the full record, `summary()` that record
-in the one line a table of its figures prints."""
+in the one line a table of its figures prints, `table_lines()` which machines a table's rows came from."""
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 from .words import count
 
@@ -64,13 +65,53 @@ def results_file(folder: str | os.PathLike, suffix: str = ".json") -> Path:
     return Path(folder) / f"{tag()}{suffix}"
 
 
-def summary(record: dict[str, Any] | str | None) -> str:
-    """A `describe()` record in one line, printed with the figures measured on that machine. Results files
-    older than these records hold a free-text line or nothing: said as such, never guessed."""
+def summary(record: dict[str, Any] | str | None, load: bool = True) -> str:
+    """A `describe()` record in one line, printed with the figures measured on that machine (`load=False`:
+    the kind of machine alone, without the load it had then). Results files older than these records hold
+    a free-text line or nothing: said as such, never guessed."""
     if not isinstance(record, dict):
         return f"{record} (a free-text record: no CPU model)" if record else "machine not recorded"
     c = record["cpu"]
     line = (f"{c['model']} ({', '.join(c['flags']) or 'no speed flags'}), {count(c['cores'], 'core')}, "
             f"{count(record['torch_threads'], 'torch thread')}, torch {record['torch']}, "
-            f"transformers {record['transformers']}, load average {'/'.join(f'{x:g}' for x in record['load_average'])}")
+            f"transformers {record['transformers']}")
+    line += f", load average {'/'.join(f'{x:g}' for x in record['load_average'])}" if load else ""
     return line + (f", GPU {record['gpu']}" if record.get("gpu") else "")
+
+
+def folder_records(folder: str | os.PathLike) -> list[dict[str, Any] | None]:
+    """The machine records behind a folder's figures: each search invocation's (compare.json), each run
+    part's (timings.json) and each evaluation part's (eval.json). A part with none (steps before the first
+    record, figures no record lists, a file written before these records) gives None: never guessed."""
+    def read(name: str) -> dict[str, Any] | None:
+        path = Path(folder) / name
+        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+    records: list[dict[str, Any] | None] = []
+    run, timings, ev = read("compare.json"), read("timings.json"), read("eval.json")
+    if run is not None:
+        records += run.get("machines") or [None]
+    if timings is not None:
+        parts = timings.get("machines", [])
+        if timings.get("steps") and (not parts or parts[0]["from_step"] > 1):
+            records.append(None)
+        records += parts
+    if ev is not None:
+        parts = ev.get("machines", [])
+        figures = {*ev.get("perplexity", {}), *ev.get("zero_shot", {}), *(["cost"] if ev.get("cost") else [])}
+        if figures - {f for m in parts for f in m["measured"]}:
+            records.append(None)
+        records += parts
+    return records
+
+
+def table_lines(rows: Mapping[str, Sequence[dict[str, Any] | str | None]]) -> list[str]:
+    """Which machines a table's rows were measured on: `rows` maps each row's label to the machine records
+    behind its figures (None for a part with no record). One line per kind of machine, `Machine: <summary
+    without load>: <rows>`, in the order first seen; a row measured in parts on several machines is named on
+    each line, and a row with no record at all on `Machine: not recorded: <rows>`."""
+    by_machine: dict[str, list[str]] = {}
+    for label, records in rows.items():
+        for line in dict.fromkeys("not recorded" if r is None else summary(r, load=False) for r in records or [None]):
+            by_machine.setdefault(line, []).append(label)
+    return [f"Machine: {line}: {', '.join(labels)}" for line, labels in by_machine.items()]

@@ -66,8 +66,8 @@ def evaluate(subject: Subject, tasks: Sequence[str] | Prepared = DEFAULT_TASKS, 
     path = Path(out) / "eval.json" if out is not None else None
     t0 = time.perf_counter()
 
-    def save(figure: str | None = None) -> None:  # after each figure: an interrupted evaluation keeps what it finished
-        ran["measured"] += [figure] if figure else []
+    def save(*figures: str) -> None:  # after each figure: an interrupted evaluation keeps what it finished
+        ran["measured"] += figures  # as filed: "cost", perplexity sets, each member of a task group
         ran["seconds"] = time.perf_counter() - t0
         if path is not None:
             atomic.write_json(path, record)
@@ -86,9 +86,9 @@ def evaluate(subject: Subject, tasks: Sequence[str] | Prepared = DEFAULT_TASKS, 
         lm = harness_model(subject.model, subject.tokenizer, batch_size, shared_prompts)
         for t, built in tasks.harness.items():  # one task at a time so each lands in eval.json as it finishes
             results = run_tasks(lm, built, limit=limit, num_fewshot=num_fewshot)
-            for name in results["results"]:
-                if name not in {b.task_name for b in built}:
-                    continue  # a group's aggregate row: its member tasks are recorded one by one
+            # a group's aggregate row is left out: its member tasks are recorded one by one
+            filed = [name for name in results["results"] if name in {b.task_name for b in built}]
+            for name in filed:
                 shots = results.get("n-shot", {}).get(name)
                 record["zero_shot"][name] = {**task_scores(results, name), "data": tasks.origin[t],
                                              "num_fewshot": shots if isinstance(shots, int) else num_fewshot}
@@ -96,7 +96,7 @@ def evaluate(subject: Subject, tasks: Sequence[str] | Prepared = DEFAULT_TASKS, 
                 _say(progress, f"{name}: " + "  ".join(f"{m} {v:.4f}" for m, v in scores.items()
                                                       if isinstance(v, float) and not m.endswith("_stderr")))
             record["average"] = average(record["zero_shot"])
-            save(t)
+            save(*filed)
     save()  # an evaluation with nothing to measure still says so
     return record
 
