@@ -5,8 +5,11 @@ full sets, plus the standard quick subset, through blockprune's evaluation code.
         > bench/eval/dense.log 2>&1 &
 
 The full sets take hours on a small CPU, so the work is done in chunks (perplexity windows, documents
-by their index) and every finished chunk is saved: `results.json` always holds the figures so far,
-and re-running the same command resumes. Per-document scores come from lm-eval's logged samples;
+by their index) and every finished chunk is saved: this kind of machine's results file in `--out`
+(`<machine tag>.json`, `blockprune.machine.results_file`) always holds the figures so far, with the machine
+record of every invocation, and re-running the same command on the same kind of machine resumes
+(`<machine tag>.state.json`); another kind of machine measures afresh, beside it, as its seconds and
+latency differ. `results.json` and `state.json` are the 2026-11-23 run's, written before machine records. Per-document scores come from lm-eval's logged samples;
 the full-set mean of them is lm-eval's own acc / acc_norm (its aggregation is the mean). The quick
 subset's figures are the first QUICK_WINDOWS windows and first QUICK_DOCS documents of the same runs.
 
@@ -25,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from blockprune import atomic
+from blockprune import atomic, machine
 from blockprune.data import load_windows
 from blockprune.evaluate import QUICK_DOCS, QUICK_WINDOWS, ZERO_SHOT, average, load_subject
 from blockprune.evaluate.cost import cost
@@ -50,12 +53,13 @@ def main() -> None:
     ap.add_argument("--check-shared", default=None, metavar="TASK:N")
     args = ap.parse_args()
     out = Path(args.out)
-    state_path = out / "state.json"
+    state_path = machine.results_file(out, ".state.json")
     state = json.loads(state_path.read_text()) if state_path.exists() else {"nll": [], "docs": {}, "seconds": {}}
+    state.setdefault("machines", []).append(machine.describe())  # each invocation's: load and threads vary
 
     def save() -> None:
         atomic.write_json(state_path, state)
-        atomic.write_json(out / "results.json", summarize(state, args))
+        atomic.write_json(machine.results_file(out), summarize(state, args))
 
     subject = load_subject(args.model)
     model, tok = subject.model, subject.tokenizer
@@ -150,7 +154,8 @@ def summarize(state: dict, args) -> dict:
     full_tasks, quick_tasks = task_figures(None), task_figures(QUICK_DOCS)
     total_w = state.get("windows_total")
     return {
-        "model": args.model, "seqlen": args.seqlen, "cost": state.get("cost"), "seconds": state["seconds"],
+        "model": args.model, "seqlen": args.seqlen, "machines": state["machines"], "cost": state.get("cost"),
+        "seconds": state["seconds"],
         "model_class": {"before the split was recorded": "HFLM", **state.get("model_class", {})},
         "shared_prompt_checks": state.get("shared_prompt_checks", {}),
         "windows_total": total_w, "totals": {t: d["total"] for t, d in state["docs"].items()},

@@ -1,9 +1,11 @@
-"""Print the Markdown table of bench/eval/dense/results.json: the full sets beside the quick subset.
+"""Print the Markdown table of a bench/eval/dense.py results file: the full sets beside the quick subset,
+and the machine it ran on ("not recorded" for results.json, written before machine records).
 
     python bench/eval/results_md.py bench/eval/dense/results.json"""
 import json
 import sys
 
+from blockprune import machine
 from blockprune.evaluate.table import ZERO_SHOT
 
 
@@ -29,6 +31,8 @@ def main(path: str) -> None:
             print(f"| {t} {m} | {score(f, m)} | {done} | {score(q, m)} |")
     avg = lambda s: "–" if not s["average"] else f"{100 * s['average']['value']:.2f}"
     print(f"| five-task average (acc_norm, winogrande acc) | {avg(full)} | | {avg(quick)} |")
+    print()
+    print("\n".join(machine.table_lines({"every figure": r.get("machines")})))
 
 
 if __name__ == "__main__":
