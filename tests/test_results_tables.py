@@ -40,7 +40,7 @@ TABLES = [
      ("by hand", "bench/search_speed/replay.py prints it (minutes of replays: not run here)")),
     ("Paper protocol (issue 16)", "| Scorer |", ("by hand", "from bench/paper_protocol/*/timings.json and plans")),
     ("Choosing by validation perplexity (issue 19, item 2): it does not help; not offered", "| Search |",
-     ("by hand", "from bench/monitor/tiebreak/n4-m0.01/result.json")),
+     ("run", "bench/monitor/tiebreak.py --show bench/monitor/tiebreak/n4-m0.01/result.json")),
     ("Calibration size (issue 19, item 4): 4 to 256 rows, BlockPruner and ShortGPT", "| Method | Rows |",
      ("file", "bench/calibration_size/smollm2-r20/table.md")),
     ("Context length (issue 19, \"find out why\")", "| Model | 128 tokens |",
@@ -48,6 +48,10 @@ TABLES = [
     ("Calibration domain (issue 19, \"find out why\")", "| Calibration text |",
      ("file", "bench/domain/smollm2-r20/table.md")),
 ]
+
+
+#: (committed page, the command that prints it from a committed results file): equal, character for character
+PAGES = [("bench/monitor/RESULTS.md", "bench/monitor/probe.py --show bench/monitor/results.json")]
 
 
 def tables_in_results() -> list[tuple[str, list[str]]]:
@@ -100,19 +104,24 @@ def test_every_results_table_is_listed_once_with_how_it_is_made():
                          ids=lambda v: v[:40] if isinstance(v, str) else "")
 def test_a_printed_table_is_what_results_holds(section, lines):
     kind, what = which(section, lines)[2]
-    if kind == "run":
-        argv = what.split()
-        env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        printed = subprocess.run([sys.executable, *argv], cwd=ROOT, env=env, capture_output=True, text=True,
-                                 check=True, timeout=300).stdout
-    else:
-        printed = (ROOT / what).read_text(encoding="utf-8")
-    got = [line.strip().replace("**", "") for line in printed.splitlines() if line.startswith("|")]
+    text = printed(what) if kind == "run" else (ROOT / what).read_text(encoding="utf-8")
+    got = [line.strip().replace("**", "") for line in text.splitlines() if line.startswith("|")]
     missing = [line for line in lines if line.replace("**", "") not in got]
     assert not missing, f"{what} does not print these rows of RESULTS:\n" + "\n".join(missing)
-    machines = [line for line in printed.splitlines() if line.startswith("Machine: ")]
+    machines = [line for line in text.splitlines() if line.startswith("Machine: ")]
     unstated = [line for line in machines if line not in section_lines(section)]
     assert not unstated, f"{section!r} does not state the machines {what} prints:\n" + "\n".join(unstated)
+
+
+def printed(command: str) -> str:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, *command.split()], cwd=ROOT, env=env, capture_output=True, text=True,
+                          check=True, timeout=300).stdout
+
+
+@pytest.mark.parametrize("page,command", PAGES)
+def test_a_committed_page_is_what_its_printer_prints(page, command):
+    assert printed(command) == (ROOT / page).read_text(encoding="utf-8")
 
 
 #: bench/portable_paths.py's rules name the old paths it rewrote

@@ -6,9 +6,12 @@ validation text, Alpaca rows held out from that calibration sample (64 rows, 128
 the monitor's ratio (blockprune.monitor.overfit_ratio: log rise of validation perplexity over log rise of
 calibration perplexity) with held-out rows and with WikiText-2 as the validation text, and which removal
 set the held-out rows would choose among the perplexity searches against which set WikiText-2 favours.
-Writes bench/monitor/RESULTS.md and results.json.
+Writes this kind of machine's own files, bench/monitor/probe/<machine tag>.json (with its machine record)
+and .md (the page); bench/monitor/results.json and RESULTS.md are the 2026-12-03 run's, written before
+machine records (`--show` prints the page of either record).
 
     python bench/monitor/probe.py [--data-dir ../shared/data]
+    python bench/monitor/probe.py --show bench/monitor/results.json
 """
 from __future__ import annotations
 
@@ -19,7 +22,8 @@ from pathlib import Path
 
 import torch
 
-from blockprune import models
+from blockprune import machine, models
+from blockprune.atomic import write_text
 from blockprune.data import heldout_windows
 from blockprune.monitor import overfit_ratio
 from blockprune.perplexity import perplexity
@@ -39,7 +43,11 @@ def wikitext(folder: Path) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data-dir", default=str(HERE.parents[2] / "shared" / "data"))
+    ap.add_argument("--show", metavar="FILE", help="print the page of a results file; runs nothing")
     args = ap.parse_args()
+    if args.show:
+        print(page(json.loads(Path(args.show).read_text(encoding="utf-8"))), end="")
+        return
     torch.set_num_threads(1)
     model, tok = models.load("smollm2-135m")
     view = BlockView(model)
@@ -58,15 +66,25 @@ def main() -> None:
     by_val = min(SEARCHES, key=lambda n: rows[n]["heldout_ppl"])
     by_wiki = min(SEARCHES, key=lambda n: rows[n]["wikitext2_ppl"])
     out = {"command": "python bench/monitor/probe.py", "date": time.strftime("%Y-%m-%d %H:%M"),
+           "machine": machine.describe(),
            "validation": {"source": "alpaca held out", "rows": ROWS, "windows": len(val), "seqlen": cal["seqlen"],
                           "dense_ppl": val0}, "wikitext2_dense_ppl": wiki0, "methods": rows,
            "chosen_by_heldout": by_val, "best_on_wikitext2": by_wiki}
-    (HERE / "results.json").write_text(json.dumps(out, indent=2) + "\n")
+    (HERE / "probe").mkdir(exist_ok=True)
+    write_text(machine.results_file(HERE / "probe"), json.dumps(out, indent=2) + "\n")
+    write_text(machine.results_file(HERE / "probe", ".md"), page(out))
+    print(page(out), end="")
+
+
+def page(out: dict) -> str:
+    """The Markdown page of a results record: the table, the choice, and the machine it ran on."""
+    v, rows = out["validation"], out["methods"]
+    by_val, by_wiki = out["chosen_by_heldout"], out["best_on_wikitext2"]
     lines = ["# Would the monitor have seen it? (bench/monitor)", "",
              f"Command: `{out['command']}` ({out['date']}). The final removal sets of bench/compare/smollm2-r20 "
-             f"(SmolLM2, 20%, 4 Alpaca calibration rows in 128-token windows); validation: {ROWS} held-out Alpaca rows "
-             f"({len(val)} windows of {cal['seqlen']} tokens, dense {val0:.3f}); WikiText-2: the quick subset from each "
-             f"eval.json (dense {wiki0:.3f}). Ratio: log rise of validation over log rise of calibration perplexity "
+             f"(SmolLM2, 20%, 4 Alpaca calibration rows in 128-token windows); validation: {v['rows']} held-out Alpaca rows "
+             f"({v['windows']} windows of {v['seqlen']} tokens, dense {v['dense_ppl']:.3f}); WikiText-2: the quick subset from each "
+             f"eval.json (dense {out['wikitext2_dense_ppl']:.3f}). Ratio: log rise of validation over log rise of calibration perplexity "
              f"(the monitor's rule).", "",
              "| method | calib. ppl | held-out ppl | WikiText-2 ppl | ratio, held-out | ratio, WikiText-2 |",
              "|---|---:|---:|---:|---:|---:|"]
@@ -75,10 +93,9 @@ def main() -> None:
                      f"{r['ratio_heldout']:.2f} | {r['ratio_wikitext2']:.2f} |")
     lines += ["", f"Among the perplexity searches ({', '.join(SEARCHES)}), the lowest held-out perplexity picks "
                   f"**{by_val}** (WikiText-2 {rows[by_val]['wikitext2_ppl']:.1f}); the best on WikiText-2 is "
-                  f"**{by_wiki}** ({rows[by_wiki]['wikitext2_ppl']:.1f}).", ""]
-    (HERE / "RESULTS.md").write_text("\n".join(lines))
-    print("\n".join(lines))
-
+                  f"**{by_wiki}** ({rows[by_wiki]['wikitext2_ppl']:.1f}).", "",
+              *machine.table_lines({"every figure": [out.get("machine")]}), ""]
+    return "\n".join(lines)
 
 if __name__ == "__main__":
     main()

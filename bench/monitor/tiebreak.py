@@ -10,9 +10,12 @@ perplexity is removed. Then the result is evaluated on what neither choice saw: 
 The plain greedy search at the same calibration is the baseline (its plan: BASELINE).
 
     python bench/monitor/tiebreak.py [--rows 4] [--margin 0.01] [--ties 4] [--data-dir ../shared/data]
+    python bench/monitor/tiebreak.py --show bench/monitor/tiebreak/n4-m0.01/result.json   # its table
 
-Resumable: each finished step is saved to OUT/steps.json. Writes OUT/result.json (OUT: bench/monitor/
-tiebreak/n<rows>-m<margin>).
+Resumable: each finished step is saved to OUT/steps.json (its choices are exact scores' and do not depend on
+the CPU). Writes this kind of machine's own OUT/<machine tag>.json with its machine record, as its seconds
+do (OUT: bench/monitor/tiebreak/n<rows>-m<margin>); OUT/result.json is the 2026-12-03 run's, written before
+machine records.
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from blockprune import models
+from blockprune import machine, models
 from blockprune.atomic import write_text
 from blockprune.data import heldout_windows, load_windows
 from blockprune.evaluate import QUICK_WINDOWS
@@ -47,7 +50,11 @@ def main() -> None:
     ap.add_argument("--margin", type=float, default=0.01, help="relative calibration-perplexity margin of a near tie")
     ap.add_argument("--ties", type=int, default=4, help="near-tied candidates scored on validation, at most")
     ap.add_argument("--data-dir", default=str(HERE.parents[2] / "shared" / "data"))
+    ap.add_argument("--show", metavar="FILE", help="print the table of a results file; runs nothing")
     args = ap.parse_args()
+    if args.show:
+        print(table(json.loads(Path(args.show).read_text(encoding="utf-8"))))
+        return
     torch.set_num_threads(1)
     out = HERE / "tiebreak" / f"n{args.rows}-m{args.margin:g}"
     out.mkdir(parents=True, exist_ok=True)
@@ -85,7 +92,7 @@ def main() -> None:
     if base is not None:
         rows["greedy"] = {"removed": list(base.removed), "blocks": base.removed_blocks}
     result = {"command": f"python bench/monitor/tiebreak.py --rows {args.rows} --margin {args.margin:g} --ties {args.ties}",
-              "date": time.strftime("%Y-%m-%d %H:%M"), "calibration_rows": args.rows, "seqlen": SEQLEN,
+              "date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine.describe(), "calibration_rows": args.rows, "seqlen": SEQLEN,
               "validation_rows": VAL_ROWS, "ratio": RATIO, "steps_changed": sum(s["removed"] != s["greedy_choice"] for s in steps),
               "search_seconds_this_process": round(time.perf_counter() - t0)}
     for name, r in rows.items():
@@ -94,7 +101,21 @@ def main() -> None:
                         "validation_ppl": perplexity(view, val, r["blocks"], batch_size=8),
                         "wikitext2_quick_ppl": perplexity(view, wiki, r["blocks"])}
         print(name, {k: v for k, v in result[name].items() if k != "removed"}, flush=True)
-    write_text(out / "result.json", json.dumps(result, indent=2) + "\n")
+    write_text(machine.results_file(out), json.dumps(result, indent=2) + "\n")
+    print(table(result))
+
+
+def table(result: dict) -> str:
+    """RESULTS' table of a results record: the plain greedy search (when its baseline plan was there) and
+    the one choosing near ties by validation, and the machine it ran on."""
+    titles = {"greedy": "greedy (calibration perplexity)", "tiebreak": "near ties chosen by validation"}
+    lines = ["| Search | Removed | Ratio | Calibration PPL | Validation PPL | WikiText-2 PPL (quick) |",
+             "|---|---|---|---|---|---|"]
+    for name in [n for n in ("greedy", "tiebreak") if n in result]:
+        r = result[name]
+        lines.append(f"| {titles[name]} | {len(r['removed'])} | {r['ratio']:.1%} | {r['calibration_ppl']:.2f} | "
+                     f"{r['validation_ppl']:.2f} | {r['wikitext2_quick_ppl']:.2f} |")
+    return "\n".join([*lines, "", *machine.table_lines({"every figure": [result.get("machine")]})])
 
 
 if __name__ == "__main__":
