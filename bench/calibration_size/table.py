@@ -6,7 +6,8 @@ validation text (from OUT/dense's WikiText-2 perplexity, when run.sh has evaluat
     python bench/calibration_size/table.py bench/calibration_size/smollm2-r20
 
 Writes OUT/table.md, OUT/table.json and OUT/curve.png (the BlockPruner paper's Figure 7 right, with
-ShortGPT beside BlockPruner); runs not finished yet are left out and listed."""
+ShortGPT beside BlockPruner); runs not finished yet are left out and listed. The table names the machines
+its rows came from (each run's timings.json and eval.json records; "not recorded" where they hold none)."""
 from __future__ import annotations
 
 import io
@@ -14,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from blockprune import atomic, monitor
+from blockprune import atomic, machine, monitor
 from blockprune.plan import Plan
 
 METHODS = ("blockpruner", "shortgpt")
@@ -95,21 +96,32 @@ def figure(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def main(folder: str) -> None:
-    out = Path(folder)
+def page(out: Path) -> tuple[str, dict]:
+    """table.md's text and table.json's record for a folder."""
     dense = wikitext2(out / "dense" / "eval" / "eval.json")
     rows, missing = [], []
+    records = {"dense": machine.folder_records(out / "dense" / "eval")} if dense else {}
     for m in METHODS:
         for n in ROWS:
-            r = read(out / f"{m}-n{n}", dense and dense["ppl"])
-            (rows.append(r) if r else missing.append(f"{m}-n{n}"))
+            run = out / f"{m}-n{n}"
+            r = read(run, dense and dense["ppl"])
+            (rows.append(r) if r else missing.append(run.name))
+            if r:
+                records[run.name] = machine.folder_records(run) + machine.folder_records(run / "eval")
     md = markdown(rows) + ("\n\nNot finished: " + ", ".join(missing) if missing else "")
     if dense:
         md += f"\n\nDense model: WikiText-2 {dense['ppl']:.2f} ({dense['windows']} windows)."
+    md += "\n\n" + "\n\n".join(machine.table_lines(records))
+    return md, {"rows": rows, "missing": missing}
+
+
+def main(folder: str) -> None:
+    out = Path(folder)
+    md, table = page(out)
     atomic.write_text(out / "table.md", md + "\n")
-    atomic.write_json(out / "table.json", {"rows": rows, "missing": missing})
-    if rows:
-        figure(rows, out / "curve.png")
+    atomic.write_json(out / "table.json", table)
+    if table["rows"]:
+        figure(table["rows"], out / "curve.png")
     print(md)
 
 

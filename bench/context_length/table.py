@@ -1,5 +1,6 @@
 """Table of bench/context_length/run.sh: WikiText-2 perplexity of each model on the same 16,384 tokens cut
-into windows of each length, and each pruned model's perplexity over the dense model's at that length.
+into windows of each length, and each pruned model's perplexity over the dense model's at that length, and
+the machines the evaluations ran on (each eval.json's records; "not recorded" where they hold none).
 
     python bench/context_length/table.py bench/context_length/smollm2-r20"""
 from __future__ import annotations
@@ -8,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from blockprune import atomic
+from blockprune import atomic, machine
 
 MODELS = ("dense", "shortgpt-n4", "blockpruner-n4", "shortgpt-n16", "blockpruner-n16")
 LENGTHS = (128, 512, 2048)
@@ -19,8 +20,8 @@ def ppl(out: Path, name: str, length: int) -> float | None:
     return json.loads(ev.read_text())["perplexity"]["wikitext2"]["ppl"] if ev.exists() else None
 
 
-def main(folder: str) -> None:
-    out = Path(folder)
+def page(out: Path) -> tuple[str, dict]:
+    """table.md's text and table.json's record for a folder."""
     table = {m: {n: ppl(out, m, n) for n in LENGTHS} for m in MODELS}
     f = lambda x: "–" if x is None else f"{x:.2f}"  # noqa: E731
     head = " | ".join(f"{n} tokens" for n in LENGTHS)
@@ -29,7 +30,13 @@ def main(folder: str) -> None:
         rel = [None if table[m][n] is None or table["dense"][n] is None else table[m][n] / table["dense"][n]
                for n in LENGTHS]
         lines.append(f"| {m} | {' | '.join(f(table[m][n]) for n in LENGTHS)} | {' | '.join(f(r) for r in rel)} |")
-    md = "\n".join(lines)
+    evaluated = {m: [r for n in LENGTHS for r in machine.folder_records(out / f"{m}-{n}")] for m in MODELS}
+    return "\n".join([*lines, "", *machine.table_lines({m: r for m, r in evaluated.items() if r})]), table
+
+
+def main(folder: str) -> None:
+    out = Path(folder)
+    md, table = page(out)
     atomic.write_text(out / "table.md", md + "\n")
     atomic.write_json(out / "table.json", table)
     print(md)

@@ -1,6 +1,7 @@
 """Table of the calibration-domain benchmark (bench/domain/run.sh): per calibration text and method, the
 calibration and validation perplexity the search recorded, WikiText-2 and PTB perplexity (first 8 windows
-of each test), and what the search removed.
+of each test), what the search removed, and the machines its figures came from (each search's timings.json
+and evaluation's eval.json records; "not recorded" where they hold none).
 
     python bench/domain/table.py bench/domain/smollm2-r20
 
@@ -11,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from blockprune import atomic, monitor
+from blockprune import atomic, machine, monitor
 from blockprune.plan import Plan
 
 RUNS = (("alpaca", "shortgpt"), ("alpaca", "blockpruner"), ("ptb", "shortgpt"), ("ptb", "blockpruner"))
@@ -25,9 +26,13 @@ def perplexities(ev: Path) -> dict | None:
     return {k: ppl[k]["ppl"] for k in ("wikitext2", "ptb") if k in ppl}
 
 
+def plan_folder(out: Path, cal: str, method: str) -> Path:
+    return ALPACA / f"{method}-n16" if cal == "alpaca" else out / f"{cal}-{method}"
+
+
 def read(out: Path, cal: str, method: str) -> dict | None:
     ppl = perplexities(out / f"{cal}-{method}" / "eval" / "eval.json")
-    plan_dir = ALPACA / f"{method}-n16" if cal == "alpaca" else out / f"{cal}-{method}"
+    plan_dir = plan_folder(out, cal, method)
     if ppl is None or not (plan_dir / "plan.json").exists():
         return None
     plan = Plan.load(plan_dir)
@@ -54,16 +59,27 @@ def markdown(rows: list[dict], dense: dict | None) -> str:
     return "\n".join(lines)
 
 
-def main(folder: str) -> None:
-    out = Path(folder)
+def page(out: Path) -> tuple[str, dict]:
+    """table.md's text and table.json's record for a folder."""
     dense = perplexities(out / "dense" / "eval" / "eval.json")
     rows, missing = [], []
+    records = {"dense": machine.folder_records(out / "dense" / "eval")} if dense else {}
     for cal, method in RUNS:
         r = read(out, cal, method)
         (rows.append(r) if r else missing.append(f"{cal}-{method}"))
+        if r:
+            records[f"{cal} {method}"] = (machine.folder_records(plan_folder(out, cal, method))
+                                          + machine.folder_records(out / f"{cal}-{method}" / "eval"))
     md = markdown(rows, dense) + ("\n\nNot finished: " + ", ".join(missing) if missing else "")
+    md += "\n\n" + "\n\n".join(machine.table_lines(records))
+    return md, {"dense": dense, "rows": rows, "missing": missing}
+
+
+def main(folder: str) -> None:
+    out = Path(folder)
+    md, table = page(out)
     atomic.write_text(out / "table.md", md + "\n")
-    atomic.write_json(out / "table.json", {"dense": dense, "rows": rows, "missing": missing})
+    atomic.write_json(out / "table.json", table)
     print(md)
 
 
