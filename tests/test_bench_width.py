@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from blockprune import compare as cmp
+from blockprune import machine
 from blockprune.api import PruneOptions
 from test_compare import FakeEvaluator
 
@@ -31,6 +32,7 @@ class Evaluator(FakeEvaluator):
         rec["perplexity"].update({t: {"ppl": 20.0 + len(self.calls)} for t in tasks if t == "ptb"})
         for scores in rec["zero_shot"].values():
             scores.update({f"{m}_stderr": 0.01 for m in list(scores)})
+        rec["machines"] = [{"measured": list(tasks), **machine.describe()}]
         return rec
 
 
@@ -71,6 +73,10 @@ def test_one_table_of_width_and_matching_depth_rows(table, tiny_checkpoint, cali
     assert "| blockpruner-oneshot |" not in printed  # not one of the depth rows the table shows
     assert "llm-bip vs the best published baseline on WikiText-2" in printed
     assert "on the zero-shot average" in printed and "s.e. of the difference" in printed
+    # each row names its machine; the cost record written by hand above has none
+    here = machine.summary(machine.describe(), load=False)
+    assert (f"Machine: {here}: dense, llm-bip, llm-bip:global, wanda-sp, flap:global, flap-nobias:global, layer-ppl, "
+            "shortgpt") in printed.splitlines() and "Machine: not recorded: wanda-sp" in printed.splitlines()
     table.main(["--depth-folders", str(width), str(depth)])
     assert capsys.readouterr().out.split() == [str(depth / "layer-ppl"), str(depth / "shortgpt")]
 

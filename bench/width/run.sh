@@ -16,7 +16,10 @@
 # depth comparison at this ratio: its rows are shown only where its ratio and evaluation settings are this
 # run's). With METHODS (comma-separated), one process runs just those, and nothing else. OUT/table.md is the
 # record: each compare rewrites OUT/comparison.md with the calibration of its own invocation, which under
-# PROTOCOL=width differs by method.
+# PROTOCOL=width differs by method. Every figure's file names the machine it was measured on (compare.json,
+# timings.json and eval.json, the cost figures' included, carry blockprune.machine's records) and the table
+# names each row's machines; a re-run keeps every finished figure, so a run resumed on another CPU adds its
+# rows beside the others and never measures over them.
 #
 # Methods: llm-bip (uniform: the same share in every pruned layer, blockprune's default), llm-bip:global (one
 # ranking across layers), width-local (= llm-bip under uniform allocation, by construction: one evaluation),

@@ -10,8 +10,9 @@ baseline on WikiText-2, PTB and the average.
 Width rows are OUT's finished method folders; depth rows (layer-ppl, relative-magnitude, shortgpt, blockpruner)
 come from DEPTH (default bench/compare/smollm2-r20-paper) where its folders were pruned at OUT's ratio from the
 same model and evaluated with OUT's settings (otherwise the table says why there are none). Every figure is
-read from the folders' plan.json, eval.json and compare.json, as `blockprune compare` wrote them. Writes
-OUT/table.md and OUT/table.json and prints the table."""
+read from the folders' plan.json, eval.json and compare.json, as `blockprune compare` wrote them, and the
+table names the machines each row came from (those files' and its cost evaluation's machine records; "not
+recorded" where they hold none). Writes OUT/table.md and OUT/table.json and prints the table."""
 from __future__ import annotations
 
 import json
@@ -19,7 +20,7 @@ import math
 import sys
 from pathlib import Path
 
-from blockprune import atomic
+from blockprune import atomic, machine
 from blockprune.compare import finished_rows, method_row
 from blockprune.evaluate.table import ZERO_SHOT, task_metric
 from blockprune.plan import Plan
@@ -195,6 +196,10 @@ def main(argv: list[str]) -> None:
     notes = ([why] if why else []) + ([f"Not finished yet (searched or evaluated): {', '.join(unfinished)}."]
                                       if unfinished else [])
     notes += ["", "LLM-BIP against the best published width baseline (Wanda-sp, FLAP, LLM-Pruner):", *verdicts(rows)]
+    # the machines behind each row: its search and evaluation (its folder) and its cost figures (OUT/cost)
+    runs = {"dense": out / "dense", **{r["method"]: Path(r["folder"]) for r in rows if r["folder"]}}
+    notes += ["", *machine.table_lines({m: machine.folder_records(run) + machine.folder_records(cost_dir / run.name)
+                                        for m, run in runs.items()})]
     md = markdown(rows, settings, notes)
     atomic.write_text(out / "table.md", md)
     atomic.write_json(out / "table.json", {"settings": settings, "depth": str(depth), "rows": rows, "notes": notes})
