@@ -4,15 +4,17 @@
 #
 #   bash bench/cli_speed/run.sh [REPEATS]      # default 5 timed runs of each command
 #
-# Prints each command's timings and writes bench/cli_speed/results.json (the command, the CPU model, the
-# load average before and after, every timing). The first run of each command after an edit of the
+# Prints each command's timings and writes this kind of machine's own file, bench/cli_speed/results/<machine
+# tag>.json (blockprune.machine.results_file: a run on another CPU lands beside it), with the command, the
+# machine record (blockprune.machine.describe(), taken after the timings so that importing torch for it
+# warms nothing they measure), the load average before and after, and every timing. The first run of each command after an edit of the
 # package rebuilds the cached arguments (src/blockprune/commands/recorded.py): it is timed apart as
 # "first" and not in the median. Run it on an idle machine; timings taken beside other jobs say little.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPEATS="${1:-5}"
 exec python - "$REPEATS" "bash bench/cli_speed/run.sh $*" <<'PY'
-import json, os, platform, shutil, statistics, subprocess, sys, tempfile, time
+import os, shutil, statistics, subprocess, sys, tempfile, time
 from datetime import datetime, timezone
 
 repeats, command = int(sys.argv[1]), sys.argv[2].strip()
@@ -22,15 +24,6 @@ cases = {"blockprune --help": ["--help"],
          "blockprune prune --num-blocks x (argument error)": ["prune", "--num-blocks", "x"]}
 cache = tempfile.mkdtemp(prefix="blockprune-cli-speed.")  # a cache of its own: the first run is cold
 env = {**os.environ, "BLOCKPRUNE_CACHE": cache}
-
-def cpu_model():
-    try:
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 def timed(args):
     t0 = time.perf_counter()
@@ -48,13 +41,14 @@ for name, args in cases.items():
           f"(first, cache cold: {first:.3f} s; exit {rc})")
 load_after = os.getloadavg()
 shutil.rmtree(cache, ignore_errors=True)
+from blockprune import atomic, machine  # after the timings: it imports torch
+
+path = machine.results_file("bench/cli_speed/results")
 record = {"command": command, "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-          "executable": "blockprune" if len(exe) == 1 else "python -m blockprune.cli",
-          "cpu": {"model": cpu_model(), "cores": os.cpu_count()},
+          "executable": "blockprune" if len(exe) == 1 else "python -m blockprune.cli", "machine": machine.describe(),
           "load_average": {"before": [round(x, 2) for x in load_before], "after": [round(x, 2) for x in load_after]},
-          "python": platform.python_version(), "repeats": repeats, "target_s": 1.5, "results": results}
-with open("bench/cli_speed/results.json", "w", encoding="utf-8") as f:
-    json.dump(record, f, indent=2)
-    f.write("\n")
-print(f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after; wrote bench/cli_speed/results.json")
+          "repeats": repeats, "target_s": 1.5, "results": results}
+atomic.write_json(path, record)
+print(f"load average {load_before[0]:.2f} before, {load_after[0]:.2f} after; machine: {machine.summary(record['machine'])}; "
+      f"wrote {path}")
 PY
