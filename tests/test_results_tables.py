@@ -23,7 +23,7 @@ TABLES = [
      ("run", "bench/inference/run.py --show bench/inference/results/2026-11-23-cpu-unrecorded.json")),
     ("Width pruning", "| allocation / score |",
      ("by hand", "bench/width/results/summary.md, written by a script replaced since (in git history)")),
-    ("Width pruning", "| model | piqa |", ("by hand", "from bench/width/results/zero_shot_*/eval.json")),
+    ("Width pruning", "| model | piqa |", ("run", "bench/width/zero_shot_md.py")),
     ("Method comparison", "| Method | Ratio | Calib. PPL | WikiText-2 PPL |",
      ("run", "bench/compare/results_md.py bench/compare/smollm2-r20")),
     ("Method comparison at the paper's calibration (issue 19, item 3)", "| Method | Ratio | Calib. PPL | Validation",
