@@ -2,11 +2,17 @@
 whether it would choose what exhaustive scoring chooses, without running the model again.
 
 The scores are every candidate's NLL on every calibration window at each step of the benchmark's search
-(SmolLM2-135M, alpaca_sample16.txt, mix, K = 2), written once by `--record` (about 8 CPU minutes):
+(SmolLM2-135M, alpaca_sample16.txt, mix, K = 2), written once by `--record` (about 8 CPU minutes) into this
+kind of machine's own file with its machine record (its block times price the candidate-windows, and bf16
+scores depend on the CPU's bf16 arithmetic), then replayed:
 
-    python bench/search_speed/replay.py --record [--data-dir ../shared/data]   # -> window_nll.json
-    python bench/search_speed/replay.py --record-fast                         # -> window_nll_bf16.json
-    python bench/search_speed/replay.py                                       # the tables below
+    python bench/search_speed/replay.py --record [--data-dir ../shared/data]   # -> window_nll/<machine tag>.json
+    python bench/search_speed/replay.py --record-fast                         # -> window_nll_bf16/<machine tag>.json
+    python bench/search_speed/replay.py [--nll FILE] [--nll-fast FILE]         # the tables below
+
+By default it replays the committed window_nll.json (2026-11-23) and window_nll_bf16.json (2026-12-03),
+written before machine records; after `--record` or `--record-fast`, the file just written. Each table
+ends with the machine its scores were recorded on.
 
 The race is blockprune.scoring.racing.race itself, fed the recorded scores; a schedule is the windows per round and
 whether the noise floor is used. The last two columns replay the same scores with the windows shuffled, to
@@ -29,6 +35,8 @@ from pathlib import Path
 
 import torch
 
+from blockprune import machine
+from blockprune.atomic import write_text
 from blockprune.scoring import twoprecision
 from blockprune.scoring.racing import race
 
@@ -39,7 +47,8 @@ SCHEDULES = {"one window a round, noise floor of the best 8 (current)": ([1] * 8
 ORDERS = 300  # shuffled window orders for the robustness column
 
 
-def record(data_dir: str, fast: bool = False) -> None:
+def record(data_dir: str, fast: bool = False, fp32_record: Path | None = None) -> Path:
+    """Record the per-window NLLs (the bf16 ones along `fp32_record`'s path) into this machine's file."""
     from blockprune import models
     from blockprune.data import load_windows
     from blockprune.scoring.incremental import BoundaryCache
@@ -52,7 +61,7 @@ def record(data_dir: str, fast: bool = False) -> None:
     windows = load_windows(str(Path(data_dir) / "calibration" / "alpaca_sample16.txt"), tok, 256)
     cache = BoundaryCache(view, windows)
     # the bf16 record follows the fp32 record's path (exhaustive fp32 choices), as the two-precision search does
-    path = [s["removed_before"] for s in json.loads((HERE / "window_nll.json").read_text())["steps"]] if fast else None
+    path = [s["removed_before"] for s in json.loads(fp32_record.read_text())["steps"]] if fast else None
     # per-block and head CPU seconds of one dense window, to price candidate-windows
     prep, h = cache.preps[0], cache.preps[0].hidden
     per_block = []
@@ -72,8 +81,12 @@ def record(data_dir: str, fast: bool = False) -> None:
                for b in view.blocks if b.name not in removed}
         steps.append({"removed_before": sorted(removed), "nll": nll})
         removed = removed | {min(nll, key=lambda n: sum(nll[n]))}
-    out = {"blocks": [b.name for b in view.blocks], "block_seconds": per_block, "head_seconds": head, "steps": steps}
-    (HERE / ("window_nll_bf16.json" if fast else "window_nll.json")).write_text(json.dumps(out, indent=1) + "\n")
+    out = {"machine": machine.describe(), "blocks": [b.name for b in view.blocks], "block_seconds": per_block,
+           "head_seconds": head, "steps": steps}
+    written = machine.results_file(HERE / ("window_nll_bf16" if fast else "window_nll"))
+    write_text(written, json.dumps(out, indent=1) + "\n")
+    print(f"wrote {written}")
+    return written
 
 
 def replay(rec: dict, z: float, schedule: list[int], floor_from: int,
@@ -160,12 +173,14 @@ def main() -> None:
     ap.add_argument("--record", action="store_true")
     ap.add_argument("--record-fast", action="store_true")
     ap.add_argument("--data-dir", default=str(HERE.parents[2] / "shared" / "data"))
+    ap.add_argument("--nll", type=Path, default=HERE / "window_nll.json", help="fp32 per-window scores to replay")
+    ap.add_argument("--nll-fast", type=Path, default=HERE / "window_nll_bf16.json", help="bf16 ones, along its path")
     args = ap.parse_args()
     if args.record:
-        record(args.data_dir)
+        args.nll = record(args.data_dir)
     if args.record_fast:
-        record(args.data_dir, fast=True)
-    rec = json.loads((HERE / "window_nll.json").read_text())
+        args.nll_fast = record(args.data_dir, fast=True, fp32_record=args.nll)
+    rec = json.loads(args.nll.read_text())
     exhaustive = sum(len(s["nll"]) for s in rec["steps"]) * len(next(iter(rec["steps"][0]["nll"].values())))
     print("| schedule | z | candidate-windows | modelled speed-up vs plain | same selections "
           f"| same selections over {ORDERS} shuffled window orders | worst step's calib. ppl loss over them |\n"
@@ -180,9 +195,9 @@ def main() -> None:
             worst = max(r[4] for r in shuffled)
             print(f"| {name} | {z} | {evals}/{exhaustive} | {plain / cost:.2f}x | {same} | {robust}/{ORDERS} "
                   f"| {worst:.2%} |")
+    print("\n" + "\n".join(machine.table_lines({f"scores and block times ({args.nll.name})": [rec.get("machine")]})))
 
-
-    fast_path = HERE / "window_nll_bf16.json"
+    fast_path = args.nll_fast
     if not fast_path.exists():
         print(f"\n(no {fast_path.name}: run --record-fast for the two-precision table)")
         return
@@ -195,6 +210,7 @@ def main() -> None:
         shuffled = [replay_fast(rec, fast, z, o) for o in orders]
         print(f"| bf16 race, fp32 decision | {z} | {n_fast}/{exhaustive} | {n_full}/{exhaustive} | {same} "
               f"| {sum(r[2] for r in shuffled)}/{ORDERS} | {max(r[3] for r in shuffled):.2%} |")
+    print("\n" + "\n".join(machine.table_lines({f"bf16 scores ({fast_path.name})": [fast.get("machine")]})))
 
 
 if __name__ == "__main__":
