@@ -47,6 +47,13 @@ case "${PROTOCOL:-quick}" in
     *) echo "PROTOCOL must be quick or paper (got $PROTOCOL)" >&2; exit 2 ;;
 esac
 
+# the dense model is the same at every ratio: another ratio's paper-protocol folder takes the 20% comparison's
+# evaluation of it (compare keeps an eval.json whose tasks and settings match) instead of an hour redoing it
+DENSE=bench/compare/smollm2-r20-paper/dense/eval.json
+if [ "${PROTOCOL:-quick}" = paper ] && [ ! -e "$OUT/dense/eval.json" ] && [ -e "$DENSE" ]; then
+    mkdir -p "$OUT/dense" && cp "$DENSE" "$OUT/dense/eval.json"
+fi
+
 compare() {
     blockprune compare --model smollm2-135m --data-dir "$DATA" --ratio "${RATIO:-0.2}" --methods "$1" "${SETTINGS[@]}" --out "$OUT"
 }
