@@ -155,3 +155,27 @@ def test_prune_seeds_the_population_with_the_given_runs(tiny_checkpoint, calib_f
     with pytest.raises(UserError, match="cannot be resumed"):
         api.prune(tiny_checkpoint, tmp_path / "evo", method="blockpruner-evo", generations=GENERATIONS + 2,
                   resume=True, **{**common, "seqlen": 16})
+
+
+def test_a_seed_run_of_other_calibration_is_refused_before_anything_is_written(tiny_checkpoint, calib_file, tmp_path):
+    from blockprune import api
+
+    other = tmp_path / "other.txt"
+    other.write_text(" ".join(reversed(open(calib_file).read().split())))
+    common = dict(seqlen=32, ratio=0.3, progress=False, export=False)
+    api.prune(tiny_checkpoint, tmp_path / "lp", method="layer-ppl", calibration=str(other), **common)
+    with pytest.raises(UserError, match="--seed-runs: .* another model or calibration set"):
+        api.prune(tiny_checkpoint, tmp_path / "evo", method="blockpruner-evo", generations=2,
+                  seed_runs=(str(tmp_path / "lp"),), calibration=calib_file, **common)
+    assert not (tmp_path / "evo").exists()
+
+
+def test_a_seed_set_of_whole_layers_that_no_offspring_beats_ends_as_its_blocks(tiny_checkpoint, calib_file, tmp_path):
+    from blockprune import api
+
+    common = dict(calibration=calib_file, seqlen=32, ratio=0.3, progress=False, export=False)
+    seed = api.prune(tiny_checkpoint, tmp_path / "lp", method="layer-ppl", **common)
+    res = api.prune(tiny_checkpoint, tmp_path / "evo", method="blockpruner-evo", generations=0,
+                    seed_runs=(str(tmp_path / "lp"),), **common)
+    assert res.plan.removed_blocks >= seed.plan.removed_blocks
+    assert all(not u.startswith("layer.") for u in res.plan.removed)

@@ -41,7 +41,7 @@ def _killed(ckpt, calib, out, monkeypatch, saves=3, **kw):
 def test_a_resume_with_another_batch_size_is_refused(tiny_checkpoint, calib_file, tmp_path, monkeypatch):
     _killed(tiny_checkpoint, calib_file, tmp_path / "run", monkeypatch, num_blocks=3)
     before = (tmp_path / "run" / "plan.json").read_bytes()
-    with pytest.raises(UserError, match="different options: --batch-size"):
+    with pytest.raises(UserError, match=r"different options: --batch-size 1 \(now 2\); it cannot be resumed"):
         blockprune.prune(tiny_checkpoint, tmp_path / "run", calibration=calib_file, num_blocks=3, batch_size=2,
                          resume=True, **KW)
     assert (tmp_path / "run" / "plan.json").read_bytes() == before

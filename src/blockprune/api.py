@@ -22,7 +22,7 @@ from .errors import UserError
 from .export import load
 from .methods import Job, Method
 from .models import check_device
-from .options import PruneOptions, resume_check
+from .options import PruneOptions, as_given, resume_check
 from .perplexity import perplexity
 from .plan import Plan
 from .progress import Budget, RunProgress
@@ -160,13 +160,13 @@ def _run(model: str, out: Path, options: PruneOptions, data_dir, device: str, re
     if method.granularity in ("block", "layer"):  # refuse before anything is written
         pool = units(view, method.granularity, options.block_type if method.granularity == "block" else "mix")
         budget_check(pool, options.num_blocks)
-    method.check_model(view, options)
-    plan = _start_plan(Plan(method=method.name,
-                            model={"source": model, "family": net.config.model_type, "params": view.total_params,
-                                   "layers": view.num_layers, "sha256": models.fingerprint(net)},
-                            calibration=windows.describe(), options=options.recorded(),
-                            validation=vwindows.describe() if vwindows else None), plan_path, resume, method, options,
-                       progress)
+    fresh = Plan(method=method.name, model={"source": model, "family": net.config.model_type,
+                                            "params": view.total_params, "layers": view.num_layers,
+                                            "sha256": models.fingerprint(net)},
+                 calibration=windows.describe(), options=options.recorded(),
+                 validation=vwindows.describe() if vwindows else None)
+    method.check_inputs(fresh, view, options)
+    plan = _start_plan(fresh, plan_path, resume, method, options, progress)
     if method.granularity in ("block", "layer"):  # after a resume's own check: a saved run says what differs
         _refuse_empty(view, pool, options)
 
@@ -256,9 +256,11 @@ def _start_plan(fresh: Plan, plan_path: Path, resume: bool, method: Method, opti
         return fresh
     plan = Plan.load(plan_path)
     loose, note = resume_check(plan, fresh.options, method)
-    if plan.identity(loose) != fresh.identity(loose):
-        raise UserError(f"{plan_path} was made with {differences(plan.identity(loose), fresh.identity(loose))}; "
-                        f"it cannot be resumed with these inputs (start a new --out)")
+    saved, given = plan.identity(loose), fresh.identity(loose)
+    if saved != given:
+        saved["options"], given["options"] = as_given(saved["options"]), as_given(given["options"])
+        raise UserError(f"{plan_path} was made with {differences(saved, given)}; it cannot be resumed with these "
+                        f"inputs (start a new --out)")
     extended = [k for k in method.extendable if plan.options.get(k) != fresh.options.get(k)]
     if extended:
         method.check_resume(plan, options)

@@ -205,6 +205,12 @@ VALIDATION = ("validation", "validation_nsamples")
 SCORER_FIELDS = ("scorer", "fast_dtype", "racing_z")  # what --scorer's choice records
 
 
+def as_given(recorded: dict[str, Any]) -> dict[str, Any]:
+    """Recorded options with those recorded only when changed (IF_CHANGED) at their defaults where absent:
+    what a message names ("--batch-size 1 (now 2)", not "unset")."""
+    return {**{k: _DEFAULTS[k] for k in IF_CHANGED}, **recorded}
+
+
 def resume_check(plan: Plan, given: dict[str, Any], method: Method) -> tuple[tuple[str, ...], str | None]:
     """Which of `plan`'s recorded options may differ from `given` (what this run records) when this run
     continues it, and the line to print when the scorer changes:

@@ -45,6 +45,7 @@ from ..scoring.racing import race
 from ..search import greedy, units
 from ..search.greedy import Unit
 from ..units import block_index, expand
+from ..view import BlockView
 from .registry import Job, MethodDefaults, register
 
 #: how many removed blocks a mutation puts back, and how often
@@ -176,19 +177,29 @@ class Evolution(MethodDefaults):
         self.finish(job, plan, t0)
         return plan
 
-    def seeds(self, job: Job, plan: Plan, blocks: list[Unit]) -> list[dict[str, Any]]:
-        """Every seed's set as given and as completed to the budget (greedy blocks), with its perplexity."""
-        given = []
-        for run in job.options.seed_runs:
+    def check_inputs(self, plan: Plan, view: BlockView, options: Any) -> None:
+        self._seed_plans(plan, options.seed_runs, options.ratio)
+
+    @staticmethod
+    def _seed_plans(plan: Plan, runs: tuple[str, ...], ratio: float) -> list[Plan]:
+        """The finished depth plans `runs` hold, refused unless made on `plan`'s model and calibration within
+        the `ratio` budget."""
+        seeds = []
+        for run in runs:
             seed = Plan.load(run)
             if seed.status != "done" or seed.width is not None:
                 raise UserError(f"--seed-runs: {run} is not a finished depth run; finish it or leave it out")
             if (seed.model.get("sha256"), seed.calibration.get("sha256")) != (plan.model.get("sha256"),
                                                                                plan.calibration.get("sha256")):
                 raise UserError(f"--seed-runs: {run} was made on another model or calibration set than this run")
-            if seed.steps and seed.steps[-1]["ratio"] > job.ratio + 1e-12:
-                raise UserError(f"--seed-runs: {run} removes {seed.steps[-1]['ratio']:.1%}, over --ratio {job.ratio}")
-            given.append((seed.method, seed.removed))
+            if seed.steps and seed.steps[-1]["ratio"] > ratio + 1e-12:
+                raise UserError(f"--seed-runs: {run} removes {seed.steps[-1]['ratio']:.1%}, over --ratio {ratio}")
+            seeds.append(seed)
+        return seeds
+
+    def seeds(self, job: Job, plan: Plan, blocks: list[Unit]) -> list[dict[str, Any]]:
+        """Every seed's set as given and as completed to the budget (greedy blocks), with its perplexity."""
+        given = [(seed.method, seed.removed) for seed in self._seed_plans(plan, job.options.seed_runs, job.ratio)]
         if not given:
             given.append(("relative-magnitude", self._relative_magnitude(job, plan)))
         out = []
@@ -230,7 +241,8 @@ class Evolution(MethodDefaults):
     def finish(self, job: Job, plan: Plan, t0: float) -> None:
         """The final set as steps in execution order, each with its prefix's exact calibration perplexity."""
         view, state = job.view, plan.search
-        order = sorted(state["parent"], key=block_index)
+        # blocks: a seed's completed set (the parent until an offspring beats it) may name whole layers
+        order = sorted({b for u in state["parent"] for b in expand(u)}, key=block_index)
         for i, unit in enumerate(order):
             prefix = frozenset(order[:i + 1])
             plan.steps.append(Step(step=i + 1, removed=unit, ppl=self._ppl(job, prefix), ratio=view.removed_params(prefix) / view.total_params,

@@ -42,7 +42,7 @@ class WidthMethod(MethodDefaults):
             raise UserError(f"--method {self.name} removes a share of the parameters: give --ratio r, "
                             f"not --num-blocks")
 
-    def check_model(self, view: BlockView, options: Any) -> None:
+    def check_inputs(self, plan: Plan, view: BlockView, options: Any) -> None:
         from .. import width
 
         width.check(view, self._options(options))

@@ -55,9 +55,9 @@ class Method(Protocol):
     def validate(self, options: Any) -> None:
         """Refuse options this method cannot run with (a one-line UserError), before anything is written."""
 
-    def check_model(self, view: BlockView, options: Any) -> None:
-        """Refuse options this method cannot run with on this model (a one-line UserError), once it is loaded
-        and before anything is written."""
+    def check_inputs(self, plan: Plan, view: BlockView, options: Any) -> None:
+        """Refuse options this method cannot run with on this model and data (a one-line UserError): `plan` is
+        the new plan (model and calibration recorded), checked before anything is written."""
 
     def check_resume(self, plan: Plan, options: Any) -> None:
         """Refuse resuming `plan` with `options` (its `extendable` ones changed) where its state cannot follow."""
@@ -81,7 +81,7 @@ class MethodDefaults:
     def validate(self, options: Any) -> None:
         pass
 
-    def check_model(self, view: BlockView, options: Any) -> None:
+    def check_inputs(self, plan: Plan, view: BlockView, options: Any) -> None:
         pass
 
     def check_resume(self, plan: Plan, options: Any) -> None:
