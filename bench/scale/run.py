@@ -1,0 +1,523 @@
+"""Scale (issue 31): the same search from 135M to 8B parameters, against `blockprune estimate`'s cost model.
+
+For each config in bench/scale/configs/ (real models' shapes; nothing downloaded), smallest first, a
+checkpoint of random bf16 weights is written locally (one safetensors shard per layer, so building it never
+holds the model) with a byte-level tokenizer, and one process per size (so each size's memory peaks are its
+own) measures, on `--windows` windows of `--seqlen` tokens of generated text:
+- load: `models.load` of the bf16 checkpoint into the run's precision;
+- one `blockpruner` step and one `layer-ppl` step, racing (and exhaustive, `incremental`, up to
+  `--exhaustive-up-to` parameters), each as prune runs it after its dense perplexity pass (timed once, for
+  every step): the boundary cache's fill, then the step; `--candidates N` scores only N of the pool, evenly spaced through the depth (the first N
+  would be the costliest: a candidate runs every block after its own), and the record says so;
+- a `shortgpt` pass and an `llm-bip` pass (`--ratio 0.2`) through `blockprune.api.prune`;
+- export (`auto`) of the blockpruner step's removal and reload with `blockprune.load`.
+Each phase's wall and CPU seconds and its peak RSS (VmHWM, reset per phase through /proc/self/clear_refs)
+are recorded beside `estimate`'s peak for the same settings, and each step's CPU seconds per
+candidate-window beside the cost model's (its one-layer timing: mean blocks run per candidate x a block's
+time + the LM head's).
+
+The precision: fp32 where `estimate` says the heaviest phase fits in `--memory` (default: the memory
+available now, beside whatever else runs), else bf16 where the CPU runs it natively, else the size is
+skipped and the record says why. A finished size is kept (the bench resumes); one thread by default.
+Writes bench/scale/results/<machine tag>.json (`blockprune.machine`) with the machine record and the exact
+command per size, and its figure beside it (.png); `--show FILE` prints a results file's table,
+`--figure FILE` draws its figure again.
+
+    OMP_NUM_THREADS=1 nice -n 10 python bench/scale/run.py --sizes smollm2-135m --candidates 2
+    python bench/scale/run.py --show bench/scale/results/amd-epyc-avx2.json
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import re
+import resource
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+GiB = 1024 ** 3
+# the scoring phases: (name, method, scorer); the exhaustive ones only up to --exhaustive-up-to parameters
+STEPS = [("blockpruner racing", "blockpruner", "racing"), ("layer-ppl racing", "layer-ppl", "racing"),
+         ("blockpruner exhaustive", "blockpruner", "incremental"), ("layer-ppl exhaustive", "layer-ppl", "incremental")]
+WIDTH_RATIO = 0.2  # llm-bip's share of parameters, the paper's ratio
+
+
+# -- what each size runs on ------------------------------------------------------------------------------
+
+def byte_tokenizer():
+    """A saveable tokenizer of one token per byte (257 ids: fits every vocabulary here): the windows are
+    the text's bytes, and no tokenizer is downloaded."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    # sorted: a set's order (so every id) would follow PYTHONHASHSEED
+    vocab = {ch: i for i, ch in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    vocab["<eos>"] = len(vocab)
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<eos>")
+
+
+def calibration_text(path: Path, windows: int, seqlen: int) -> str:
+    """Seeded words, one byte a token, `windows` windows and half of one more long: the windows' content
+    does not change the cost of a forward pass."""
+    import random
+
+    rng = random.Random(0)
+    words = ["the", "model", "block", "prune", "layer", "attention", "weights", "data", "search", "window"]
+    text, size = [], windows * seqlen + seqlen // 2
+    while sum(len(w) + 1 for w in text) < size:
+        text.append(rng.choice(words))
+    path.write_text(" ".join(text)[:size], encoding="utf-8")
+    return str(path)
+
+
+def build_checkpoint(config_dir: Path, out: Path, seed: int = 0) -> None:
+    """Random bf16 weights of the config's shapes (normal(0, initializer_range), norms 1, biases 0), one
+    shard per layer: building an 8B checkpoint holds one layer, not the model."""
+    import torch
+    from safetensors.torch import save_file
+    from transformers import AutoConfig
+
+    from blockprune import estimate
+
+    config = AutoConfig.from_pretrained(config_dir)
+    params = dict(estimate.meta_model(config).named_parameters())  # tied weights once, by their first name
+    std = getattr(config, "initializer_range", 0.02)
+    gen = torch.Generator().manual_seed(seed)
+    groups: dict[str, list[str]] = {}
+    for name in params:
+        m = re.search(r"\.layers\.(\d+)\.", name)
+        groups.setdefault(f"layer{m.group(1)}" if m else "other", []).append(name)
+    out.mkdir(parents=True, exist_ok=True)
+    weight_map, total = {}, 0
+    for i, names in enumerate(groups.values()):
+        shard = f"model-{i + 1:05d}-of-{len(groups):05d}.safetensors"
+        tensors = {}
+        for n in names:
+            t = torch.empty(params[n].shape, dtype=torch.bfloat16)
+            if n.endswith("bias"):
+                t.zero_()
+            elif "norm" in n:
+                t.fill_(1.0)
+            else:
+                t.normal_(0.0, std, generator=gen)
+            tensors[n] = t
+            total += t.numel() * 2
+        save_file(tensors, str(out / shard), metadata={"format": "pt"})
+        weight_map.update(dict.fromkeys(names, shard))
+    (out / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=1))
+    config.save_pretrained(out)
+    byte_tokenizer().save_pretrained(out)
+
+
+def params_of(config_dir: Path) -> int:
+    from transformers import AutoConfig
+
+    from blockprune import estimate
+
+    return estimate.shapes(AutoConfig.from_pretrained(config_dir)).params
+
+
+# -- memory and time, per phase ----------------------------------------------------------------------------
+
+def rss() -> int:
+    return _status("VmRSS")
+
+
+def _status(key: str) -> int:
+    with open("/proc/self/status", encoding="utf-8") as f:
+        return int(re.search(rf"{key}:\s+(\d+)", f.read()).group(1)) * 1024
+
+
+def reset_peak() -> bool:
+    """Restart the peak RSS (VmHWM) from the current RSS; False where the kernel does not allow it (then
+    each phase's peak is the process's so far)."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="utf-8") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak() -> int:
+    try:
+        return _status("VmHWM")
+    except (OSError, AttributeError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+class Phase:
+    """Wall and CPU seconds and the peak RSS of what runs inside it."""
+
+    def __enter__(self) -> "Phase":
+        gc.collect()
+        self.reset = reset_peak()
+        self.rss_before = rss()
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+        self.peak = peak()
+
+    def record(self, **more: Any) -> dict[str, Any]:
+        return {"wall": round(self.wall, 2), "cpu": round(self.cpu, 2), "peak_rss": self.peak,
+                "rss_before": self.rss_before, "peak_reset": self.reset, **more}
+
+
+def spaced(pool: list, n: int | None) -> list:
+    """`n` of `pool` evenly spaced through it (all of it when n is None or not smaller)."""
+    if n is None or n >= len(pool):
+        return pool
+    if n == 1:
+        return [pool[len(pool) // 2]]
+    return [pool[round(i * (len(pool) - 1) / (n - 1))] for i in range(n)]
+
+
+def options(method: str, dtype: str, calib: str, seqlen: int, **more):
+    from blockprune.options import PruneOptions
+
+    if method == "llm-bip":
+        more.setdefault("ratio", WIDTH_RATIO)
+    else:
+        more.setdefault("num_blocks", 1)
+    return PruneOptions(method=method, dtype=dtype, calibration=calib, seqlen=seqlen, validation="none", **more)
+
+
+def estimated(folder: Path, opts) -> dict[str, Any]:
+    """estimate's memory for these settings, with this process's resident memory as the runtime."""
+    from blockprune import estimate
+
+    est = estimate.estimate(str(folder), opts, "cpu", timing=False)
+    return {"peak": est.memory.peak["cpu"], "needed": est.memory.needed["cpu"], "windows": est.calibration.windows,
+            "search": est.search}
+
+
+def cost_model(timing, view, candidates) -> list[float]:
+    """The cost model's CPU seconds per candidate-window for these candidates: a candidate runs the blocks
+    after its first (its own masked) and the LM head, at the one-layer timing's mean block time
+    (estimate.seconds' rule); fastest and slowest timed runs."""
+    runs = [len(view.blocks) - u.index - len(u.blocks) for u in candidates]
+    mean = sum(runs) / len(runs)
+    return [mean * (timing.attn[i] + timing.mlp[i]) / 2 + timing.head[i] for i in (0, 1)]
+
+
+def run_size(name: str, work: Path, dtype: str, args) -> dict[str, Any]:
+    """Every phase of one size, in this process; the record of each."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from transformers import AutoConfig
+    from transformers.utils import logging as hf_logging
+
+    from blockprune import estimate, models, scoring
+    from blockprune.api import prune
+    from blockprune.data import load_windows
+    from blockprune.export import export, load
+    from blockprune.perplexity import perplexity
+    from blockprune.plan import Plan
+    from blockprune.search import greedy, units
+    from blockprune.view import BlockView
+
+    hf_logging.disable_progress_bar()
+    folder = work / "model"
+    t = time.perf_counter()
+    build_checkpoint(args.configs / name, folder)
+    built = round(time.perf_counter() - t, 1)
+    calib = calibration_text(work / "calibration.txt", args.windows, args.seqlen)
+    config = AutoConfig.from_pretrained(folder)
+    record: dict[str, Any] = {"build_seconds": built, "phases": {}}
+    phases = record["phases"]
+    params = estimate.shapes(config).params
+    steps = [s for s in STEPS if s[2] == "racing" or params <= args.exhaustive_up_to]
+    # memory estimates first, from the config, in this process before any weight (its runtime is the run's)
+    ests = {label: estimated(folder, options(method, dtype, calib, args.seqlen, scorer=scorer))
+            for label, method, scorer in steps}
+    for method in ("shortgpt", "llm-bip"):
+        ests[method] = estimated(folder, options(method, dtype, calib, args.seqlen))
+    timing = estimate.time_layer(config, dtype, "cpu", args.seqlen)
+    record["timing"] = {"attn": timing.attn, "mlp": timing.mlp, "head": timing.head, "load": timing.load}
+
+    with Phase() as ph:
+        net, tok = models.load(str(folder), dtype)
+    phases["load"] = ph.record()
+    view = BlockView(net)
+    windows = load_windows(calib, tok, args.seqlen)
+    assert len(windows) == args.windows, f"{len(windows)} windows of the generated text, not {args.windows}"
+    with Phase() as ph, torch.no_grad():
+        perplexity(view, windows)
+    phases["dense pass"] = ph.record()
+    removed_by_bp: str | None = None
+    for label, method, scorer_name in steps:
+        opts = options(method, dtype, calib, args.seqlen, scorer=scorer_name).resolved("cpu")
+        pool = units(view, "layer" if method == "layer-ppl" else "block", "mix")
+        cands = spaced(pool, args.candidates)
+        with Phase() as ph:
+            scorer = scoring.make_scorer(view, windows, opts)
+            w, c = time.perf_counter(), time.process_time()
+            scorer.cache.sync(frozenset())  # the cache's fill, timed apart from the candidates
+            fill = (time.perf_counter() - w, time.process_time() - c)
+            plan = Plan(method=method, model={}, calibration={}, options={})
+            w, c = time.perf_counter(), time.process_time()
+            greedy(view, scorer, plan, cands, num_blocks=1, ratio=None)
+            step = (time.perf_counter() - w, time.process_time() - c)
+        del scorer
+        s = plan.steps[0]
+        e = ests[label]
+        phases[label] = ph.record(
+            fill=[round(x, 2) for x in fill], step=[round(x, 2) for x in step],
+            candidates=len(cands), pool=len(pool), evaluated_windows=s["evaluated_windows"],
+            exhaustive_windows=s["exhaustive_windows"], removed=s["removed"],
+            cpu_per_candidate_window=step[1] / s["evaluated_windows"],
+            model_per_candidate_window=cost_model(timing, view, cands),
+            estimate_peak=e["peak"], estimate_needed=e["needed"],
+            # the whole run's time range (the dense pass, the fill, the step), comparable where every
+            # candidate was scored
+            estimate_seconds=list(estimate.seconds(e["search"], timing)) if len(cands) == len(pool) else None)
+        if method == "blockpruner" and removed_by_bp is None:
+            removed_by_bp = s["removed"]
+        print(f"{name}: {label}: {ph.wall:.0f} s", file=sys.stderr, flush=True)
+
+    out = work / "export"
+    with Phase() as ph:
+        export(net, {removed_by_bp}, out, tokenizer=tok)
+    phases["export"] = ph.record(removed=removed_by_bp, bytes=sum(f.stat().st_size for f in out.rglob("*") if f.is_file()))
+    del net, view
+    with Phase() as ph:
+        back = load(out, models.DTYPES[dtype])
+    phases["reload"] = ph.record()
+    del back
+    shutil.rmtree(out)
+
+    for method in ("shortgpt", "llm-bip"):
+        with Phase() as ph:
+            prune(str(folder), work / method, options=options(method, dtype, calib, args.seqlen), export=False,
+                  progress=False)
+        phases[method] = ph.record(estimate_peak=ests[method]["peak"], estimate_needed=ests[method]["needed"])
+        print(f"{name}: {method}: {ph.wall:.0f} s", file=sys.stderr, flush=True)
+    return record
+
+
+# -- the sizes, resumable ----------------------------------------------------------------------------------
+
+def choose_dtype(config_dir: Path, budget: int, free_disk: int, seqlen: int, windows: int) -> tuple[str | None, str]:
+    """(dtype, why): fp32 where the heaviest phase's estimate fits in `budget` bytes, else bf16 where the
+    CPU runs it natively and it fits; (None, the reason) otherwise."""
+    from blockprune import estimate
+    from blockprune.scoring.twoprecision import native_fast_dtype
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        shutil.copy(config_dir / "config.json", folder / "config.json")
+        calib = calibration_text(folder / "calibration.txt", windows, seqlen)
+        tok = byte_tokenizer()
+        needs = {}
+        for dtype in ("fp32", "bf16"):
+            est = estimate.estimate(str(folder), options("blockpruner", dtype, calib, seqlen, scorer="incremental"),
+                                    "cpu", timing=False, tokenizer=tok)
+            needs[dtype] = est.memory.needed["cpu"]
+            disk = est.shapes.params * (2 + estimate.BYTES[dtype])  # the bf16 checkpoint and the export
+            if needs[dtype] <= budget and disk <= free_disk and (dtype == "fp32" or native_fast_dtype("cpu")):
+                return dtype, f"estimate {estimate.gib(needs[dtype])} within {estimate.gib(budget)}"
+            if disk > free_disk:
+                return None, f"{dtype} needs {estimate.gib(disk)} of disk, {estimate.gib(free_disk)} free"
+    why = f"fp32 needs {estimate.gib(needs['fp32'])}, more than the {estimate.gib(budget)} allowed (--memory)"
+    if not native_fast_dtype("cpu"):
+        return None, (why + "; bf16 not run: this CPU has no native bf16 (avx512_bf16 or amx_bf16), so it would "
+                      "be emulated, many times slower than fp32")
+    return None, why + f"; bf16 needs {estimate.gib(needs['bf16'])}"
+
+
+def load_results(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {"sizes": {}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--configs", type=Path, default=HERE / "configs", help="a folder of <size>/config.json")
+    ap.add_argument("--sizes", help="comma-separated config names (default: all, smallest first)")
+    ap.add_argument("--windows", type=int, default=2)
+    ap.add_argument("--seqlen", type=int, default=2048)
+    ap.add_argument("--candidates", type=int, help="score only N candidates per step, evenly spaced through the depth")
+    ap.add_argument("--exhaustive-up-to", type=float, default=1.6e9, help="parameters up to which the steps also "
+                    "run exhaustively (default 1.6e9)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--memory", type=float, help="GiB the bench may use (default: the memory available now)")
+    ap.add_argument("--note", help="recorded with each size run now (e.g. what else ran beside it)")
+    ap.add_argument("--results", type=Path, default=HERE / "results", help="where <machine tag>.json is written")
+    ap.add_argument("--work", type=Path, help="where checkpoints are built (default: the system's temporary folder)")
+    ap.add_argument("--show", metavar="FILE", help="print a results file's table and exit")
+    ap.add_argument("--figure", metavar="FILE", help="draw a results file's figure (FILE with .png) and exit")
+    ap.add_argument("--size", help=argparse.SUPPRESS)  # internal: one size in this process
+    ap.add_argument("--dtype", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.show:
+        print(table(json.loads(Path(args.show).read_text(encoding="utf-8"))), end="")
+        return 0
+    if args.figure:
+        print(f"wrote {figure(json.loads(Path(args.figure).read_text(encoding='utf-8')), Path(args.figure).with_suffix('.png'))}")
+        return 0
+    if args.size:
+        print(json.dumps(run_size(args.size, args.work, args.dtype, args)))
+        return 0
+
+    from blockprune import estimate, machine
+    from blockprune.scoring.twoprecision import native_fast_dtype
+
+    path = machine.results_file(args.results)
+    results = load_results(path)
+    names = args.sizes.split(",") if args.sizes else [d.name for d in args.configs.iterdir() if (d / "config.json").exists()]
+    sizes = sorted(((params_of(args.configs / n), n) for n in names))
+    command = "python bench/scale/run.py" + (f" {shlex.join(argv if argv is not None else sys.argv[1:])}"
+                                             if (argv if argv is not None else sys.argv[1:]) else "")
+    for params, name in sizes:
+        if results["sizes"].get(name, {}).get("status") == "done":
+            print(f"{name}: done before, kept")
+            continue
+        work = Path(tempfile.mkdtemp(prefix=f"scale-{name}-", dir=args.work))
+        budget = int(args.memory * GiB) if args.memory is not None else estimate.available("cpu")["cpu"]
+        dtype, why = choose_dtype(args.configs / name, budget, shutil.disk_usage(work).free, args.seqlen, args.windows)
+        entry: dict[str, Any] = {"params": params, "command": command, "date": time.strftime("%Y-%m-%d %H:%M"),
+                                 "windows": args.windows, "seqlen": args.seqlen, "threads": args.threads,
+                                 "candidates": args.candidates, "note": args.note, "native_bf16": bool(native_fast_dtype("cpu"))}
+        if dtype is None:
+            shutil.rmtree(work)
+            results["sizes"][name] = {**entry, "status": "skipped", "reason": why, "machine": machine.describe()}
+            print(f"{name}: skipped: {why}")
+        else:
+            print(f"{name}: {dtype} ({why})", flush=True)
+            env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+            cmd = [sys.executable, __file__, "--size", name, "--dtype", dtype, "--work", str(work),
+                   "--configs", str(args.configs), "--windows", str(args.windows), "--seqlen", str(args.seqlen),
+                   "--threads", str(args.threads), "--exhaustive-up-to", str(args.exhaustive_up_to)]
+            cmd += ["--candidates", str(args.candidates)] if args.candidates else []
+            load_start = [round(x, 2) for x in os.getloadavg()]
+            got = subprocess.run(cmd, stdout=subprocess.PIPE, env=env, text=True)
+            shutil.rmtree(work, ignore_errors=True)
+            if got.returncode != 0:
+                results["sizes"][name] = {**entry, "status": "failed", "reason": f"exit {got.returncode}",
+                                          "machine": machine.describe()}
+                print(f"{name}: failed (exit {got.returncode})")
+            else:
+                run = json.loads(got.stdout.strip().splitlines()[-1])
+                results["sizes"][name] = {**entry, "status": "done", "dtype": dtype, "load_average_start": load_start,
+                                          **run, "machine": machine.describe()}
+        results["sizes"] = dict(sorted(results["sizes"].items(), key=lambda kv: kv[1]["params"]))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")  # after each size: resumable
+    print(table(results), end="")
+    print(f"wrote {path} and {figure(results, path.with_suffix('.png'))}")
+    return 0
+
+
+# -- table and figure --------------------------------------------------------------------------------------
+
+def _size(params: int) -> str:
+    return f"{params / 1e9:.2f}B" if params >= 1e9 else f"{params / 1e6:.0f}M" if params >= 1e6 else f"{params:,}"
+
+
+def _s(x: float) -> str:
+    """Seconds to three significant digits (a tiny model's phases take milliseconds, an 8B's hours)."""
+    return f"{x:.3g}" if x < 1000 else f"{x:.0f}"
+
+
+def _gib(n: float) -> str:
+    return f"{n / GiB:.2f}"
+
+
+def table(results: dict[str, Any]) -> str:
+    """The Markdown of a results file: one row per size and phase, then each size's scope and skips."""
+    from blockprune import machine
+    from blockprune.words import count
+
+    lines = ["# Scale (bench/scale)", "",
+             "| model | params | dtype | phase | wall s | CPU s | candidate-windows | CPU s / candidate-window | "
+             "cost model s / candidate-window | peak RSS GiB | estimate GiB (without / with leader copy) |",
+             "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    scopes, skips, records = [], [], {}
+    for name, r in results["sizes"].items():
+        records[name] = [r["machine"]]
+        if r["status"] != "done":
+            skips.append(f"- {name} ({_size(r['params'])}): {r['status']}: {r['reason']}")
+            continue
+        for phase, p in r["phases"].items():
+            cw = p.get("evaluated_windows")
+            per = _s(p["cpu_per_candidate_window"]) if cw else "-"
+            model = "-" if not cw else "-".join(map(_s, p["model_per_candidate_window"]))
+            cws = f"{cw} of {p['exhaustive_windows']}" if cw else "-"
+            est = f"{_gib(p['estimate_needed'])} / {_gib(p['estimate_peak'])}" if "estimate_peak" in p else "-"
+            lines.append(f"| {name} | {_size(r['params'])} | {r['dtype']} | {phase} | {_s(p['wall'])} | {_s(p['cpu'])} | "
+                         f"{cws} | {per} | {model} | {_gib(p['peak_rss'])} | {est} |")
+        steps = [(k, p) for k, p in r["phases"].items() if "pool" in p]
+        scope = "; ".join(f"{k} {p['candidates']} of {p['pool']}" for k, p in steps)
+        part = r["candidates"] is not None and any(p["candidates"] < p["pool"] for _, p in steps)
+        line = (f"- {name}: `{r['command']}` ({r['date']}), {r['windows']} windows x {r['seqlen']} tokens, "
+                f"{count(r['threads'], 'thread')}, load average {'/'.join(map(str, r['load_average_start']))} at the start "
+                f"and {'/'.join(map(str, r['machine']['load_average']))} at the end; candidates scored: {scope}")
+        line += (" (evenly spaced through the depth: the step times are not a full step's, only the per "
+                 "candidate-window figures compare)" if part else "")
+        for k, p in steps:
+            if p.get("estimate_seconds"):
+                lo, hi = p["estimate_seconds"]
+                took = r["phases"]["dense pass"]["wall"] + p["wall"]
+                line += f"; {k} with the dense pass took {_s(took)} s, estimate {_s(lo)}-{_s(hi)} s"
+        scopes.append(line + (f". Note: {r['note']}" if r.get("note") else ""))
+    lines += ["", *scopes, *skips, "", *machine.table_lines(records)]
+    return "\n".join(lines) + "\n"
+
+
+def figure(results: dict[str, Any], out: Path) -> Path:
+    """Time per candidate-window and peak memory against parameters, measured (points) and the cost
+    model's (lines: the one-layer timing's range per size; estimate's peak without and with the leader)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = [(r["params"], r) for r in results["sizes"].values() if r["status"] == "done"]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for label, marker in (("blockpruner", "o"), ("layer-ppl", "s")):
+        pts = [(n, p) for n, r in done for k, p in r["phases"].items() if k.startswith(label + " ")]
+        if not pts:
+            continue
+        xs = [n for n, _ in pts]
+        ax1.scatter(xs, [p["cpu_per_candidate_window"] for _, p in pts], marker=marker, label=f"{label}, measured")
+        for i, style in ((0, "--"), (1, ":")):
+            ax1.plot(xs, [p["model_per_candidate_window"][i] for _, p in pts], style,
+                     label=f"{label}, cost model ({'fastest' if i == 0 else 'slowest'} timed layer)")
+    ax1.set(xscale="log", yscale="log", xlabel="parameters", ylabel="CPU s per candidate-window",
+            title="Time per candidate-window")
+    rows = []
+    for n, r in done:
+        scoring = [p for p in r["phases"].values() if "estimate_peak" in p]
+        rows.append((n, max(p["peak_rss"] for p in scoring), max(p["estimate_needed"] for p in scoring),
+                     max(p["estimate_peak"] for p in scoring)))
+    if rows:
+        xs = [n for n, *_ in rows]
+        ax2.scatter(xs, [m / GiB for _, m, _, _ in rows], label="peak RSS, measured")
+        ax2.plot(xs, [e / GiB for _, _, e, _ in rows], "--", label="estimate, without the leader copy")
+        ax2.plot(xs, [e / GiB for *_, e in rows], ":", label="estimate, with the leader copy")
+    ax2.set(xscale="log", yscale="log", xlabel="parameters", ylabel="GiB", title="Peak memory (the heaviest phase)")
+    for ax in (ax1, ax2):
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())

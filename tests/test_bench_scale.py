@@ -1,0 +1,61 @@
+"""bench/scale (issue 31, item 3) on a tiny config: a size's record, its table and its figure are produced,
+a finished size is kept when the bench runs again, and a size that cannot run is skipped with its reason.
+No timing is asserted: the figures are whatever this machine measures."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN = ROOT / "bench" / "scale" / "run.py"
+TINY = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 64, "intermediate_size": 96,
+        "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 300,
+        "max_position_embeddings": 128, "tie_word_embeddings": True}
+
+
+def bench(*args) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    got = subprocess.run([sys.executable, str(RUN), *map(str, args)], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert got.returncode == 0, got.stderr[-3000:]
+    return got
+
+
+def test_a_size_is_recorded_kept_and_a_size_that_cannot_fit_is_skipped_with_its_reason(tmp_path):
+    configs, results = tmp_path / "configs", tmp_path / "results"
+    for name, hidden in (("tiny", 64), ("wide", 128)):
+        (configs / name).mkdir(parents=True)
+        (configs / name / "config.json").write_text(json.dumps({**TINY, "hidden_size": hidden}))
+    common = ("--configs", configs, "--results", results, "--work", tmp_path, "--seqlen", 32)
+    bench(*common, "--sizes", "tiny", "--candidates", 2, "--note", "a test")
+    [path] = results.glob("*.json")
+    tiny = json.loads(path.read_text())["sizes"]["tiny"]
+    assert tiny["status"] == "done" and tiny["dtype"] == "fp32" and tiny["note"] == "a test"
+    assert "--candidates 2" in tiny["command"] and tiny["machine"]["cpu"]["model"]
+    assert list(tiny["phases"]) == ["load", "dense pass", "blockpruner racing", "layer-ppl racing", "blockpruner exhaustive",
+                                    "layer-ppl exhaustive", "export", "reload", "shortgpt", "llm-bip"]
+    for phase in ("blockpruner racing", "layer-ppl exhaustive"):
+        p = tiny["phases"][phase]
+        assert p["candidates"] == 2 and p["pool"] == (6 if phase.startswith("blockpruner") else 3)
+        assert 0 < p["evaluated_windows"] <= p["exhaustive_windows"] == 2 * 2  # 2 candidates x 2 windows
+        assert p["estimate_seconds"] is None  # a partial step's time is no full step's: not compared
+        assert p["peak_rss"] > 0 and p["estimate_needed"] <= p["estimate_peak"]
+    assert not list(tmp_path.glob("scale-tiny-*")), "the size's checkpoint is left behind"
+
+    # again, with a memory limit no model fits: the finished size is kept as it was, the new one skipped
+    out = bench(*common, "--memory", 0.001).stdout
+    assert "tiny: done before, kept" in out
+    sizes = json.loads(path.read_text())["sizes"]
+    assert sizes["tiny"] == tiny
+    assert sizes["wide"]["status"] == "skipped" and "more than the 1.0 MiB allowed (--memory)" in sizes["wide"]["reason"]
+
+    shown = bench("--show", path).stdout
+    assert "| tiny | " in shown and "| blockpruner racing |" in shown and "| llm-bip |" in shown
+    assert "- wide (" in shown and "skipped: fp32 needs" in shown
+    assert "blockpruner racing 2 of 6" in shown and "evenly spaced through the depth" in shown
+    assert "Machine: " in shown
+    png = path.with_suffix(".png")
+    png.unlink()
+    bench("--figure", path)
+    assert png.stat().st_size > 0
