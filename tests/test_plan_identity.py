@@ -65,7 +65,8 @@ def test_a_run_started_with_the_default_scorer_resumes_with_racing_to_the_same_r
     assert res.plan.options == saved["options"]  # the record says how the run started; each step, how it ran
     err = capsys.readouterr().err
     if METHODS[method].uses_scorer:
-        scorer = saved["options"]["scorer"]
+        fast = saved["options"].get("fast_dtype")
+        scorer = saved["options"]["scorer"] + (f" ({fast})" if fast else "")
         assert f"scored by --scorer {scorer} and continues with racing" in err
         assert "decisions are the same by construction" in err
     else:
@@ -109,7 +110,7 @@ def test_racing_z_still_binds_between_two_racing_scorers():
     given = PruneOptions(num_blocks=2, scorer="racing").resolved("cpu").recorded()
     loose, note = resume_check(plan, given, METHODS["blockpruner"])
     assert "scorer" in loose and "racing_z" not in loose
-    assert "fast and racing within --racing-z 3.0" in note  # the saved tolerance: the identity check refuses 2.5
+    assert "fast (bf16) and racing within --racing-z 3.0" in note  # the saved tolerance: the identity check refuses 2.5
 
 
 def test_a_finished_plan_that_records_no_batch_size_is_reused_with_any():
@@ -120,3 +121,12 @@ def test_a_finished_plan_that_records_no_batch_size_is_reused_with_any():
     assert "batch_size" in resume_check(plan, given, METHODS["blockpruner"])[0]
     plan.status = "running"
     assert "batch_size" not in resume_check(plan, given, METHODS["blockpruner"])[0]
+
+
+def test_fast_without_a_fast_precision_on_another_machine_is_a_scorer_switch():
+    """--scorer fast on a CPU without native bf16 races in full precision only (fast_dtype none)."""
+    plan = Plan("blockpruner", {}, {}, PruneOptions(num_blocks=2, scorer="fast", fast_dtype="bf16").recorded())
+    given = PruneOptions(num_blocks=2, scorer="fast", fast_dtype="none").recorded()
+    loose, note = resume_check(plan, given, METHODS["blockpruner"])
+    assert "fast_dtype" in loose and "racing_z" not in loose
+    assert "scored by --scorer fast (bf16) and continues with fast (racing, no fast precision)" in note

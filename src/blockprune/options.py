@@ -229,13 +229,16 @@ def resume_check(plan: Plan, given: dict[str, Any], method: Method) -> tuple[tup
     saved, now = plan.options.get("scorer"), given.get("scorer")
     if not (method.uses_scorer and given.get("metric", scoring.PERPLEXITY) == scoring.PERPLEXITY):
         loose += SCORER_FIELDS
-    elif saved is not None and saved != now:
-        unlike = [n for n in (saved, now) if not scoring.get(n).like_exhaustive]
+    elif saved is not None and (saved, plan.options.get("fast_dtype")) != (now, given.get("fast_dtype")):
+        # --scorer fast without a native fast precision is racing (fast_dtype none): a switch too
+        saved, now = _named(saved, plan.options), _named(now, given)
+        unlike = [n for n, o in ((saved, plan.options), (now, given)) if not scoring.get(o["scorer"]).like_exhaustive]
         if unlike:
             raise UserError(f"this run was scored by --scorer {saved} and would continue with {now}; {unlike[0]} "
                             f"may select other units than exhaustive scoring, so the result could differ: resume "
                             f"with --scorer {saved}, or start a new --out")
-        racing = [(n, o.get("racing_z", DEFAULT_Z)) for n, o in ((saved, plan.options), (now, given)) if scoring.get(n).races]
+        racing = [(n, o.get("racing_z", DEFAULT_Z)) for n, o in ((saved, plan.options), (now, given))
+                  if scoring.get(o["scorer"]).races]
         loose += ("scorer", "fast_dtype") + (() if len(racing) == 2 else ("racing_z",))
         within = f"{' and '.join(n for n, _ in racing)} within --racing-z {racing[0][1]}" if racing else "exactly"
         note = (f"blockprune: this run was scored by --scorer {saved} and continues with {now}: both select what "
@@ -243,6 +246,11 @@ def resume_check(plan: Plan, given: dict[str, Any], method: Method) -> tuple[tup
     if plan.status == "done" and "batch_size" not in plan.options:
         loose += ("batch_size",)
     return loose, note
+
+
+def _named(scorer: str, recorded: dict[str, Any]) -> str:
+    fast = recorded.get("fast_dtype")
+    return f"{scorer} ({'racing, no fast precision' if fast == 'none' else fast})" if fast else scorer
 
 
 def scorer_choices() -> tuple[str, ...]:
