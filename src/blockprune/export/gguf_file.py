@@ -19,7 +19,10 @@ would then skip its selection of output rows).
 
 Tensors follow llama.cpp's converter (convert_hf_to_gguf.py, `LlamaModel`): q and k rows permuted per head
 (`permute`: its rotary embedding pairs adjacent values, Llama's pairs the two halves), norms and 1-D tensors
-in f32, matrices in the outtype, a q8_0 matrix whose rows are not a multiple of 32 values in f16.
+in f32, matrices in the outtype, a q8_0 matrix whose rows are not a multiple of 32 values in f16. Except
+that an FFN width that is not a multiple of q8_0's 32-value block (width pruning leaves such widths: LLM-BIP
+kept 1151 of SmolLM2's 1536 channels) gets zero channels up to the next multiple (exact: a zero channel adds
+silu(0) * 0 = 0), so its down projection is q8_0 too instead of the converter's f16.
 
 Tokenizer: GPT-2-style byte-level BPE whose pre-tokenizer llama.cpp knows, identified as the converter does,
 by a hash of the token ids of a fixed text (`PRE_TOKENIZERS`: only the ones verified against llama.cpp here);
@@ -84,8 +87,9 @@ class Layer:
     source: int  # the base model's layer index
     heads: int
     kv: int
-    ffn: int
+    ffn: int  # as written, `ffn_zeros` included
     stand_in: str | None = None  # "attn" or "mlp": that block is an exact zero stand-in
+    ffn_zeros: int = 0  # zero channels appended to the kept ones (a whole number of quantization blocks)
 
 
 @dataclass(frozen=True)
@@ -95,9 +99,10 @@ class Layout:
     head_dim: int
 
 
-def layout(model: nn.Module, removed: frozenset[str]) -> Layout:
-    """The layers to write and the architecture that expresses them; a one-line `UserError` for what
-    llama.cpp's Llama and Deci graphs cannot compute exactly."""
+def layout(model: nn.Module, removed: frozenset[str], block: int = 1) -> Layout:
+    """The layers to write and the architecture that expresses them, FFN widths padded with zero channels to
+    a multiple of `block` (the outtype's quantization block); a one-line `UserError` for what llama.cpp's
+    Llama and Deci graphs cannot compute exactly."""
     cfg = model.config
     family = family_type(cfg)
 
@@ -135,7 +140,8 @@ def layout(model: nn.Module, removed: frozenset[str]) -> Layout:
         if unit_name("mlp", i) not in removed:
             ffn = sd[f"{prefix}mlp.gate_proj.weight"].shape[0]
         if heads or ffn:
-            layers.append(Layer(i, heads, kv, ffn))
+            zeros = -ffn % block
+            layers.append(Layer(i, heads, kv, ffn + zeros, ffn_zeros=zeros))
     if not layers:
         raise UserError("this plan removes every layer; there is no model to write")
     return _with_stand_ins(layers, head_dim)
@@ -148,7 +154,7 @@ def _with_stand_ins(layers: list[Layer], head_dim: int) -> Layout:
     out = []
     for n, x in enumerate(layers):
         if x.heads and not x.ffn:  # see the module docstring: deci would drop this layer's attention
-            x = Layer(x.source, x.heads, x.kv, STAND_IN_FFN, "mlp")
+            x = Layer(x.source, x.heads, x.kv, STAND_IN_FFN, "mlp")  # zeros already: no padding
         elif n == 0 and not x.heads:  # llama.cpp reads the head size from layer 0's head count
             x = Layer(x.source, 1, 1, x.ffn, "attn")
         out.append(x)
@@ -239,7 +245,11 @@ def _tensors(model: nn.Module, lay: Layout) -> list[tuple[str, np.ndarray]]:
             out += [(name[T.FFN_NORM], np.ones(hidden, np.float32))]
             out += [(name[kind], np.zeros(shape, np.float32)) for kind, shape in zero.items()]
         elif x.ffn:
-            out += [(name[kind], get(f"{prefix}{part}.weight")) for part, kind in MLP_PARTS.items()]
+            zeros = {T.FFN_GATE: ((0, x.ffn_zeros), (0, 0)), T.FFN_UP: ((0, x.ffn_zeros), (0, 0)),
+                     T.FFN_DOWN: ((0, 0), (0, x.ffn_zeros))}
+            for part, kind in MLP_PARTS.items():
+                w = get(f"{prefix}{part}.weight")
+                out.append((name[kind], np.pad(w, zeros[kind]) if kind in zeros and x.ffn_zeros else w))
     return out
 
 
@@ -303,14 +313,16 @@ def _provenance(job: Job, lay: Layout, outtype: str) -> dict[str, Any]:
     record = (width_provenance(job.model, job.meta, "gguf") if job.width == "narrowed"
               else provenance(job.model, job.removed, job.meta, "gguf"))
     stand_ins = [unit_name(x.stand_in, x.source) for x in lay.layers if x.stand_in]
-    return {**record, "outtype": outtype, "gguf_architecture": lay.arch, "stand_ins": stand_ins}
+    padded = {str(x.source): x.ffn_zeros for x in lay.layers if x.ffn_zeros}
+    return {**record, "outtype": outtype, "gguf_architecture": lay.arch, "stand_ins": stand_ins,
+            **({"ffn_zero_channels": padded} if padded else {})}
 
 
 def write(job: Job, out: Path) -> None:
     outtype = job.options.get("outtype") or DEFAULT_OUTTYPE
     qtype, ftype = OUTTYPES[outtype]
     model, cfg = job.model, job.model.config
-    lay = layout(model, job.removed)
+    lay = layout(model, job.removed, block=gguf.GGML_QUANT_SIZES[qtype][0])
     record = _provenance(job, lay, outtype)
     # tensors go to a temporary file as they are added: memory holds one tensor at a time, not the model
     w = gguf.GGUFWriter(out, lay.arch, use_temp_file=True)
