@@ -468,7 +468,7 @@ def test_a_format_registered_at_runtime_is_offered_and_used_by_the_cli(tmp_path,
     doc_module("add-an-export-format.md", "blockprune.export.card")
     try:
         assert main(["export", "--help"]) == 0
-        assert "{auto,vanilla,remote-code,nemotron-nas,card}" in capsys.readouterr().out
+        assert "{auto,vanilla,remote-code,nemotron-nas,gguf,card}" in capsys.readouterr().out
         assert main(["export", str(run), "--format", "card"]) == 0
         path = run / "model-card"
         assert f"wrote {path}" in capsys.readouterr().out
