@@ -444,7 +444,7 @@ def table(results: dict[str, Any]) -> str:
     from blockprune.words import count
 
     lines = ["# Scale (bench/scale)", "",
-             "| model | params | dtype | phase | wall s | CPU s | candidate-windows | CPU s / candidate-window | "
+             "| model | params | dtype | phase | wall s | CPU s | candidate-windows | s / candidate-window, wall / CPU | "
              "cost model s / candidate-window | peak RSS GiB | estimate GiB (without / with leader copy) |",
              "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     scopes, skips, records = [], [], {}
@@ -455,7 +455,7 @@ def table(results: dict[str, Any]) -> str:
             continue
         for phase, p in r["phases"].items():
             cw = p.get("evaluated_windows")
-            per = _s(p["cpu_per_candidate_window"]) if cw else "-"
+            per = f"{_s(p['step'][0] / cw)} / {_s(p['cpu_per_candidate_window'])}" if cw else "-"
             model = "-" if not cw else "-".join(map(_s, p["model_per_candidate_window"]))
             cws = f"{cw} of {p['exhaustive_windows']}" if cw else "-"
             est = f"{_gib(p['estimate_needed'])} / {_gib(p['estimate_peak'])}" if "estimate_peak" in p else "-"
@@ -469,12 +469,16 @@ def table(results: dict[str, Any]) -> str:
                 f"and {'/'.join(map(str, r['machine']['load_average']))} at the end; candidates scored: {scope}")
         line += (" (evenly spaced through the depth: the step times are not a full step's, only the per "
                  "candidate-window figures compare)" if part else "")
+        t = r["timing"]
+        line += (f"; the cost model's one-layer timing (wall, load average {t['load']:.1f}): attention "
+                 f"{_s(t['attn'][0])}-{_s(t['attn'][1])} s, MLP {_s(t['mlp'][0])}-{_s(t['mlp'][1])} s, LM head "
+                 f"{_s(t['head'][0])}-{_s(t['head'][1])} s a window")
         for k, p in steps:
             if p.get("estimate_seconds"):
                 lo, hi = p["estimate_seconds"]
                 took = r["phases"]["dense pass"]["wall"] + p["wall"]
                 line += f"; {k} with the dense pass took {_s(took)} s, estimate {_s(lo)}-{_s(hi)} s"
-        scopes.append(line + (f". Note: {r['note']}" if r.get("note") else ""))
+        scopes.append(line + (f". Note: {r['note']}" if r.get("note") and r["note"] not in r["command"] else ""))
     lines += ["", *scopes, *skips, "", *machine.table_lines(records)]
     return "\n".join(lines) + "\n"
 
@@ -489,16 +493,29 @@ def figure(results: dict[str, Any], out: Path) -> Path:
 
     done = [(r["params"], r) for r in results["sizes"].values() if r["status"] == "done"]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for label, marker in (("blockpruner", "o"), ("layer-ppl", "s")):
-        pts = [(n, p) for n, r in done for k, p in r["phases"].items() if k.startswith(label + " ")]
+    for label, marker, color in (("blockpruner", "o", "C0"), ("layer-ppl", "s", "C1")):
+        for how, fill in (("racing", color), ("exhaustive", "none")):
+            got = [(n, r["phases"][f"{label} {how}"]) for n, r in done if f"{label} {how}" in r["phases"]]
+            if got:
+                ax1.scatter([n for n, _ in got], [p["cpu_per_candidate_window"] for _, p in got], marker=marker,
+                            facecolors=fill, edgecolors=color, label=f"{label} {how}, measured CPU")
+                # wall time too: the cost model's timing is wall time, at the load of its moment
+                ax1.scatter([n for n, _ in got], [p["step"][0] / p["evaluated_windows"] for _, p in got], marker="x"
+                            if how == "racing" else "+", color=color, label=f"{label} {how}, measured wall")
+        # the cost model's lines through the racing steps (every size has one; an exhaustive step's
+        # candidates are the same, so is its model)
+        pts = [(n, r["phases"][f"{label} racing"]) for n, r in done if f"{label} racing" in r["phases"]]
         if not pts:
             continue
         xs = [n for n, _ in pts]
-        ax1.scatter(xs, [p["cpu_per_candidate_window"] for _, p in pts], marker=marker, label=f"{label}, measured")
-        for i, style in ((0, "--"), (1, ":")):
-            ax1.plot(xs, [p["model_per_candidate_window"][i] for _, p in pts], style,
-                     label=f"{label}, cost model ({'fastest' if i == 0 else 'slowest'} timed layer)")
-    ax1.set(xscale="log", yscale="log", xlabel="parameters", ylabel="CPU s per candidate-window",
+        for i, style in ((0, "--"), (1, ":")):  # a marker too: one size alone draws no line
+            ax1.plot(xs, [p["model_per_candidate_window"][i] for _, p in pts], style, marker="_", markersize=12,
+                     color=color, label=f"{label}, cost model ({'fastest' if i == 0 else 'slowest'} timed layer)")
+        if len(pts) > 1:  # the target: cost per candidate-window linear in parameters
+            n0, c0 = pts[0][0], pts[0][1]["cpu_per_candidate_window"]
+            ax1.plot(xs, [c0 * n / n0 for n in xs], color=color, lw=0.6,
+                     label=f"{label}, linear in parameters from the smallest")
+    ax1.set(xscale="log", yscale="log", xlabel="parameters", ylabel="seconds per candidate-window",
             title="Time per candidate-window")
     rows = []
     for n, r in done:
@@ -508,9 +525,10 @@ def figure(results: dict[str, Any], out: Path) -> Path:
     if rows:
         xs = [n for n, *_ in rows]
         ax2.scatter(xs, [m / GiB for _, m, _, _ in rows], label="peak RSS, measured")
-        ax2.plot(xs, [e / GiB for _, _, e, _ in rows], "--", label="estimate, without the leader copy")
-        ax2.plot(xs, [e / GiB for *_, e in rows], ":", label="estimate, with the leader copy")
-    ax2.set(xscale="log", yscale="log", xlabel="parameters", ylabel="GiB", title="Peak memory (the heaviest phase)")
+        ax2.plot(xs, [e / GiB for _, _, e, _ in rows], "--", marker="_", markersize=12,
+                 label="estimate, without the leader copy")
+        ax2.plot(xs, [e / GiB for *_, e in rows], ":", marker="_", markersize=12, label="estimate, with the leader copy")
+    ax2.set(xscale="log", yscale="log", xlabel="parameters", ylabel="GiB", title="Peak memory (the heaviest phase of each)")
     for ax in (ax1, ax2):
         ax.legend(fontsize=7)
     fig.tight_layout()
