@@ -47,6 +47,8 @@ TABLES = [
      ("file", "bench/context_length/smollm2-r20/table.md")),
     ("Calibration domain (issue 19, \"find out why\")", "| Calibration text |",
      ("file", "bench/domain/smollm2-r20/table.md")),
+    ("Scale (issue 31): bench ready, runs pending", "| model | params | dtype | phase |",
+     ("run", "bench/scale/run.py --show bench/scale/results/amd-epyc-avx2.json")),
 ]
 
 
