@@ -381,8 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     results = load_results(path)
     names = args.sizes.split(",") if args.sizes else [d.name for d in args.configs.iterdir() if (d / "config.json").exists()]
     sizes = sorted(((params_of(args.configs / n), n) for n in names))
-    command = "python bench/scale/run.py" + (f" {shlex.join(argv if argv is not None else sys.argv[1:])}"
-                                             if (argv if argv is not None else sys.argv[1:]) else "")
+    command = shlex.join(["python", "bench/scale/run.py", *(sys.argv[1:] if argv is None else argv)])
     for params, name in sizes:
         if results["sizes"].get(name, {}).get("status") == "done":
             print(f"{name}: done before, kept")
