@@ -1,3 +1,4 @@
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -40,6 +41,14 @@ def shared_data():
     if not SHARED_DATA.exists():
         pytest.skip(f"shared data folder {SHARED_DATA} not present")
     return SHARED_DATA
+
+
+@pytest.fixture
+def replaced():
+    """`replaced(registry, entry)`: `entry` in place of the registry's entry of that name for the rest of the
+    test (a variant of a built-in method, score, ...), the original back afterwards."""
+    with contextlib.ExitStack() as stack:
+        yield lambda registry, entry: stack.enter_context(registry.replaced(entry))
 
 
 @pytest.fixture(autouse=True)

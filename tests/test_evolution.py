@@ -130,11 +130,11 @@ def test_seed_runs_must_be_finished_runs_of_the_same_model_and_calibration(tmp_p
         PruneOptions(ratio=0.2, generations=3).check_all_used()
 
 
-def test_prune_seeds_the_population_with_the_given_runs(tiny_checkpoint, calib_file, tmp_path, monkeypatch):
+def test_prune_seeds_the_population_with_the_given_runs(tiny_checkpoint, calib_file, tmp_path, replaced):
     from blockprune import api
     from blockprune.methods import METHODS
 
-    monkeypatch.setitem(METHODS, "blockpruner-evo", dataclasses.replace(SMALL))
+    replaced(METHODS, dataclasses.replace(SMALL))
     common = dict(calibration=calib_file, seqlen=32, ratio=0.3, progress=False, export=False)
     api.prune(tiny_checkpoint, tmp_path / "lp", method="layer-ppl", **common)
     api.prune(tiny_checkpoint, tmp_path / "bp", method="blockpruner", **common)

@@ -418,6 +418,6 @@ def test_an_adapter_registered_at_runtime_is_picked_up(tmp_path, calib_file):
         x = ids()
         assert torch.allclose(loaded(x).logits, BlockView(model).logits(x, removed), atol=1e-4, rtol=0)
     finally:
-        unregister(mod.ArceeAdapter)
+        unregister("arcee")
         sys.modules.pop("blockprune.arch.arcee", None)
     assert "arcee" not in supported()

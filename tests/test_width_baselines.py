@@ -239,7 +239,7 @@ def test_flap_refuses_families_whose_config_cannot_carry_the_biases(family, why)
 
 
 @pytest.mark.parametrize("allocation,gqa", [("uniform", "groups"), ("global", "groups"), ("global", "heads")])
-def test_flap_nobias_selects_flaps_units_and_only_the_biases_differ(allocation, gqa, monkeypatch):
+def test_flap_nobias_selects_flaps_units_and_only_the_biases_differ(allocation, gqa, replaced):
     """FLAP's ablation: `flap-nobias` keeps exactly flap's heads and channels (it frees the biases flap would
     create on top of the target, as flap does), with every weight equal and no bias added anywhere."""
     import dataclasses
@@ -263,7 +263,7 @@ def test_flap_nobias_selects_flaps_units_and_only_the_biases_differ(allocation, 
     assert "bias_params" not in rec and not any("bias_compensation" in d for d in rec["layers"])
     torch.testing.assert_close(logits(apply(model, rec), ids), logits(bare.model, ids), rtol=0, atol=0)
     # the reserve is what makes the selections equal: without it the same scores keep more here
-    monkeypatch.setitem(SCORES, "flap-nobias", dataclasses.replace(SCORES["flap-nobias"], reserve_biases=False))
+    replaced(SCORES, dataclasses.replace(SCORES["flap-nobias"], reserve_biases=False))
     plain = prune_width(BlockView(model), windows(), 0.25, WidthOptions(score="flap-nobias", **kw))
     assert plain.keep != comp.keep and plain.removed_params < bare.removed_params
 

@@ -1,8 +1,10 @@
-"""Model-family adapters. Importing this package registers every family."""
-from . import falcon, gpt2, gpt_neox, granite, llama, moe, opt, parallel, sandwich, smollm3  # noqa: F401
+"""Model-family adapters. Importing this package imports every module of it, so registers every family."""
+from ..registry import import_all
 from ..units import KINDS
 from .base import Adapter, WidthModules
-from .registry import adapter_for, register, supported, unregister, width_families
+from .registry import ADAPTERS, adapter_for, get, register, supported, unregister, width_families
 
-__all__ = ["Adapter", "KINDS", "WidthModules", "adapter_for", "register", "supported", "unregister",
-           "width_families"]
+import_all(__name__, __path__)
+
+__all__ = ["ADAPTERS", "Adapter", "KINDS", "WidthModules", "adapter_for", "get", "register", "supported",
+           "unregister", "width_families"]

@@ -5,8 +5,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Protocol
 
 from ..data import Windows
-from ..errors import UserError
 from ..plan import Plan
+from ..registry import Registry
 from ..view import BlockView
 
 
@@ -91,19 +91,8 @@ class MethodDefaults:
         return None
 
 
-METHODS: dict[str, Method] = {}
-
-
-def register(method: Method) -> Method:
-    METHODS[method.name] = method
-    return method
-
-
-def unregister(name: str) -> None:
-    METHODS.pop(name, None)
-
-
-def get(name: str) -> Method:
-    if name not in METHODS:
-        raise UserError(f"unknown method {name!r}; choose one of {', '.join(sorted(METHODS))}")
-    return METHODS[name]
+#: every method, by name (`blockprune.registry`: one registration per name, in registration order)
+METHODS: Registry[Method] = Registry("method")
+register = METHODS.register
+unregister = METHODS.unregister
+get = METHODS.get

@@ -46,7 +46,7 @@ def describe_width(plan: Plan) -> str:
     """A width plan's one line, as its method words it (prune's summary says the same)."""
     from ..methods import METHODS
 
-    method = METHODS.get(plan.method)
+    method = METHODS[plan.method] if plan.method in METHODS else None
     return (method.describe(plan) if method else None) or f"{plan.width['ratio']:.1%} of parameters in heads and channels"
 
 

@@ -8,21 +8,17 @@
 - local.py: Block Influence and Relative Magnitude; js.py: JS divergence from the dense model
 - distributed.py: any scorer split across torchrun processes
 
-A new scorer or metric is one module here that calls `register`: every module of this package is imported
+A new scorer or metric is one module here that calls `register(Entry(...))`: every module of this package is imported
 below, so the CLI offers it (`--scorer` or `--metric`) with no other edit."""
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
+from ..registry import import_all
 from .base import Progress, Scored, Scorer
 from .registry import (PERPLEXITY, SCORERS, Entry, get, make_scorer, metrics, perplexity_scorers, register,
                        true_ppl_steps, unregister)
 
 # the built-ins first, in the order --scorer and --metric list them; then any other module of this package
-_FIRST = ("plain", "incremental", "racing", "twoprecision", "local", "js")
-for _m in (*_FIRST, *sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name not in _FIRST)):
-    importlib.import_module(f"{__name__}.{_m}")
+import_all(__name__, __path__, first=("plain", "incremental", "racing", "twoprecision", "local", "js"))
 
 __all__ = ["PERPLEXITY", "SCORERS", "Entry", "Progress", "Scored", "Scorer", "get", "make_scorer", "metrics",
            "perplexity_scorers", "register", "true_ppl_steps", "unregister"]

@@ -7,7 +7,7 @@ from ..data import Windows
 from ..perplexity import perplexity
 from ..view import BlockView
 from .base import Progress, Scored
-from .registry import register
+from .registry import Entry, register
 
 
 class PlainScorer:
@@ -26,5 +26,5 @@ class PlainScorer:
         return Scored(scores, n, n)
 
 
-register("plain", lambda view, windows, o: PlainScorer(view, windows, o.batch_size),
-         "a full forward pass per candidate (the reference)", like_exhaustive=True)
+register(Entry("plain", lambda view, windows, o: PlainScorer(view, windows, o.batch_size),
+               "a full forward pass per candidate (the reference)", like_exhaustive=True))

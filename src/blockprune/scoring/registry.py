@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..data import Windows
-from ..errors import UserError
 from ..perplexity import perplexity
+from ..registry import Registry
 from ..view import BlockView
 from .base import Scorer
 
@@ -21,6 +21,8 @@ PERPLEXITY = "ppl"  # the --metric that ranks by the perplexity scorer's output
 
 @dataclass(frozen=True)
 class Entry:
+    """A scorer or metric as `register(Entry(name, build, summary, ...))` declares it."""
+
     name: str
     build: Callable[[BlockView, Windows, Any], Scorer]
     summary: str
@@ -31,17 +33,11 @@ class Entry:
     like_exhaustive: bool = False
 
 
-SCORERS: dict[str, Entry] = {}
-
-
-def register(name: str, build: Callable[[BlockView, Windows, Any], Scorer], summary: str, *, metric: bool = False,
-             races: bool = False, like_exhaustive: bool = False) -> Entry:
-    SCORERS[name] = Entry(name, build, summary, metric, races, like_exhaustive)
-    return SCORERS[name]
-
-
-def unregister(name: str) -> None:
-    SCORERS.pop(name, None)
+#: every scorer and metric, by name (`blockprune.registry`: one registration per name, in registration order)
+SCORERS: Registry[Entry] = Registry("scorer")
+register = SCORERS.register
+unregister = SCORERS.unregister
+get = SCORERS.get
 
 
 def perplexity_scorers() -> tuple[str, ...]:
@@ -51,12 +47,6 @@ def perplexity_scorers() -> tuple[str, ...]:
 def metrics() -> tuple[str, ...]:
     """--metric choices: perplexity first, then every registered metric."""
     return (PERPLEXITY, *(n for n, e in SCORERS.items() if e.metric))
-
-
-def get(name: str) -> Entry:
-    if name not in SCORERS:
-        raise UserError(f"unknown scorer {name!r}; choose one of {', '.join(SCORERS)}")
-    return SCORERS[name]
 
 
 def make_scorer(view: BlockView, windows: Windows, options: Any) -> Scorer:

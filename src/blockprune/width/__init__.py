@@ -2,10 +2,10 @@
 and MLP channels, scored by LLM-BIP or a baseline, and write a physically narrower model.
 
     scores -> allocation -> slicing [-> bias compensation] -> (blockprune.export writes the checkpoint)
-    (registry.py: the scores, each registered by its module: scores.py (llm-bip, local, magnitude),
-     wanda_sp.py, flap.py, taylor.py (llm-pruner); stats.py: input statistics; allocation.py: which units
-     go for a parameter target; slicing.py: the narrower copy in memory; bias.py: FLAP's bias
-     compensation; modules.py: the adapter's width modules)
+    (registry.py: the scores, each registered by its module, every module of this package imported below:
+     scores.py (llm-bip, local, magnitude), wanda_sp.py, flap.py, taylor.py (llm-pruner); stats.py: input
+     statistics; allocation.py: which units go for a parameter target; slicing.py: the narrower copy in
+     memory; bias.py: FLAP's bias compensation; modules.py: the adapter's width modules)
 
 `prune_width` does the first three on any supported model (a depth-pruned one included);
 `record` / `apply` turn the result into the plan's `width` field and back, so export from a plan
@@ -19,11 +19,9 @@ from torch import nn
 
 from ..data import Windows
 from ..errors import UserError
+from ..registry import import_all
 from ..view import BlockView
 from . import bias as _bias
-from . import flap as _flap  # noqa: F401  (registers its score)
-from . import taylor as _taylor  # noqa: F401
-from . import wanda_sp as _wanda_sp  # noqa: F401
 from .allocation import ALLOCATIONS, GQA, Keep, LayerUnits, allocate, removed_params
 from .modules import has_branch, modules_for
 from .registry import SCORES
@@ -31,6 +29,9 @@ from .registry import get as get_score
 from .scores import LayerScores, widths
 from .sequential import prune_sequential
 from .slicing import narrow
+
+# every module registers its scores: scores.py's own first (llm-bip, the default, leads the listing)
+import_all(__name__, __path__, first=("scores",))
 
 __all__ = ["ALLOCATIONS", "GQA", "SCORES", "Keep", "WidthOptions", "WidthResult", "apply", "keep_from_record",
            "narrow", "check", "parse_layers", "prune_width", "record", "widths"]

@@ -12,7 +12,7 @@ from typing import Any, Callable
 import torch
 
 from ..data import Windows
-from ..errors import UserError
+from ..registry import Registry
 from ..view import BlockView
 
 
@@ -54,15 +54,8 @@ class WidthScore:
     sequential: Callable | None = None
 
 
-SCORES: dict[str, WidthScore] = {}
-
-
-def register(score: WidthScore) -> WidthScore:
-    SCORES[score.name] = score
-    return score
-
-
-def get(name: str) -> WidthScore:
-    if name not in SCORES:
-        raise UserError(f"the width score must be one of {', '.join(SCORES)} (got {name!r})")
-    return SCORES[name]
+#: every width score, by name (`blockprune.registry`: one registration per name, in registration order)
+SCORES: Registry[WidthScore] = Registry("width score")
+register = SCORES.register
+unregister = SCORES.unregister
+get = SCORES.get
