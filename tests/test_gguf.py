@@ -166,6 +166,33 @@ def test_the_architecture_and_stand_ins_are_the_plainest_that_express_the_model(
     assert {t.tensor_type.name for t in r.tensors if t.name.startswith("blk.1.ffn_")} == {"F32", "Q8_0"}  # F32: norm
 
 
+def test_a_first_layer_without_attention_keeps_its_padded_ffn(tmp_path, smol_tokenizer):
+    """Both rewrites on one layer: layer 0's attention is a stand-in head and its 40 channels get 24 zero
+    ones in q8_0; llama.cpp still computes the model."""
+    import copy
+
+    from gguf import GGUFReader
+
+    from blockprune.width.allocation import Keep
+    from blockprune.width.slicing import narrow
+
+    model = narrow(tiny(), {0: Keep(None, None, list(range(40)))})
+    path = export(model, frozenset({"attn.0"}), tmp_path / "m.gguf", fmt="gguf", tokenizer=smol_tokenizer,
+                  options={"outtype": "q8_0"})
+    r = GGUFReader(path)
+    assert r.fields["deci.attention.head_count"].contents() == [1, 4, 4, 4]
+    assert r.fields["deci.feed_forward_length"].contents() == [64, 96, 96, 96]
+    pytest.importorskip("llama_cpp")
+    masked = copy.deepcopy(model)
+    mask_modules(masked, frozenset({"attn.0"}))
+    ids = smol_tokenizer(PROMPT).input_ids
+    want, _ = transformers_run(masked, ids)
+    got, _ = llama_cpp_run(path, ids, exact=False)
+    # misplaced zeros or a lost padding would be garbage or a shape error; q8_0's own noise (4.9e-2 here)
+    # flips this random model's near-tied next token, so only the error is held
+    assert relative_error(got, want) <= TOLERANCE["q8_0"]
+
+
 def test_tokenizer_is_the_one_llama_cpp_ships_for_smollm2(tmp_path, smol_tokenizer):
     """Tokens, types, merges, special ids and BOS handling equal those of the SmolLM2 GGUF that llama.cpp's
     own converter wrote (the embedded model's file); the chat template travels."""

@@ -33,7 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -154,9 +154,9 @@ def _with_stand_ins(layers: list[Layer], head_dim: int) -> Layout:
     out = []
     for n, x in enumerate(layers):
         if x.heads and not x.ffn:  # see the module docstring: deci would drop this layer's attention
-            x = Layer(x.source, x.heads, x.kv, STAND_IN_FFN, "mlp")  # zeros already: no padding
+            x = replace(x, ffn=STAND_IN_FFN, stand_in="mlp")  # all zeros: no padding either
         elif n == 0 and not x.heads:  # llama.cpp reads the head size from layer 0's head count
-            x = Layer(x.source, 1, 1, x.ffn, "attn")
+            x = replace(x, heads=1, kv=1, stand_in="attn")
         out.append(x)
     return Layout("deci", tuple(out), head_dim)
 
