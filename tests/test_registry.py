@@ -1,4 +1,4 @@
-"""The one registry convention (blockprune/registry.py) and the registries built on it."""
+"""The one registry convention (blockprune/registry.py) and the five registries built on it."""
 import dataclasses
 import importlib
 import pkgutil
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from blockprune import arch, methods, scoring, width
+from blockprune import arch, export, methods, scoring, width
 from blockprune.errors import UserError
 from blockprune.registry import Registry, import_all
 
@@ -84,7 +84,7 @@ def test_import_all_imports_every_module_first_ones_first_but_no_subpackage(tmp_
 # -- the five registries ------------------------------------------------------------------------------------
 # each registry's module: the registry and the `register`, `unregister` and `get` its plug-ins use
 REGISTRIES = {"method": ("methods", "METHODS"), "scorer": ("scoring", "SCORERS"), "width score": ("width", "SCORES"),
-              "model type": ("arch", "ADAPTERS")}
+              "export format": ("export", "FORMATS"), "model type": ("arch", "ADAPTERS")}
 
 
 def registry_of(kind):
@@ -112,7 +112,12 @@ def test_each_registry_names_its_choices_for_an_unknown_name(kind):
         module.get("nope")
 
 
-@pytest.mark.parametrize("package", [arch, methods, scoring, width], ids=lambda p: p.__name__)
+def test_export_keeps_auto_for_the_choice_it_makes():
+    with pytest.raises(ValueError, match="export format 'auto' is already reserved"):
+        export.register(export.Format("auto", export.FORMATS["vanilla"].write))
+
+
+@pytest.mark.parametrize("package", [arch, export, methods, scoring, width], ids=lambda p: p.__name__)
 def test_each_plugin_package_imports_every_module_of_its_own(package):
     modules = {m.name for m in pkgutil.iter_modules(package.__path__) if not m.ispkg}
     assert {n for n in modules if f"{package.__name__}.{n}" not in sys.modules} == set()

@@ -1,6 +1,7 @@
 """Export: a plan and its base model become a checkpoint with the removed weights physically absent.
 
-Formats (one module each, registered in `registry.FORMATS`; docs/add-an-export-format.md adds one):
+Formats (one module each, registered in `registry.FORMATS`, every module imported here;
+docs/add-an-export-format.md adds one):
 - `vanilla` (vanilla.py): only whole layers removed -> the same family with fewer layers, indices
   renumbered; a width plan with the same widths in every layer -> the family's config, narrower.
 - `remote-code` (remote_code.py): blocks removed inside layers -> the base family's weights minus the
@@ -29,15 +30,14 @@ Modules: common.py (the job, provenance, templates, saving), registry.py, writer
 """
 from __future__ import annotations
 
-# each registers its format; in this order, which `--format` lists
-from . import vanilla  # noqa: F401, I001
-from . import remote_code  # noqa: F401
-from . import nemotron_nas  # noqa: F401
-from . import gguf_file  # noqa: F401
+from ..registry import import_all
 from .common import Job, mask_modules
 from .load import load
 from .registry import FORMATS, Format, choices, register, unregister
 from .writer import choose_format, export, export_width
+
+# every module of this package, so every format registers: the built-ins first, in the order `--format` lists
+import_all(__name__, __path__, first=("vanilla", "remote_code", "nemotron_nas", "gguf_file"))
 
 __all__ = ["FORMATS", "Format", "Job", "choices", "choose_format", "export", "export_width", "load", "mask_modules",
            "register", "unregister"]

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from ..registry import Registry
 from .common import Job
 
 AUTO = "auto"
@@ -36,19 +37,12 @@ class Format:
     options: tuple[str, ...] = ()
 
 
-FORMATS: dict[str, Format] = {}
-
-
-def register(fmt: Format) -> Format:
-    if fmt.name == AUTO or fmt.name in FORMATS:
-        raise ValueError(f"export format {fmt.name!r} is already registered")
-    FORMATS[fmt.name] = fmt
-    return fmt
-
-
-def unregister(name: str) -> None:
-    """Remove a format (a test's or a plug-in's that registered it at runtime)."""
-    del FORMATS[name]
+#: every format, by name (`blockprune.registry`: one registration per name, in registration order, which
+#: `--format` lists); "auto" is the writer's choice among them, never a format's name
+FORMATS: Registry[Format] = Registry("export format", reserved=(AUTO,))
+register = FORMATS.register
+unregister = FORMATS.unregister
+get = FORMATS.get
 
 
 def choices() -> list[str]:
