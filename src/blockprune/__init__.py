@@ -17,7 +17,7 @@ __all__ = [
     "Block", "BlockView", "HealOptions", "HealResult", "PruneOptions", "RunResult", "UserError", "evaluate_model",
     "heal", "load", "prune",
     # the public modules: users and bench/ import from these (their names without a leading underscore);
-    # the rest (api, cli, commands, errors, progress, verify) is reached through the API and the CLI
+    # the rest (api, cli, commands, errors, progress, registry, verify) is reached through the API and the CLI
     "arch", "atomic", "compare", "data", "evaluate", "export", "machine", "methods", "models", "monitor", "options",
     "perplexity", "plan", "report", "scoring", "search", "units", "view", "width",
 ]
