@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from blockprune.models import byte_tokenizer  # noqa: F401  (the tests import it from here)
+
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
@@ -61,20 +63,6 @@ def _threads(request):
 def _isolated_cache(tmp_path_factory, monkeypatch):
     # the real-model cache is shared across tests (it is expensive to build); everything else is per-test
     monkeypatch.setenv("BLOCKPRUNE_CACHE", os.environ.get("BLOCKPRUNE_TEST_CACHE", str(Path.home() / ".cache" / "blockprune")))
-
-
-def byte_tokenizer():
-    """A real (saveable) HF tokenizer over raw bytes: 256 byte tokens plus <eos>, no merges."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    # sorted: the alphabet is a set, whose order (hence every token id) would follow PYTHONHASHSEED
-    vocab = {ch: i for i, ch in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
-    vocab["<eos>"] = len(vocab)
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<eos>")
 
 
 def save_tiny_checkpoint(path, seed: int = 0, layers: int = 4, **overrides):

@@ -71,9 +71,7 @@ def main() -> None:
            "machine": machine.describe(), "cpu_flags": flags,
            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
            "native_fast_dtype": native_fast_dtype("cpu"), "gflops": products, "window_cpu_seconds": blocks}
-    path = machine.results_file(HERE / "results")
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(json.dumps(out, indent=2) + "\n")
+    path = machine.write_results(HERE / "results", out)
     print(table(out), end="")
     print(f"wrote {path.relative_to(HERE.parents[1])}")
 

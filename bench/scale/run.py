@@ -53,21 +53,6 @@ WIDTH_RATIO = 0.2  # llm-bip's share of parameters, the paper's ratio
 
 # -- what each size runs on ------------------------------------------------------------------------------
 
-def byte_tokenizer():
-    """A saveable tokenizer of one token per byte (257 ids: fits every vocabulary here): the windows are
-    the text's bytes, and no tokenizer is downloaded."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    # sorted: a set's order (so every id) would follow PYTHONHASHSEED
-    vocab = {ch: i for i, ch in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
-    vocab["<eos>"] = len(vocab)
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<eos>")
-
-
 def calibration_text(path: Path, windows: int, seqlen: int) -> str:
     """Seeded words, one byte a token, `windows` windows and half of one more long: the windows' content
     does not change the cost of a forward pass."""
@@ -119,6 +104,8 @@ def build_checkpoint(config_dir: Path, out: Path, seed: int = 0) -> None:
     (out / "model.safetensors.index.json").write_text(
         json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=1))
     config.save_pretrained(out)
+    from blockprune.models import byte_tokenizer
+
     byte_tokenizer().save_pretrained(out)
 
 
@@ -323,6 +310,8 @@ def choose_dtype(config_dir: Path, budget: int, free_disk: int, seqlen: int, win
         folder = Path(tmp)
         shutil.copy(config_dir / "config.json", folder / "config.json")
         calib = calibration_text(folder / "calibration.txt", windows, seqlen)
+        from blockprune.models import byte_tokenizer
+
         tok = byte_tokenizer()
         needs = {}
         for dtype in ("fp32", "bf16"):

@@ -171,9 +171,7 @@ def main() -> None:
     out = {"command": command, "date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine.describe(),
            "native_bf16": bool(native_fast_dtype("cpu")), "k": args.k, "windows": plain["windows"],
            "seqlen": 256, "modes": results, "summary": summary}
-    path = machine.results_file(HERE / "results")
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(json.dumps(out, indent=2) + "\n")
+    path = machine.write_results(HERE / "results", out)
     print(table(out), end="")
     print(f"wrote {path.relative_to(HERE.parents[1])}")
 

@@ -65,6 +65,14 @@ def results_file(folder: str | os.PathLike, suffix: str = ".json") -> Path:
     return Path(folder) / f"{tag()}{suffix}"
 
 
+def write_results(folder: str | os.PathLike, record: dict[str, Any]) -> Path:
+    """Write `record` as this kind of machine's results file in `folder` (see `results_file`); its path."""
+    path = results_file(folder)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return path
+
+
 def summary(record: dict[str, Any] | str | None, load: bool = True) -> str:
     """A `describe()` record in one line, printed with the figures measured on that machine (`load=False`:
     the kind of machine alone, without the load it had then). Results files older than these records hold

@@ -187,3 +187,18 @@ def count_params(model: torch.nn.Module) -> int:
             seen.add(id(p))
             total += p.numel()
     return total
+
+
+def byte_tokenizer():
+    """A saveable tokenizer of one token per byte, plus <eos> (257 ids, no merges), for models built from a
+    config alone (tests, bench/scale): windows are the text's bytes, and nothing is downloaded."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    # sorted: the alphabet is a set, whose order (hence every token id) would follow PYTHONHASHSEED
+    vocab = {ch: i for i, ch in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    vocab["<eos>"] = len(vocab)
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<eos>")
