@@ -7,7 +7,7 @@ Models: the dense one; the paper-calibration plans of `layer-ppl` and `blockprun
 `blockprune prune --model smollm2-135m --method llm-bip --ratio 0.2 --data-dir ../shared/data --no-export
 --out bench/gguf/llm-bip-r20` (the default calibration: 256 Alpaca rows in 2048-token windows).
 
-Speed, per model, outtype (f16, q8_0) and thread count (1, 2): prompt processing is one 512-token batch into
+Speed, per model, outtype (f16, q8_0) and thread count (--threads, 1 and 2 by default): prompt processing is one 512-token batch into
 an empty context (tokens/s; logits of the last token only, as llama-bench does); generation is 128 tokens
 decoded one at a time after a 32-token prompt, greedy (tokens/s). Each figure: the best and the median of
 --runs runs after a warm-up, the models interleaved run by run so that other jobs on the machine hit them
@@ -47,7 +47,7 @@ PLANS = {"layer-ppl": ROOT / "bench/compare/smollm2-r20-paper/layer-ppl/plan.jso
          "blockpruner": ROOT / "bench/compare/smollm2-r20-paper/blockpruner/plan.json",
          "llm-bip": HERE / "llm-bip-r20/plan.json"}
 PROMPT_TOKENS, GEN_PROMPT, GEN_TOKENS, SEQLEN = 512, 32, 128, 2048
-OUTTYPES, THREADS = ("f16", "q8_0"), (1, 2)
+OUTTYPES = ("f16", "q8_0")
 
 
 def open_model(path: Path, threads: int, n_ctx: int, logits_all: bool = False):
@@ -110,6 +110,8 @@ def main() -> None:
     ap.add_argument("--ppl-windows", type=int, default=4)
     ap.add_argument("--ppl-models", default="dense", help="comma list of models whose perplexity is compared")
     ap.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
+    ap.add_argument("--threads", default="1,2", help="llama.cpp thread counts to time, comma-separated (two "
+                    "threads spin while they wait for each other: on a busy machine they mostly spin)")
     ap.add_argument("--note", default="", help="what else ran on the machine, for the results")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -143,7 +145,7 @@ def main() -> None:
             speed(files[name, "f16"], 1, ids)
         runs: dict[tuple, list[dict[str, float]]] = {}
         for run in range(args.runs):
-            for threads in THREADS:
+            for threads in map(int, args.threads.split(",")):
                 for outtype in OUTTYPES:
                     for name in rows:
                         runs.setdefault((name, outtype, threads), []).append(speed(files[name, outtype], threads, ids))
