@@ -211,7 +211,7 @@ def run_size(name: str, work: Path, dtype: str, args) -> dict[str, Any]:
     from transformers.utils import logging as hf_logging
 
     from blockprune import estimate, models, scoring
-    from blockprune.api import prune
+    from blockprune import prune
     from blockprune.data import load_windows
     from blockprune.export import export, load
     from blockprune.perplexity import perplexity
@@ -429,7 +429,6 @@ def _gib(n: float) -> str:
 def table(results: dict[str, Any]) -> str:
     """The Markdown of a results file: one row per size and phase, then each size's scope and skips."""
     from blockprune import machine
-    from blockprune.words import count
 
     lines = ["# Scale (bench/scale)", "",
              "| model | params | dtype | phase | wall s | CPU s | candidate-windows | s / candidate-window, wall / CPU | "
@@ -453,7 +452,7 @@ def table(results: dict[str, Any]) -> str:
         scope = "; ".join(f"{k} {p['candidates']} of {p['pool']}" for k, p in steps)
         part = r["candidates"] is not None and any(p["candidates"] < p["pool"] for _, p in steps)
         line = (f"- {name}: `{r['command']}` ({r['date']}), {r['windows']} windows x {r['seqlen']} tokens, "
-                f"{count(r['threads'], 'thread')}, load average {'/'.join(map(str, r['load_average_start']))} at the start "
+                f"{r['threads']} thread{'s' if r['threads'] != 1 else ''}, load average {'/'.join(map(str, r['load_average_start']))} at the start "
                 f"and {'/'.join(map(str, r['machine']['load_average']))} at the end; candidates scored: {scope}")
         line += (" (evenly spaced through the depth: the step times are not a full step's, only the per "
                  "candidate-window figures compare)" if part else "")
