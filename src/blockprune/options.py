@@ -173,16 +173,10 @@ class PruneOptions:
         """The monitor's validation text (None: no monitor); see blockprune.monitor.resolve."""
         return monitor.resolve(self.validation, self.calibration, self.chosen_method.granularity)
 
-    @property
-    def scores_by_perplexity(self) -> bool:
-        """Candidates are scored by calibration perplexity through --scorer: only then do its fields
-        (SCORER_FIELDS) change what the run selects."""
-        return self.chosen_method.uses_scorer and self.metric == scoring.PERPLEXITY
-
     def recorded(self) -> dict[str, Any]:
         # cache placement changes only speed and memory, not the result: it does not bind a resume
         own = self.chosen_method.options
-        unused = () if self.scores_by_perplexity else SCORER_FIELDS
+        unused = () if scores_by_perplexity(self.chosen_method, self.metric) else SCORER_FIELDS
         rec = {k: v for k, v in self.__dict__.items()
                if k not in NOT_RECORDED + VALIDATION + unused and (k in own or k not in method_options())
                and (k != "racing_z" or self.scorer in racing_scorers())
@@ -203,6 +197,12 @@ NOT_RECORDED = SPEED_ONLY + ("seed_runs",)
 IF_CHANGED = ("criterion", "generations", "batch_size")
 VALIDATION = ("validation", "validation_nsamples")
 SCORER_FIELDS = ("scorer", "fast_dtype", "racing_z")  # what --scorer's choice records
+
+
+def scores_by_perplexity(method: Method, metric: str) -> bool:
+    """Candidates are scored by calibration perplexity through --scorer: only then do its fields
+    (SCORER_FIELDS) change what the run selects."""
+    return method.uses_scorer and metric == scoring.PERPLEXITY
 
 
 def as_given(recorded: dict[str, Any]) -> dict[str, Any]:
@@ -227,7 +227,7 @@ def resume_check(plan: Plan, given: dict[str, Any], method: Method) -> tuple[tup
     A scorer change that could select otherwise is refused (UserError) with the reason."""
     loose, note = method.extendable, None
     saved, now = plan.options.get("scorer"), given.get("scorer")
-    if not (method.uses_scorer and given.get("metric", scoring.PERPLEXITY) == scoring.PERPLEXITY):
+    if not scores_by_perplexity(method, given.get("metric", scoring.PERPLEXITY)):
         loose += SCORER_FIELDS
     elif saved is not None and (saved, plan.options.get("fast_dtype")) != (now, given.get("fast_dtype")):
         # --scorer fast without a native fast precision is racing (fast_dtype none): a switch too

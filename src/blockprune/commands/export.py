@@ -39,20 +39,18 @@ def run(args) -> None:
     from .. import atomic
     from ..errors import UserError
     from ..export import FORMATS
-    from ..export.writer import options_refusal
+    from ..export.writer import options_refusal, out_refusal
     from ..plan import Plan
 
     plan = Plan.load(args.run_dir)
     out = Path(args.out) if args.out else default_out(args.run_dir, args.format, args.outtype, args.dense)
     options = {"outtype": args.outtype} if args.outtype else {}
-    why = options_refusal(args.format, options) if args.format in FORMATS else None
+    why = (options_refusal(args.format, options) if args.format in FORMATS else None) or out_refusal(args.format, out)
     if why is not None:
         raise UserError(why)
     if not args.dense:
         refuse_before_loading(plan, args.format, options)
     file = args.format in FORMATS and FORMATS[args.format].file
-    if file and out.is_dir():
-        raise UserError(f"--out {out} is a folder; --format {args.format} writes one file: give a file path")
     atomic.check_writable(out.parent if file else out)
     net, tok = plan.load_base()
     if args.dense:

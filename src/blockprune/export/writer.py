@@ -69,14 +69,19 @@ def options_refusal(fmt: str, options: dict[str, Any]) -> str | None:
     return f"--format {fmt} takes no {', '.join('--' + k for k in foreign)}{only}"
 
 
+def out_refusal(fmt: str, out: Path) -> str | None:
+    """Why `out` cannot take `fmt`'s output (a one-file format given an existing folder), or None."""
+    if fmt in FORMATS and FORMATS[fmt].file and out.is_dir():
+        return f"--out {out} is a folder; --format {fmt} writes one file: give a file path"
+    return None
+
+
 def _write(job: Job, fmt: str, out: Path) -> Path:
     chosen = FORMATS[choose(job) if fmt == AUTO else fmt]
-    why = options_refusal(chosen.name, dict(job.options)) or chosen.refusal(job)
+    why = options_refusal(chosen.name, dict(job.options)) or out_refusal(chosen.name, out) or chosen.refusal(job)
     if why is not None:
         raise UserError(why)
     if chosen.file:
-        if out.is_dir():
-            raise UserError(f"{out} is a folder; --format {chosen.name} writes one file: give a file path as --out")
         with atomic.staged_file(out) as tmp:
             chosen.write(job, tmp)
         return out
