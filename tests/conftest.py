@@ -138,6 +138,17 @@ def torchrun_cli(args: list[str], processes: int = 2):
                           env=env, capture_output=True, text=True, timeout=600)
 
 
+def single_and_torchrun(args: list[str], tmp_path) -> tuple[bytes, bytes]:
+    """plan.json of `blockprune <args>` run in one process (tmp_path/single), then in two torchrun
+    processes (tmp_path/multi)."""
+    from blockprune import cli
+
+    assert cli.main(args + ["--out", str(tmp_path / "single")]) == 0
+    proc = torchrun_cli(args + ["--out", str(tmp_path / "multi")])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return tuple((tmp_path / d / "plan.json").read_bytes() for d in ("single", "multi"))
+
+
 def doc_module(doc: str, name: str):
     """The first python block of docs/`doc` (the file that page tells you to write), run as module `name`."""
     import sys

@@ -5,8 +5,7 @@ import json
 
 import pytest
 
-from blockprune import cli
-from conftest import torchrun_cli
+from conftest import single_and_torchrun
 
 @pytest.mark.parametrize("scorer", ["incremental", "racing", "fast"])
 def test_two_process_search_equals_single_process(tiny_checkpoint, calib_file, tmp_path, scorer):
@@ -14,11 +13,7 @@ def test_two_process_search_equals_single_process(tiny_checkpoint, calib_file, t
             "--num-blocks", "3", "--scorer", scorer, "--no-export", "--quiet"]
     if scorer == "fast":
         args += ["--fast-dtype", "bf16"]  # on any CPU (emulated where it is not native)
-    assert cli.main(args + ["--out", str(tmp_path / "single")]) == 0
-    proc = torchrun_cli(args + ["--out", str(tmp_path / "multi")])
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    single = (tmp_path / "single" / "plan.json").read_bytes()
-    multi = (tmp_path / "multi" / "plan.json").read_bytes()
+    single, multi = single_and_torchrun(args, tmp_path)
     if scorer == "incremental":
         assert multi == single
     else:
@@ -29,10 +24,7 @@ def test_two_process_search_equals_single_process(tiny_checkpoint, calib_file, t
 def test_a_metric_ranked_one_shot_run_records_its_metric_under_torchrun(tiny_checkpoint, calib_file, tmp_path):
     args = ["prune", "--model", tiny_checkpoint, "--calibration", calib_file, "--seqlen", "32", "--nsamples", "8",
             "--num-blocks", "3", "--method", "blockpruner-oneshot", "--metric", "bi", "--no-export", "--quiet"]
-    assert cli.main(args + ["--out", str(tmp_path / "single")]) == 0
-    proc = torchrun_cli(args + ["--out", str(tmp_path / "multi")])
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    single, multi = (json.loads((tmp_path / d / "plan.json").read_text())["steps"] for d in ("single", "multi"))
+    single, multi = (json.loads(p)["steps"] for p in single_and_torchrun(args, tmp_path))
     assert [s["metric"] for s in multi] == ["bi"] * 3
     # the same scores and removals; each process ran the metric's one pass, which the windows count says
     assert [(s["removed"], s["score"], s["ppl"], s["scores"]) for s in multi] == \

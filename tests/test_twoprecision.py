@@ -16,7 +16,7 @@ from blockprune.scoring.racing import RacingScorer
 from blockprune.search import greedy, units
 from blockprune.scoring.twoprecision import TwoPrecisionScorer
 from blockprune.view import BlockView
-from conftest import crash_after_saves, tiny_llama, torchrun_cli
+from conftest import crash_after_saves, single_and_torchrun, tiny_llama
 
 
 def near_tie():
@@ -130,15 +130,9 @@ def test_a_resumed_fast_search_gives_the_byte_identical_plan(tiny_checkpoint, ca
 
 
 def test_two_processes_give_the_single_process_plan(tiny_checkpoint, calib_file, tmp_path):
-    from blockprune import cli
-
     args = ["prune", "--model", tiny_checkpoint, "--calibration", calib_file, "--seqlen", "32", "--nsamples", "8",
             "--num-blocks", "3", "--no-export", "--quiet", "--scorer", "fast", "--fast-dtype", "bf16"]
-    assert cli.main(args + ["--out", str(tmp_path / "single")]) == 0
-    proc = torchrun_cli(args + ["--out", str(tmp_path / "multi")])
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    single = json.loads((tmp_path / "single" / "plan.json").read_text())
-    multi = json.loads((tmp_path / "multi" / "plan.json").read_text())
+    single, multi = (json.loads(p) for p in single_and_torchrun(args, tmp_path))
     # the same choices and full-precision perplexities; what each rank raced (window counts, margins) differs
     assert [s["removed"] for s in multi["steps"]] == [s["removed"] for s in single["steps"]]
     assert [s["ppl"] for s in multi["steps"]] == pytest.approx([s["ppl"] for s in single["steps"]], rel=1e-6)
