@@ -11,7 +11,7 @@ from blockprune.perplexity import perplexity
 from blockprune.scoring.plain import PlainScorer
 from blockprune.plan import Plan
 from blockprune.scoring.racing import RacingScorer, noise_floor, race, survivors
-from blockprune.search import greedy, units
+from blockprune.search import candidate_units, greedy
 from blockprune.view import BlockView
 from conftest import tiny_llama
 
@@ -29,7 +29,7 @@ def empty_plan():
 
 def test_each_step_removes_the_argmin_of_its_recorded_scores_and_scores_are_true_perplexities():
     view, w = setup()
-    plan = greedy(view, PlainScorer(view, w), empty_plan(), units(view), num_blocks=3, ratio=None)
+    plan = greedy(view, PlainScorer(view, w), empty_plan(), candidate_units(view), num_blocks=3, ratio=None)
     removed = set()
     for step in plan.steps:
         best = min(step["scores"].items(), key=lambda kv: (kv[1], view.by_name[kv[0]].index))
@@ -46,7 +46,7 @@ def test_each_step_removes_the_argmin_of_its_recorded_scores_and_scores_are_true
 @pytest.mark.parametrize("block_type,kinds", [("mha", {"attn"}), ("mlp", {"mlp"}), ("mix", {"attn", "mlp"})])
 def test_block_type_restricts_candidates(block_type, kinds):
     view, w = setup(layers=3, n=2)
-    plan = greedy(view, PlainScorer(view, w), empty_plan(), units(view, "block", block_type), num_blocks=2, ratio=None)
+    plan = greedy(view, PlainScorer(view, w), empty_plan(), candidate_units(view, "block", block_type), num_blocks=2, ratio=None)
     assert {n.split(".")[0] for s in plan.steps for n in s["scores"]} == kinds
 
 
@@ -54,7 +54,7 @@ def test_ratio_counts_all_parameters_and_stops_before_exceeding_it():
     view, w = setup(layers=4, n=2)
     total = view.total_params
     assert total == sum(p.numel() for p in view.model.parameters())
-    plan = greedy(view, PlainScorer(view, w), empty_plan(), units(view), num_blocks=None, ratio=0.3)
+    plan = greedy(view, PlainScorer(view, w), empty_plan(), candidate_units(view), num_blocks=None, ratio=0.3)
     removed = sum(view.by_name[s["removed"]].params for s in plan.steps)
     assert plan.steps[-1]["ratio"] == pytest.approx(removed / total)
     assert removed <= 0.3 * total
@@ -65,7 +65,7 @@ def test_ratio_counts_all_parameters_and_stops_before_exceeding_it():
 def test_more_blocks_than_candidates_is_refused():
     view, w = setup(layers=2, n=1)
     with pytest.raises(UserError, match="more than the 2 candidate"):
-        greedy(view, PlainScorer(view, w), empty_plan(), units(view, "block", "mha"), num_blocks=3, ratio=None)
+        greedy(view, PlainScorer(view, w), empty_plan(), candidate_units(view, "block", "mha"), num_blocks=3, ratio=None)
 
 
 def test_ties_go_to_the_earlier_block():
@@ -76,7 +76,7 @@ def test_ties_go_to_the_earlier_block():
             from blockprune.scoring import Scored
             return Scored([5.0] * len(candidates), len(candidates), len(candidates))
 
-    plan = greedy(view, Flat(), empty_plan(), units(view), num_blocks=2, ratio=None)
+    plan = greedy(view, Flat(), empty_plan(), candidate_units(view), num_blocks=2, ratio=None)
     assert plan.removed == ["attn.0", "mlp.0"]
 
 
@@ -88,7 +88,7 @@ def test_nan_candidates_are_ranked_last_and_reported():
             from blockprune.scoring import Scored
             return Scored([math.nan] + [3.0 + i for i in range(len(candidates) - 1)], 1, 1)
 
-    plan = greedy(view, NaNFirst(), empty_plan(), units(view), num_blocks=1, ratio=None)
+    plan = greedy(view, NaNFirst(), empty_plan(), candidate_units(view), num_blocks=1, ratio=None)
     assert plan.removed == ["mlp.0"] and plan.steps[0]["faults"] == ["attn.0"]
     assert plan.steps[0]["scores"]["attn.0"] is None
 
@@ -100,8 +100,8 @@ def test_nan_candidates_are_ranked_last_and_reported():
 ], ids=["every-boundary", "every-3rd", "every-2nd"])
 def test_incremental_scores_and_selections_equal_plain(make):
     view, w = setup(layers=4, n=4)
-    plain = greedy(view, PlainScorer(view, w, 2), empty_plan(), units(view), num_blocks=4, ratio=None)
-    fast = greedy(view, make(view, w), empty_plan(), units(view), num_blocks=4, ratio=None)
+    plain = greedy(view, PlainScorer(view, w, 2), empty_plan(), candidate_units(view), num_blocks=4, ratio=None)
+    fast = greedy(view, make(view, w), empty_plan(), candidate_units(view), num_blocks=4, ratio=None)
     assert fast.removed == plain.removed
     for a, b in zip(plain.steps, fast.steps):
         for k in a["scores"]:
@@ -113,7 +113,7 @@ def test_incremental_scores_and_selections_equal_plain(make):
 def test_after_a_step_the_cache_is_the_chosen_candidates_own_run(scorer_class, every, batch_size):
     view, w = setup(layers=4, n=4)
     scorer = scorer_class(view, w, batch_size=batch_size, every=every)
-    plan = greedy(view, scorer, empty_plan(), units(view), num_blocks=1, ratio=None)
+    plan = greedy(view, scorer, empty_plan(), candidate_units(view), num_blocks=1, ratio=None)
     removed = frozenset(plan.removed_blocks)
     full_refresh = BoundaryCache(view, w, batch_size, every)
     full_refresh.sync(frozenset())
@@ -132,8 +132,8 @@ def test_after_a_step_the_cache_is_the_chosen_candidates_own_run(scorer_class, e
 
 def test_layer_granularity_removes_whole_layers():
     view, w = setup(layers=3, n=2)
-    plain = greedy(view, PlainScorer(view, w), empty_plan(), units(view, "layer"), num_blocks=2, ratio=None)
-    fast = greedy(view, IncrementalScorer(view, w), empty_plan(), units(view, "layer"), num_blocks=2, ratio=None)
+    plain = greedy(view, PlainScorer(view, w), empty_plan(), candidate_units(view, "layer"), num_blocks=2, ratio=None)
+    fast = greedy(view, IncrementalScorer(view, w), empty_plan(), candidate_units(view, "layer"), num_blocks=2, ratio=None)
     assert plain.removed == fast.removed and all(n.startswith("layer.") for n in plain.removed)
     assert len(plain.removed_blocks) == 4
 
@@ -155,21 +155,21 @@ def clear_winner_race():
 
 def test_racing_finds_the_clear_winner_with_fewer_windows():
     view, w = clear_winner_race()
-    plain = PlainScorer(view, w, 2).score(frozenset(), [u.blocks for u in units(view)])
-    race = RacingScorer(view, w, batch_size=2, z=2.0).score(frozenset(), [u.blocks for u in units(view)])
+    plain = PlainScorer(view, w, 2).score(frozenset(), [u.blocks for u in candidate_units(view)])
+    race = RacingScorer(view, w, batch_size=2, z=2.0).score(frozenset(), [u.blocks for u in candidate_units(view)])
     best = min(range(6), key=plain.scores.__getitem__)
-    assert units(view)[best].name == "mlp.1"
+    assert candidate_units(view)[best].name == "mlp.1"
     assert race.complete(best) and race.scores[best] == pytest.approx(plain.scores[best], rel=1e-5)
     assert race.evaluated_windows < plain.evaluated_windows
-    plan = greedy(view, RacingScorer(view, w, batch_size=2, z=2.0), empty_plan(), units(view), num_blocks=1, ratio=None)
+    plan = greedy(view, RacingScorer(view, w, batch_size=2, z=2.0), empty_plan(), candidate_units(view), num_blocks=1, ratio=None)
     assert plan.removed == ["mlp.1"] and plan.steps[0]["evaluated_windows"] < plan.steps[0]["exhaustive_windows"]
     assert plan.steps[0]["partial"]  # the losers that left early are named with their window counts
 
 
 def test_racing_with_one_window_batches_leaves_clear_losers_after_one_look():
     view, w = clear_winner_race()
-    plain = PlainScorer(view, w, 1).score(frozenset(), [u.blocks for u in units(view)])
-    race_ = RacingScorer(view, w, batch_size=1, floor_from=3).score(frozenset(), [u.blocks for u in units(view)])
+    plain = PlainScorer(view, w, 1).score(frozenset(), [u.blocks for u in candidate_units(view)])
+    race_ = RacingScorer(view, w, batch_size=1, floor_from=3).score(frozenset(), [u.blocks for u in candidate_units(view)])
     best = min(range(6), key=plain.scores.__getitem__)
     assert race_.complete(best) and race_.scores[best] == pytest.approx(plain.scores[best], rel=1e-5)
     assert min(race_.windows) < 16 and race_.evaluated_windows < plain.evaluated_windows
@@ -215,10 +215,10 @@ def test_blocks_an_earlier_pruning_removed_are_no_candidates(tmp_path):
     model = tiny_llama(layers=3)
     export(model, {"attn.1", "mlp.2"}, tmp_path / "once")
     view = BlockView(load(tmp_path / "once"))
-    names = [u.name for u in units(view)]
+    names = [u.name for u in candidate_units(view)]
     assert "attn.1" not in names and "mlp.2" not in names and len(names) == 4
-    assert [u.name for u in units(view, "layer")] == ["layer.0", "layer.1", "layer.2"]  # each keeps a block
+    assert [u.name for u in candidate_units(view, "layer")] == ["layer.0", "layer.1", "layer.2"]  # each keeps a block
     ids = torch.randint(1, 97, (2, 16), generator=torch.Generator().manual_seed(0))
     w = Windows(ids, "random", 2, 32, None)
-    plan = greedy(view, PlainScorer(view, w), empty_plan(), units(view), num_blocks=2, ratio=None)
+    plan = greedy(view, PlainScorer(view, w), empty_plan(), candidate_units(view), num_blocks=2, ratio=None)
     assert not {"attn.1", "mlp.2"} & set(plan.removed)

@@ -35,7 +35,7 @@ from blockprune.options import PruneOptions
 from blockprune.perplexity import perplexity
 from blockprune.plan import Plan
 from blockprune.scoring import make_scorer
-from blockprune.search import units
+from blockprune.search import candidate_units
 from blockprune.view import BlockView
 
 HERE = Path(__file__).resolve().parent
@@ -64,7 +64,7 @@ def main() -> None:
     val = heldout_windows("alpaca", tok, SEQLEN, calibration_nsamples=args.rows, nsamples=VAL_ROWS, seed=SEED,
                           data_dir_=args.data_dir)
     scorer = make_scorer(view, cal, PruneOptions(scorer="incremental", ratio=RATIO))
-    cands = units(view, "block", "mix")
+    cands = candidate_units(view, "block", "mix")
     state = out / "steps.json"
     steps = json.loads(state.read_text()) if state.exists() else []
     t0 = time.perf_counter()

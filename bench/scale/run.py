@@ -216,7 +216,7 @@ def run_size(name: str, work: Path, dtype: str, args) -> dict[str, Any]:
     from blockprune.export import export, load
     from blockprune.perplexity import perplexity
     from blockprune.plan import Plan
-    from blockprune.search import greedy, units
+    from blockprune.search import candidate_units, greedy
     from blockprune.view import BlockView
 
     hf_logging.disable_progress_bar()
@@ -250,7 +250,7 @@ def run_size(name: str, work: Path, dtype: str, args) -> dict[str, Any]:
     removed_by_bp: str | None = None
     for label, method, scorer_name in steps:
         opts = options(method, dtype, calib, args.seqlen, scorer=scorer_name).resolved("cpu")
-        pool = units(view, "layer" if method == "layer-ppl" else "block", "mix")
+        pool = candidate_units(view, "layer" if method == "layer-ppl" else "block", "mix")
         cands = spaced(pool, args.candidates)
         with Phase() as ph:
             scorer = scoring.make_scorer(view, windows, opts)

@@ -32,7 +32,7 @@ def search(scorer: str, ratio: float, data_dir: str) -> dict:
     from blockprune.plan import Plan
     from blockprune.scoring.incremental import IncrementalScorer
     from blockprune.scoring.racing import RacingScorer
-    from blockprune.search import greedy, units
+    from blockprune.search import candidate_units, greedy
     from blockprune.view import BlockView
 
     torch.set_num_threads(1)
@@ -43,7 +43,7 @@ def search(scorer: str, ratio: float, data_dir: str) -> dict:
                 dense={"ppl": perplexity(view, windows)})
     make = {"incremental": IncrementalScorer, "racing": RacingScorer}[scorer]
     t0, c0 = time.perf_counter(), time.process_time()
-    greedy(view, make(view, windows), plan, units(view, "joint"), num_blocks=None, ratio=ratio, criterion="per-param")
+    greedy(view, make(view, windows), plan, candidate_units(view, "joint"), num_blocks=None, ratio=ratio, criterion="per-param")
     return {"scorer": scorer, "removed": plan.removed, "ppl": [s["ppl"] for s in plan.steps],
             "evaluated_windows": sum(s["evaluated_windows"] for s in plan.steps),
             "exhaustive_windows": sum(s["exhaustive_windows"] for s in plan.steps),

@@ -40,7 +40,7 @@ from blockprune.scoring.plain import PlainScorer
 from blockprune.plan import Plan
 from blockprune.scoring.racing import RacingScorer
 from blockprune.scoring.twoprecision import TwoPrecisionScorer, native_fast_dtype
-from blockprune.search import greedy, units
+from blockprune.search import candidate_units, greedy
 from blockprune.view import BlockView
 
 HERE = Path(__file__).resolve().parent
@@ -102,7 +102,7 @@ def run_mode(mode: str, data_dir: str, k: int) -> dict:
     t0, c0 = time.perf_counter(), time.process_time()
     scorer = MODES[mode](view, windows)
     plan = Plan(method="blockpruner", model={}, calibration={}, options={})
-    greedy(view, scorer, plan, units(view, "block", "mix"), num_blocks=k, ratio=None)
+    greedy(view, scorer, plan, candidate_units(view, "block", "mix"), num_blocks=k, ratio=None)
     out = {"wall": time.perf_counter() - t0, "cpu": time.process_time() - c0, "removed": plan.removed,
            "ppl": plan.steps[-1]["ppl"], "windows": len(windows),
            "evaluated_windows": sum(s["evaluated_windows"] for s in plan.steps),

@@ -27,7 +27,7 @@ from .perplexity import perplexity
 from .plan import Plan
 from .progress import Budget, RunProgress
 from .scoring.distributed import SplitScorer, init_from_env
-from .search.greedy import budget_check, units
+from .search.greedy import budget_check, candidate_units
 from .view import BlockView
 from .words import count, differences
 
@@ -158,7 +158,7 @@ def _run(model: str, out: Path, options: PruneOptions, data_dir, device: str, re
     main = rank == 0  # with torchrun, every rank searches in lockstep and rank 0 alone writes
     progress = progress and main
     if method.granularity in ("block", "layer"):  # refuse before anything is written
-        pool = units(view, method.granularity, options.block_type if method.granularity == "block" else "mix")
+        pool = candidate_units(view, method.granularity, options.block_type if method.granularity == "block" else "mix")
         budget_check(pool, options.num_blocks)
     fresh = Plan(method=method.name, model={"source": model, "family": net.config.model_type,
                                             "params": view.total_params, "layers": view.num_layers,

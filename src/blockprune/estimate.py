@@ -102,7 +102,7 @@ def meta_model(config):
 
 
 def shapes(config) -> Shapes:
-    from .search.greedy import units
+    from .search.greedy import candidate_units
     from .view import BlockView
 
     view = BlockView(meta_model(config))
@@ -114,7 +114,7 @@ def shapes(config) -> Shapes:
     sizes = {}
     for gran, kind in (("block", "mix"), ("layer", "mix")):
         try:
-            sizes[gran] = [u.params for u in units(view, gran, kind)]
+            sizes[gran] = [u.params for u in candidate_units(view, gran, kind)]
         except Exception:  # noqa: BLE001 - a pool the family cannot form: estimated from blocks
             sizes[gran] = [b.params for b in view.blocks]
     impl = getattr(config, "_attn_implementation", None) or "sdpa"

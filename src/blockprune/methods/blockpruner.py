@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ..errors import UserError
-from ..search import greedy, units
+from ..search import candidate_units, greedy
 from .registry import Job, MethodDefaults, register
 
 
@@ -42,7 +42,8 @@ class IterativePerplexity(MethodDefaults):
 
     def run(self, job: Job, plan):
         block_type = job.block_type if self.granularity == "block" else "mix"
-        return greedy(job.view, job.scorer, plan, units(job.view, self.candidates or self.granularity, block_type),
+        candidates = candidate_units(job.view, self.candidates or self.granularity, block_type)
+        return greedy(job.view, job.scorer, plan, candidates,
                       num_blocks=job.num_blocks, ratio=job.ratio, on_step=job.on_step,
                       progress_factory=job.progress_factory, criterion=self._criterion(job.options))
 

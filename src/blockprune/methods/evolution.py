@@ -42,7 +42,7 @@ from ..errors import UserError
 from ..perplexity import ppl_from_nll
 from ..plan import Plan, Step
 from ..scoring.racing import race
-from ..search import greedy, units
+from ..search import candidate_units, greedy
 from ..search.greedy import Unit
 from ..units import block_index, expand
 from ..view import BlockView
@@ -126,7 +126,7 @@ class Evolution(MethodDefaults):
         # the clock starts earlier by the wall time of the runs this one resumes (saved with each generation)
         t0 = time.perf_counter() - (plan.search or {}).get("seconds_so_far", 0.0)
         view, cache = job.view, boundary_cache(job.scorer)
-        blocks = units(view, "block", "mix")
+        blocks = candidate_units(view, "block", "mix")
         budget = job.ratio * view.total_params
         if plan.search is None:
             seeds = self.seeds(job, plan, blocks)

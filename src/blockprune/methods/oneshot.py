@@ -14,7 +14,7 @@ from typing import ClassVar
 
 from ..perplexity import perplexity
 from ..plan import Step
-from ..search.greedy import Unit, budget_check, fits, rank_key, units
+from ..search.greedy import Unit, budget_check, candidate_units, fits, rank_key
 from .registry import Job, MethodDefaults, register
 
 
@@ -74,7 +74,7 @@ class OneShot(MethodDefaults):
     complete_scores: ClassVar[bool] = True  # it removes in the order of one step's scores, all of them
 
     def run(self, job: Job, plan):
-        cands = units(job.view, self.granularity, job.block_type)
+        cands = candidate_units(job.view, self.granularity, job.block_type)
         scores = saved_scores(plan)
         cost, t0 = 0, time.perf_counter()
         if scores is None:

@@ -22,7 +22,7 @@ from typing import ClassVar
 
 from ..errors import UserError
 from ..perplexity import perplexity
-from ..search import greedy, units
+from ..search import candidate_units, greedy
 from ..search.greedy import Unit
 from .registry import Job, MethodDefaults, register
 
@@ -46,7 +46,7 @@ class Refined(MethodDefaults):
             raise UserError(f"{self.name} searches on calibration perplexity; use --metric ppl")
         if plan.steps and "refine" in plan.steps[-1]:
             return plan  # a resumed run that already finished refining
-        cands = units(job.view, "block", job.block_type)
+        cands = candidate_units(job.view, "block", job.block_type)
         greedy(job.view, job.scorer, plan, cands, num_blocks=job.num_blocks, ratio=job.ratio,
                on_step=job.on_step, progress_factory=job.progress_factory)
         if plan.steps:

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 
 from ..scoring.local import unit_stats
-from ..search.greedy import units
+from ..search.greedy import candidate_units
 from .oneshot import remove_ranked, saved_scores
 from .registry import Job, MethodDefaults, register
 
@@ -19,7 +19,7 @@ class LayerMetricOneShot(MethodDefaults):
     granularity: str = "layer"
 
     def run(self, job: Job, plan):
-        cands = units(job.view, "layer")
+        cands = candidate_units(job.view, "layer")
         scores, t0 = saved_scores(plan), time.perf_counter()
         if scores is None:
             bar = job.progress_factory(1, len(cands)) if job.progress_factory else None

@@ -26,7 +26,7 @@ class Unit:
     params: int
 
 
-def units(view: BlockView, granularity: str = "block", block_type: str = "mix") -> list[Unit]:
+def candidate_units(view: BlockView, granularity: str = "block", block_type: str = "mix") -> list[Unit]:
     """The candidates of a search: blocks, whole layers, or ("joint") both, every block and every layer
     in execution order (a layer just before its own attention block). A block without parameters is one
     an earlier pruning already removed (a checkpoint pruned again): removing it would change nothing, so
