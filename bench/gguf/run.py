@@ -26,6 +26,7 @@ import copy
 import json
 import math
 import os
+import shlex
 import statistics
 import sys
 import tempfile
@@ -166,7 +167,7 @@ def main() -> None:
             print(f"perplexity {name} done", file=sys.stderr)
     import llama_cpp
 
-    result = {"command": "python bench/gguf/run.py " + " ".join(sys.argv[1:]), "machine": machine.describe(),
+    result = {"command": shlex.join(["python", "bench/gguf/run.py", *sys.argv[1:]]), "machine": machine.describe(),
               "note": args.note, "llama_cpp_python": llama_cpp.__version__, "runs": args.runs,
               "prompt_tokens": PROMPT_TOKENS, "gen_tokens": GEN_TOKENS, "ppl_windows": args.ppl_windows,
               "ppl_seqlen": SEQLEN, "plans": {k: str(v.relative_to(ROOT)) for k, v in PLANS.items()},
