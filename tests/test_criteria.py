@@ -25,7 +25,7 @@ def setup(model, n=6, t=24, seed=0):
 
 
 def plan_with_dense(view, w):
-    from blockprune.perplexity import perplexity
+    from blockprune.window_nll import perplexity
     return Plan(method="blockpruner", model={}, calibration={}, options={}, dense={"ppl": perplexity(view, w)})
 
 

@@ -99,7 +99,7 @@ def test_local_text_perplexity_equals_the_perplexity_module(ckpt, tmp_path):
     from blockprune.cli import main
     from blockprune.data import load_windows
     from blockprune.evaluate import load_subject
-    from blockprune.perplexity import perplexity
+    from blockprune.window_nll import perplexity
     from blockprune.view import BlockView
 
     text = tmp_path / "notes.txt"

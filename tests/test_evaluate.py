@@ -289,7 +289,7 @@ def test_eval_run_folder_in_memory(tmp_path, shared_data):
     # the harness saw the masked model: perplexity equals the view's with the plan's blocks removed
     base = load_subject(str(ckpt))
     from blockprune.data import load_windows
-    from blockprune.perplexity import perplexity
+    from blockprune.window_nll import perplexity
     w = load_windows("wikitext2", base.tokenizer, 16, data_dir_=data)
     assert saved["perplexity"]["wikitext2"]["ppl"] == pytest.approx(
         perplexity(BlockView(base.model), w, run.plan.removed_blocks), rel=1e-5)

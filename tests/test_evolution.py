@@ -68,7 +68,7 @@ def test_never_worse_on_calibration_than_its_best_seed_and_the_steps_are_its_set
     assert plan.search["evaluated_windows"] <= plan.search["exhaustive_windows"]
     assert len(plan.search["history"]) == GENERATIONS
     # each step's perplexity is its prefix's, exactly
-    from blockprune.perplexity import perplexity
+    from blockprune.window_nll import perplexity
     _, w = setup(tiny_llama(5, layers=5))
     prefix = frozenset(b for u in plan.removed[:2] for b in expand(u))
     assert plan.steps[1]["ppl"] == pytest.approx(perplexity(view, w, prefix), rel=1e-5)

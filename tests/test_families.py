@@ -17,7 +17,7 @@ from blockprune.data import Windows
 from blockprune.errors import UserError
 from blockprune.export import export, load
 from blockprune.scoring.incremental import IncrementalScorer
-from blockprune.perplexity import perplexity
+from blockprune.window_nll import perplexity
 from blockprune.scoring.plain import PlainScorer
 from blockprune.plan import Plan
 from blockprune.search import greedy, units

@@ -13,7 +13,7 @@ from blockprune.options import PruneOptions
 from blockprune.scoring import make_scorer, true_ppl_steps
 from blockprune.scoring.js import JSScorer, js_divergence
 from blockprune.scoring.local import LocalScorer, block_influence, relative_magnitude, unit_stats
-from blockprune.perplexity import perplexity
+from blockprune.window_nll import perplexity
 from blockprune.scoring import Scored
 from blockprune.scoring.plain import PlainScorer
 from blockprune.plan import Plan, expand

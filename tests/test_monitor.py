@@ -10,7 +10,7 @@ from blockprune import cli, models, monitor
 from blockprune.data import heldout_rows, heldout_windows, load_rows, load_windows, sample_indices, windows_from_rows
 from blockprune.errors import UserError
 from blockprune.methods import METHODS
-from blockprune.perplexity import perplexity
+from blockprune.window_nll import perplexity
 from blockprune.plan import Plan, expand
 from blockprune.view import BlockView
 from conftest import CharTokenizer, crash_after_saves

@@ -9,7 +9,7 @@ import blockprune
 from blockprune import cli, models
 from blockprune.data import load_windows
 from blockprune.errors import UserError
-from blockprune.perplexity import perplexity
+from blockprune.window_nll import perplexity
 from blockprune.plan import Plan
 from blockprune.view import BlockView
 from conftest import byte_tokenizer, crash_after_saves, save_tiny_checkpoint, tiny_llama

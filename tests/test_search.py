@@ -7,7 +7,7 @@ import torch
 from blockprune.data import Windows
 from blockprune.errors import UserError
 from blockprune.scoring.incremental import BoundaryCache, IncrementalScorer
-from blockprune.perplexity import perplexity
+from blockprune.window_nll import perplexity
 from blockprune.scoring.plain import PlainScorer
 from blockprune.plan import Plan
 from blockprune.scoring.racing import RacingScorer, noise_floor, race, survivors

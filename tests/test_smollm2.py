@@ -3,7 +3,7 @@ import pytest
 
 import blockprune
 from blockprune.data import load_windows
-from blockprune.perplexity import perplexity
+from blockprune.window_nll import perplexity
 from blockprune.report import approximate
 from blockprune.view import BlockView
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from blockprune.data import Windows
-from blockprune.perplexity import perplexity, window_nll
+from blockprune.window_nll import perplexity, window_nll
 from blockprune.view import BlockView
 from conftest import tiny_llama
 

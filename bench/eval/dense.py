@@ -33,7 +33,7 @@ from blockprune.data import load_windows
 from blockprune.evaluate import QUICK_DOCS, QUICK_WINDOWS, ZERO_SHOT, average, load_subject
 from blockprune.evaluate.cost import cost
 from blockprune.evaluate.harness import harness_model, run_tasks, task_specs
-from blockprune.perplexity import ppl_from_nll, window_nll
+from blockprune.window_nll import ppl_from_nll, window_nll
 from blockprune.view import BlockView
 
 # full sets cheapest first, so the most tasks complete in a given time; hellaswag (40k requests) last

@@ -89,7 +89,7 @@ def speed(path: Path, threads: int, ids: list[int]) -> dict[str, float]:
 
 
 def llama_cpp_ppl(path: Path, windows: torch.Tensor) -> float:
-    """exp of the mean over windows of each window's mean next-token NLL (as blockprune.perplexity)."""
+    """exp of the mean over windows of each window's mean next-token NLL (as blockprune.window_nll)."""
     llm = open_model(path, 1, windows.shape[1], logits_all=True)
     nll = []
     try:

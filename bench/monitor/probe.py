@@ -26,7 +26,7 @@ from blockprune import machine, models
 from blockprune.atomic import write_text
 from blockprune.data import heldout_windows
 from blockprune.monitor import overfit_ratio
-from blockprune.perplexity import perplexity
+from blockprune.window_nll import perplexity
 from blockprune.plan import Plan
 from blockprune.view import BlockView
 

@@ -32,7 +32,7 @@ from blockprune.atomic import write_text
 from blockprune.data import heldout_windows, load_windows
 from blockprune.evaluate import QUICK_WINDOWS
 from blockprune.options import PruneOptions
-from blockprune.perplexity import perplexity
+from blockprune.window_nll import perplexity
 from blockprune.plan import Plan
 from blockprune.scoring import make_scorer
 from blockprune.search import candidate_units

@@ -214,7 +214,7 @@ def run_size(name: str, work: Path, dtype: str, args) -> dict[str, Any]:
     from blockprune import prune
     from blockprune.data import load_windows
     from blockprune.export import export, load
-    from blockprune.perplexity import perplexity
+    from blockprune.window_nll import perplexity
     from blockprune.plan import Plan
     from blockprune.search import candidate_units, greedy
     from blockprune.view import BlockView

@@ -28,7 +28,7 @@ def search(scorer: str, ratio: float, data_dir: str) -> dict:
 
     from blockprune import models
     from blockprune.data import load_windows
-    from blockprune.perplexity import perplexity
+    from blockprune.window_nll import perplexity
     from blockprune.plan import Plan
     from blockprune.scoring.incremental import IncrementalScorer
     from blockprune.scoring.racing import RacingScorer

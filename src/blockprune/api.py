@@ -23,7 +23,7 @@ from .export import load
 from .methods import Job, Method
 from .models import check_device
 from .options import PruneOptions, as_given, resume_check
-from .perplexity import perplexity
+from .window_nll import perplexity
 from .plan import Plan
 from .progress import Budget, RunProgress
 from .scoring.distributed import SplitScorer, init_from_env

@@ -15,7 +15,7 @@ from typing import Any
 
 from .data import JOINER, Windows, heldout_windows, load_rows, load_windows, windows_from_rows
 from .errors import UserError
-from .perplexity import perplexity
+from .window_nll import perplexity
 from .plan import Plan, expand
 from .view import BlockView
 

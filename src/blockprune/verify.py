@@ -9,7 +9,7 @@ from pathlib import Path
 from .data import load_windows
 from .errors import UserError
 from .export import load as load_checkpoint
-from .perplexity import perplexity
+from .window_nll import perplexity
 from .plan import Plan
 from .view import BlockView
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..data import load_windows
 from ..errors import UserError
-from ..perplexity import perplexity
+from ..window_nll import perplexity
 from ..view import BlockView
 
 PPL_TASKS = ("wikitext2", "ptb")

@@ -39,7 +39,7 @@ from typing import Any, ClassVar, Sequence
 import torch
 
 from ..errors import UserError
-from ..perplexity import ppl_from_nll
+from ..window_nll import ppl_from_nll
 from ..plan import Plan, Step
 from ..scoring.racing import race
 from ..search import candidate_units, greedy

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ..errors import UserError
-from ..perplexity import perplexity
+from ..window_nll import perplexity
 from ..plan import Plan
 from ..view import BlockView
 from .registry import Job, MethodDefaults, register

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ..perplexity import perplexity
+from ..window_nll import perplexity
 from ..plan import Step
 from ..search.greedy import Unit, budget_check, candidate_units, fits, rank_key
 from .registry import Job, MethodDefaults, register

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from ..errors import UserError
-from ..perplexity import perplexity
+from ..window_nll import perplexity
 from ..search import candidate_units, greedy
 from ..search.greedy import Unit
 from .registry import Job, MethodDefaults, register

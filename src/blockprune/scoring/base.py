@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
-from ..perplexity import Progress
+from ..window_nll import Progress
 
 
 @dataclass

@@ -30,7 +30,7 @@ from typing import AbstractSet, Sequence
 import torch
 
 from ..data import Windows
-from ..perplexity import ppl_from_nll
+from ..window_nll import ppl_from_nll
 from ..view import BlockView, Prepared
 from .base import Progress, Scored
 from .registry import Entry, register

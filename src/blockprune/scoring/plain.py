@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from ..data import Windows
-from ..perplexity import perplexity
+from ..window_nll import perplexity
 from ..view import BlockView
 from .base import Progress, Scored
 from .registry import Entry, register

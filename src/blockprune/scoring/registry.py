@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..data import Windows
-from ..perplexity import perplexity
+from ..window_nll import perplexity
 from ..registry import Registry
 from ..view import BlockView
 from .base import Scorer

@@ -37,7 +37,7 @@ from typing import Sequence
 import torch
 
 from ..data import Windows
-from ..perplexity import ppl_from_nll
+from ..window_nll import ppl_from_nll
 from ..view import BlockView
 from .base import Progress, Scored
 from .incremental import BoundaryCache

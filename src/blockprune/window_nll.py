@@ -1,4 +1,9 @@
-"""Perplexity as the BlockPruner paper defines it: exp of the mean over windows of each window's mean NLL."""
+"""Window NLL and perplexity of a `BlockView` with some blocks masked, as the BlockPruner paper defines
+perplexity: exp of the mean over windows of each window's mean NLL.
+
+The search's calibration perplexity (scorers, methods, the monitor, verify) is this; the test-set
+perplexity of `blockprune eval` (`evaluate/perplexity.py`: WikiText-2, PTB, local texts) runs it on the
+unmasked model."""
 from __future__ import annotations
 
 import math
