@@ -13,7 +13,7 @@ from blockprune.scoring.base import Scored
 from blockprune.scoring.incremental import IncrementalScorer
 from blockprune.scoring.plain import PlainScorer
 from blockprune.scoring.racing import RacingScorer
-from blockprune.search import criteria, greedy, units
+from blockprune.search import candidate_units, criteria, greedy
 from blockprune.view import BlockView
 from conftest import tiny_llama
 
@@ -50,7 +50,7 @@ def test_per_param_prefers_the_cheaper_rise_per_parameter_where_ppl_prefers_the_
     # attn.0 raises log-ppl by 0.010, mlp.0 by 0.012: ppl picks attn.0; per parameter mlp.0 is cheaper
     table = {frozenset({"attn.0"}): dense * math.exp(0.010), frozenset({"mlp.0"}): dense * math.exp(0.012),
              frozenset({"attn.1"}): dense * 2, frozenset({"mlp.1"}): dense * 2}
-    cands = units(view)
+    cands = candidate_units(view)
     plans = {}
     for crit in ("ppl", "per-param"):
         plan = Plan(method="blockpruner", model={}, calibration={}, options={}, dense={"ppl": dense})
@@ -75,7 +75,7 @@ def silent_layer_model(layer=1):
 
 def test_joint_candidates_take_a_whole_layer_where_block_search_takes_one_block():
     view, _ = setup(tiny_llama(0, layers=4))
-    joint = units(view, "joint")
+    joint = candidate_units(view, "joint")
     assert [u.name for u in joint[:3]] == ["layer.0", "attn.0", "mlp.0"] and len(joint) == 4 + 8
     dense = 10.0
     table = {u.blocks: dense * math.e for u in joint}  # every other unit: a rise of 1 nat
@@ -83,8 +83,8 @@ def test_joint_candidates_take_a_whole_layer_where_block_search_takes_one_block(
     table.update({frozenset({"attn.1"}): dense * math.exp(0.010), frozenset({"mlp.1"}): dense * math.exp(0.012),
                   frozenset({"attn.1", "mlp.1"}): dense * math.exp(0.015)})
     runs = {}
-    for name, cands, crit in (("joint", joint, "per-param"), ("blocks", units(view), "ppl"),
-                              ("blocks per-param", units(view), "per-param")):
+    for name, cands, crit in (("joint", joint, "per-param"), ("blocks", candidate_units(view), "ppl"),
+                              ("blocks per-param", candidate_units(view), "per-param")):
         plan = Plan(method="blockpruner", model={}, calibration={}, options={}, dense={"ppl": dense})
         runs[name] = greedy(view, TableScorer(table), plan, cands, num_blocks=1, ratio=None, criterion=crit).removed
     assert runs == {"joint": ["layer.1"], "blocks": ["attn.1"], "blocks per-param": ["mlp.1"]}
@@ -98,7 +98,7 @@ def test_a_silent_layer_costs_nothing_to_remove_and_the_joint_search_scores_it_s
 
 def test_joint_search_never_offers_a_layer_whose_block_is_gone():
     view, w = setup(tiny_llama(1, layers=3))
-    plan = greedy(view, IncrementalScorer(view, w), plan_with_dense(view, w), units(view, "joint"),
+    plan = greedy(view, IncrementalScorer(view, w), plan_with_dense(view, w), candidate_units(view, "joint"),
                   num_blocks=None, ratio=0.35, criterion="per-param")
     removed = set()
     for step in plan.steps:
@@ -113,9 +113,9 @@ def test_joint_search_never_offers_a_layer_whose_block_is_gone():
 @pytest.mark.parametrize("scorer", [IncrementalScorer, PlainScorer])
 def test_every_step_removes_the_per_param_argmin_of_its_scores(scorer):
     view, w = setup(tiny_llama(2, layers=4))
-    plan = greedy(view, scorer(view, w), plan_with_dense(view, w), units(view, "joint"), num_blocks=None,
+    plan = greedy(view, scorer(view, w), plan_with_dense(view, w), candidate_units(view, "joint"), num_blocks=None,
                   ratio=0.4, criterion="per-param")
-    by = {u.name: u for u in units(view, "joint")}
+    by = {u.name: u for u in candidate_units(view, "joint")}
     base = plan.dense["ppl"]
     for step in plan.steps:
         best = min(step["scores"], key=lambda n: (criteria.value("per-param", step["scores"][n], base, by[n].params),
@@ -135,9 +135,9 @@ def loud_layer_model():
 
 def test_racing_on_the_per_param_criterion_finds_the_clear_winner_with_fewer_windows():
     view, w = setup(loud_layer_model(), n=16)
-    exact = greedy(view, IncrementalScorer(view, w), plan_with_dense(view, w), units(view, "joint"),
+    exact = greedy(view, IncrementalScorer(view, w), plan_with_dense(view, w), candidate_units(view, "joint"),
                    num_blocks=1, ratio=None, criterion="per-param")
-    raced = greedy(view, RacingScorer(view, w, batch_size=2, z=2.5), plan_with_dense(view, w), units(view, "joint"),
+    raced = greedy(view, RacingScorer(view, w, batch_size=2, z=2.5), plan_with_dense(view, w), candidate_units(view, "joint"),
                    num_blocks=1, ratio=None, criterion="per-param")
     assert raced.removed == exact.removed and exact.removed[0] in ("mlp.1", "layer.1")  # the loud units
     assert raced.steps[0]["ppl"] == pytest.approx(exact.steps[0]["ppl"], rel=1e-5)
@@ -148,7 +148,7 @@ def test_racing_on_sizes_drops_a_candidate_by_its_rise_per_parameter():
     """The silent layer's rise is zero; every other candidate's is positive: with sizes the race keeps the
     layer to the end and the chosen score is complete and exact."""
     view, w = setup(silent_layer_model(2), n=12)
-    cands = units(view, "joint")
+    cands = candidate_units(view, "joint")
     s = RacingScorer(view, w, z=2.5).score(frozenset(), [u.blocks for u in cands], sizes=[u.params for u in cands])
     i = [u.name for u in cands].index("layer.2")
     assert s.complete(i)

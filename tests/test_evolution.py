@@ -13,7 +13,7 @@ from blockprune.options import PruneOptions
 from blockprune.plan import Plan
 from blockprune.scoring.incremental import IncrementalScorer
 from blockprune.scoring.racing import RacingScorer
-from blockprune.search import units
+from blockprune.search import candidate_units
 from blockprune.units import expand
 from conftest import tiny_llama
 from test_criteria import plan_with_dense, setup
@@ -33,7 +33,7 @@ def run(method=SMALL, scorer=IncrementalScorer, seed=42, checkpoint=None, plan=N
 
 def test_mutations_stay_within_the_budget_and_fill_it():
     view, _ = setup(tiny_llama(5, layers=5))
-    blocks = units(view)
+    blocks = candidate_units(view)
     size = {u.name: u.params for u in blocks}
     budget = 0.3 * view.total_params
     parent = frozenset({"attn.1", "mlp.3", "attn.4"})

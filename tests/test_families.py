@@ -20,7 +20,7 @@ from blockprune.scoring.incremental import IncrementalScorer
 from blockprune.window_nll import perplexity
 from blockprune.scoring.plain import PlainScorer
 from blockprune.plan import Plan
-from blockprune.search import greedy, units
+from blockprune.search import candidate_units, greedy
 from blockprune.view import BlockView
 
 VOCAB = 97
@@ -252,7 +252,7 @@ def random_windows(n: int = 2, t: int = 16) -> Windows:
 
 
 def search(view: BlockView, scorer, steps: int = 2) -> Plan:
-    return greedy(view, scorer, Plan("blockpruner", {}, {}, {}), units(view), num_blocks=steps, ratio=None)
+    return greedy(view, scorer, Plan("blockpruner", {}, {}, {}), candidate_units(view), num_blocks=steps, ratio=None)
 
 
 @pytest.mark.parametrize("name", FAMILIES)

@@ -13,7 +13,7 @@ from blockprune.errors import UserError
 from blockprune.scoring.plain import PlainScorer
 from blockprune.plan import Plan
 from blockprune.scoring.racing import RacingScorer
-from blockprune.search import greedy, units
+from blockprune.search import candidate_units, greedy
 from blockprune.scoring.twoprecision import TwoPrecisionScorer
 from blockprune.view import BlockView
 from conftest import crash_after_saves, single_and_torchrun, tiny_llama
@@ -36,7 +36,7 @@ def empty_plan():
 
 def test_a_near_tie_bf16_misorders_is_decided_in_fp32():
     view, w = near_tie()
-    cands = units(view)
+    cands = candidate_units(view)
     fp32 = PlainScorer(view, w).score(frozenset(), [u.blocks for u in cands]).scores
     bf16 = PlainScorer(BlockView(copy.deepcopy(view.model).to(torch.bfloat16)), w).score(
         frozenset(), [u.blocks for u in cands]).scores
@@ -64,7 +64,7 @@ def test_clear_losers_never_run_in_full_precision():
         return real(batch, removed, first)
 
     scorer.full.final_nll = spy
-    cands = [u.blocks for u in units(view)]
+    cands = [u.blocks for u in candidate_units(view)]
     scored = scorer.score(frozenset(), cands)
     fp32 = PlainScorer(view, w).score(frozenset(), cands).scores
     # full precision ran only the probe (the 3 best after one batch) and the near-ties: never a clear loser
@@ -77,7 +77,7 @@ def test_clear_losers_never_run_in_full_precision():
 
 def test_without_a_fast_precision_the_scorer_is_racing():
     view, w = near_tie()
-    cands = [u.blocks for u in units(view)]
+    cands = [u.blocks for u in candidate_units(view)]
     fallback = TwoPrecisionScorer(view, w, fast_dtype=None).score(frozenset(), cands)
     racing = RacingScorer(view, w).score(frozenset(), cands)
     assert fallback.scores == racing.scores and fallback.windows == racing.windows
