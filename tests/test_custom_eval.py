@@ -206,7 +206,7 @@ def test_failed_evaluation_writes_no_eval_json(ckpt, tmp_path, capsys):
 
 def test_reports_and_compare_show_custom_columns(tmp_path):
     from blockprune.compare import markdown
-    from blockprune.report import Entry, markdown_table, table_row
+    from blockprune.report import LoadedFolder, markdown_table, table_row
 
     zs = {t: {"acc": 0.5, "acc_norm": 0.6, "docs": 10} for t in ("piqa", "winogrande", "hellaswag", "arc_easy",
                                                                    "arc_challenge")}
@@ -215,7 +215,7 @@ def test_reports_and_compare_show_custom_columns(tmp_path):
     ev = {"subject": {"method": "dense"}, "settings": {"num_fewshot": 2},
           "perplexity": {"wikitext2": {"ppl": 20.0, "windows": 4}, "ppl:/data/notes.txt": {"ppl": 31.5}},
           "zero_shot": zs, "average": {"value": 0.58}}
-    row = table_row(Entry("dense", tmp_path, evaluation=ev))
+    row = table_row(LoadedFolder("dense", tmp_path, evaluation=ev))
     table = markdown_table([row])
     head = table.splitlines()[0]
     assert head.index("Avg.") < head.index("colours") and "facts (exact_match)" in head and "notes.txt PPL" in head

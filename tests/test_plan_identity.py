@@ -91,7 +91,7 @@ def test_an_older_plan_that_recorded_an_unused_scorer_resumes_as_it_was_saved(
 
 def test_a_scorer_that_may_select_otherwise_is_refused_on_resume(tiny_checkpoint, calib_file, tmp_path, monkeypatch):
     plain = scoring.get("plain")
-    scoring.register(scoring.Entry("sloppy", plain.build, "a test scorer that does not promise exhaustive selections"))
+    scoring.register(scoring.ScorerEntry("sloppy", plain.build, "a test scorer that does not promise exhaustive selections"))
     try:
         _killed(tiny_checkpoint, calib_file, tmp_path / "run", monkeypatch, num_blocks=3, scorer="racing")
         before = (tmp_path / "run" / "plan.json").read_bytes()

@@ -8,7 +8,7 @@ import pytest
 
 from test_evaluate import ROWS, STANDARD, tiny_checkpoint, write_data
 from blockprune.errors import UserError
-from blockprune.report import approximate, build, importance_grid, markdown_table, table_row, load_entry
+from blockprune.report import approximate, build, importance_grid, markdown_table, table_row, load_folder
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -65,7 +65,7 @@ def test_a_run_and_its_own_eval_folder_are_one_model(folders, tmp_path, order):
 
 
 def test_importance_grid_marks_each_steps_choice(folders):
-    plan = load_entry(folders / "run").plan
+    plan = load_folder(folders / "run").plan
     grids, chosen = importance_grid(plan, 4)
     assert len(grids) == len(plan.steps) == 3
     for step, g, c in zip(plan.steps, grids, chosen):
@@ -85,9 +85,9 @@ def test_table_is_shaped_like_blockpruner_table_1():
           "perplexity": {"wikitext2": {"ppl": 12.345, "windows": 8}},
           "zero_shot": {t: {"acc": 0.5, "acc_norm": 0.6, "docs": 100} for t in STANDARD},
           "average": {"value": 0.58, "metrics": {t: "acc_norm" for t in STANDARD} | {"winogrande": "acc"}}}
-    from blockprune.report import Entry
+    from blockprune.report import LoadedFolder
     from pathlib import Path
-    row = table_row(Entry("m", Path("."), None, ev))
+    row = table_row(LoadedFolder("m", Path("."), None, ev))
     table = markdown_table([row])
     assert table.splitlines()[0] == ("| Model | Method | Ratio | WikiText-2 PPL | PIQA | WinoGrande | HellaSwag | ARC-e | "
                                      "ARC-c | Avg. |")
@@ -97,11 +97,11 @@ def test_table_is_shaped_like_blockpruner_table_1():
 def test_table_shows_ptb_beside_wikitext2_when_measured():
     from pathlib import Path
 
-    from blockprune.report import Entry
+    from blockprune.report import LoadedFolder
     base = {"subject": {"method": "dense"}, "zero_shot": {}, "average": None}
     with_ptb = {**base, "perplexity": {"wikitext2": {"ppl": 20.0, "windows": 8}, "ptb": {"ppl": 51.25, "windows": 4}}}
     without = {**base, "perplexity": {"wikitext2": {"ppl": 30.0, "windows": 8}}}
-    rows = [table_row(Entry("a", Path("."), None, with_ptb)), table_row(Entry("b", Path("."), None, without))]
+    rows = [table_row(LoadedFolder("a", Path("."), None, with_ptb)), table_row(LoadedFolder("b", Path("."), None, without))]
     lines = markdown_table(rows).splitlines()
     assert lines[0].startswith("| Model | Method | Ratio | WikiText-2 PPL | PTB PPL | PIQA |")
     assert lines[2].startswith("| a | dense | 0.0% | 20.00 | 51.25 |") and lines[3].startswith("| b | dense | 0.0% | 30.00 | – |")
@@ -199,7 +199,7 @@ def test_the_removal_path_names_each_unit_carries_validation_and_plain_ticks(mon
     from pathlib import Path
 
     from blockprune import report
-    from blockprune.report import Entry
+    from blockprune.report import LoadedFolder
 
     shown = {}
 
@@ -212,7 +212,7 @@ def test_the_removal_path_names_each_unit_carries_validation_and_plain_ticks(mon
     monkeypatch.setattr(report.figures, "save_png", capture)  # the module that draws saves through its own name
     steps = [{**s, "validation_ppl": v} for s, v in zip(RACED, (11.8, 13.9))]
     plan = _plan(steps, dense={"ppl": 10.0, "validation_ppl": 10.4}, validation={"source": "alpaca (held out)"})
-    report.plot_paths([Entry("run", Path("."), plan)], tmp_path / "p.png")
+    report.plot_paths([LoadedFolder("run", Path("."), plan)], tmp_path / "p.png")
     assert shown["texts"] == ["attn.0", "mlp.2"]
     assert shown["lines"] == 2 and any("validation" in t for t in shown["legend"])
     assert shown["ticks"] and all(re.fullmatch(r"\d+(\.\d+)?", t) for t in shown["ticks"]), shown["ticks"]

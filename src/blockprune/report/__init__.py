@@ -8,17 +8,17 @@ the removal path with the unit removed at each point (all runs on one plot), and
 (which blocks remain in each layer). The
 table compares every evaluated model in the shape of the BlockPruner paper's Table 1.
 
-One module per job: `loading` (folders to entries), `text` (a run's search in words), `figures` (the
-PNGs), `tables` (the Table-1 comparison, cost and healing tables), `page` (report.md and report.json
-assembled from them)."""
+One module per job: `loading` (each folder given, read as a `LoadedFolder`), `text` (a run's search in
+words), `figures` (the PNGs), `tables` (the Table-1 comparison, cost and healing tables), `page` (report.md
+and report.json assembled from them)."""
 from .figures import (CLIP, CLIP_OTHER, GREY_NONE, GREY_REMOVED, StepCells, importance_cells, importance_grid,
                       plot_accuracy, plot_architecture, plot_importance, plot_paths, removal_path, save_png)
-from .loading import Entry, distinct, load_entry
+from .loading import LoadedFolder, distinct, load_folder
 from .page import build
 from .tables import add_recovery, markdown_table, table_row
 from .text import ONE_PASS, approximate, describe_width, score_metric, scorer_note
 
-__all__ = ["CLIP", "CLIP_OTHER", "GREY_NONE", "GREY_REMOVED", "ONE_PASS", "Entry", "StepCells", "add_recovery",
+__all__ = ["CLIP", "CLIP_OTHER", "GREY_NONE", "GREY_REMOVED", "LoadedFolder", "ONE_PASS", "StepCells", "add_recovery",
            "approximate", "build", "describe_width", "distinct", "importance_cells", "importance_grid",
-           "load_entry", "markdown_table", "plot_accuracy", "plot_architecture", "plot_importance", "plot_paths",
+           "load_folder", "markdown_table", "plot_accuracy", "plot_architecture", "plot_importance", "plot_paths",
            "removal_path", "save_png", "score_metric", "scorer_note", "table_row"]

@@ -11,7 +11,7 @@ from typing import Any
 from .. import atomic, monitor
 from ..evaluate.table import TASK_TITLES, ZERO_SHOT
 from ..plan import Plan, expand
-from .loading import Entry
+from .loading import LoadedFolder
 from .text import approximate, score_metric, scorer_note
 
 
@@ -142,7 +142,7 @@ def removal_path(plan: Plan) -> tuple[list[float], list[float]]:
     return ratios, ppls
 
 
-def plot_paths(entries: list[Entry], path: Path) -> None:
+def plot_paths(entries: list[LoadedFolder], path: Path) -> None:
     from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
     plt = _pyplot()

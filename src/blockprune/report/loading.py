@@ -14,7 +14,7 @@ from ..plan import Plan
 
 
 @dataclass
-class Entry:
+class LoadedFolder:
     """One folder given to the report: a run (plan, maybe its evaluation) or an evaluation alone."""
 
     label: str
@@ -33,7 +33,7 @@ def _read_eval(path: Path) -> dict[str, Any]:
         raise UserError(f"{path} is corrupt ({e}); re-run `blockprune eval`") from e
 
 
-def load_entry(path: str | os.PathLike) -> Entry:
+def load_folder(path: str | os.PathLike) -> LoadedFolder:
     path = Path(path)
     if not path.is_dir():
         raise UserError(f"{path} is not a folder; give run folders (plan.json) or eval folders (eval.json)")
@@ -43,17 +43,17 @@ def load_entry(path: str | os.PathLike) -> Entry:
     if plan is None and ev is None and healing is None:
         raise UserError(f"{path} holds neither plan.json, eval.json nor heal.json")
     sources = frozenset(p.resolve() for p in (path / "plan.json", ev, path / "heal.json") if p and p.exists())
-    return Entry(path.resolve().name, path, plan, _read_eval(ev) if ev else None, healing, sources=sources)
+    return LoadedFolder(path.resolve().name, path, plan, _read_eval(ev) if ev else None, healing, sources=sources)
 
 
-def distinct(entries: list[Entry]) -> list[Entry]:
+def distinct(entries: list[LoadedFolder]) -> list[LoadedFolder]:
     """Each subject once: a run folder already brings its eval/, so `report RUN RUN/eval` (or a folder given
     twice) lists it once. An entry is dropped when another brings every file it does (the earlier of equals)."""
     return [e for i, e in enumerate(entries)
             if not any(e.sources < o.sources or (e.sources == o.sources and j < i) for j, o in enumerate(entries))]
 
 
-def unique_labels(entries: list[Entry]) -> None:
+def unique_labels(entries: list[LoadedFolder]) -> None:
     seen: dict[str, int] = {}
     for e in entries:
         base = re.sub(r"[^A-Za-z0-9._-]+", "_", e.label) or "run"

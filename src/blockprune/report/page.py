@@ -11,14 +11,14 @@ from .. import atomic, monitor
 from ..evaluate.table import shots_note
 from ..plan import Plan, expand
 from .figures import plot_accuracy, plot_architecture, plot_importance, plot_paths, removal_path
-from .loading import distinct, load_entry, unique_labels
+from .loading import distinct, load_folder, unique_labels
 from .tables import add_recovery, cost_table, healing_section, markdown_table, table_row
 from .text import describe_width, monitor_lines, race_note, scorer_note
 
 
 def build(dirs: list[str | os.PathLike], out: str | os.PathLike) -> Path:
     """Write out/report.md, out/report.json and out/figures/*.png; returns the Markdown path."""
-    entries = distinct([load_entry(d) for d in dirs])
+    entries = distinct([load_folder(d) for d in dirs])
     unique_labels(entries)
     out = Path(out)
     figs = out / "figures"  # made by the first figure written: no empty folder when there is nothing to draw

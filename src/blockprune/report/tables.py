@@ -6,10 +6,10 @@ from typing import Any
 
 from ..evaluate import table
 from ..evaluate.table import PPL_TITLES, ZERO_SHOT, TableRow, task_metric
-from .loading import Entry
+from .loading import LoadedFolder
 
 
-def table_row(e: Entry) -> dict[str, Any] | None:
+def table_row(e: LoadedFolder) -> dict[str, Any] | None:
     """One row of the Table-1-shaped comparison, from an entry's eval.json (None without one)."""
     ev = e.evaluation
     if ev is None:
@@ -62,7 +62,7 @@ def markdown_table(rows: list[dict[str, Any]], recovery: bool = False) -> str:
                                 trail=["% of dense"] if recovery else [])
 
 
-def cost_table(entries: list[Entry]) -> list[str]:
+def cost_table(entries: list[LoadedFolder]) -> list[str]:
     rows = [(e.label, e.evaluation["cost"]) for e in entries if e.evaluation and e.evaluation.get("cost")]
     if not rows:
         return []
@@ -85,7 +85,7 @@ def cost_table(entries: list[Entry]) -> list[str]:
     return lines + [""]
 
 
-def healing_section(entries: list[Entry]) -> list[str]:
+def healing_section(entries: list[LoadedFolder]) -> list[str]:
     healed = [e for e in entries if e.healing]
     if not healed:
         return []

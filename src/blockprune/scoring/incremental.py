@@ -33,7 +33,7 @@ from ..data import Windows
 from ..window_nll import ppl_from_nll
 from ..view import BlockView, Prepared
 from .base import Progress, Scored
-from .registry import Entry, register
+from .registry import ScorerEntry, register
 
 
 class BoundaryCache:
@@ -191,6 +191,6 @@ class IncrementalScorer:
         return Scored(scores, n, n)
 
 
-register(Entry("incremental", lambda view, windows, o: IncrementalScorer(view, windows, o.batch_size,
-                                                                       o.cache_every, o.cache_device),
-               "exact, from cached block-boundary states", like_exhaustive=True))
+register(ScorerEntry("incremental", lambda view, windows, o: IncrementalScorer(view, windows, o.batch_size,
+                                                                             o.cache_every, o.cache_device),
+                     "exact, from cached block-boundary states", like_exhaustive=True))

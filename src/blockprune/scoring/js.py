@@ -13,7 +13,7 @@ from ..data import Windows
 from ..view import BlockView
 from .base import Progress, Scored
 from .incremental import BoundaryCache
-from .registry import Entry, register
+from .registry import ScorerEntry, register
 
 
 def js_divergence(logits_p: torch.Tensor, logits_q: torch.Tensor) -> torch.Tensor:
@@ -55,5 +55,5 @@ class JSScorer:
         return Scored(scores, n, n)
 
 
-register(Entry("js", lambda view, windows, o: JSScorer(view, windows, o.batch_size),
-               "JS divergence of the next-token distribution from the dense model's", metric=True))
+register(ScorerEntry("js", lambda view, windows, o: JSScorer(view, windows, o.batch_size),
+                     "JS divergence of the next-token distribution from the dense model's", metric=True))

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from ..data import Windows
 from ..view import BlockView
 from .base import Progress, Scored
-from .registry import Entry, register
+from .registry import ScorerEntry, register
 
 
 def block_influence(x_in: torch.Tensor, x_out: torch.Tensor) -> torch.Tensor:
@@ -96,5 +96,5 @@ class LocalScorer:
 
 for _metric, _summary in (("bi", "Block Influence: 1 - cos(unit input, unit output)"),
                           ("rm", "Relative Magnitude: ||f(x)|| / ||x + f(x)||")):
-    register(Entry(_metric, lambda view, windows, o, m=_metric: LocalScorer(m, view, windows, o.batch_size),
-                   _summary, metric=True))
+    register(ScorerEntry(_metric, lambda view, windows, o, m=_metric: LocalScorer(m, view, windows, o.batch_size),
+                         _summary, metric=True))

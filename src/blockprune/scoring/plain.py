@@ -7,7 +7,7 @@ from ..data import Windows
 from ..window_nll import perplexity
 from ..view import BlockView
 from .base import Progress, Scored
-from .registry import Entry, register
+from .registry import ScorerEntry, register
 
 
 class PlainScorer:
@@ -26,5 +26,5 @@ class PlainScorer:
         return Scored(scores, n, n)
 
 
-register(Entry("plain", lambda view, windows, o: PlainScorer(view, windows, o.batch_size),
-               "a full forward pass per candidate (the reference)", like_exhaustive=True))
+register(ScorerEntry("plain", lambda view, windows, o: PlainScorer(view, windows, o.batch_size),
+                     "a full forward pass per candidate (the reference)", like_exhaustive=True))

@@ -35,7 +35,7 @@ from ..window_nll import ppl_from_nll
 from ..view import BlockView
 from .base import Progress, Scored
 from .incremental import BoundaryCache
-from .registry import Entry, register
+from .registry import ScorerEntry, register
 
 DEFAULT_Z = 2.5
 
@@ -164,6 +164,6 @@ class RacingScorer:
         return Scored(scores, evaluated, len(candidates) * len(self.windows), counts)
 
 
-register(Entry("racing", lambda view, windows, o: RacingScorer(view, windows, o.batch_size, o.cache_every,
-                                                               o.cache_device, z=o.racing_z),
-               "incremental, and drops clear losers early", races=True, like_exhaustive=True))
+register(ScorerEntry("racing", lambda view, windows, o: RacingScorer(view, windows, o.batch_size, o.cache_every,
+                                                                     o.cache_device, z=o.racing_z),
+                     "incremental, and drops clear losers early", races=True, like_exhaustive=True))

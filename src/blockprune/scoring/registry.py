@@ -20,8 +20,8 @@ PERPLEXITY = "ppl"  # the --metric that ranks by the perplexity scorer's output
 
 
 @dataclass(frozen=True)
-class Entry:
-    """A scorer or metric as `register(Entry(name, build, summary, ...))` declares it."""
+class ScorerEntry:
+    """A scorer or metric as `register(ScorerEntry(name, build, summary, ...))` declares it."""
 
     name: str
     build: Callable[[BlockView, Windows, Any], Scorer]
@@ -34,7 +34,7 @@ class Entry:
 
 
 #: every scorer and metric, by name (`blockprune.registry`: one registration per name, in registration order)
-SCORERS: Registry[Entry] = Registry("scorer")
+SCORERS: Registry[ScorerEntry] = Registry("scorer")
 register = SCORERS.register
 unregister = SCORERS.unregister
 get = SCORERS.get

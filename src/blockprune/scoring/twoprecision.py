@@ -42,7 +42,7 @@ from ..view import BlockView
 from .base import Progress, Scored
 from .incremental import BoundaryCache
 from .racing import DEFAULT_Z, RacingScorer, _mean, per_size, race
-from .registry import Entry, register
+from .registry import ScorerEntry, register
 
 FAST_DTYPES = {"bf16": torch.bfloat16}
 # the margin is this many times the largest fast-vs-full error of a paired difference measured in the
@@ -178,7 +178,7 @@ def largest_error(fast: dict[int, torch.Tensor], full: dict[int, torch.Tensor], 
     return max(errs, default=0.0)
 
 
-register(Entry("fast", lambda view, windows, o: TwoPrecisionScorer(
+register(ScorerEntry("fast", lambda view, windows, o: TwoPrecisionScorer(
     view, windows, o.batch_size, o.cache_every, o.cache_device, z=o.racing_z,
     fast_dtype=None if o.fast_dtype == "none" else o.fast_dtype),
     "racing in a fast low precision, near-ties decided in --dtype on every window", races=True,
