@@ -4,7 +4,8 @@
 - plain.py: a full forward pass per candidate (the reference every faster scorer must match)
 - incremental.py: exact, from cached block-boundary hidden states
 - racing.py: incremental, dropping clear losers before every window has run
-- twoprecision.py: racing in bf16, near-ties decided in the search's precision
+- twoprecision.py: `--scorer fast`, two-precision racing: racing in bf16, near-ties decided in the search's
+  precision
 - local.py: Block Influence and Relative Magnitude; js.py: JS divergence from the dense model
 - distributed.py: any scorer split across torchrun processes
 

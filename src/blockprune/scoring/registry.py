@@ -1,9 +1,10 @@
 """The scorer registry: a name for every way of rating candidates, and the one factory.
 
-An entry is either a perplexity scorer (chosen with `--scorer`: plain, incremental, racing, fast), which all
-compute calibration perplexity and differ only in speed, or a metric (chosen with `--metric`: bi, rm, js),
-which ranks candidates by its own score. `--metric ppl` means "rank by perplexity, computed by --scorer".
-Each entry's `build(view, windows, options)` reads what it needs from the run's `PruneOptions`."""
+An entry is either a perplexity scorer (chosen with `--scorer`: plain, incremental, racing, and fast, which is
+two-precision racing), which all compute calibration perplexity and differ only in speed, or a metric (chosen
+with `--metric`: bi, rm, js), which ranks candidates by its own score. `--metric ppl` means "rank by
+perplexity, computed by --scorer". Each entry's `build(view, windows, options)` reads what it needs from
+the run's `PruneOptions`."""
 from __future__ import annotations
 
 import time

@@ -1,4 +1,5 @@
-"""Two-precision racing: rank candidates in a fast low precision, decide the near-ties in the search's own.
+"""Two-precision racing, the scorer `--scorer fast` runs (`fast` is the name plans record, so it stays):
+rank candidates in a fast low precision, decide the near-ties in the search's own.
 
 A low precision (bf16) ranks blocks well but cannot order near-ties: on SmolLM2 it moves the dense
 calibration perplexity by 0.2% and swaps the two best first-step blocks. So each step runs in two stages:
@@ -86,11 +87,12 @@ def fast_copy(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
 
 
 class TwoPrecisionScorer:
-    """Racing in a fast precision, the near-ties decided in the model's own (see the module doc).
+    """Two-precision racing (`--scorer fast`): racing in a fast precision, the near-ties decided in the
+    model's own (see the module doc).
 
     `fast_dtype` None (or the model's own precision, or a sharded model): plain racing."""
 
-    name = "fast"
+    name = "fast"  # the --scorer name, recorded in plans
 
     def __init__(self, view: BlockView, windows: Windows, batch_size: int = 1, every: int = 1,
                  device: str | None = None, z: float = DEFAULT_Z, fast_dtype: str | None = "bf16",
@@ -181,5 +183,5 @@ def largest_error(fast: dict[int, torch.Tensor], full: dict[int, torch.Tensor], 
 register(ScorerEntry("fast", lambda view, windows, o: TwoPrecisionScorer(
     view, windows, o.batch_size, o.cache_every, o.cache_device, z=o.racing_z,
     fast_dtype=None if o.fast_dtype == "none" else o.fast_dtype),
-    "racing in a fast low precision, near-ties decided in --dtype on every window", races=True,
-    like_exhaustive=True))
+    "two-precision racing: a race in a fast low precision (bf16), near-ties decided in --dtype on every window",
+    races=True, like_exhaustive=True))
