@@ -4,7 +4,8 @@ A block is one residual branch of one decoder layer, `attn.<i>` or `mlp.<i>`; a 
 `layer.<i>`, which stands for its two blocks. Layer indices are the base model's, never renumbered.
 Execution order runs attn.0, mlp.0, attn.1, ... (a block's position is `2 * layer + kind`).
 
-(`search.greedy.Unit` is a search candidate: a name from here with its blocks and parameter count.)"""
+(`search.greedy.Unit` is a search candidate: a name from here with its blocks and parameter count;
+`search.candidate_units()` lists a search's candidates.)"""
 from __future__ import annotations
 
 #: a layer's two residual branches, in the order they run
