@@ -5,7 +5,6 @@ the method declares it uses one, let the method extend the plan step by step (ea
 checked by the monitor), export. What a method does and which options it takes, it declares itself."""
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
@@ -16,7 +15,7 @@ from typing import Any
 
 import torch
 
-from . import atomic, estimate, machine, models, monitor, scoring
+from . import atomic, estimate, machine, models, monitor, scoring, timings
 from .data import load_windows
 from .errors import UserError
 from .export import load
@@ -51,37 +50,6 @@ def memory_guard(options: PruneOptions):
         raise UserError(f"out of accelerator memory (batch size {options.batch_size}, {options.dtype}); reduce "
                         f"--batch-size, keep the cache in CPU memory with --cache-device cpu, store fewer "
                         f"boundaries with --cache-every, or use --dtype bf16") from e
-
-
-def load_timings(path: Path, resume: bool = True, warn: bool = True) -> dict[str, Any]:
-    """The steps' wall times so far. They are not part of the plan's identity, so an unreadable file
-    (damaged or edited outside blockprune) restarts the record instead of refusing a good search state."""
-    if not (resume and path.exists()):
-        return {"steps": []}
-    try:
-        timings = json.loads(path.read_text(encoding="utf-8"))
-        if isinstance(timings, dict) and isinstance(timings.get("steps"), list):
-            return timings
-    except (ValueError, OSError):  # JSON and UTF-8 decoding errors are ValueErrors
-        pass
-    if warn:
-        print(f"blockprune: warning: {path} is unreadable; step timings start again from this step", file=sys.stderr)
-    return {"steps": []}
-
-
-def _time_monitor(timings: dict[str, Any], step: dict[str, Any] | None, seconds: float | None) -> None:
-    """Account the monitor's validation passes in timings.json: per step (or the dense model's), in total,
-    and as a share of the run's search time (validation seconds / (step seconds + validation seconds))."""
-    if seconds is None:
-        return
-    if step is None:
-        timings["dense_validation_seconds"] = round(timings.get("dense_validation_seconds", 0.0) + seconds, 3)
-    else:
-        step["validation_seconds"] = round(seconds, 3)
-    total = timings.get("dense_validation_seconds", 0.0) + sum(s.get("validation_seconds", 0.0) for s in timings["steps"])
-    search = sum(s["seconds"] for s in timings["steps"])
-    timings["validation_seconds"] = round(total, 3)
-    timings["validation_share"] = round(total / (total + search), 4) if total + search > 0 else None
 
 
 def prune(model: str = models.DEFAULT_MODEL, out: str | os.PathLike = "runs/blockprune", *,
@@ -250,7 +218,7 @@ def _start_plan(fresh: Plan, plan_path: Path, resume: bool, method: Method, opti
     """The new plan, or the one to resume when it was made with the same inputs (the method's `extendable`
     options, which set only how long its search runs, may change if its state can follow)."""
     # what a kill mid-write left, the first save's included (that run left no plan.json to resume)
-    for written in (plan_path, plan_path.with_name("timings.json")):
+    for written in (plan_path, plan_path.with_name(timings.FILE)):
         atomic.remove_stale(written)
     if not resume:
         return fresh
@@ -281,11 +249,7 @@ class _StepRecorder:
     def __init__(self, out: Path, plan_path: Path, main: bool, resume: bool, bars: RunProgress | None,
                  watch: monitor.Monitor | None):
         self.plan_path, self.main, self.bars, self.watch = plan_path, main, bars, watch
-        self.timings_path = out / "timings.json"
-        self.timings = load_timings(self.timings_path, resume) if main else {"steps": []}
-        # which machine ran which steps: a resumed run may be on another CPU, whose times differ
-        self.timings.setdefault("machines", []).append({"from_step": len(self.timings["steps"]) + 1,
-                                                        **machine.describe()})
+        self.timings = timings.Timings(out, resume, machine.describe(), write=main)
 
     def save(self, plan: Plan) -> None:
         if self.main:
@@ -293,7 +257,7 @@ class _StepRecorder:
 
     def dense(self, plan: Plan) -> None:
         if self.watch:
-            _time_monitor(self.timings, None, self.watch.update(plan))
+            self.timings.dense_validation(self.watch.update(plan))
         self.save(plan)
 
     def step(self, plan: Plan, seconds: float) -> None:
@@ -301,9 +265,7 @@ class _StepRecorder:
         self.save(plan)
         if not self.main:
             return
-        self.timings["steps"].append({"step": plan.steps[-1]["step"], "seconds": round(seconds, 3)})
-        _time_monitor(self.timings, self.timings["steps"][-1], checked)
-        atomic.write_json(self.timings_path, self.timings)
+        self.timings.step(plan.steps[-1]["step"], seconds, checked)
         if self.bars:
             s = plan.steps[-1]
             self.bars.step_done(len(s["scores"]), seconds, removed=s["removed"])

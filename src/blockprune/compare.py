@@ -22,8 +22,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from . import atomic, machine
-from .api import PruneOptions, load_timings, prune
+from . import atomic, machine, timings
+from .api import PruneOptions, prune
 from .errors import UserError
 from .evaluate import table
 from .evaluate.table import ZERO_SHOT, average, task_metric, task_score
@@ -147,11 +147,9 @@ def _seed_runs(entry: Entry, out: Path) -> tuple[str, ...]:
 
 def _saved_seconds(sub: Path) -> float:
     """What a killed search's saved state took: the steps in `sub/timings.json` with the monitor's passes
-    (an unreadable file counts nothing, as the resumed search restarts its record; prune warns), and a
-    refinement's accepted swaps (its plan's `refine_progress`, written before timings.json knows of it), a
-    population search's generations (its plan's `search`, likewise)."""
-    timings = load_timings(sub / "timings.json", warn=False)
-    steps = sum(s.get("seconds", 0.0) for s in timings["steps"]) + timings.get("validation_seconds", 0.0)
+    (`timings.saved_seconds`), and a refinement's accepted swaps (its plan's `refine_progress`, written
+    before timings.json knows of it), a population search's generations (its plan's `search`, likewise)."""
+    steps = timings.saved_seconds(sub)
     plan = Plan.load(sub)
     last = plan.steps[-1:] or [{}]
     return (steps + last[0].get("refine_progress", {}).get("seconds", 0.0)
