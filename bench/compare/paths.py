@@ -1,7 +1,7 @@
 """Why a search wins or loses (issue 30, item 3): every method's removal set side by side and its
 calibration-perplexity path against parameters removed, from a comparison folder.
 
-    python bench/compare/paths.py bench/compare/smollm2-r20-paper [METHODS]
+    python bench/compare/paths.py bench/compare/smollm2-r20-paper [METHODS] [--no-figure]
 
 Prints a Markdown table (per method: attention and MLP blocks removed, whole layers among them, the layers
 touched, ratio, calibration and validation perplexity, and for a population search its seeds and
@@ -93,7 +93,7 @@ def figure(plans: dict[str, Plan], path: Path) -> None:
     plt.close(fig)
 
 
-def main(folder: str, methods: str = DEFAULT) -> None:
+def main(folder: str, methods: str = DEFAULT, draw: bool = True) -> None:
     out = Path(folder)
     plans = {e.label: Plan.load(out / e.folder) for e in parse_methods(methods)
              if (out / e.folder / "plan.json").exists()}
@@ -101,9 +101,11 @@ def main(folder: str, methods: str = DEFAULT) -> None:
     notes = search_notes(plans)
     if notes:
         print("\n" + "\n".join(notes))
-    figure(plans, out / "paths.png")
-    print(f"\n(figure: {out / 'paths.png'})")
+    if draw:  # --no-figure: print only (the RESULTS check must not redraw a committed figure)
+        figure(plans, out / "paths.png")
+        print(f"\n(figure: {out / 'paths.png'})")
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    args = [a for a in sys.argv[1:] if a != "--no-figure"]
+    main(*args[:2], draw="--no-figure" not in sys.argv)
