@@ -6,6 +6,8 @@ import pytest
 from blockprune import compare as cmp
 from blockprune.api import PruneOptions
 from blockprune.errors import UserError
+from blockprune.evaluate import resumable
+from blockprune.evaluate.resumable import make_evaluator
 from blockprune.plan import Plan
 
 TASKS = ("wikitext2",) + cmp.ZERO_SHOT
@@ -151,8 +153,7 @@ def test_changed_evaluation_settings_reevaluate(tiny_checkpoint, calib, tmp_path
 
 def test_compare_with_the_evaluation_pipeline(tiny_checkpoint, calib, tmp_path, shared_data):
     pytest.importorskip("blockprune.evaluate")
-    evaluator, settings = cmp.quick_evaluator(seqlen=32, max_windows=2, limit=None, data_dir=shared_data,
-                                              progress=False)
+    evaluator, settings = make_evaluator(seqlen=32, max_windows=2, limit=None, data_dir=shared_data, progress=False)
     opts = PruneOptions(calibration=calib, nsamples=8, seqlen=32, scorer="plain")
     result = cmp.compare(tiny_checkpoint, tmp_path / "cmp", ratio=0.3, methods="shortgpt", options=opts,
                          tasks=("wikitext2",), evaluator=evaluator, eval_settings=settings, progress=False)
@@ -209,6 +210,50 @@ def test_parts_run_side_by_side_share_one_dense_evaluation(tiny_checkpoint, cali
     assert [r["method"] for r in result["rows"]] == ["dense", "shortgpt", "relative-magnitude"]
 
 
+def test_an_interrupted_evaluation_resumes_without_the_search(tmp_path):
+    """`evaluate_folder` on its own (evaluate/resumable.py): a part killed midway under the recorded settings
+    (bench/compare's paper protocol) is merged, and only what it lacks is evaluated."""
+    settings = {"seqlen": 2048, "max_windows": None, "limit": 300, "num_fewshot": 0}
+    sub = tmp_path / "layer-ppl"
+    (sub / resumable.PART).mkdir(parents=True)
+    (sub / resumable.PART / "eval.json").write_text(json.dumps(
+        {"perplexity": {"wikitext2": {"ppl": 5.0}}, "zero_shot": {}, "settings": {**settings, "batch_size": 16},
+         "machines": [{"measured": ["wikitext2"], "call": 0}]}))
+    ev = FakeEvaluator()
+    record = resumable.evaluate_folder("m", sub, TASKS, ev, settings, {}, None)
+    assert ev.calls == [("m", cmp.ZERO_SHOT)] and record["perplexity"]["wikitext2"] == {"ppl": 5.0}
+    assert not resumable.missing_tasks(record, TASKS, settings) and not (sub / resumable.PART).exists()
+    again = FakeEvaluator()
+    assert resumable.evaluate_folder("m", sub, TASKS, again, settings, {}, None) == record and again.calls == []
+    assert resumable.missing_tasks(record, TASKS, {**settings, "limit": 100}) == list(TASKS)  # other settings: all
+
+
+def test_bench_compare_flags_still_match_its_committed_evaluations(monkeypatch, tmp_path):
+    """bench/compare/run.sh's paper protocol (`--max-windows 0 --limit 300`) binds the settings its finished
+    evaluations (and a part killed midway, in .eval-part) were recorded with, so a rerun evaluates none of
+    them again."""
+    from pathlib import Path
+
+    from blockprune import cli
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def stop(**kw):
+        seen.update(make_evaluator(**kw)[1])
+        raise Stop
+    monkeypatch.setattr(resumable, "make_evaluator", stop)
+    with pytest.raises(Stop):
+        cli.main(["compare", "--ratio", "0.2", "--tasks", "wikitext2", "--out", str(tmp_path / "c"),
+                  "--max-windows", "0", "--limit", "300"])
+    bench = Path(__file__).parents[1] / "bench" / "compare" / "smollm2-r20-paper"
+    records = [json.loads(p.read_text()) for pattern in ("*/eval.json", "*/.eval-part/eval.json")
+               for p in sorted(bench.glob(pattern))]
+    assert records and all(resumable.matches(r, seen) for r in records), seen
+
+
 @pytest.mark.parametrize("given, windows", [([], "quick"), (["--max-windows", "5"], 5), (["--max-windows", "0"], None),
                                             (["--full"], None)])
 def test_compare_max_windows_zero_means_every_window(given, windows, monkeypatch, tmp_path):
@@ -223,7 +268,7 @@ def test_compare_max_windows_zero_means_every_window(given, windows, monkeypatch
     def stop(**kw):
         seen.update(kw)
         raise Stop  # the evaluator's settings are all this test needs
-    monkeypatch.setattr(cmp, "quick_evaluator", stop)
+    monkeypatch.setattr(resumable, "make_evaluator", stop)
     with pytest.raises(Stop):
         cli.main(["compare", "--ratio", "0.2", "--tasks", "wikitext2", "--out", str(tmp_path / "c"), *given])
     assert seen["max_windows"] == (QUICK_WINDOWS if windows == "quick" else windows)

@@ -3,7 +3,8 @@
 Methods remove units of different sizes (attention and MLP blocks, whole layers), so each one runs with
 the same `--ratio` budget and stops at the largest removal not above it. Every method runs into its own
 subfolder of `out` (`plan.json`, `eval.json`, `compare.json` with wall times); whatever a folder already
-holds is kept, so a long comparison can be stopped and resumed, or run a few methods at a time.
+holds is kept, so a long comparison can be stopped and resumed, or run a few methods at a time (an
+evaluation resumes by task: `blockprune.evaluate.resumable`).
 
 A method is named `method`, `method:metric` (e.g. `blockpruner:bi`, the iterative search ranking by
 Block Influence), `method:criterion` (`blockpruner:per-param`, ranking by perplexity rise per parameter) or,
@@ -15,17 +16,17 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from . import atomic, machine, timings
 from .api import PruneOptions, prune
 from .errors import UserError
 from .evaluate import table
+from .evaluate.resumable import Evaluator, evaluate_folder, make_evaluator, missing_tasks, read
 from .evaluate.table import ZERO_SHOT, average, task_metric, task_score
 from .evaluate.tasks import is_perplexity
 from .scoring import metrics
@@ -37,12 +38,12 @@ from .plan import Plan
 
 DEFAULT_METHODS = ("blockpruner", "blockpruner-refined", "blockpruner-oneshot", "layer-ppl", "shortgpt",
                    "relative-magnitude", "blockpruner:bi", "blockpruner:rm", "blockpruner:js")
-# target run folder (or the dense model spec) and tasks -> eval record (`blockprune.evaluate`'s eval.json shape)
-Evaluator = Callable[[str, Sequence[str], Path], dict]
 
 
 @dataclass(frozen=True)
-class Entry:
+class MethodSpec:
+    """One `--methods` name: the method it runs, ranked by which metric or criterion, under which allocation."""
+
     label: str  # "blockpruner:bi", "blockpruner:per-param", "llm-bip:global"
     method: str
     metric: str
@@ -54,7 +55,7 @@ class Entry:
         return self.label.replace(":", "-")
 
 
-def parse_methods(spec: str | Sequence[str]) -> list[Entry]:
+def parse_methods(spec: str | Sequence[str]) -> list[MethodSpec]:
     from .methods import METHODS
 
     names = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
@@ -69,18 +70,18 @@ def parse_methods(spec: str | Sequence[str]) -> list[Entry]:
             if "criterion" not in METHODS[method].options:
                 users = [m.name for m in METHODS.values() if "criterion" in m.options]
                 raise UserError(f"{name!r}: {method} takes no criterion; criteria apply to {', '.join(users)}")
-            out.append(Entry(name, method, "ppl", rank))
+            out.append(MethodSpec(name, method, "ppl", rank))
             continue
         if rank in ALLOCATIONS:
             if "allocation" not in METHODS[method].options:
                 users = [m.name for m in METHODS.values() if "allocation" in m.options]
                 raise UserError(f"{name!r}: {method} takes no allocation; allocations apply to {', '.join(users)}")
-            out.append(Entry(name, method, "ppl", allocation=rank))
+            out.append(MethodSpec(name, method, "ppl", allocation=rank))
             continue
         if rank and rank not in metrics():
             raise UserError(f"unknown metric or criterion {rank!r} in {name!r}; choose from "
                             f"{', '.join(metrics() + tuple(c for c in CRITERIA if c != 'ppl') + ALLOCATIONS)}")
-        out.append(Entry(name, method, rank or "ppl"))
+        out.append(MethodSpec(name, method, rank or "ppl"))
     if len({e.label for e in out}) != len(out):
         raise UserError("--methods names a method twice")
     return out
@@ -90,7 +91,7 @@ def _done(path: Path) -> bool:
     return (path / "plan.json").exists() and Plan.load(path).status == "done"
 
 
-def _warm_start(entry: Entry, sub: Path, out: Path, options: PruneOptions) -> str | None:
+def _warm_start(entry: MethodSpec, sub: Path, out: Path, options: PruneOptions) -> str | None:
     """Seed `blockpruner-refined`'s folder with the finished greedy plan it would recompute first."""
     source = out / "blockpruner"
     if entry.method != "blockpruner-refined" or (sub / "plan.json").exists() or not _done(source):
@@ -105,7 +106,7 @@ def _warm_start(entry: Entry, sub: Path, out: Path, options: PruneOptions) -> st
     return "blockpruner"
 
 
-def run_method(entry: Entry, model: str, out: Path, base: PruneOptions, *, data_dir=None, device: str = "cpu",
+def run_method(entry: MethodSpec, model: str, out: Path, base: PruneOptions, *, data_dir=None, device: str = "cpu",
                progress: bool = True) -> dict[str, Any]:
     """Run (or resume, or skip) one method; returns its compare.json record."""
     sub = out / entry.folder
@@ -136,7 +137,7 @@ def run_method(entry: Entry, model: str, out: Path, base: PruneOptions, *, data_
     return record
 
 
-def _seed_runs(entry: Entry, out: Path) -> tuple[str, ...]:
+def _seed_runs(entry: MethodSpec, out: Path) -> tuple[str, ...]:
     """A population search is seeded with the finished sets of the methods beside it (their folders)."""
     from .methods.evolution import SEED_METHODS
 
@@ -170,79 +171,6 @@ def _check_reusable(plan: Plan, sub: Path, model: str, options: PruneOptions) ->
                         f"choose another --out for this comparison")
 
 
-def _matches(record: dict | None, settings: dict[str, Any]) -> bool:
-    return bool(record) and {k: record.get("settings", {}).get(k) for k in settings} == settings
-
-
-def missing_tasks(record: dict | None, tasks: Sequence[str], settings: dict[str, Any]) -> list[str]:
-    """The `tasks` an eval record lacks (all of them when it was made with other `settings`)."""
-    if not _matches(record, settings):
-        return list(tasks)
-    have = set(record.get("perplexity", {})) | set(record.get("zero_shot", {}))
-    return [t for t in tasks if t not in have]
-
-
-def quick_evaluator(*, seqlen: int, max_windows: int | None, limit: int | None, data_dir=None,
-                    include_path=None, num_fewshot: int = 0, dtype: str = "fp32", device: str = "cpu",
-                    batch_size: int = 16, progress: bool = True) -> tuple[Evaluator, dict[str, Any]]:
-    """`blockprune.evaluate` on a run folder (masked in memory) or a model, and the settings it binds
-    (a folder evaluated with other settings, few-shot included, is evaluated again)."""
-    settings = {"seqlen": seqlen, "max_windows": max_windows, "limit": limit, "num_fewshot": num_fewshot}
-
-    def run(target: str, tasks: Sequence[str], out: Path) -> dict:
-        from .evaluate import evaluate, load_subject
-
-        subject = load_subject(target, dtype, device)
-        return evaluate(subject, tasks, out=out, seqlen=seqlen, max_windows=max_windows, limit=limit,
-                        data_dir=data_dir, include_path=include_path, num_fewshot=num_fewshot,
-                        batch_size=batch_size, with_cost=False, progress=progress)
-    return run, settings
-
-
-def evaluate_folder(target: str, sub: Path, tasks: Sequence[str], evaluator: Evaluator, settings: dict[str, Any],
-                    reuse: dict[tuple, Path], removed: tuple | None) -> dict:
-    """`sub/eval.json` with every task in `tasks`: kept when present, copied from a folder whose pruned
-    model is identical (`Plan.outcome.key`), else evaluated (only the tasks still missing, merged into what
-    is there)."""
-    path, part = sub / "eval.json", sub / ".eval-part"
-    record = _read(path)
-    interrupted = _read(part / "eval.json")  # an evaluation killed midway keeps the tasks it finished
-    if interrupted and len(missing_tasks(interrupted, tasks, settings)) < len(tasks):
-        record = _merge(record if _matches(record, settings) else None, interrupted, tasks, settings)
-        atomic.write_json(path, record)
-    missing = missing_tasks(record, tasks, settings)
-    if not missing:
-        return record
-    twin = reuse.get(removed) if removed is not None else None
-    if twin is not None and twin != sub and not missing_tasks(_read(twin / "eval.json"), tasks, settings):
-        record = {**_read(twin / "eval.json"), "same_removal_as": twin.name}
-        atomic.write_json(path, record)
-        return record
-    new = evaluator(target, missing, part)
-    record = _merge(record if len(missing) < len(tasks) else None, new, tasks, settings)
-    atomic.write_json(path, record)
-    shutil.rmtree(part, ignore_errors=True)
-    return record
-
-
-def _merge(record: dict | None, new: dict, tasks: Sequence[str], settings: dict[str, Any]) -> dict:
-    """`new`'s task results added to `record` (None: `new` alone), average recomputed, settings bound; the
-    machines of both parts kept (each lists what it measured: the parts may have run on different CPUs)."""
-    if record is None:
-        record = {**new, "perplexity": {}, "zero_shot": {}}
-    machines = record.get("machines", [])  # an interrupted part merged twice is listed once
-    record["machines"] = machines + [m for m in new.get("machines", []) if m not in machines]
-    record["perplexity"].update(new.get("perplexity", {}))
-    record["zero_shot"].update(new.get("zero_shot", {}))
-    record["average"] = average(record["zero_shot"])
-    record["settings"] = {**record.get("settings", {}), **settings, "tasks": list(tasks)}
-    return record
-
-
-def _read(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.exists() else None
-
-
 def compare(model: str, out: str | os.PathLike, *, ratio: float, methods: Sequence[str] | str = DEFAULT_METHODS,
             options: PruneOptions | None = None, tasks: Sequence[str] = ("wikitext2",) + ZERO_SHOT,
             evaluator: Evaluator | None = None, eval_settings: dict[str, Any] | None = None, data_dir=None,
@@ -253,7 +181,7 @@ def compare(model: str, out: str | os.PathLike, *, ratio: float, methods: Sequen
     base.validate()
     base = base.resolved(device)  # refuses what no method can run (e.g. --racing-z without racing) before any search
     if evaluator is None:
-        evaluator, eval_settings = quick_evaluator(seqlen=2048, max_windows=None, limit=None, data_dir=data_dir,
+        evaluator, eval_settings = make_evaluator(seqlen=2048, max_windows=None, limit=None, data_dir=data_dir,
                                                    dtype=base.dtype, device=device, progress=progress)
     eval_settings = eval_settings or {}
     out = Path(out)
@@ -296,7 +224,7 @@ def finished_rows(out: Path, tasks: Sequence[str], eval_settings: dict[str, Any]
                   skip: set[str] = frozenset()) -> list[dict[str, Any]]:
     """Rows for every method folder of `out` whose search is done and whose evaluation holds `tasks` under
     `eval_settings`, in the order of the folder's earlier comparison.json, then by name."""
-    earlier = [r["method"] for r in (_read(out / "comparison.json") or {}).get("rows", [])]
+    earlier = [r["method"] for r in (read(out / "comparison.json") or {}).get("rows", [])]
     rows = []
     for sub in sorted(p for p in out.iterdir() if p.is_dir() and (p / "compare.json").exists()):
         if not _done(sub):
@@ -304,12 +232,12 @@ def finished_rows(out: Path, tasks: Sequence[str], eval_settings: dict[str, Any]
         plan = Plan.load(sub)
         label = folder_label(plan)
         allocated = f"{label}:{plan.options.get('allocation')}"  # a width method run as method:allocation
-        if "allocation" in plan.options and Entry(allocated, plan.method, "ppl").folder == sub.name:
+        if "allocation" in plan.options and MethodSpec(allocated, plan.method, "ppl").folder == sub.name:
             label = allocated
-        ev = _read(sub / "eval.json")
-        if label in skip or Entry(label, plan.method, "ppl").folder != sub.name or missing_tasks(ev, tasks, eval_settings):
+        ev = read(sub / "eval.json")
+        if label in skip or MethodSpec(label, plan.method, "ppl").folder != sub.name or missing_tasks(ev, tasks, eval_settings):
             continue
-        rows.append(method_row(label, plan, ev, _read(sub / "compare.json")))
+        rows.append(method_row(label, plan, ev, read(sub / "compare.json")))
     return sorted(rows, key=lambda r: (earlier.index(r["method"]) if r["method"] in earlier else len(earlier),
                                        r["method"]))
 

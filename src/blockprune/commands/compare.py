@@ -35,9 +35,10 @@ def add_arguments(p) -> None:
 def run(args) -> None:
     from ..api import PruneOptions
     from ..atomic import check_writable
-    from ..compare import compare, quick_evaluator
+    from ..compare import compare
     from ..errors import UserError
     from ..evaluate import QUICK_DOCS, QUICK_WINDOWS, prepare
+    from ..evaluate.resumable import make_evaluator
 
     if args.num_fewshot < 0:
         raise UserError(f"--num-fewshot must be at least 0 (got {args.num_fewshot})")
@@ -54,10 +55,10 @@ def run(args) -> None:
                         validation_nsamples=args.validation_nsamples, generations=args.generations)
     windows = None if args.full or args.max_windows == 0 else (args.max_windows or QUICK_WINDOWS)
     limit = None if args.full else (args.limit or QUICK_DOCS)
-    evaluator, settings = quick_evaluator(seqlen=args.eval_seqlen, max_windows=windows, limit=limit,
-                                          data_dir=args.data_dir, include_path=args.include_path,
-                                          num_fewshot=args.num_fewshot, dtype=args.dtype, device=args.device,
-                                          progress=not args.quiet)
+    evaluator, settings = make_evaluator(seqlen=args.eval_seqlen, max_windows=windows, limit=limit,
+                                         data_dir=args.data_dir, include_path=args.include_path,
+                                         num_fewshot=args.num_fewshot, dtype=args.dtype, device=args.device,
+                                         progress=not args.quiet)
     result = compare(args.model, args.out, ratio=args.ratio, methods=args.methods, options=opts,
                      tasks=tasks.tasks, evaluator=evaluator,
                      eval_settings=settings, data_dir=args.data_dir, device=args.device, progress=not args.quiet)
