@@ -27,7 +27,7 @@ from .api import PruneOptions, prune
 from .errors import UserError
 from .evaluate import table
 from .evaluate.resumable import Evaluator, evaluate_folder, make_evaluator, missing_tasks, read
-from .evaluate.table import ZERO_SHOT, average, task_metric, task_score
+from .evaluate.table import ZERO_SHOT
 from .evaluate.tasks import is_perplexity
 from .scoring import metrics
 from .methods import get as get_method
@@ -253,10 +253,7 @@ def method_row(label: str, plan: Plan | None, ev: dict, run: dict | None) -> dic
         "calibration_ppl": final.ppl if final else None,
         # the overfitting monitor's held-out perplexity of the final set, where the run had the monitor
         "validation_ppl": final.validation_ppl if final else None,
-        "perplexity": {t: v["ppl"] for t, v in ev.get("perplexity", {}).items()},
-        "zero_shot": {t: task_score(v) for t, v in ev.get("zero_shot", {}).items()},
-        "metrics": {t: task_metric(v) for t, v in ev.get("zero_shot", {}).items()},
-        "average": (average(ev.get("zero_shot", {})) or {}).get("value"),
+        **table.row_scores(ev),  # perplexity, zero_shot, metrics, average
         "search_seconds": run["search_seconds"] if run else None,
     }
     if run and run.get("warm_start"):
@@ -274,9 +271,9 @@ def markdown(result: dict[str, Any]) -> str:
     custom = [t for t in tasks if not is_perplexity(t) and t not in ZERO_SHOT]
     fmt = lambda v, f: "–" if v is None else format(v, f)  # noqa: E731
     validation = any(r.get("validation_ppl") is not None for r in result["rows"])
-    rows = [table.TableRow([r["method"], f"{r['ratio']:.1%}", fmt(r["calibration_ppl"], ".2f")]
-                           + ([fmt(r.get("validation_ppl"), ".2f")] if validation else []), r["perplexity"],
-                           r["zero_shot"], r.get("metrics", {}), r["average"], [fmt(r["search_seconds"], ".0f")])
+    rows = [table.TableRow.of([r["method"], f"{r['ratio']:.1%}", fmt(r["calibration_ppl"], ".2f")]
+                              + ([fmt(r.get("validation_ppl"), ".2f")] if validation else []), r,
+                              [fmt(r["search_seconds"], ".0f")])
             for r in result["rows"]]
     lines = table.markdown_table(["Method", "Ratio", "Calib. PPL"] + (["Validation PPL"] if validation else []), rows,
                                  perplexity=[t for t in tasks if is_perplexity(t)], tasks=zs,

@@ -49,6 +49,17 @@ def average(scores: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
     return {"value": value, "metrics": metrics, "rule": AVERAGE_RULE}
 
 
+def row_scores(ev: dict[str, Any]) -> dict[str, Any]:
+    """An eval record's figures as a table row holds them (the scores of compare's comparison.json rows, and
+    what `TableRow.of` renders): each perplexity set's perplexity, each task's score (`task_score`) and the
+    metric it is, and the paper's five-task average (None unless all five were scored)."""
+    zs = ev.get("zero_shot", {})
+    return {"perplexity": {t: v["ppl"] for t, v in ev.get("perplexity", {}).items()},
+            "zero_shot": {t: task_score(v) for t, v in zs.items()},
+            "metrics": {t: task_metric(v) for t, v in zs.items()},
+            "average": (average(zs) or {}).get("value")}
+
+
 def is_accuracy(metric: str | None) -> bool:
     """Shown in %: accuracies and other scores in [0, 1] (perplexities and the like are shown as they are)."""
     return bool(metric) and metric.split(",")[0] in ("acc", "acc_norm", "exact_match", "f1", "mcc", "em")
@@ -79,6 +90,12 @@ class TableRow:
     metrics: dict[str, str | None] = field(default_factory=dict)  # the metric each task's score is
     average: float | None = None
     trail: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, lead: Sequence[str], scores: dict[str, Any], trail: Sequence[str] = ()) -> TableRow:
+        """A row from `row_scores`' shape (a row of comparison.json holds it too)."""
+        return cls(list(lead), scores["perplexity"], scores["zero_shot"], scores.get("metrics", {}),
+                   scores["average"], list(trail))
 
 
 def markdown_table(lead: Sequence[str], rows: Sequence[TableRow], *, perplexity: Sequence[str],
