@@ -6,7 +6,7 @@ import pytest
 from blockprune import compare as cmp
 from blockprune.api import PruneOptions
 from blockprune.errors import UserError
-from blockprune.evaluate import resumable
+from blockprune.evaluate import QUICK_DOCS, QUICK_WINDOWS, resumable
 from blockprune.evaluate.resumable import make_evaluator
 from blockprune.plan import Plan
 
@@ -254,25 +254,59 @@ def test_bench_compare_flags_still_match_its_committed_evaluations(monkeypatch, 
     assert records and all(resumable.matches(r, seen) for r in records), seen
 
 
-@pytest.mark.parametrize("given, windows", [([], "quick"), (["--max-windows", "5"], 5), (["--max-windows", "0"], None),
-                                            (["--full"], None)])
-def test_compare_max_windows_zero_means_every_window(given, windows, monkeypatch, tmp_path):
+W, D = QUICK_WINDOWS, QUICK_DOCS  # the standard quick subset
+ALL = (None, None)  # every window, every document
+
+
+@pytest.mark.parametrize("command", ["eval", "compare"])
+@pytest.mark.parametrize("given, in_eval, in_compare", [
+    ([], ALL, (W, D)), (["--quick"], (W, D), (W, D)), (["--full"], ALL, ALL),
+    (["--max-windows", "5"], (5, None), (5, D)), (["--max-windows", "0"], ALL, (None, D)),
+    (["--limit", "20"], (None, 20), (W, 20)), (["--limit", "0"], ALL, (W, None)),
+    (["--max-windows", "0", "--limit", "300"], (None, 300), (None, 300))])
+def test_eval_and_compare_read_the_subset_options_alike(command, given, in_eval, in_compare, monkeypatch, tmp_path):
+    """One meaning of --quick, --full, --max-windows and --limit in both commands (0: all of them); only the
+    default differs: eval the full test sets, compare the quick subset."""
+    import blockprune.evaluate
     from blockprune import cli
-    from blockprune.evaluate import QUICK_WINDOWS
 
     seen = {}
 
     class Stop(Exception):
         pass
 
-    def stop(**kw):
+    def stop(*a, **kw):
         seen.update(kw)
-        raise Stop  # the evaluator's settings are all this test needs
+        raise Stop  # the subset is all this test needs
     monkeypatch.setattr(resumable, "make_evaluator", stop)
+    monkeypatch.setattr(blockprune.evaluate, "prepare", lambda *a, **k: None)
+    monkeypatch.setattr(blockprune.evaluate, "load_subject", lambda *a, **k: None)
+    monkeypatch.setattr(blockprune.evaluate, "evaluate", stop)
+    ratio = ["--ratio", "0.2"] if command == "compare" else []
     with pytest.raises(Stop):
-        cli.main(["compare", "--ratio", "0.2", "--tasks", "wikitext2", "--out", str(tmp_path / "c"), *given])
-    assert seen["max_windows"] == (QUICK_WINDOWS if windows == "quick" else windows)
-    assert cli.main(["compare", "--ratio", "0.2", "--max-windows", "-1", "--out", str(tmp_path / "d")]) == 2
+        cli.main([command, "--tasks", "wikitext2", "--out", str(tmp_path / "o"), *ratio, *given])
+    assert (seen["max_windows"], seen["limit"]) == (in_eval if command == "eval" else in_compare)
+
+
+@pytest.mark.parametrize("given, named", [
+    (["--quick", "--full"], "--quick and --full"), (["--full", "--max-windows", "5"], "--full sets"),
+    (["--quick", "--limit", "20"], "--quick sets"), (["--max-windows", "-1"], "--max-windows must be at least 0"),
+    (["--limit", "-2"], "--limit must be at least 0"), (["--num-fewshot", "-1"], "--num-fewshot must be at least 0")])
+def test_eval_and_compare_refuse_the_same_options_with_the_same_line(given, named, tmp_path, capsys, monkeypatch):
+    """Checked once (commands.read_evaluation) before anything loads or is written, the same line from both."""
+    import blockprune.evaluate
+    from blockprune import cli
+
+    monkeypatch.setattr(blockprune.evaluate, "prepare", lambda *a, **k: pytest.fail("went on to the tasks"))
+    lines = []
+    for command in ("eval", "compare"):
+        extra = ["--ratio", "0.2"] if command == "compare" else []
+        assert cli.main([command, "--out", str(tmp_path / command), *extra, *given]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and named in err[0], err
+        lines.append(err[0])
+        assert not (tmp_path / command).exists()
+    assert lines[0] == lines[1]
 
 
 def test_compare_with_racing_runs_one_shot_exactly_and_reuses_its_folder(tiny_checkpoint, calib, tmp_path, monkeypatch):

@@ -99,3 +99,49 @@ def add_task_arguments(p, default_tasks: str) -> None:
                         "--tasks; repeatable")
     p.add_argument("--num-fewshot", type=int, default=0,
                    help="examples in each prompt (lm-eval's --num_fewshot; 0 as in the papers)")
+
+
+def add_subset_arguments(p, quick_by_default: bool) -> None:
+    """How much of each test set to evaluate on, shared by eval and compare with one meaning each: only the
+    default differs (eval: the full test sets; compare: the quick subset). `read_evaluation` checks them."""
+    from ..evaluate import QUICK_DOCS, QUICK_WINDOWS
+
+    quick, full = " (the default)" if quick_by_default else "", "" if quick_by_default else " (the default)"
+    p.add_argument("--quick", action="store_true", default=None,
+                   help=f"the standard quick subset: the first {QUICK_WINDOWS} perplexity windows and the first "
+                        f"{QUICK_DOCS} documents of each task{quick}; not with --full, --limit or --max-windows")
+    p.add_argument("--full", action="store_true", default=None,
+                   help=f"the full test sets: every perplexity window and every document of each task{full}; "
+                        f"not with --quick, --limit or --max-windows")
+    p.add_argument("--max-windows", type=int, default=None, metavar="N",
+                   help="use only the first N perplexity windows, 0 for every window (default: "
+                        + (f"the quick subset's {QUICK_WINDOWS})" if quick_by_default else "every window)"))
+    p.add_argument("--limit", type=int, default=None, metavar="N",
+                   help="evaluate only the first N documents of each task, 0 for every document (default: "
+                        + (f"the quick subset's {QUICK_DOCS})" if quick_by_default else "every document)"))
+
+
+def read_evaluation(args, quick_by_default: bool) -> tuple[int | None, int | None]:
+    """The options `add_task_arguments` and `add_subset_arguments` declare, checked before any work (an option
+    that would do nothing is refused, as prune refuses one), and the perplexity windows and documents per
+    task they ask for (None: all)."""
+    from ..errors import UserError
+    from ..evaluate import QUICK_DOCS, QUICK_WINDOWS, check_num_fewshot
+
+    check_num_fewshot(args.num_fewshot)
+    if args.quick and args.full:
+        raise UserError("--quick and --full ask for different subsets; give one of them")
+    given = {f"--{f.replace('_', '-')}": getattr(args, f) for f in ("max_windows", "limit")
+             if getattr(args, f) is not None}
+    for flag, n in given.items():
+        if n < 0:
+            raise UserError(f"{flag} must be at least 0 (got {n}; 0: all of them)")
+    if given and (args.quick or args.full):
+        flag = "--quick" if args.quick else "--full"
+        sets = f"the first {QUICK_WINDOWS} windows and {QUICK_DOCS} documents" if args.quick else "every window and document"
+        named = " and ".join(f"{f} {n}" for f, n in given.items())
+        raise UserError(f"{flag} sets {sets} itself, so {named} would do nothing; drop {flag} or drop {named}")
+    quick = args.quick or (quick_by_default and not args.full)
+    windows, docs = (QUICK_WINDOWS, QUICK_DOCS) if quick else (None, None)
+    return (windows if args.max_windows is None else args.max_windows or None,
+            docs if args.limit is None else args.limit or None)

@@ -1,7 +1,7 @@
 """blockprune compare: several methods at a matched ratio, evaluated alike, as one Table-1-shaped table."""
 from __future__ import annotations
 
-from . import add_model_arguments, add_search_arguments, add_task_arguments
+from . import add_model_arguments, add_search_arguments, add_subset_arguments, add_task_arguments
 
 NAME = "compare"
 HELP = "run several methods at the same target ratio and tabulate their evaluations"
@@ -23,11 +23,7 @@ def add_arguments(p) -> None:
     add_search_arguments(p)
     add_task_arguments(p, "wikitext2,piqa,winogrande,hellaswag,arc_easy,arc_challenge")
     p.add_argument("--eval-seqlen", type=int, default=2048, help="tokens per test-perplexity window")
-    p.add_argument("--max-windows", type=int, default=None,
-                   help="first N test-perplexity windows (default: the standard quick subset's; 0: all of them)")
-    p.add_argument("--limit", type=int, default=None,
-                   help="first M documents of each zero-shot task (default: the standard quick subset's)")
-    p.add_argument("--full", action="store_true", help="evaluate on the full test sets instead of the quick subset")
+    add_subset_arguments(p, quick_by_default=True)
     p.add_argument("--out", default="runs/compare", help="comparison folder (resumable)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
@@ -36,15 +32,11 @@ def run(args) -> None:
     from ..api import PruneOptions
     from ..atomic import check_writable
     from ..compare import compare
-    from ..errors import UserError
-    from ..evaluate import QUICK_DOCS, QUICK_WINDOWS, prepare
+    from ..evaluate import prepare
     from ..evaluate.resumable import make_evaluator
+    from . import read_evaluation
 
-    if args.num_fewshot < 0:
-        raise UserError(f"--num-fewshot must be at least 0 (got {args.num_fewshot})")
-    for name, value in (("--max-windows", args.max_windows), ("--limit", args.limit)):
-        if value is not None and value < 0:
-            raise UserError(f"{name} must be at least 0 (got {value})")
+    windows, limit = read_evaluation(args, quick_by_default=True)
     check_writable(args.out)
     tasks = prepare(args.tasks.split(","), include_path=args.include_path, data_dir=args.data_dir)  # before any search
 
@@ -53,8 +45,6 @@ def run(args) -> None:
                         fast_dtype=args.fast_dtype, racing_z=args.racing_z,
                         batch_size=args.batch_size, ratio=args.ratio, validation=args.validation,
                         validation_nsamples=args.validation_nsamples, generations=args.generations)
-    windows = None if args.full or args.max_windows == 0 else (args.max_windows or QUICK_WINDOWS)
-    limit = None if args.full else (args.limit or QUICK_DOCS)
     evaluator, settings = make_evaluator(seqlen=args.eval_seqlen, max_windows=windows, limit=limit,
                                          data_dir=args.data_dir, include_path=args.include_path,
                                          num_fewshot=args.num_fewshot, dtype=args.dtype, device=args.device,

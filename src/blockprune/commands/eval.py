@@ -11,18 +11,14 @@ DESCRIPTION = ("Perplexity on WikiText-2/PTB or any local text (non-overlapping 
 
 
 def add_arguments(p) -> None:
-    from ..evaluate import DEFAULT_TASKS, QUICK_DOCS, QUICK_WINDOWS
-    from . import add_model_arguments, add_task_arguments
+    from ..evaluate import DEFAULT_TASKS
+    from . import add_model_arguments, add_subset_arguments, add_task_arguments
 
     p.add_argument("target", nargs="?", default=None,
                    help="a run folder (plan.json) or a checkpoint folder; default: the --model")
     add_model_arguments(p)
     add_task_arguments(p, ",".join(DEFAULT_TASKS))
-    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N documents of each zero-shot task (default: every document)")
-    p.add_argument("--max-windows", type=int, default=None, help="use only the first N perplexity windows (default: every window)")
-    p.add_argument("--quick", action="store_true",
-                   help=f"the standard quick subset: the first {QUICK_WINDOWS} perplexity windows and the first "
-                        f"{QUICK_DOCS} documents of each task (not with --limit or --max-windows)")
+    add_subset_arguments(p, quick_by_default=False)
     p.add_argument("--seqlen", type=int, default=2048, help="perplexity window length in tokens")
     p.add_argument("--batch-size", type=int, default=16, help="lm-eval batch size")
     p.add_argument("--no-shared-prompts", action="store_true",
@@ -38,33 +34,27 @@ def run(args) -> None:
 
     from ..atomic import check_writable
     from ..errors import UserError
-    from ..evaluate import QUICK_DOCS, QUICK_WINDOWS, evaluate, load_subject, prepare
+    from ..evaluate import evaluate, load_subject, prepare
     from ..words import count
+    from . import read_evaluation
 
-    given = [f"--{f.replace('_', '-')} {getattr(args, f)}" for f in ("limit", "max_windows")
-             if getattr(args, f) is not None]
-    if args.quick and given:  # as prune refuses an option that would do nothing
-        raise UserError(f"--quick sets the first {QUICK_WINDOWS} windows and {QUICK_DOCS} documents itself, so "
-                        f"{' and '.join(given)} would do nothing; drop --quick or drop {' and '.join(given)}")
-    for flag in ("limit", "max_windows", "seqlen", "batch_size", "latency_repeats"):
+    max_windows, limit = read_evaluation(args, quick_by_default=False)
+    for flag in ("seqlen", "batch_size", "latency_repeats"):
         v = getattr(args, flag)
-        if v is not None and v < 1:
+        if v < 1:
             raise UserError(f"--{flag.replace('_', '-')} must be at least 1 (got {v})")
-    if args.num_fewshot < 0:
-        raise UserError(f"--num-fewshot must be at least 0 (got {args.num_fewshot})")
     target = args.target or args.model
     out = Path(args.out) if args.out else (Path(target) / "eval" if args.target else
                                           Path("runs") / f"eval-{Path(target).name}")
     check_writable(out)
     # every task resolved and its documents loaded before the model: a bad --tasks fails in seconds
     tasks = prepare(args.tasks.split(","), include_path=args.include_path, data_dir=args.data_dir)
-    limit, max_windows = (QUICK_DOCS, QUICK_WINDOWS) if args.quick else (args.limit, args.max_windows)
     subject = load_subject(target, args.dtype, args.device)
     record = evaluate(subject, tasks, out=out, seqlen=args.seqlen, max_windows=max_windows, limit=limit,
                       data_dir=args.data_dir, num_fewshot=args.num_fewshot, batch_size=args.batch_size,
                       with_cost=not args.no_cost, latency_repeats=args.latency_repeats,
                       shared_prompts=not args.no_shared_prompts,
-                      settings={"quick": args.quick, "dtype": args.dtype, "device": args.device})
+                      settings={"quick": bool(args.quick), "dtype": args.dtype, "device": args.device})
     for t, r in record["perplexity"].items():
         print(f"{t}: ppl {r['ppl']:.4f} ({count(r['windows'], 'window')} of {r['seqlen']})")
     for t, r in record["zero_shot"].items():

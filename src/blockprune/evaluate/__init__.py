@@ -29,14 +29,21 @@ from .subject import Subject, load_subject, mask_in_memory
 from .table import AVERAGE_RULE, ZERO_SHOT, average
 from .tasks import PPL_PREFIX, Prepared, ppl_source, prepare
 
-__all__ = ["evaluate", "evaluate_model", "prepare", "Prepared", "load_subject", "mask_in_memory", "Subject",
-           "DEFAULT_TASKS", "QUICK_WINDOWS", "QUICK_DOCS", "ZERO_SHOT", "PPL_TASKS", "PPL_PREFIX", "FORMAT",
-           "AVERAGE_RULE", "average"]
+__all__ = ["evaluate", "evaluate_model", "check_num_fewshot", "prepare", "Prepared", "load_subject",
+           "mask_in_memory", "Subject", "DEFAULT_TASKS", "QUICK_WINDOWS", "QUICK_DOCS", "ZERO_SHOT", "PPL_TASKS",
+           "PPL_PREFIX", "FORMAT", "AVERAGE_RULE", "average"]
 
 FORMAT = "blockprune.eval/1"
 DEFAULT_TASKS = ("wikitext2",) + ZERO_SHOT
 QUICK_WINDOWS = 8  # first 8 WikiText-2 windows of 2048 tokens (of 140 for SmolLM2's tokenizer)
 QUICK_DOCS = 100  # first 100 documents of each zero-shot task
+
+
+def check_num_fewshot(num_fewshot: int) -> None:
+    """Examples per prompt: 0 (the papers' zero-shot) or more. `evaluate` checks it, and eval and compare
+    before any work (`commands.read_evaluation`)."""
+    if num_fewshot < 0:
+        raise UserError(f"--num-fewshot must be at least 0 (got {num_fewshot})")
 
 
 def evaluate(subject: Subject, tasks: Sequence[str] | Prepared = DEFAULT_TASKS, *,
@@ -48,8 +55,7 @@ def evaluate(subject: Subject, tasks: Sequence[str] | Prepared = DEFAULT_TASKS, 
              progress: bool = True) -> dict[str, Any]:
     """Evaluate `subject` on `tasks` (perplexity sets, `ppl:FILE` and lm-eval task names, or what
     `prepare` made of them) and return the record."""
-    if num_fewshot < 0:
-        raise UserError(f"--num-fewshot must be at least 0 (got {num_fewshot})")
+    check_num_fewshot(num_fewshot)
     if not isinstance(tasks, Prepared):
         tasks = prepare(tasks, include_path=include_path, data_dir=data_dir)
     record: dict[str, Any] = {
