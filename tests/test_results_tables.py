@@ -29,11 +29,14 @@ TABLES = [
     ("Method comparison at the paper's calibration (issue 19, item 3)", "| Method | Ratio | Calib. PPL | Validation",
      ("run", "bench/compare/results_md.py bench/compare/smollm2-r20-paper "
              "shortgpt,relative-magnitude,layer-ppl,blockpruner-oneshot,blockpruner,blockpruner-refined")),
-    ("Block searches against layer-ppl (issue 30): the population search done, evaluations under way", "| Method | Status |",
-     ("by hand", "bench/compare/paths.py's output at the end of 2026-12-06; the joint search is still running")),
-    ("At 10%: layer-ppl (the best new search at 10% and 30%, and layer-ppl at 30%, still to run)",
-     "| Method | Ratio | Calib. PPL | Validation",
-     ("run", "bench/compare/results_md.py bench/compare/smollm2-r10-paper layer-ppl")),
+    ("Block searches against layer-ppl (issue 30): the population search does not beat it; the joint search and "
+     "the other ratios under way", "| Method | Ratio | Calib. PPL | Validation",
+     ("run", "bench/compare/results_md.py bench/compare/smollm2-r20-paper shortgpt,relative-magnitude,layer-ppl,blockpruner-oneshot,blockpruner,blockpruner-refined,blockpruner-joint,blockpruner-evo")),
+    ("Block searches against layer-ppl (issue 30): the population search does not beat it; the joint search and "
+     "the other ratios under way", "| Method | Status |",
+     ("run", "bench/compare/paths.py bench/compare/smollm2-r20-paper shortgpt,relative-magnitude,layer-ppl,blockpruner-oneshot,blockpruner,blockpruner-refined,blockpruner-joint,blockpruner-evo --no-figure")),
+    ("At 10%", "| Method | Ratio | Calib. PPL | Validation",
+     ("run", "bench/compare/results_md.py bench/compare/smollm2-r10-paper layer-ppl,blockpruner-evo")),
     ("Healing", "| model | ratio | WikiText-2 ppl |", ("by hand", "from bench/heal/smollm2-bp20/results.json")),
     ("On a CPU with native bf16 (2026-12-05)", "| mode | CPU s |",
      ("by hand", "condensed from bench/search_speed/results/amd-epyc-avx512bf16.json (run.py --show prints it whole)")),
