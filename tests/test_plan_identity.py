@@ -8,7 +8,7 @@ import blockprune
 from blockprune import scoring
 from blockprune.errors import UserError
 from blockprune.methods import METHODS
-from blockprune.options import SCORER_FIELDS, PruneOptions, resume_check
+from blockprune.options import PruneOptions, resume_check, scorer_fields
 from blockprune.plan import Plan
 from conftest import crash_after_saves
 
@@ -24,9 +24,9 @@ def test_batch_size_is_recorded_only_when_changed():
 def test_scorer_fields_are_recorded_only_where_a_scorer_ranks_by_perplexity(method):
     recorded = PruneOptions(method=method, ratio=0.2, scorer="racing").resolved("cpu").recorded()
     assert ("scorer" in recorded) == METHODS[method].uses_scorer
-    assert METHODS[method].uses_scorer or not set(SCORER_FIELDS) & set(recorded)
+    assert METHODS[method].uses_scorer or not set(scorer_fields()) & set(recorded)
     if METHODS[method].ranks_by_metric:  # ranked by a metric: its own scorer, not --scorer's
-        assert not set(SCORER_FIELDS) & set(PruneOptions(method=method, ratio=0.2, metric="bi").recorded())
+        assert not set(scorer_fields()) & set(PruneOptions(method=method, ratio=0.2, metric="bi").recorded())
 
 
 def _killed(ckpt, calib, out, monkeypatch, saves=3, **kw):

@@ -336,12 +336,16 @@ def test_the_prune_command_defaults_are_the_apis():
     from blockprune.api import PruneOptions
     from blockprune.cli import build_parser
 
+    from blockprune.options import declared_options, default
+
     parser, _ = build_parser()
     args = vars(parser.parse_args(["prune", "--out", "x", "--num-blocks", "2"]))
-    shared = [f for f in fields(PruneOptions) if f.name in args and f.name != "num_blocks"]
+    shared = [f.name for f in fields(PruneOptions) if f.name in args and f.name != "num_blocks"]
     assert len(shared) >= 15
-    for f in shared:
-        assert args[f.name] == f.default, f.name
+    declared = [n for n in declared_options() if n in args]  # the methods' and scorers' own, as declared
+    assert len(declared) >= 8
+    for name in shared + declared:
+        assert args[name] == default(name), name
 
 
 def test_cli_defaults_and_choices_are_the_apis():
@@ -350,13 +354,14 @@ def test_cli_defaults_and_choices_are_the_apis():
 
     from blockprune import cli, scoring
     from blockprune.methods import METHODS
-    from blockprune.options import PruneOptions, scorer_choices
+    from blockprune.options import PruneOptions, declared_options, scorer_choices
 
     parser, _ = cli.build_parser()
     default = PruneOptions()
     for command, argv in (("prune", ["prune", "--num-blocks", "1"]), ("compare", ["compare", "--ratio", "0.2"])):
         args = vars(parser.parse_args(argv))
-        shared = [f.name for f in fields(PruneOptions) if f.name in args and f.name not in ("num_blocks", "ratio")]
+        names = [*(f.name for f in fields(PruneOptions)), *declared_options()]
+        shared = [n for n in names if n in args and n not in ("num_blocks", "ratio")]
         assert len(shared) >= 12, (command, shared)
         assert {k: args[k] for k in shared} == {k: getattr(default, k) for k in shared}, command
     actions = {a.dest: a for a in parser._subparsers._group_actions[0].choices["prune"]._actions}

@@ -31,6 +31,7 @@ from .evaluate.table import ZERO_SHOT
 from .evaluate.tasks import is_perplexity
 from .scoring import metrics
 from .methods import get as get_method
+from .declared import names as option_names
 from .options import resume_check
 from .search.criteria import CRITERIA
 from .width.allocation import ALLOCATIONS
@@ -67,14 +68,14 @@ def parse_methods(spec: str | Sequence[str]) -> list[MethodSpec]:
         if method not in METHODS:
             raise UserError(f"unknown method {method!r} in --methods; choose from {', '.join(sorted(METHODS))}")
         if rank in CRITERIA and rank != "ppl":
-            if "criterion" not in METHODS[method].options:
-                users = [m.name for m in METHODS.values() if "criterion" in m.options]
+            if "criterion" not in option_names(METHODS[method].options):
+                users = [m.name for m in METHODS.values() if "criterion" in option_names(m.options)]
                 raise UserError(f"{name!r}: {method} takes no criterion; criteria apply to {', '.join(users)}")
             out.append(MethodSpec(name, method, "ppl", rank))
             continue
         if rank in ALLOCATIONS:
-            if "allocation" not in METHODS[method].options:
-                users = [m.name for m in METHODS.values() if "allocation" in m.options]
+            if "allocation" not in option_names(METHODS[method].options):
+                users = [m.name for m in METHODS.values() if "allocation" in option_names(m.options)]
                 raise UserError(f"{name!r}: {method} takes no allocation; allocations apply to {', '.join(users)}")
             out.append(MethodSpec(name, method, "ppl", allocation=rank))
             continue
@@ -141,7 +142,7 @@ def _seed_runs(entry: MethodSpec, out: Path) -> tuple[str, ...]:
     """A population search is seeded with the finished sets of the methods beside it (their folders)."""
     from .methods.evolution import SEED_METHODS
 
-    if "seed_runs" not in get_method(entry.method).options:
+    if "seed_runs" not in option_names(get_method(entry.method).options):
         return ()
     return tuple(str(out / m) for m in SEED_METHODS if _done(out / m))
 

@@ -1,13 +1,17 @@
 """`PruneOptions`: every option of a pruning run, checked against what the chosen method declares.
 
 The choices come from the registries (methods, scorers and metrics, block types); nothing here names a
-method. `resolved(device)` makes `auto` concrete, and `recorded()` is what binds a plan."""
+method. The options of the run as a whole are fields here; an option only some methods or scorers read is
+declared where they live (`declared.Option` in `Method.options` or `ScorerEntry.options`), and taken,
+checked and recorded from that declaration (`declared_options()`). `resolved(device)` makes `auto`
+concrete, and `recorded()` is what binds a plan."""
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from . import models, monitor, scoring
+from .declared import Option, declared, joined
 from .errors import UserError
 from .methods import METHODS, Method
 from .methods import get as get_method
@@ -15,13 +19,15 @@ from .plan import Plan
 from .models import check_device
 from .scoring.racing import DEFAULT_Z
 from .scoring.twoprecision import FAST_DTYPES, native_fast_dtype
-from .search import criteria
 from .search.greedy import BLOCK_TYPES
 
 
-@dataclass
+@dataclass(init=False)
 class PruneOptions:
-    """Every option that changes what a search selects (recorded in the plan)."""
+    """Every option that changes what a search selects (recorded in the plan).
+
+    `PruneOptions(generations=25)` and `options.generations` take and read a declared option like a field
+    (its declaration's default where not given); `declared` holds those set away from their defaults."""
 
     method: str = "blockpruner"
     block_type: str = "mix"
@@ -34,26 +40,48 @@ class PruneOptions:
     seed: int = 42
     dtype: str = "fp32"
     # auto: "fast" (two-precision racing) where the device runs a fast low precision natively, else
-    # "incremental"; resolved() makes it concrete before anything is recorded
+    # "incremental"; resolved() makes it concrete before anything is recorded (the scorers' own options,
+    # --racing-z and --fast-dtype, are declared in scoring/racing.py and scoring/twoprecision.py)
     scorer: str = "auto"
-    fast_dtype: str = "auto"  # fast scorer: the fast precision (auto: the device's native one, if any; none: racing)
     batch_size: int = 1
     cache_every: int = 1
     cache_device: str | None = None
-    racing_z: float = DEFAULT_Z  # racing only: standard errors a candidate must trail the leader by to leave
     # the overfitting monitor (blockprune.monitor): auto = held-out Alpaca rows when calibrating on Alpaca
     validation: str = "auto"
     validation_nsamples: int | None = None  # rows; None: as many as nsamples, at most monitor.DEFAULT_ROWS
-    # options of the width methods (see their `options` declaration and blockprune.width)
-    # block searches that declare it (blockpruner): rank by perplexity, or by its rise per parameter
-    criterion: str = "ppl"
-    # blockpruner-evo: finished run folders whose removal sets seed the population (their sets are recorded
-    # in the plan, the paths are not: they name this machine's folders)
-    seed_runs: tuple[str, ...] = ()
-    generations: int = 40  # blockpruner-evo: generations of offspring to race
-    allocation: str = "uniform"
-    gqa: str = "groups"
-    layers: str = "1:-1"
+    # the declared options (methods' and scorers') set away from their defaults, by name
+    declared: dict[str, Any] = field(default_factory=dict)
+
+    def __init__(self, **given: Any):
+        known = declared_options()
+        values = dict(given.pop("declared", None) or {})  # dataclasses.replace hands the field back
+        for f in fields(self):
+            if f.name != "declared":
+                object.__setattr__(self, f.name, given.pop(f.name, f.default))
+        for name, value in given.items():
+            if name not in known:
+                raise TypeError(f"PruneOptions() got an unexpected keyword argument {name!r}")
+            values[name] = value
+        object.__setattr__(self, "declared", {k: v for k, v in values.items()
+                                              if k not in known or v != known[k].default})
+
+    def __getattr__(self, name: str) -> Any:  # only where no field or attribute has the name
+        values = self.__dict__.get("declared", {})
+        if name in values:
+            return values[name]
+        option = declared_options().get(name) if not name.startswith("__") else None
+        if option is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return option.default
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        option = declared_options().get(name)
+        if option is None:
+            object.__setattr__(self, name, value)
+        elif value == option.default:
+            self.declared.pop(name, None)
+        else:
+            self.declared[name] = value
 
     @property
     def chosen_method(self) -> Method:
@@ -78,15 +106,12 @@ class PruneOptions:
             raise UserError(f"--seqlen must be at least 2 (got {self.seqlen})")
         if self.scorer not in scorer_choices():
             raise UserError(f"--scorer must be one of {', '.join(scorer_choices())} (got {self.scorer!r})")
-        if self.fast_dtype not in FAST_CHOICES:
-            raise UserError(f"--fast-dtype must be one of {', '.join(FAST_CHOICES)} (got {self.fast_dtype!r})")
         if self.validation_nsamples is not None and self.validation_nsamples < 1:
             raise UserError(f"--validation-nsamples must be at least 1 (got {self.validation_nsamples})")
-        criteria.check(self.criterion)
-        if self.generations < 0:
-            raise UserError(f"--generations must be at least 0 (got {self.generations})")
-        if not self.racing_z > 0:
-            raise UserError(f"--racing-z must be positive (got {self.racing_z})")
+        for option in declared_options().values():  # each as its method or scorer declares it
+            error = option.error(getattr(self, option.name))
+            if error:
+                raise UserError(error)
         if self.cache_every < 1:
             raise UserError(f"--cache-every must be at least 1 (got {self.cache_every})")
         if self.batch_size < 1:
@@ -99,12 +124,11 @@ class PruneOptions:
             ranking = [m.name for m in METHODS.values() if m.ranks_by_metric]
             raise UserError(f"--metric {self.metric} does nothing with --method {self.method} (only "
                             f"{', '.join(ranking)} rank by --metric); drop --metric or change --method")
-        if self._changed("racing_z") and self.scorer not in racing_scorers():
-            raise UserError(f"--racing-z applies to --scorer racing and fast only (got --scorer {self.scorer}); "
-                            f"drop --racing-z or add --scorer racing")
-        if self._changed("fast_dtype") and self.scorer not in ("fast", "auto"):
-            raise UserError(f"--fast-dtype applies to --scorer fast only (got --scorer {self.scorer}); "
-                            f"drop --fast-dtype or use --scorer fast")
+        for option in scorer_options().values():  # auto may resolve to any scorer
+            users = [n for n in scoring.perplexity_scorers() if option in scoring.get(n).options]
+            if self._changed(option.name) and self.scorer not in ("auto", *users):
+                raise UserError(f"{option.flag} applies to --scorer {joined(users)} only (got --scorer "
+                                f"{self.scorer}); drop {option.flag} or use --scorer {users[0]}")
         method.validate(self)
 
     def check_all_used(self) -> None:
@@ -135,17 +159,16 @@ class PruneOptions:
                                 f"--method {self.method}; drop --validation and --validation-nsamples")
             raise UserError(f"--validation-nsamples does nothing without a monitor (--validation {self.validation} "
                             f"with --calibration {self.calibration}); give --validation SOURCE or drop it")
-        for name in method_options():
-            if self._changed(name) and name not in method.options:
-                users = [m for m in METHODS.values() if name in m.options]
-                names = [m.name for m in users]
+        for option in method_options().values():
+            if self._changed(option.name) and option not in method.options:
+                users = [m for m in METHODS.values() if option in m.options]
                 kinds = " or ".join(sorted({m.granularity for m in users}))
-                raise UserError(f"--{name} applies to {kinds} methods only, not --method {self.method}; "
-                                f"drop --{name} or use --method {', '.join(names[:-1])} or {names[-1]}")
+                raise UserError(f"{option.flag} applies to {kinds} methods only, not --method {self.method}; "
+                                f"drop {option.flag} or use --method {joined([m.name for m in users], 'or')}")
 
     def _changed(self, name: str) -> bool:
         # the CLI passes every option, so "given" can only mean "set away from its default"
-        return getattr(self, name) != _DEFAULTS[name]
+        return getattr(self, name) != default(name)
 
     def resolved(self, device: str) -> PruneOptions:
         """These options with `auto` made concrete for `device`: what the plan records is what ran."""
@@ -163,10 +186,9 @@ class PruneOptions:
         if self._changed("racing_z") and not scoring.get(scorer).races:
             raise UserError(f"--racing-z does nothing here: --scorer {self.scorer} means {scorer} on {device}, which "
                             f"does not race; drop --racing-z or add --scorer racing")
-        if scorer != "fast":  # what only the fast scorer reads goes back to its default, so it validates again
-            fast = _DEFAULTS["fast_dtype"]
-        racing_z = self.racing_z if scorer in racing_scorers() else _DEFAULTS["racing_z"]
-        return replace(self, scorer=scorer, fast_dtype=fast, racing_z=racing_z)
+        # what only other scorers read goes back to its default, so it validates again
+        unread = {o.name: o.default for o in scorer_options().values() if o not in scoring.get(scorer).options}
+        return replace(self, scorer=scorer, **{"fast_dtype": fast, **unread})
 
     @property
     def validation_source(self) -> str | None:
@@ -175,40 +197,77 @@ class PruneOptions:
 
     def recorded(self) -> dict[str, Any]:
         # cache placement changes only speed and memory, not the result: it does not bind a resume
-        own = self.chosen_method.options
-        unused = () if scores_by_perplexity(self.chosen_method, self.metric) else SCORER_FIELDS
-        rec = {k: v for k, v in self.__dict__.items()
-               if k not in NOT_RECORDED + VALIDATION + unused and (k in own or k not in method_options())
-               and (k != "racing_z" or self.scorer in racing_scorers())
-               and (k != "fast_dtype" or self.scorer == "fast")
-               and (k not in IF_CHANGED or self._changed(k))}
+        method = self.chosen_method
+        by_perplexity = scores_by_perplexity(method, self.metric)
+        rec = {f.name: getattr(self, f.name) for f in fields(self)
+               if f.name not in NOT_RECORDED + VALIDATION + ("declared",) and (by_perplexity or f.name != "scorer")
+               and (f.name not in IF_CHANGED or self._changed(f.name))}
+        # a declared option: where the run's method reads it, or its scorer (auto: any) scores by perplexity
+        scorer = scoring.get(self.scorer) if self.scorer in scoring.SCORERS else None
+        read = [*method.options, *(o for o in scorer_options().values()
+                                   if by_perplexity and (self.scorer == "auto" or scorer and o in scorer.options))]
+        rec.update({o.name: getattr(self, o.name) for o in read
+                    if o.record == "always" or o.record == "changed" and self._changed(o.name)})
         if self.validation_source is not None:  # resolved, and absent without a monitor (as in older plans)
             rec.update(validation=self.validation_source,
                        validation_nsamples=monitor.rows(self.validation_nsamples, self.nsamples))
         return rec
 
 
-_DEFAULTS = {f.name: f.default for f in fields(PruneOptions)}
-FAST_CHOICES = ("auto", *FAST_DTYPES, "none")
+_DEFAULTS = {f.name: f.default for f in fields(PruneOptions) if f.name != "declared"}
 SPEED_ONLY = ("cache_every", "cache_device")  # change speed and memory, not the result
-NOT_RECORDED = SPEED_ONLY + ("seed_runs",)
+NOT_RECORDED = SPEED_ONLY
 # recorded only when set away from the default, so plans made before the option was recorded stay
 # byte-identical; batch_size orders the sums behind every score, so it moves scores in their last bits
-IF_CHANGED = ("criterion", "generations", "batch_size")
+# (a declared option says so itself: Option.record)
+IF_CHANGED = ("batch_size",)
 VALIDATION = ("validation", "validation_nsamples")
-SCORER_FIELDS = ("scorer", "fast_dtype", "racing_z")  # what --scorer's choice records
+
+
+def method_options() -> dict[str, Option]:
+    """Options some methods declare as their own (every other method refuses them changed), by name."""
+    return declared(METHODS.values())
+
+
+def scorer_options() -> dict[str, Option]:
+    """Options some perplexity scorers declare as their own (another --scorer refuses them changed)."""
+    return declared(scoring.get(n) for n in scoring.perplexity_scorers())
+
+
+def declared_options() -> dict[str, Option]:
+    """Every declared option, methods' then scorers': PruneOptions' keywords and attributes beyond its fields."""
+    found = {**method_options(), **scorer_options()}
+    clash = sorted((set(method_options()) & set(scorer_options())) | (set(found) & set(_DEFAULTS)))
+    if clash:
+        raise ValueError(f"options declared twice (by a method and a scorer, or as a PruneOptions field): {clash}")
+    return found
+
+
+def default(name: str) -> Any:
+    """An option's default: PruneOptions' field, or its declaration's."""
+    return _DEFAULTS[name] if name in _DEFAULTS else declared_options()[name].default
+
+
+def scorer_fields() -> tuple[str, ...]:
+    """What --scorer's choice records: the scorer, and every scorer's own options."""
+    return ("scorer", *scorer_options())
+
+
+def recorded_if_changed() -> tuple[str, ...]:
+    """Options a plan records only when set away from their defaults."""
+    return IF_CHANGED + tuple(n for n, o in declared_options().items() if o.record == "changed")
 
 
 def scores_by_perplexity(method: Method, metric: str) -> bool:
     """Candidates are scored by calibration perplexity through --scorer: only then do its fields
-    (SCORER_FIELDS) change what the run selects."""
+    (scorer_fields()) change what the run selects."""
     return method.uses_scorer and metric == scoring.PERPLEXITY
 
 
 def as_given(recorded: dict[str, Any]) -> dict[str, Any]:
-    """Recorded options with those recorded only when changed (IF_CHANGED) at their defaults where absent:
+    """Recorded options with those recorded only when changed (recorded_if_changed()) at their defaults where absent:
     what a message names ("--batch-size 1 (now 2)", not "unset")."""
-    return {**{k: _DEFAULTS[k] for k in IF_CHANGED}, **recorded}
+    return {**{k: default(k) for k in recorded_if_changed()}, **recorded}
 
 
 def resume_check(plan: Plan, given: dict[str, Any], method: Method) -> tuple[tuple[str, ...], str | None]:
@@ -228,7 +287,7 @@ def resume_check(plan: Plan, given: dict[str, Any], method: Method) -> tuple[tup
     loose, note = method.extendable, None
     saved, now = plan.options.get("scorer"), given.get("scorer")
     if not scores_by_perplexity(method, given.get("metric", scoring.PERPLEXITY)):
-        loose += SCORER_FIELDS
+        loose += scorer_fields()
     elif saved is not None and (saved, plan.options.get("fast_dtype")) != (now, given.get("fast_dtype")):
         # --scorer fast without a native fast precision is racing (fast_dtype none): a switch too
         saved, now = _named(saved, plan.options), _named(now, given)
@@ -256,13 +315,3 @@ def _named(scorer: str, recorded: dict[str, Any]) -> str:
 def scorer_choices() -> tuple[str, ...]:
     """--scorer: auto, then every registered perplexity scorer."""
     return ("auto", *scoring.perplexity_scorers())
-
-
-def racing_scorers() -> tuple[str, ...]:
-    """Scorers --racing-z applies to (auto may resolve to one)."""
-    return ("auto", *(n for n in scoring.perplexity_scorers() if scoring.get(n).races))
-
-
-def method_options() -> tuple[str, ...]:
-    """Options some methods declare as their own (every other method refuses them changed)."""
-    return tuple(dict.fromkeys(o for m in METHODS.values() for o in m.options))

@@ -43,9 +43,12 @@ def add_data_dir(p) -> None:
                         "default: $BLOCKPRUNE_DATA, else the Hugging Face hub")
 
 
-def add_search_arguments(p) -> None:
-    """What a search is calibrated on and which blocks it considers (prune and compare); the API's defaults."""
-    from ..options import PruneOptions
+def add_search_arguments(p, command: str) -> None:
+    """What a search is calibrated on and which blocks it considers (prune, estimate and compare); the API's
+    defaults; then the options methods declare (`declared.Option`) that `command` takes."""
+    from ..declared import add_arguments
+    from ..methods import METHODS
+    from ..options import PruneOptions, method_options
     from ..search.greedy import BLOCK_TYPES
 
     default = PruneOptions()
@@ -63,30 +66,38 @@ def add_search_arguments(p) -> None:
     p.add_argument("--validation-nsamples", type=int, default=default.validation_nsamples,
                    help="validation rows (seeded like --nsamples; whole-text sources: that many rows in order); "
                         "default: as many as --nsamples, at most 128, so a pass costs about one candidate's scoring")
-    p.add_argument("--generations", type=int, default=default.generations,
-                   help="blockpruner-evo: generations of offspring raced against the parent (compute grows with "
-                        "it; a resumed run may be given more or fewer, down to those it has run)")
-    add_scorer_arguments(p)
+    add_scorer_arguments(p, command)
     p.add_argument("--batch-size", type=int, default=default.batch_size,
                    help="windows per forward pass (memory vs speed)")
+    declared = [o for o in method_options().values() if command in o.commands]
+    add_arguments(p, [o for o in declared if not o.group], command)
+    for g in dict.fromkeys(o.group for o in declared if o.group):  # "width" -> "width methods (llm-bip, ...)"
+        users = [m.name for m in METHODS.values() if any(o.group == g for o in m.options)]
+        add_arguments(p.add_argument_group(f"{g} methods ({', '.join(users)})"),
+                      [o for o in declared if o.group == g], command)
 
 
-def add_scorer_arguments(p) -> None:
-    """How perplexity searches score candidates (prune and compare); choices and defaults are the API's."""
+def add_scorer_arguments(p, command: str) -> None:
+    """How perplexity searches score candidates (prune, estimate and compare); choices and defaults are the
+    API's, and each scorer's own options are as it declares them (`ScorerEntry.options`)."""
     from .. import scoring
-    from ..options import FAST_CHOICES, PruneOptions, scorer_choices
+    from ..declared import add_arguments
+    from ..options import PruneOptions, scorer_choices, scorer_options
 
     default = PruneOptions()
     described = "; ".join(f"{n}: {scoring.get(n).summary}" for n in scoring.perplexity_scorers())
     p.add_argument("--scorer", default=default.scorer, choices=scorer_choices(),
                    help=f"how candidates are scored: {described}; auto: fast where the device runs bf16 natively (AVX512-BF16/AMX CPUs, CUDA GPUs of compute "
                         "capability 8.0+), else incremental; perplexity searches only (--metric ppl)")
-    p.add_argument("--racing-z", type=float, default=default.racing_z,
-                   help="racing and fast: a candidate leaves once it trails the leader by this many standard errors "
-                        "(lower: faster, more risk of a choice exhaustive scoring would not make)")
-    p.add_argument("--fast-dtype", default=default.fast_dtype, choices=FAST_CHOICES,
-                   help="fast scorer: the precision candidates race in (auto: the device's native fast precision, "
-                        "if any; none: race in --dtype, i.e. plain racing)")
+    add_arguments(p, scorer_options().values(), command)
+
+
+def declared_values(args, command: str) -> dict:
+    """The declared options (methods' and scorers') a `command` line gives, as PruneOptions keywords."""
+    from ..declared import values_from
+    from ..options import declared_options
+
+    return values_from(args, declared_options().values(), command)
 
 
 def add_task_arguments(p, default_tasks: str) -> None:

@@ -1,7 +1,7 @@
 """blockprune compare: several methods at a matched ratio, evaluated alike, as one Table-1-shaped table."""
 from __future__ import annotations
 
-from . import add_model_arguments, add_search_arguments, add_subset_arguments, add_task_arguments
+from . import add_model_arguments, add_search_arguments, add_subset_arguments, add_task_arguments, declared_values
 
 NAME = "compare"
 HELP = "run several methods at the same target ratio and tabulate their evaluations"
@@ -20,7 +20,7 @@ def add_arguments(p) -> None:
                    help=f"comma-separated methods; method:metric runs a search ranked by "
                         f"{', '.join(scoring.metrics()[1:])}; a width method's method:global or method:uniform "
                         f"picks its --allocation (e.g. llm-bip,llm-bip:global)")
-    add_search_arguments(p)
+    add_search_arguments(p, "compare")
     add_task_arguments(p, "wikitext2,piqa,winogrande,hellaswag,arc_easy,arc_challenge")
     p.add_argument("--eval-seqlen", type=int, default=2048, help="tokens per test-perplexity window")
     add_subset_arguments(p, quick_by_default=True)
@@ -42,9 +42,8 @@ def run(args) -> None:
 
     opts = PruneOptions(block_type=args.block_type, calibration=args.calibration, nsamples=args.nsamples,
                         seqlen=args.seqlen, seed=args.seed, dtype=args.dtype, scorer=args.scorer,
-                        fast_dtype=args.fast_dtype, racing_z=args.racing_z,
                         batch_size=args.batch_size, ratio=args.ratio, validation=args.validation,
-                        validation_nsamples=args.validation_nsamples, generations=args.generations)
+                        validation_nsamples=args.validation_nsamples, **declared_values(args, "compare"))
     evaluator, settings = make_evaluator(seqlen=args.eval_seqlen, max_windows=windows, limit=limit,
                                          data_dir=args.data_dir, include_path=args.include_path,
                                          num_fewshot=args.num_fewshot, dtype=args.dtype, device=args.device,

@@ -25,7 +25,7 @@ def run(args) -> int:
     from .. import estimate
     from .prune import options_from
 
-    opts = options_from(args)
+    opts = options_from(args, "estimate")
     opts.check_all_used()
     est = estimate.estimate(args.model, opts, args.device, args.data_dir, args.out, timing=not args.no_timing)
     fixes = [] if est.fits else estimate.suggestions(args.model, opts, args.device, args.data_dir, args.out, est)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from . import add_model_arguments, add_search_arguments
+from . import add_model_arguments, add_search_arguments, declared_values
 
 NAME = "prune"
 HELP = "search what to remove and write a plan and a pruned checkpoint"
@@ -17,8 +17,6 @@ def add_arguments(p, estimate: bool = False) -> None:
     from .. import scoring
     from ..methods import METHODS
     from ..options import PruneOptions
-    from ..search.criteria import CRITERIA
-    from ..width import ALLOCATIONS, GQA
 
     default = PruneOptions()
     add_model_arguments(p)
@@ -34,27 +32,12 @@ def add_arguments(p, estimate: bool = False) -> None:
     stop.add_argument("--ratio", type=float,
                       help="remove units while removed parameters / all parameters (embeddings included) stays <= r; "
                            "this or --num-blocks is required (width methods: --ratio only)")
-    add_search_arguments(p)
-    p.add_argument("--criterion", default=default.criterion, choices=list(CRITERIA),
-                   help="what blockpruner ranks candidates by: ppl (calibration perplexity, the paper's) or "
-                        "per-param (its rise per parameter removed, so the --ratio budget buys the most parameters "
-                        "for the least loss)")
-    p.add_argument("--seed-runs", default=default.seed_runs, type=lambda v: tuple(r for r in v.split(",") if r),
-                   help="blockpruner-evo: comma-separated finished run folders (same model and calibration) whose "
-                        "removal sets seed the population; default: the Relative Magnitude set, computed first")
+    add_search_arguments(p, "estimate" if estimate else "prune")
     p.add_argument("--cache-every", type=int, default=default.cache_every,
                    help="keep every n-th block boundary in the cache (memory / n, more recomputation)")
     p.add_argument("--cache-device", default=default.cache_device,
                    help="where cached hidden states live: a torch device, or disk (memory-mapped files in a "
                         "temporary folder inside --out, removed at the end); default: the model's device")
-    width = p.add_argument_group(f"width methods ({', '.join(m.name for m in METHODS.values() if m.granularity == 'width')})")
-    width.add_argument("--allocation", default=default.allocation, choices=ALLOCATIONS,
-                       help="uniform: the same share of heads and channels in every pruned layer; global: one "
-                            "ranking of all units by score per parameter")
-    width.add_argument("--gqa", default=default.gqa, choices=GQA,
-                       help="remove whole KV groups with their query heads, or query heads evenly from every group")
-    width.add_argument("--layers", default=default.layers,
-                       help="layers to prune: a range a:b (1:-1 keeps the first and last dense), 'all', or i,j,k")
     p.add_argument("--out", default="runs/blockprune", help="run folder to write")
     if estimate:
         return
@@ -65,18 +48,17 @@ def add_arguments(p, estimate: bool = False) -> None:
                    help="run even when `blockprune estimate`'s figures say the run will not fit in memory")
 
 
-def options_from(args):
+def options_from(args, command: str = "prune"):
     """The PruneOptions a prune (or estimate) command line gives."""
     from ..options import PruneOptions
 
     return PruneOptions(method=args.method, block_type=args.block_type, metric=args.metric,
                         num_blocks=args.num_blocks, ratio=args.ratio,
                         calibration=args.calibration, nsamples=args.nsamples, seqlen=args.seqlen, seed=args.seed,
-                        dtype=args.dtype, scorer=args.scorer, fast_dtype=args.fast_dtype, batch_size=args.batch_size,
-                        cache_every=args.cache_every, cache_device=args.cache_device, racing_z=args.racing_z,
+                        dtype=args.dtype, scorer=args.scorer, batch_size=args.batch_size,
+                        cache_every=args.cache_every, cache_device=args.cache_device,
                         validation=args.validation, validation_nsamples=args.validation_nsamples,
-                        criterion=args.criterion,
-                        seed_runs=args.seed_runs, generations=args.generations, allocation=args.allocation, gqa=args.gqa, layers=args.layers)
+                        **declared_values(args, command))
 
 
 def run(args) -> None:

@@ -6,8 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from ..declared import Option, names
 from ..errors import UserError
 from ..search import candidate_units, greedy
+from ..search.criteria import CRITERIA
 from .registry import Job, MethodDefaults, register
 
 
@@ -20,7 +22,7 @@ class IterativePerplexity(MethodDefaults):
     candidates: str = ""
     #: the ranking criterion when --criterion is not among this method's options (search.criteria)
     criterion: str = "ppl"
-    options: tuple[str, ...] = ()
+    options: tuple[Option, ...] = ()
     uses_scorer: ClassVar[bool] = True
     ranks_by_metric: ClassVar[bool] = True
     iterative: ClassVar[bool] = True
@@ -38,7 +40,7 @@ class IterativePerplexity(MethodDefaults):
                             f"rank by --metric {options.metric}: drop one of them")
 
     def _criterion(self, options: Any) -> str:
-        return getattr(options, "criterion", "ppl") if "criterion" in self.options else self.criterion
+        return getattr(options, "criterion", "ppl") if "criterion" in names(self.options) else self.criterion
 
     def run(self, job: Job, plan):
         block_type = job.block_type if self.granularity == "block" else "mix"
@@ -48,8 +50,14 @@ class IterativePerplexity(MethodDefaults):
                       progress_factory=job.progress_factory, criterion=self._criterion(job.options))
 
 
+#: --criterion (recorded only when changed: plans made before it stay byte-identical)
+CRITERION = Option("criterion", "ppl", choices=tuple(CRITERIA), record="changed", commands=("prune", "estimate"),
+                   help="what blockpruner ranks candidates by: ppl (calibration perplexity, the paper's) or "
+                        "per-param (its rise per parameter removed, so the --ratio budget buys the most parameters "
+                        "for the least loss)")
+
 register(IterativePerplexity("blockpruner", "block", "iterative perplexity search over attention/MLP blocks",
-                             options=("criterion",)))
+                             options=(CRITERION,)))
 register(IterativePerplexity("layer-ppl", "layer", "iterative perplexity search over whole layers (the '- block' ablation)"))
 register(IterativePerplexity(
     "blockpruner-joint", "block", "iterative search over whole layers and single blocks together, each step "

@@ -38,6 +38,7 @@ from typing import Any, ClassVar, Sequence
 
 import torch
 
+from ..declared import Option, comma_separated
 from ..errors import UserError
 from ..window_nll import ppl_from_nll
 from ..plan import Plan, Step
@@ -52,6 +53,19 @@ from .registry import Job, MethodDefaults, register
 RESTORE = ((1, 0.5), (2, 0.3), (3, 0.2))
 #: seed methods `compare` hands over when their folders are finished
 SEED_METHODS = ("blockpruner", "layer-ppl", "relative-magnitude")
+
+#: --seed-runs: finished run folders whose removal sets seed the population (their sets are recorded in the
+#: plan's `search`, the paths are not: they name this machine's folders); compare hands over SEED_METHODS'
+SEED_RUNS = Option("seed_runs", (), type=comma_separated, record="never", commands=("prune", "estimate"),
+                   help="blockpruner-evo: comma-separated finished run folders (same model and calibration) whose "
+                        "removal sets seed the population; default: the Relative Magnitude set, computed first")
+#: --generations: generation g's offspring depend on the seed and g alone, so a run resumed with another
+#: length has the same first generations as a fresh run of that length (extendable); recorded only when
+#: changed, so plans made before it stay byte-identical
+GENERATIONS = Option("generations", 40, type=int, record="changed", extendable=True,
+                     check=lambda n: f"--generations must be at least 0 (got {n})" if n < 0 else None,
+                     help="blockpruner-evo: generations of offspring raced against the parent (compute grows with "
+                          "it; a resumed run may be given more or fewer, down to those it has run)")
 
 
 def mutate(parent: frozenset[str], blocks: Sequence[Unit], budget: float, rng: random.Random) -> frozenset[str]:
@@ -92,10 +106,7 @@ class Evolution(MethodDefaults):
     offspring: int = 16
     uses_scorer: ClassVar[bool] = True
     iterative: ClassVar[bool] = False
-    options: ClassVar[tuple[str, ...]] = ("seed_runs", "generations")
-    # generation g's offspring depend on the seed and g alone, so a run resumed with another length has the
-    # same first generations as a fresh run of that length
-    extendable: ClassVar[tuple[str, ...]] = ("generations",)
+    options: ClassVar[tuple[Option, ...]] = (SEED_RUNS, GENERATIONS)
 
     def validate(self, options: Any) -> None:
         if options.num_blocks is not None:

@@ -13,11 +13,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from ..declared import Option
 from ..errors import UserError
 from ..window_nll import perplexity
 from ..plan import Plan
 from ..view import BlockView
+from ..width.allocation import ALLOCATIONS, GQA
 from .registry import Job, MethodDefaults, register
+
+#: the width methods' options (prune's "width methods" group; compare picks --allocation as method:allocation)
+WIDTH_OPTIONS = (
+    Option("allocation", "uniform", choices=ALLOCATIONS, commands=("prune", "estimate"), group="width",
+           help="uniform: the same share of heads and channels in every pruned layer; global: one ranking of all "
+                "units by score per parameter"),
+    Option("gqa", "groups", choices=GQA, commands=("prune", "estimate"), group="width",
+           help="remove whole KV groups with their query heads, or query heads evenly from every group"),
+    Option("layers", "1:-1", commands=("prune", "estimate"), group="width",
+           help="layers to prune: a range a:b (1:-1 keeps the first and last dense), 'all', or i,j,k"),
+)
 
 
 def width_options(options: Any):
@@ -34,7 +47,7 @@ class WidthMethod(MethodDefaults):
     score: str
     summary: str
     granularity: str = "width"
-    options: ClassVar[tuple[str, ...]] = ("allocation", "gqa", "layers")
+    options: ClassVar[tuple[Option, ...]] = WIDTH_OPTIONS
 
     def validate(self, options: Any) -> None:
         width_options(options).validate()

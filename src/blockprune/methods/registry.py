@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Protocol
 
 from ..data import Windows
+from ..declared import Option
 from ..plan import Plan
 from ..registry import Registry
 from ..view import BlockView
@@ -46,10 +47,11 @@ class Method(Protocol):
     #: ranks its removals by every candidate's score, so no score may stop early: a racing scorer
     #: (given to compare, or chosen by auto) becomes the exact incremental one
     complete_scores: bool
-    #: `PruneOptions` fields that only methods declaring them read (any other method refuses them changed)
-    options: tuple[str, ...]
-    #: of those, the ones a resume may change: they set only how long the search runs, and what it did so
-    #: far is the same for any value
+    #: the options only methods declaring them read (`declared.Option`: flag, default, help, check, plan
+    #: record; any other method refuses them changed)
+    options: tuple[Option, ...]
+    #: the names of those a resume may change (`Option.extendable`): they set only how long the search
+    #: runs, and what it did so far is the same for any value
     extendable: tuple[str, ...]
 
     def validate(self, options: Any) -> None:
@@ -75,8 +77,11 @@ class MethodDefaults:
     ranks_by_metric: ClassVar[bool] = False
     iterative: ClassVar[bool] = False
     complete_scores: ClassVar[bool] = False
-    options: ClassVar[tuple[str, ...]] = ()
-    extendable: ClassVar[tuple[str, ...]] = ()
+    options: ClassVar[tuple[Option, ...]] = ()
+
+    @property
+    def extendable(self) -> tuple[str, ...]:
+        return tuple(o.name for o in self.options if o.extendable)
 
     def validate(self, options: Any) -> None:
         pass

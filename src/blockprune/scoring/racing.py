@@ -31,6 +31,7 @@ from typing import Callable, Sequence
 import torch
 
 from ..data import Windows
+from ..declared import Option
 from ..window_nll import ppl_from_nll
 from ..view import BlockView
 from .base import Progress, Scored
@@ -164,6 +165,13 @@ class RacingScorer:
         return Scored(scores, evaluated, len(candidates) * len(self.windows), counts)
 
 
+#: --racing-z, read by every scorer that races (this one and twoprecision's fast)
+RACING_Z = Option("racing_z", DEFAULT_Z, type=float,
+                  help="racing and fast: a candidate leaves once it trails the leader by this many standard errors "
+                       "(lower: faster, more risk of a choice exhaustive scoring would not make)",
+                  check=lambda z: None if z > 0 else f"--racing-z must be positive (got {z})")
+
 register(ScorerEntry("racing", lambda view, windows, o: RacingScorer(view, windows, o.batch_size, o.cache_every,
                                                                      o.cache_device, z=o.racing_z),
-                     "incremental, and drops clear losers early", races=True, like_exhaustive=True))
+                     "incremental, and drops clear losers early", races=True, like_exhaustive=True,
+                     options=(RACING_Z,)))

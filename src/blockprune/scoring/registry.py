@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..data import Windows
+from ..declared import Option
 from ..window_nll import perplexity
 from ..registry import Registry
 from ..view import BlockView
@@ -32,6 +33,9 @@ class ScorerEntry:
     #: a perplexity scorer that selects what exhaustive full-precision scoring selects, exactly (plain,
     #: incremental) or within its stated tolerance (racing, fast): a resume may switch between such scorers
     like_exhaustive: bool = False
+    #: the options only this scorer reads (`declared.Option`; one shared by several scorers is one object
+    #: listed by each): their flags, checks and plan record come from there, and another --scorer refuses them
+    options: tuple[Option, ...] = ()
 
 
 #: every scorer and metric, by name (`blockprune.registry`: one registration per name, in registration order)

@@ -38,11 +38,12 @@ from typing import Sequence
 import torch
 
 from ..data import Windows
+from ..declared import Option
 from ..window_nll import ppl_from_nll
 from ..view import BlockView
 from .base import Progress, Scored
 from .incremental import BoundaryCache
-from .racing import DEFAULT_Z, RacingScorer, _mean, per_size, race
+from .racing import DEFAULT_Z, RACING_Z, RacingScorer, _mean, per_size, race
 from .registry import ScorerEntry, register
 
 FAST_DTYPES = {"bf16": torch.bfloat16}
@@ -180,8 +181,14 @@ def largest_error(fast: dict[int, torch.Tensor], full: dict[int, torch.Tensor], 
     return max(errs, default=0.0)
 
 
+#: --fast-dtype: `auto` is made concrete by `PruneOptions.resolved` (the device's native fast precision, if any)
+FAST_CHOICES = ("auto", *FAST_DTYPES, "none")
+FAST_DTYPE = Option("fast_dtype", "auto", choices=FAST_CHOICES,
+                    help="fast scorer: the precision candidates race in (auto: the device's native fast precision, "
+                         "if any; none: race in --dtype, i.e. plain racing)")
+
 register(ScorerEntry("fast", lambda view, windows, o: TwoPrecisionScorer(
     view, windows, o.batch_size, o.cache_every, o.cache_device, z=o.racing_z,
     fast_dtype=None if o.fast_dtype == "none" else o.fast_dtype),
     "two-precision racing: a race in a fast low precision (bf16), near-ties decided in --dtype on every window",
-    races=True, like_exhaustive=True))
+    races=True, like_exhaustive=True, options=(RACING_Z, FAST_DTYPE)))
