@@ -23,7 +23,7 @@ def test_the_20_percent_layer_search_cut_to_10_percent_is_the_10_percent_run():
     cut = at_ratio().cut(Plan.load(R20 / "layer-ppl"), run10.options["ratio"])
     assert [(s["removed"], s["ppl"], s["ratio"]) for s in cut.steps] == \
         [(s["removed"], s["ppl"], s["ratio"]) for s in run10.steps]
-    assert cut.status == "done" and cut.options["cut_from"] == 0.2
+    assert cut.status == "done" and cut.options["cut_from"]["ratio"] == 0.2
 
 
 def test_a_cut_the_smaller_budget_could_have_changed_is_refused():
@@ -36,3 +36,22 @@ def test_a_cut_the_smaller_budget_could_have_changed_is_refused():
         mod.cut(layers, 0.25)
     with pytest.raises(SystemExit, match="not a greedy search"):
         mod.cut(Plan.load(R20 / "blockpruner-evo"), 0.19)
+
+
+def test_evaluation_parts_merge_only_when_made_with_the_comparisons_settings(tmp_path):
+    import json
+
+    mod = at_ratio()
+    settings = {"seqlen": 2048, "max_windows": None, "limit": 300, "num_fewshot": 0}
+    run = tmp_path / "run"
+    for name, ppl, zs, s in (("eval-ppl", {"wikitext2": {"ppl": 9.0}}, {}, {"seqlen": 2048, "max_windows": None,
+                                                                          "limit": None, "num_fewshot": 0}),
+                             ("eval-zero-shot", {}, {"piqa": {"acc": 0.5}}, settings)):
+        (run / name).mkdir(parents=True)
+        (run / name / "eval.json").write_text(json.dumps({"settings": s, "perplexity": ppl, "zero_shot": zs}))
+    merged = mod.evaluation(run, settings)  # the perplexity part's limit bears on none of its tasks
+    assert set(merged["perplexity"]) == {"wikitext2"} and set(merged["zero_shot"]) == {"piqa"}
+    (run / "eval-ppl" / "eval.json").write_text(json.dumps({"settings": {**settings, "seqlen": 128},
+                                                            "perplexity": {"wikitext2": {}}, "zero_shot": {}}))
+    with pytest.raises(SystemExit, match="not the comparison's"):
+        mod.evaluation(run, settings)
