@@ -88,9 +88,11 @@ def table(comparison: str, cut_folder: str, methods: list[str]) -> None:
         is_cut = (cuts / m / "plan.json").exists()
         run = cuts / m if is_cut else base / m
         plan, ev = Plan.load(run), evaluation(run, settings)
-        if ev is None or missing_tasks(ev, result["tasks"], settings):
-            pending.append(f"- {m} ({run}): evaluation not finished")
+        if ev is None:
+            pending.append(f"- {m} ({run}): not evaluated yet")
             continue
+        if missing_tasks(ev, result["tasks"], settings):  # shown with what it has, the rest as –
+            pending.append(f"- {m} ({run}): not evaluated yet on {', '.join(missing_tasks(ev, result['tasks'], settings))}")
         label = f"{m} (cut from {plan.options['cut_from']['ratio']:.0%})" if is_cut else m
         compare_record = json.loads((run / "compare.json").read_text()) if (run / "compare.json").exists() else None
         rows.append(method_row(label, plan, ev, compare_record))
@@ -101,7 +103,7 @@ def table(comparison: str, cut_folder: str, methods: list[str]) -> None:
     result["rows"], result["target_ratio"] = rows, ratio
     print(markdown(result).split("\n", 2)[2])
     if pending:
-        print("Not evaluated yet:\n\n" + "\n".join(pending) + "\n")
+        print("Evaluation not finished (– in the table):\n\n" + "\n".join(pending) + "\n")
     print("\n\n".join(machine.table_lines(records)))
 
 
