@@ -29,14 +29,19 @@ TABLES = [
     ("Method comparison at the paper's calibration (issue 19, item 3)", "| Method | Ratio | Calib. PPL | Validation",
      ("run", "bench/compare/results_md.py bench/compare/smollm2-r20-paper "
              "shortgpt,relative-magnitude,layer-ppl,blockpruner-oneshot,blockpruner,blockpruner-refined")),
-    ("Block searches against layer-ppl (issue 30): the population search does not beat it; the joint search and "
-     "the other ratios under way", "| Method | Ratio | Calib. PPL | Validation",
+    ("Block searches against layer-ppl (issue 30): the joint search's path is below layer-ppl's; held-out "
+     "evaluations under way", "| Method | Ratio | Calib. PPL | Validation",
      ("run", "bench/compare/results_md.py bench/compare/smollm2-r20-paper shortgpt,relative-magnitude,layer-ppl,blockpruner-oneshot,blockpruner,blockpruner-refined,blockpruner-joint,blockpruner-evo")),
-    ("Block searches against layer-ppl (issue 30): the population search does not beat it; the joint search and "
-     "the other ratios under way", "| Method | Status |",
+    ("Block searches against layer-ppl (issue 30): the joint search's path is below layer-ppl's; held-out "
+     "evaluations under way", "| Method | Status |",
      ("run", "bench/compare/paths.py bench/compare/smollm2-r20-paper shortgpt,relative-magnitude,layer-ppl,blockpruner-oneshot,blockpruner,blockpruner-refined,blockpruner-joint,blockpruner-evo --no-figure")),
+    ("At `layer-ppl`'s size (18.42%)", "| Method | Ratio | Calib. PPL | Validation",
+     ("run", "bench/compare/at_ratio.py --table bench/compare/smollm2-r20-paper bench/compare/smollm2-at-layer-ppl-size "
+             "layer-ppl blockpruner-joint")),
     ("At 10%", "| Method | Ratio | Calib. PPL | Validation",
      ("run", "bench/compare/results_md.py bench/compare/smollm2-r10-paper layer-ppl,blockpruner-evo")),
+    ("At 30%", "| Method | Ratio | Calib. PPL | Validation",
+     ("run", "bench/compare/results_md.py bench/compare/smollm2-r30-paper layer-ppl,blockpruner-evo")),
     ("Healing", "| model | ratio | WikiText-2 ppl |", ("by hand", "from bench/heal/smollm2-bp20/results.json")),
     ("On a CPU with native bf16 (2026-12-05)", "| mode | CPU s |",
      ("by hand", "condensed from bench/search_speed/results/amd-epyc-avx512bf16.json (run.py --show prints it whole)")),
