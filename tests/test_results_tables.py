@@ -29,11 +29,11 @@ TABLES = [
     ("Method comparison at the paper's calibration (issue 19, item 3)", "| Method | Ratio | Calib. PPL | Validation",
      ("run", "bench/compare/results_md.py bench/compare/smollm2-r20-paper "
              "shortgpt,relative-magnitude,layer-ppl,blockpruner-oneshot,blockpruner,blockpruner-refined")),
-    ("Block searches against layer-ppl (issue 30): the joint search's path is below layer-ppl's; held-out "
-     "evaluations under way", "| Method | Ratio | Calib. PPL | Validation",
+    ("Block searches against layer-ppl (issue 30): the joint search comes closest; none beats layer-ppl on both "
+     "held-out texts", "| Method | Ratio | Calib. PPL | Validation",
      ("run", "bench/compare/results_md.py bench/compare/smollm2-r20-paper shortgpt,relative-magnitude,layer-ppl,blockpruner-oneshot,blockpruner,blockpruner-refined,blockpruner-joint,blockpruner-evo")),
-    ("Block searches against layer-ppl (issue 30): the joint search's path is below layer-ppl's; held-out "
-     "evaluations under way", "| Method | Status |",
+    ("Block searches against layer-ppl (issue 30): the joint search comes closest; none beats layer-ppl on both "
+     "held-out texts", "| Method | Status |",
      ("run", "bench/compare/paths.py bench/compare/smollm2-r20-paper shortgpt,relative-magnitude,layer-ppl,blockpruner-oneshot,blockpruner,blockpruner-refined,blockpruner-joint,blockpruner-evo --no-figure")),
     ("At `layer-ppl`'s size (18.42%)", "| Method | Ratio | Calib. PPL | Validation",
      ("run", "bench/compare/at_ratio.py --table bench/compare/smollm2-r20-paper bench/compare/smollm2-at-layer-ppl-size "
