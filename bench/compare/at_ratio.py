@@ -28,7 +28,8 @@ import sys
 from pathlib import Path
 
 from blockprune import machine
-from blockprune.compare import markdown, method_row, missing_tasks
+from blockprune.compare import markdown, method_row
+from blockprune.evaluate.resumable import missing_tasks
 from blockprune.plan import Plan
 
 GREEDY = ("blockpruner", "blockpruner-joint", "layer-ppl")
@@ -91,8 +92,9 @@ def table(comparison: str, cut_folder: str, methods: list[str]) -> None:
         if ev is None:
             pending.append(f"- {m} ({run}): not evaluated yet")
             continue
-        if missing_tasks(ev, result["tasks"], settings):  # shown with what it has, the rest as –
-            pending.append(f"- {m} ({run}): not evaluated yet on {', '.join(missing_tasks(ev, result['tasks'], settings))}")
+        missing = missing_tasks(ev, result["tasks"], settings)
+        if missing:  # shown with what it has, the rest as –
+            pending.append(f"- {m} ({run}): not evaluated yet on {', '.join(missing)}")
         label = f"{m} (cut from {plan.options['cut_from']['ratio']:.0%})" if is_cut else m
         compare_record = json.loads((run / "compare.json").read_text()) if (run / "compare.json").exists() else None
         rows.append(method_row(label, plan, ev, compare_record))
