@@ -386,3 +386,23 @@ def test_an_allocation_label_is_for_width_methods_only():
         cmp.parse_methods("shortgpt:global")
     with pytest.raises(UserError, match="unknown metric or criterion 'sideways'.*global"):
         cmp.parse_methods("llm-bip:sideways")
+
+
+def test_a_greedy_search_seeded_from_a_smaller_ratio_counts_only_the_saved_steps_it_keeps(tiny_checkpoint, calib,
+                                                                                          tmp_path):
+    small, large = tmp_path / "r18", tmp_path / "r45"
+    run_compare(tiny_checkpoint, small, calib, FakeEvaluator(), methods="blockpruner", ratio=0.18)
+    saved = Plan.load(small / "blockpruner")
+    (large / "blockpruner").mkdir(parents=True)
+    saved.save(large / "blockpruner" / "plan.json")  # the 18% search, to be extended to 45%
+    (large / "blockpruner" / "timings.json").write_text(json.dumps(
+        {"steps": [{"step": s["step"], "seconds": 1000.0} for s in saved.steps]}))
+    result = run_compare(tiny_checkpoint, large, calib, FakeEvaluator(), methods="blockpruner", ratio=0.45)
+    final = Plan.load(large / "blockpruner")
+    shared = next(k for k, s in enumerate(saved.steps + [None]) if s is None or s != final.steps[k])
+    assert final.options["ratio"] == 0.45 and 0 < shared < len(saved.steps)  # some saved steps searched again
+    seconds = result["rows"][1]["search_seconds"]
+    assert 1000.0 * shared < seconds < 1000.0 * shared + 300.0
+    # a finished folder at another ratio is not this comparison's result: refused, as before
+    with pytest.raises(UserError, match="different ratio"):
+        run_compare(tiny_checkpoint, large, calib, FakeEvaluator(), methods="blockpruner", ratio=0.18)

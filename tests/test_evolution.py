@@ -114,9 +114,9 @@ def test_a_resume_may_change_the_number_of_generations_down_to_those_run(tmp_pat
     assert resumed.to_dict() == shorter.to_dict()  # as if it had been started with 4
     options = PruneOptions(method="blockpruner-evo", ratio=0.3, generations=1)
     with pytest.raises(UserError, match="already run 2 generations: --generations must be at least 2"):
-        SMALL.check_resume(Plan.load(tmp_path / "plan.json"), options)
+        SMALL.extend(Plan.load(tmp_path / "plan.json"), options)
     with pytest.raises(UserError, match="finished after 4 generations"):
-        SMALL.check_resume(resumed, options)
+        SMALL.extend(resumed, options)
 
 
 def test_seed_runs_must_be_finished_runs_of_the_same_model_and_calibration(tmp_path):

@@ -368,3 +368,47 @@ def test_cli_defaults_and_choices_are_the_apis():
     assert sorted(actions["method"].choices) == sorted(METHODS)
     assert tuple(actions["metric"].choices) == scoring.metrics()
     assert tuple(actions["scorer"].choices) == scorer_choices()
+
+
+def resumed_with_larger_ratio(method, small, large, ckpt, calib, tmp_path, capsys) -> bool:
+    """Run at `small`, resume at `large`: the plan must be a fresh run's at `large`, byte for byte. Returns
+    whether the resume searched some saved steps again."""
+    common = dict(method=method, num_blocks=None, export=False)
+    run_prune(ckpt, calib, tmp_path / "fresh", ratio=large, **common)
+    run_prune(ckpt, calib, tmp_path / "run", ratio=small, **common)
+    saved, fresh = Plan.load(tmp_path / "run"), Plan.load(tmp_path / "fresh")
+    # the steps a run at `large` takes alike: those that scored the same candidates
+    shared = next(k for k, s in enumerate(saved.steps + [None])
+                  if s is None or set(s["scores"]) != set(fresh.steps[k]["scores"]))
+    capsys.readouterr()
+    blockprune.prune(ckpt, tmp_path / "run", calibration=calib, **{**OPTS, **common}, ratio=large, resume=True)
+    err = capsys.readouterr().err
+    assert (tmp_path / "run" / "plan.json").read_bytes() == (tmp_path / "fresh" / "plan.json").read_bytes()
+    timed = json.loads((tmp_path / "run" / "timings.json").read_text())
+    assert [s["step"] for s in timed["steps"]] == [s["step"] for s in fresh.steps]
+    if shared < len(saved.steps):  # a step the smaller budget narrowed is searched again, and the run says so
+        assert f"--ratio {small} (now {large})" in err and f"the first {shared} of the {len(saved.steps)} saved" in err
+        assert f"from step {shared + 1}" in err
+    return shared < len(saved.steps)
+
+
+@pytest.mark.parametrize("method,small,large", [("layer-ppl", 0.25, 0.45), ("blockpruner-joint", 0.2, 0.45)])
+def test_a_greedy_run_resumed_with_a_larger_ratio_ends_as_a_fresh_run_at_it(method, small, large, tiny_checkpoint,
+                                                                          calib_file, tmp_path, capsys):
+    resumed_with_larger_ratio(method, small, large, tiny_checkpoint, calib_file, tmp_path, capsys)
+
+
+def test_a_larger_ratio_searches_again_the_steps_the_smaller_budget_narrowed(tiny_checkpoint, calib_file, tmp_path,
+                                                                            capsys):
+    # at 0.2 the attention block taken first leaves no room for an MLP block: the next step scored fewer
+    # candidates than a run at 0.45 scores there, so it (and all after it) must be searched again
+    assert resumed_with_larger_ratio("blockpruner", 0.2, 0.45, tiny_checkpoint, calib_file, tmp_path, capsys)
+
+
+@pytest.mark.parametrize("before,after", [(2, 4), (3, 1)])
+def test_a_greedy_run_resumed_with_another_num_blocks_ends_as_a_fresh_run_with_it(before, after, tiny_checkpoint,
+                                                                                 calib_file, tmp_path):
+    run_prune(tiny_checkpoint, calib_file, tmp_path / "fresh", num_blocks=after, export=False)
+    run_prune(tiny_checkpoint, calib_file, tmp_path / "run", num_blocks=before, export=False)
+    run_prune(tiny_checkpoint, calib_file, tmp_path / "run", num_blocks=after, export=False, resume=True)
+    assert (tmp_path / "run" / "plan.json").read_bytes() == (tmp_path / "fresh" / "plan.json").read_bytes()

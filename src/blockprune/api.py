@@ -134,7 +134,7 @@ def _run(model: str, out: Path, options: PruneOptions, data_dir, device: str, re
                  calibration=windows.describe(), options=options.recorded(),
                  validation=vwindows.describe() if vwindows else None)
     method.check_inputs(fresh, view, options)
-    plan = _start_plan(fresh, plan_path, resume, method, options, progress)
+    plan = _start_plan(fresh, plan_path, resume, method, options, view, progress)
     if method.granularity in ("block", "layer"):  # after a resume's own check: a saved run says what differs
         _refuse_empty(view, pool, options)
 
@@ -155,7 +155,7 @@ def _run(model: str, out: Path, options: PruneOptions, data_dir, device: str, re
     bars = RunProgress(len(windows), options.num_blocks if method.iterative else None,
                        races=scorer is not None and options.metric == scoring.PERPLEXITY
                        and scoring.get(options.scorer).races, budget=budget) if progress else None
-    recorder = _StepRecorder(out, plan_path, main, resume, bars,
+    recorder = _StepRecorder(out, plan_path, main, resume, len(plan.steps), bars,
                              monitor.Monitor(view, vwindows, options.batch_size) if vwindows and main else None)
     if not plan.dense:
         with memory_guard(options):
@@ -214,7 +214,7 @@ def _refuse_empty(view: BlockView, pool: list, options: PruneOptions) -> None:
 
 
 def _start_plan(fresh: Plan, plan_path: Path, resume: bool, method: Method, options: PruneOptions,
-                progress: bool) -> Plan:
+                view: BlockView, progress: bool) -> Plan:
     """The new plan, or the one to resume when it was made with the same inputs (the method's `extendable`
     options, which set only how long its search runs, may change if its state can follow)."""
     # what a kill mid-write left, the first save's included (that run left no plan.json to resume)
@@ -231,7 +231,14 @@ def _start_plan(fresh: Plan, plan_path: Path, resume: bool, method: Method, opti
                         f"inputs (start a new --out)")
     extended = [k for k in method.extendable if plan.options.get(k) != fresh.options.get(k)]
     if extended:
-        method.check_resume(plan, options)
+        saved_steps = len(plan.steps)
+        plan = method.extend(plan, options, view)
+        if progress and len(plan.steps) < saved_steps:
+            changed = differences({"options": {k: plan.options.get(k) for k in extended}},
+                                  {"options": {k: fresh.options.get(k) for k in extended}})
+            print(f"blockprune: resuming with {changed}: a run with these takes the first {len(plan.steps)} of "
+                  f"the {saved_steps} saved steps alike; the search goes on from step {len(plan.steps) + 1}",
+                  file=sys.stderr)
         for k in extended:  # as a fresh run with these options records them; the rest stays as it was saved
             if k in fresh.options:
                 plan.options[k] = fresh.options[k]
@@ -246,10 +253,10 @@ class _StepRecorder:
     """After every step: the monitor's validation pass, the plan saved (it is the search state), the step's
     time in timings.json, a line on stderr. Only the main process writes."""
 
-    def __init__(self, out: Path, plan_path: Path, main: bool, resume: bool, bars: RunProgress | None,
-                 watch: monitor.Monitor | None):
+    def __init__(self, out: Path, plan_path: Path, main: bool, resume: bool, saved_steps: int,
+                 bars: RunProgress | None, watch: monitor.Monitor | None):
         self.plan_path, self.main, self.bars, self.watch = plan_path, main, bars, watch
-        self.timings = timings.Timings(out, resume, machine.describe(), write=main)
+        self.timings = timings.Timings(out, resume, machine.describe(), write=main, steps=saved_steps)
 
     def save(self, plan: Plan) -> None:
         if self.main:

@@ -126,14 +126,17 @@ def run_method(entry: MethodSpec, model: str, out: Path, base: PruneOptions, *, 
         greedy = json.loads((out / warm / "compare.json").read_text())
         record = {"warm_start": warm, "search_seconds": greedy["search_seconds"]}
         atomic.write_json(record_path, record)
-    elif (sub / "plan.json").exists():  # a killed search resumes: what its saved state took counts
-        record["search_seconds"] += _saved_seconds(sub)
+    saved = None
+    if not warm and (sub / "plan.json").exists():  # a killed search resumes: what its saved state took counts
+        saved = Plan.load(sub), timings.load(sub / timings.FILE, warn=False)
     _say(progress, f"compare: {entry.label}: searching")
     record.setdefault("machines", []).append(machine.describe())  # each invocation's machine: times differ by CPU
     t0 = time.perf_counter()
-    prune(model, sub, options=options, data_dir=data_dir, device=device, resume=(sub / "plan.json").exists(),
-          export=False, progress=progress)
+    final = prune(model, sub, options=options, data_dir=data_dir, device=device, resume=saved is not None or bool(warm),
+                  export=False, progress=progress).plan
     record["search_seconds"] += time.perf_counter() - t0  # a resumed search adds to what its parts took
+    if saved is not None:  # after the run: one resumed under a new budget keeps only the saved steps it shares
+        record["search_seconds"] += _saved_seconds(*saved, final)
     atomic.write_json(record_path, record)
     return record
 
@@ -147,12 +150,15 @@ def _seed_runs(entry: MethodSpec, out: Path) -> tuple[str, ...]:
     return tuple(str(out / m) for m in SEED_METHODS if _done(out / m))
 
 
-def _saved_seconds(sub: Path) -> float:
-    """What a killed search's saved state took: the steps in `sub/timings.json` with the monitor's passes
-    (`timings.saved_seconds`), and a refinement's accepted swaps (its plan's `refine_progress`, written
-    before timings.json knows of it), a population search's generations (its plan's `search`, likewise)."""
-    steps = timings.saved_seconds(sub)
-    plan = Plan.load(sub)
+def _saved_seconds(plan: Plan, record: dict[str, Any], final: Plan) -> float:
+    """What a resumed search's saved state (`plan` and its timings `record`) took, as far as the resumed run
+    `final` kept it: the steps both share with the monitor's passes (`timings.saved_seconds`), and a
+    refinement's accepted swaps (its plan's `refine_progress`, written before timings.json knows of it), a
+    population search's generations (its plan's `search`, likewise)."""
+    shared = 0
+    while shared < min(len(plan.steps), len(final.steps)) and plan.steps[shared] == final.steps[shared]:
+        shared += 1
+    steps = timings.seconds(record, upto=shared)
     last = plan.steps[-1:] or [{}]
     return (steps + last[0].get("refine_progress", {}).get("seconds", 0.0)
             + (plan.search or {}).get("seconds_so_far", 0.0))
@@ -164,6 +170,7 @@ def _check_reusable(plan: Plan, sub: Path, model: str, options: PruneOptions) ->
     resume compares them: see `resume_check`)."""
     want = options.recorded()
     loose, _ = resume_check(plan, want, options.chosen_method)
+    loose = tuple(k for k in loose if k not in options.chosen_method.extendable)  # a resume would search on
     diff = [k for k in sorted(set(want) | set(plan.options)) if k not in loose and want.get(k) != plan.options.get(k)]
     if plan.model.get("source") != model:
         diff.insert(0, f"model ({plan.model.get('source')!r})")

@@ -40,16 +40,30 @@ def load(path: Path, resume: bool = True, warn: bool = True) -> dict[str, Any]:
 def saved_seconds(folder: Path) -> float:
     """What the steps saved in `folder/timings.json` took, the monitor's passes included (an unreadable file
     counts nothing, as a resumed search restarts its record)."""
-    timings = load(folder / FILE, warn=False)
-    return sum(s.get("seconds", 0.0) for s in timings["steps"]) + timings.get("validation_seconds", 0.0)
+    return seconds(load(folder / FILE, warn=False))
+
+
+def seconds(record: dict[str, Any], upto: int | None = None) -> float:
+    """What a loaded timings record's steps took, the monitor's passes included: every step, or those up to
+    step `upto` (a search resumed under a new budget keeps only those)."""
+    kept = [s for s in record["steps"] if upto is None or s.get("step", 0) <= upto]
+    if len(kept) == len(record["steps"]):
+        return sum(s.get("seconds", 0.0) for s in kept) + record.get("validation_seconds", 0.0)
+    return record.get("dense_validation_seconds", 0.0) + sum(
+        s.get("seconds", 0.0) + s.get("validation_seconds", 0.0) for s in kept)
 
 
 class Timings:
     """A run's timings.json as its steps are saved: started (or resumed) with the machine this part runs on."""
 
-    def __init__(self, folder: Path, resume: bool, machine: dict[str, Any], write: bool = True):
+    def __init__(self, folder: Path, resume: bool, machine: dict[str, Any], write: bool = True,
+                 steps: int | None = None):
         self.path, self.write = folder / FILE, write
         self.record = load(self.path, resume) if write else {"steps": []}
+        if steps is not None:  # the plan resumes after `steps` steps (a greedy search under a new budget
+            # searches its last saved steps again): times of steps it no longer holds are dropped
+            self.record["steps"] = [s for s in self.record["steps"] if s.get("step", 0) <= steps]
+            self.record["machines"] = [m for m in self.record.get("machines", []) if m.get("from_step", 1) <= steps + 1]
         # which machine ran which steps: a resumed run may be on another CPU, whose times differ
         self.record.setdefault("machines", []).append({"from_step": len(self.record["steps"]) + 1, **machine})
 
@@ -79,3 +93,10 @@ class Timings:
         search = sum(s["seconds"] for s in timings["steps"])
         timings["validation_seconds"] = round(total, 3)
         timings["validation_share"] = round(total / (total + search), 4) if total + search > 0 else None
+
+
+def step_seconds(folder: Path) -> list[float]:
+    """Each step saved in `folder/timings.json`'s own search time, in order, the monitor's passes left out
+    (`saved_seconds` adds them); none where the file is missing or unreadable. What a table's search-time
+    column sums."""
+    return [s.get("seconds", 0.0) for s in load(folder / FILE, warn=False)["steps"]]

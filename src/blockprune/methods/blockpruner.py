@@ -3,14 +3,20 @@ perplexity; its "- block" ablation, the same search over whole layers; and the j
 and single blocks in one pool, ranked by perplexity rise per parameter removed."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 from ..declared import Option, names
 from ..errors import UserError
+from ..plan import Plan
 from ..search import candidate_units, greedy
 from ..search.criteria import CRITERIA
+from ..search.greedy import same_steps
+from ..view import BlockView
 from .registry import Job, MethodDefaults, register
+
+
+BUDGET = ("ratio", "num_blocks")  # run-wide options: how far a greedy search goes
 
 
 @dataclass(frozen=True)
@@ -42,9 +48,23 @@ class IterativePerplexity(MethodDefaults):
     def _criterion(self, options: Any) -> str:
         return getattr(options, "criterion", "ppl") if "criterion" in names(self.options) else self.criterion
 
+    @property
+    def extendable(self) -> tuple[str, ...]:
+        # the budget: a greedy step never looks ahead, so a resume under another --ratio or --num-blocks keeps
+        # the steps it shares with a fresh run under that budget (extend) and searches on from there
+        return super().extendable + BUDGET
+
+    def extend(self, plan: Plan, options: Any, view: BlockView) -> Plan:
+        keep = same_steps(plan, view, self._candidates(view, options.block_type),
+                          num_blocks=options.num_blocks, ratio=options.ratio)
+        return replace(plan, steps=plan.steps[:keep], status="running")
+
+    def _candidates(self, view: BlockView, block_type: str) -> list:
+        block_type = block_type if self.granularity == "block" else "mix"
+        return candidate_units(view, self.candidates or self.granularity, block_type)
+
     def run(self, job: Job, plan):
-        block_type = job.block_type if self.granularity == "block" else "mix"
-        candidates = candidate_units(job.view, self.candidates or self.granularity, block_type)
+        candidates = self._candidates(job.view, job.block_type)
         return greedy(job.view, job.scorer, plan, candidates,
                       num_blocks=job.num_blocks, ratio=job.ratio, on_step=job.on_step,
                       progress_factory=job.progress_factory, criterion=self._criterion(job.options))

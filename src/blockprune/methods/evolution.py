@@ -123,13 +123,14 @@ class Evolution(MethodDefaults):
             if not (Path(run) / "plan.json").exists():
                 raise UserError(f"--seed-runs: {run} holds no plan.json; give finished run folders of this model")
 
-    def check_resume(self, plan: Plan, options: Any) -> None:
+    def extend(self, plan: Plan, options: Any, view: Any = None) -> Plan:
         done = len((plan.search or {}).get("history", []))
         if plan.steps:
             raise UserError(f"this run finished after {done} generations; to run {options.generations}, start a "
                             f"new --out (seed it with this run's folder)")
         if done > options.generations:
             raise UserError(f"this run has already run {done} generations: --generations must be at least {done}")
+        return plan
 
     def run(self, job: Job, plan: Plan) -> Plan:
         if plan.steps:
@@ -148,7 +149,7 @@ class Evolution(MethodDefaults):
                            "parent": best["completed"], "parent_ppl": best["ppl"], "history": []}
             self._save(job, plan, t0)
         state = plan.search
-        state["generations"] = job.options.generations  # a resume may change it (check_resume)
+        state["generations"] = job.options.generations  # a resume may change it (extend)
         races = getattr(job.scorer, "z", None)
         z = races if races is not None else math.inf  # an exact scorer: every candidate runs every window
         batches = [t.shape[0] for t in cache.batches]

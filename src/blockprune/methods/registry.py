@@ -50,8 +50,8 @@ class Method(Protocol):
     #: the options only methods declaring them read (`declared.Option`: flag, default, help, check, plan
     #: record; any other method refuses them changed)
     options: tuple[Option, ...]
-    #: the names of those a resume may change (`Option.extendable`): they set only how long the search
-    #: runs, and what it did so far is the same for any value
+    #: the options a resume may change (its own `Option.extendable` ones, and for a greedy search the budget):
+    #: they set only how long the search runs, and `extend` keeps what it did so far that holds for the new value
     extendable: tuple[str, ...]
 
     def validate(self, options: Any) -> None:
@@ -61,8 +61,9 @@ class Method(Protocol):
         """Refuse options this method cannot run with on this model and data (a one-line UserError): `plan` is
         the new plan (model and calibration recorded), checked before anything is written."""
 
-    def check_resume(self, plan: Plan, options: Any) -> None:
-        """Refuse resuming `plan` with `options` (its `extendable` ones changed) where its state cannot follow."""
+    def extend(self, plan: Plan, options: Any, view: BlockView) -> Plan:
+        """The saved `plan` as a run with `options` (its `extendable` ones changed) continues it: the saved
+        state, or the part of it such a run would share; a UserError where its state cannot follow."""
 
     def describe(self, plan: Plan) -> str | None:
         """One line on what the result keeps beyond its steps, for the run summary (None: nothing to add)."""
@@ -89,8 +90,8 @@ class MethodDefaults:
     def check_inputs(self, plan: Plan, view: BlockView, options: Any) -> None:
         pass
 
-    def check_resume(self, plan: Plan, options: Any) -> None:
-        pass
+    def extend(self, plan: Plan, options: Any, view: BlockView) -> Plan:
+        return plan
 
     def describe(self, plan: Plan) -> str | None:
         return None

@@ -12,7 +12,7 @@ from typing import Callable
 from ..errors import UserError
 from . import criteria
 from ..plan import Plan, Step
-from ..units import LAYER, layer_blocks, unit_name
+from ..units import LAYER, expand, layer_blocks, unit_name
 from ..view import BlockView
 
 BLOCK_TYPES = {"mha": ("attn",), "mlp": ("mlp",), "mix": ("attn", "mlp")}
@@ -62,6 +62,33 @@ def fits(unit: Unit, removed_params: int, total_params: int, ratio: float | None
     return ratio is None or removed_params + unit.params <= ratio * total_params
 
 
+def step_pool(view: BlockView, candidates: list[Unit], removed_blocks: frozenset[str],
+              ratio: float | None) -> list[Unit]:
+    """The candidates a step scores: those sharing no block with what is removed (with joint candidates, a
+    layer whose attention block is gone is none) and fitting the budget."""
+    removed_params = view.removed_params(removed_blocks)
+    return [u for u in candidates if not u.blocks & removed_blocks
+            and fits(u, removed_params, view.total_params, ratio)]
+
+
+def same_steps(plan: Plan, view: BlockView, candidates: list[Unit], *, num_blocks: int | None,
+               ratio: float | None) -> int:
+    """How many of `plan`'s first steps a greedy run with this budget takes alike. A greedy step never looks
+    ahead, so the budget changes it only through which candidates fit: step k is the same under another
+    budget exactly when it scores the same pool (each step records every candidate it scored), and it is
+    one the budget still allows (--num-blocks). A run extended to a larger budget keeps these steps and
+    searches on from there."""
+    kept: list[str] = []
+    for k, step in enumerate(plan.steps):
+        if num_blocks is not None and k >= num_blocks:
+            break
+        removed = frozenset(b for u in kept for b in expand(u))
+        if {u.name for u in step_pool(view, candidates, removed, ratio)} != set(step["scores"]):
+            break
+        kept.append(step["removed"])
+    return len(kept)
+
+
 def greedy(view: BlockView, scorer, plan: Plan, candidates: list[Unit], *, num_blocks: int | None,
            ratio: float | None, on_step: Callable[[Plan, float], None] | None = None,
            progress_factory=None, criterion: str = "ppl") -> Plan:
@@ -80,8 +107,7 @@ def greedy(view: BlockView, scorer, plan: Plan, candidates: list[Unit], *, num_b
         removed_params = view.removed_params(removed_blocks)
         if num_blocks is not None and len(done) >= num_blocks:
             break
-        pool = [u for u in candidates if not u.blocks & removed_blocks
-                and fits(u, removed_params, view.total_params, ratio)]
+        pool = step_pool(view, candidates, removed_blocks, ratio)
         if not pool:
             break
         t0 = time.perf_counter()
