@@ -42,6 +42,9 @@
 # EVAL=quick under paper: the standard quick subset (the first 8 perplexity windows, 100 documents a task).
 # MODEL (default smollm2-135m), BLOCKPRUNE_DATA, LIMIT and MAX_WINDOWS (documents a task, perplexity windows:
 # override the protocol's, e.g. for a dry run on a tiny checkpoint) are read from the environment.
+# Scoring cost (seconds and peak RSS of each width method's scoring pass, LLM-Pruner's gradients included, one
+# process each beside a load + forward-pass baseline, under the paper calibration), separately and with the
+# machine to itself: OMP_NUM_THREADS=1 python bench/width/scoring_cost.py (its docstring has the options).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DATA=${BLOCKPRUNE_DATA:-../shared/data}
