@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from blockprune import atomic, machine, monitor
+from blockprune import atomic, machine, monitor, timings
 from blockprune.plan import Plan
 
 METHODS = ("blockpruner", "shortgpt")
@@ -36,7 +36,6 @@ def read(run: Path, wikitext2_dense: float | None) -> dict | None:
     plan = Plan.load(run)
     if plan.status != "done" or not plan.steps:
         return None
-    timings = json.loads((run / "timings.json").read_text()) if (run / "timings.json").exists() else {"steps": []}
     verdict = monitor.check(plan) or {}
     wt = wikitext2(ev)
     cal0, cal = plan.dense["ppl"], plan.steps[-1]["ppl"]
@@ -48,8 +47,8 @@ def read(run: Path, wikitext2_dense: float | None) -> dict | None:
             "wikitext2": wt["ppl"], "wikitext2_windows": wt["windows"], "wikitext2_dense": wikitext2_dense,
             "log_ratio_wikitext2": (monitor.overfit_ratio(cal0, cal, wikitext2_dense, wt["ppl"])
                                     if wikitext2_dense else None),
-            "search_s": sum(s["seconds"] for s in timings["steps"]),
-            "validation_share": timings.get("validation_share")}
+            "search_s": sum(timings.step_seconds(run)),
+            "validation_share": timings.load(run / timings.FILE, warn=False).get("validation_share")}
 
 
 def markdown(rows: list[dict]) -> str:

@@ -12,8 +12,9 @@ import json
 import sys
 from pathlib import Path
 
-from blockprune import machine
-from blockprune.compare import markdown, method_row, missing_tasks, parse_methods
+from blockprune import machine, timings
+from blockprune.compare import markdown, method_row, parse_methods
+from blockprune.evaluate.resumable import missing_tasks, read
 from blockprune.plan import Plan
 
 ALL = "shortgpt,relative-magnitude,blockpruner,blockpruner-oneshot,layer-ppl,blockpruner-refined,blockpruner:bi,blockpruner:rm,blockpruner:js"
@@ -22,7 +23,6 @@ ALL = "shortgpt,relative-magnitude,blockpruner,blockpruner-oneshot,layer-ppl,blo
 def main(folder: str, methods: str = ALL) -> None:
     out = Path(folder)
     result = json.loads((out / "comparison.json").read_text())  # for its header: model, calibration, eval
-    read = lambda p: json.loads(p.read_text()) if p.exists() else None  # noqa: E731
     rows = [r for r in result["rows"] if r["method"] == "dense"]
     folders = {"dense": out / "dense"}  # each printed method's folder, for the machines behind its figures
     for e in parse_methods(methods):  # every method whose search and evaluation are both finished
@@ -48,8 +48,7 @@ def main(folder: str, methods: str = ALL) -> None:
             continue
         folders[e.label] = sub
         plan = Plan.load(sub)
-        secs = sum(s["seconds"] for s in json.loads((sub / "timings.json").read_text())["steps"]) \
-            if (sub / "timings.json").exists() else 0.0
+        secs = sum(timings.step_seconds(sub))
         last = plan.steps[-1] if plan.steps else {"ratio": 0.0, "ppl": plan.dense.get("ppl")}
         if plan.search is not None and not plan.steps:  # a population search between generations
             s = plan.search

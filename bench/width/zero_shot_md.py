@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from blockprune import machine
-from blockprune.evaluate.table import ZERO_SHOT, task_score
+from blockprune.evaluate.table import ZERO_SHOT, row_scores
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "bench" / "width" / "results"
@@ -23,20 +23,22 @@ ROWS = {"uniform / llm-bip (= width-local)": "zero_shot_uniform_llm_bip",
         "global / width-local": "zero_shot_global_local"}
 
 
-def row(label: str, scores: dict[str, dict], average: float) -> str:
-    cells = [f"{100 * task_score(scores[t]):.1f}" for t in ZERO_SHOT]
-    return f"| {label} | {' | '.join(cells)} | {100 * average:.1f} |"
+def row(label: str, ev: dict) -> str:
+    """A model's row from its eval record (the dense model's: its quick subset's), scored as compare's are."""
+    scores = row_scores(ev)
+    cells = [f"{100 * scores['zero_shot'][t]:.1f}" for t in ZERO_SHOT]
+    return f"| {label} | {' | '.join(cells)} | {100 * scores['average']:.1f} |"
 
 
 def main() -> None:
     dense = json.loads(DENSE.read_text(encoding="utf-8"))
     print(f"| model | {' | '.join(ZERO_SHOT)} | average |")
     print("|" + "---|" * (len(ZERO_SHOT) + 2))
-    print(row("dense", dense["quick"]["zero_shot"], dense["quick"]["average"]["value"]))
+    print(row("dense", dense["quick"]))
     records = {"dense": dense.get("machines") or [None]}
     for label, folder in ROWS.items():
         ev = json.loads((RESULTS / folder / "eval.json").read_text(encoding="utf-8"))
-        print(row(label, ev["zero_shot"], ev["average"]["value"]))
+        print(row(label, ev))
         records[label] = machine.folder_records(RESULTS / folder)
     print()
     print("\n".join(machine.table_lines(records)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..evaluate import table
-from ..evaluate.table import PPL_TITLES, ZERO_SHOT, TableRow, task_metric
+from ..evaluate.table import PPL_TITLES, ZERO_SHOT, TableRow, row_scores
 from .loading import LoadedFolder
 
 
@@ -23,18 +23,18 @@ def table_row(e: LoadedFolder) -> dict[str, Any] | None:
     if ratio is None and ev["subject"]["method"] == "dense":
         ratio = 0.0
     zs = ev.get("zero_shot", {})
-    metric = {t: (ev.get("average") or {}).get("metrics", {}).get(t) or task_metric(zs[t]) for t in zs}
+    scores = row_scores(ev)  # as compare's rows hold them
+    ppl = scores["perplexity"]
     method = ev["subject"]["method"]
     healing = ev["subject"].get("healing")
     if healing:
         method += f" + LoRA ({healing['steps']} steps)"
     return {"label": e.label, "method": method, "ratio": ratio,
-            "wikitext2": (ev.get("perplexity", {}).get("wikitext2") or {}).get("ppl"),
-            "ptb": (ev.get("perplexity", {}).get("ptb") or {}).get("ppl"),
-            "texts": {t: r.get("ppl") for t, r in ev.get("perplexity", {}).items() if t not in PPL_TITLES},
-            "tasks": {t: zs[t].get(metric[t]) for t in zs}, "metrics": metric,
+            "wikitext2": ppl.get("wikitext2"), "ptb": ppl.get("ptb"),
+            "texts": {t: v for t, v in ppl.items() if t not in PPL_TITLES},
+            "tasks": scores["zero_shot"], "metrics": scores["metrics"],
             "num_fewshot": (ev.get("settings") or {}).get("num_fewshot") or 0,
-            "average": (ev.get("average") or {}).get("value"),
+            "average": scores["average"],
             "subset": {"windows": (ev.get("perplexity", {}).get("wikitext2") or {}).get("windows"),
                        "docs": {t: zs[t].get("docs") for t in zs}}}
 
