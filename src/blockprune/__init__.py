@@ -19,7 +19,7 @@ __all__ = [
     # the public modules: users and bench/ import from these (their names without a leading underscore);
     # the rest (api, cli, commands, errors, progress, registry, verify) is reached through the API and the CLI
     "arch", "atomic", "compare", "data", "estimate", "evaluate", "export", "machine", "methods", "models", "monitor", "options",
-    "plan", "report", "scoring", "search", "units", "view", "width", "window_nll",
+    "plan", "report", "scoring", "search", "timings", "units", "view", "width", "window_nll",
 ]
 
 
