@@ -11,6 +11,17 @@ from blockprune.models import byte_tokenizer  # noqa: F401  (the tests import it
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+def bench_script(path: str):
+    """A bench script (`bench/...py`, relative to the repository) imported as a module, for its tests."""
+    import importlib.util
+
+    file = Path(__file__).resolve().parents[1] / path
+    spec = importlib.util.spec_from_file_location("bench_" + "_".join(Path(path).with_suffix("").parts[1:]), file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def tiny_llama(seed: int = 0, layers: int = 4, **overrides):
     from transformers import LlamaConfig, LlamaForCausalLM
 

@@ -1,8 +1,8 @@
 """bench/compare/at_ratio.py: a greedy plan cut back to a smaller ratio is what the run at that ratio made."""
-import importlib.util
 from pathlib import Path
 
 import pytest
+from conftest import bench_script
 
 from blockprune.plan import Plan
 
@@ -11,10 +11,7 @@ R20 = ROOT / "bench" / "compare" / "smollm2-r20-paper"
 
 
 def at_ratio():
-    spec = importlib.util.spec_from_file_location("at_ratio", ROOT / "bench" / "compare" / "at_ratio.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return bench_script("bench/compare/at_ratio.py")
 
 
 def test_the_20_percent_layer_search_cut_to_10_percent_is_the_10_percent_run():

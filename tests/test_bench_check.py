@@ -1,20 +1,17 @@
 """bench/plans/check.py holds on any CPU: removals compared exactly, perplexities within a stated tolerance."""
 import copy
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from conftest import bench_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def check():
-    spec = importlib.util.spec_from_file_location("bench_plans_check", ROOT / "bench/plans/check.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return bench_script("bench/plans/check.py")
 
 
 def test_a_plan_recomputed_on_another_cpu_passes_within_the_tolerance_and_only_with_the_same_removals(check):

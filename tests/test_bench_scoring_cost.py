@@ -1,23 +1,19 @@
 """bench/width/scoring_cost.py: each width method's scoring pass measured in a process of its own (seconds, peak
 RSS) beside a baseline process (load + one forward pass), written to this machine's results file with the
 machine record; a re-run keeps what was measured and refuses other settings. On a tiny random Llama."""
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from conftest import bench_script
 
 from blockprune import machine
 
-SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "width" / "scoring_cost.py"
 
 
 @pytest.fixture(scope="module")
 def scoring_cost():
-    spec = importlib.util.spec_from_file_location("bench_width_scoring_cost", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return bench_script("bench/width/scoring_cost.py")
 
 
 def test_each_method_and_the_baseline_measured_in_its_own_process(scoring_cost, tiny_checkpoint, short_calib,

@@ -1,27 +1,23 @@
 """bench/width/table.py: width rows from a `blockprune compare` folder, depth rows from another one only where
 that one was made at the same ratio and evaluated alike, cost figures where `blockprune eval` wrote them, and
 LLM-BIP against the best published baseline."""
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from conftest import bench_script
 
 from blockprune import compare as cmp
 from blockprune import machine
 from blockprune.api import PruneOptions
 from test_compare import FakeEvaluator
 
-TABLE = Path(__file__).resolve().parents[1] / "bench" / "width" / "table.py"
 ALL = ("wikitext2", "ptb") + cmp.ZERO_SHOT
 
 
 @pytest.fixture(scope="module")
 def table():
-    spec = importlib.util.spec_from_file_location("bench_width_table", TABLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return bench_script("bench/width/table.py")
 
 
 class Evaluator(FakeEvaluator):
