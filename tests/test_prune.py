@@ -392,10 +392,9 @@ def resumed_with_larger_ratio(method, small, large, ckpt, calib, tmp_path, capsy
     return shared < len(saved.steps)
 
 
-@pytest.mark.parametrize("method,small,large", [("layer-ppl", 0.25, 0.45), ("blockpruner-joint", 0.2, 0.45)])
-def test_a_greedy_run_resumed_with_a_larger_ratio_ends_as_a_fresh_run_at_it(method, small, large, tiny_checkpoint,
-                                                                          calib_file, tmp_path, capsys):
-    resumed_with_larger_ratio(method, small, large, tiny_checkpoint, calib_file, tmp_path, capsys)
+def test_a_joint_search_resumed_with_a_larger_ratio_ends_as_a_fresh_run_at_it(tiny_checkpoint, calib_file, tmp_path,
+                                                                             capsys):
+    resumed_with_larger_ratio("blockpruner-joint", 0.2, 0.45, tiny_checkpoint, calib_file, tmp_path, capsys)
 
 
 def test_a_larger_ratio_searches_again_the_steps_the_smaller_budget_narrowed(tiny_checkpoint, calib_file, tmp_path,
