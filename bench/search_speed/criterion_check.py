@@ -9,6 +9,7 @@ racing ran against the exhaustive count, and the CPU seconds of each; writes
 bench/search_speed/criterion_check/<machine>.json (one file per kind of machine, never overwritten by another).
 
     python bench/search_speed/criterion_check.py [--data-dir ../shared/data] [--ratio 0.05]
+    python bench/search_speed/criterion_check.py --show bench/search_speed/criterion_check/amd-epyc-avx2.json
 """
 from __future__ import annotations
 
@@ -55,7 +56,11 @@ def main() -> None:
     ap.add_argument("--data-dir", default=os.environ.get("BLOCKPRUNE_DATA", "../shared/data"))
     ap.add_argument("--ratio", type=float, default=0.05)
     ap.add_argument("--one", choices=["incremental", "racing"], help=argparse.SUPPRESS)  # a lane's process
+    ap.add_argument("--show", metavar="FILE", help="print a results file's check again, running nothing")
     a = ap.parse_args()
+    if a.show:
+        show(json.loads(Path(a.show).read_text()))
+        return
     if a.one:
         print(json.dumps(search(a.one, a.ratio, a.data_dir)))
         return
@@ -72,14 +77,24 @@ def main() -> None:
     out = HERE / "criterion_check" / f"{machine.tag()}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"joint search, per-param criterion, to ratio {a.ratio} on alpaca_sample16 (8 x 256 tokens)")
+    show(result)
+    print(f"(written to {out.relative_to(HERE.parents[1])})")
+
+
+def show(result: dict) -> None:
+    """The check's lines, from a run's result (`--show FILE` prints a results file's again)."""
+    from blockprune import machine
+
+    runs = result["runs"]
+    exact, raced = runs["incremental"], runs["racing"]
+    print(f"joint search, per-param criterion, to ratio {result['ratio']} on alpaca_sample16 (8 x 256 tokens)")
     for s, r in runs.items():
         print(f"  {s:11s} {', '.join(r['removed'])}  ppl {' '.join(f'{p:.3f}' for p in r['ppl'])}  "
               f"{r['evaluated_windows']}/{r['exhaustive_windows']} candidate-windows, {r['cpu_seconds']} CPU s")
-    print(f"same removals: {same}; racing ran {raced['evaluated_windows'] / exact['evaluated_windows']:.2f} of the "
-          f"exhaustive candidate-windows, {exact['cpu_seconds'] / raced['cpu_seconds']:.2f}x less CPU time")
-    print(f"(written to {out.relative_to(HERE.parents[1])})")
-
+    print(f"same removals: {result['same_removals']}; racing ran "
+          f"{raced['evaluated_windows'] / exact['evaluated_windows']:.2f} of the exhaustive candidate-windows, "
+          f"{exact['cpu_seconds'] / raced['cpu_seconds']:.2f}x less CPU time")
+    print(f"`{result['command']}`; machine: {machine.summary(result['machine'])}")
 
 if __name__ == "__main__":
     main()
