@@ -224,10 +224,9 @@ def _start_plan(fresh: Plan, plan_path: Path, resume: bool, method: Method, opti
         return fresh
     plan = Plan.load(plan_path)
     loose, note = resume_check(plan, fresh.options, method)
-    saved, given = plan.identity(loose), fresh.identity(loose)
-    if saved != given:  # named with every option that differs, a changed budget included
-        named = tuple(k for k in loose if k not in method.extendable)
-        saved, given = plan.identity(named), fresh.identity(named)
+    if plan.identity(loose + method.extendable) != fresh.identity(loose + method.extendable):
+        # named with every option that differs, a changed budget included
+        saved, given = plan.identity(loose), fresh.identity(loose)
         saved["options"], given["options"] = as_given(saved["options"]), as_given(given["options"])
         raise UserError(f"{plan_path} was made with {differences(saved, given)}; it cannot be resumed with these "
                         f"inputs (start a new --out)")

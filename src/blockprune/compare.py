@@ -170,7 +170,6 @@ def _check_reusable(plan: Plan, sub: Path, model: str, options: PruneOptions) ->
     resume compares them: see `resume_check`)."""
     want = options.recorded()
     loose, _ = resume_check(plan, want, options.chosen_method)
-    loose = tuple(k for k in loose if k not in options.chosen_method.extendable)  # a resume would search on
     diff = [k for k in sorted(set(want) | set(plan.options)) if k not in loose and want.get(k) != plan.options.get(k)]
     if plan.model.get("source") != model:
         diff.insert(0, f"model ({plan.model.get('source')!r})")

@@ -271,10 +271,10 @@ def as_given(recorded: dict[str, Any]) -> dict[str, Any]:
 
 
 def resume_check(plan: Plan, given: dict[str, Any], method: Method) -> tuple[tuple[str, ...], str | None]:
-    """Which of `plan`'s recorded options may differ from `given` (what this run records) when this run
-    continues it, and the line to print when the scorer changes:
+    """Which of `plan`'s recorded options may differ from `given` (what this run records) without changing
+    the result, and the line to print when the scorer changes (the method's `extendable` options change how
+    far its search goes: a resume extends the plan with them, a finished folder is not reused under them):
 
-    - the method's `extendable` options (they set only how long its search runs);
     - the scorer's fields where the run scores no candidate by perplexity through a scorer (plans made
       before issue 34 recorded them for every method);
     - the scorer's fields when both scorers select what exhaustive scoring selects (`like_exhaustive`:
@@ -284,7 +284,7 @@ def resume_check(plan: Plan, given: dict[str, Any], method: Method) -> tuple[tup
       before batch size was recorded do not say theirs.
 
     A scorer change that could select otherwise is refused (UserError) with the reason."""
-    loose, note = method.extendable, None
+    loose, note = (), None
     saved, now = plan.options.get("scorer"), given.get("scorer")
     if not scores_by_perplexity(method, given.get("metric", scoring.PERPLEXITY)):
         loose += scorer_fields()

@@ -78,15 +78,12 @@ def same_steps(plan: Plan, view: BlockView, candidates: list[Unit], *, num_block
     budget exactly when it scores the same pool (each step records every candidate it scored), and it is
     one the budget still allows (--num-blocks). A run extended to a larger budget keeps these steps and
     searches on from there."""
-    kept: list[str] = []
     for k, step in enumerate(plan.steps):
-        if num_blocks is not None and k >= num_blocks:
-            break
-        removed = frozenset(b for u in kept for b in expand(u))
-        if {u.name for u in step_pool(view, candidates, removed, ratio)} != set(step["scores"]):
-            break
-        kept.append(step["removed"])
-    return len(kept)
+        removed = frozenset(b for s in plan.steps[:k] for b in expand(s["removed"]))
+        if (num_blocks is not None and k >= num_blocks
+                or {u.name for u in step_pool(view, candidates, removed, ratio)} != set(step["scores"])):
+            return k
+    return len(plan.steps)
 
 
 def greedy(view: BlockView, scorer, plan: Plan, candidates: list[Unit], *, num_blocks: int | None,
