@@ -29,11 +29,9 @@ command per size, and its figure beside it (.png); `--show FILE` prints a result
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import re
-import resource
 import shlex
 import shutil
 import subprocess
@@ -117,54 +115,6 @@ def params_of(config_dir: Path) -> int:
     return estimate.shapes(AutoConfig.from_pretrained(config_dir)).params
 
 
-# -- memory and time, per phase ----------------------------------------------------------------------------
-
-def rss() -> int:
-    return _status("VmRSS")
-
-
-def _status(key: str) -> int:
-    with open("/proc/self/status", encoding="utf-8") as f:
-        return int(re.search(rf"{key}:\s+(\d+)", f.read()).group(1)) * 1024
-
-
-def reset_peak() -> bool:
-    """Restart the peak RSS (VmHWM) from the current RSS; False where the kernel does not allow it (then
-    each phase's peak is the process's so far)."""
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="utf-8") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def peak() -> int:
-    try:
-        return _status("VmHWM")
-    except (OSError, AttributeError):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-class Phase:
-    """Wall and CPU seconds and the peak RSS of what runs inside it."""
-
-    def __enter__(self) -> "Phase":
-        gc.collect()
-        self.reset = reset_peak()
-        self.rss_before = rss()
-        self.wall, self.cpu = time.perf_counter(), time.process_time()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
-        self.peak = peak()
-
-    def record(self, **more: Any) -> dict[str, Any]:
-        return {"wall": round(self.wall, 2), "cpu": round(self.cpu, 2), "peak_rss": self.peak,
-                "rss_before": self.rss_before, "peak_reset": self.reset, **more}
-
-
 def spaced(pool: list, n: int | None) -> list:
     """`n` of `pool` evenly spaced through it (all of it when n is None or not smaller)."""
     if n is None or n >= len(pool):
@@ -210,7 +160,7 @@ def run_size(name: str, work: Path, dtype: str, args) -> dict[str, Any]:
     from transformers import AutoConfig
     from transformers.utils import logging as hf_logging
 
-    from blockprune import estimate, models, scoring
+    from blockprune import estimate, machine, models, scoring
     from blockprune import prune
     from blockprune.data import load_windows
     from blockprune.export import export, load
@@ -238,13 +188,13 @@ def run_size(name: str, work: Path, dtype: str, args) -> dict[str, Any]:
     timing = estimate.time_layer(config, dtype, "cpu", args.seqlen)
     record["timing"] = {"attn": timing.attn, "mlp": timing.mlp, "head": timing.head, "load": timing.load}
 
-    with Phase() as ph:
+    with machine.Phase() as ph:
         net, tok = models.load(str(folder), dtype)
     phases["load"] = ph.record()
     view = BlockView(net)
     windows = load_windows(calib, tok, args.seqlen)
     assert len(windows) == args.windows, f"{len(windows)} windows of the generated text, not {args.windows}"
-    with Phase() as ph, torch.no_grad():
+    with machine.Phase() as ph, torch.no_grad():
         perplexity(view, windows)
     phases["dense pass"] = ph.record()
     removed_by_bp: str | None = None
@@ -252,7 +202,7 @@ def run_size(name: str, work: Path, dtype: str, args) -> dict[str, Any]:
         opts = options(method, dtype, calib, args.seqlen, scorer=scorer_name).resolved("cpu")
         pool = candidate_units(view, "layer" if method == "layer-ppl" else "block", "mix")
         cands = spaced(pool, args.candidates)
-        with Phase() as ph:
+        with machine.Phase() as ph:
             scorer = scoring.make_scorer(view, windows, opts)
             w, c = time.perf_counter(), time.process_time()
             scorer.cache.sync(frozenset())  # the cache's fill, timed apart from the candidates
@@ -279,18 +229,18 @@ def run_size(name: str, work: Path, dtype: str, args) -> dict[str, Any]:
         print(f"{name}: {label}: {ph.wall:.0f} s", file=sys.stderr, flush=True)
 
     out = work / "export"
-    with Phase() as ph:
+    with machine.Phase() as ph:
         export(net, {removed_by_bp}, out, tokenizer=tok)
     phases["export"] = ph.record(removed=removed_by_bp, bytes=sum(f.stat().st_size for f in out.rglob("*") if f.is_file()))
     del net, view
-    with Phase() as ph:
+    with machine.Phase() as ph:
         back = load(out, models.DTYPES[dtype])
     phases["reload"] = ph.record()
     del back
     shutil.rmtree(out)
 
     for method in ("shortgpt", "llm-bip"):
-        with Phase() as ph:
+        with machine.Phase() as ph:
             prune(str(folder), work / method, options=options(method, dtype, calib, args.seqlen), export=False,
                   progress=False)
         phases[method] = ph.record(estimate_peak=ests[method]["peak"], estimate_needed=ests[method]["needed"])

@@ -41,7 +41,6 @@ import argparse
 import datetime
 import json
 import os
-import re
 import shlex
 import subprocess
 import sys
@@ -59,45 +58,13 @@ SETTINGS = ("model", "calibration", "nsamples", "seqlen", "seed", "ratio", "laye
 MIB = 1024 * 1024
 
 
-def _status_kib(field: str) -> int | None:
-    try:
-        text = Path("/proc/self/status").read_text()
-    except OSError:
-        return None
-    m = re.search(rf"^{field}:\s+(\d+) kB", text, re.M)
-    return int(m.group(1)) if m else None
-
-
-def _reset_peak() -> bool:
-    """Reset this process's peak RSS (VmHWM) to its current RSS; False where the kernel does not allow it."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-class Phase:
-    """Seconds and memory of one phase of a child process: RSS at its start, peak RSS while it ran."""
-
-    def __enter__(self):
-        self.reset = _reset_peak()
-        self.rss_before = _status_kib("VmRSS")
-        self.start = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc):
-        self.seconds = time.perf_counter() - self.start
-        peak = _status_kib("VmHWM") if self.reset else None
-        self.record = {"seconds": round(self.seconds, 3),
-                       "rss_before_mib": None if self.rss_before is None else round(self.rss_before / 1024, 1),
-                       "peak_rss_mib": None if peak is None else round(peak / 1024, 1)}
-
-
 def child(args: argparse.Namespace) -> None:
     """One measurement, in this process: the baseline or one method's prune run; its record to --child-out."""
     from blockprune import machine
+
+    def phase_record(phase: machine.Phase) -> dict:  # MiB; no peak where the kernel would not reset it
+        return {"seconds": round(phase.wall, 3), "rss_before_mib": round(phase.rss_before / MIB, 1),
+                "peak_rss_mib": round(phase.peak / MIB, 1) if phase.reset else None}
 
     rec: dict = {"machine": machine.describe()}
     options = dict(calibration=args.calibration, nsamples=args.nsamples, seqlen=args.seqlen, seed=args.seed,
@@ -115,9 +82,9 @@ def child(args: argparse.Namespace) -> None:
         windows = load_windows(opts.calibration, tok, opts.seqlen, nsamples=opts.nsamples, seed=opts.seed,
                                data_dir_=args.data_dir)
         rec["calibration"] = windows.describe()
-        with Phase() as phase:
+        with machine.Phase() as phase:
             rec["ppl"] = perplexity(BlockView(net), windows, batch_size=opts.batch_size)
-        rec["forward"] = phase.record
+        rec["forward"] = phase_record(phase)
     else:
         import blockprune
         import blockprune.width as width
@@ -127,9 +94,9 @@ def child(args: argparse.Namespace) -> None:
         real = width.prune_width
 
         def timed(*a, **k):
-            with Phase() as phase:
+            with machine.Phase() as phase:
                 result = real(*a, **k)
-            rec["scoring"] = phase.record
+            rec["scoring"] = phase_record(phase)
             return result
 
         width.prune_width = timed  # the width methods call it through the module, at run time

@@ -4,13 +4,18 @@ change speed (bf16 and vector units), cores and threads, accelerator, library ve
 Each session may get another CPU (AVX2-only, AVX512-BF16 and AMX machines have all been seen), and
 figures taken on different machines must never be compared or overwrite each other: `tag()` is a short
 name for a machine's results file (`results_file()`), `describe()` the full record, `summary()` that record
-in the one line a table of its figures prints, `table_lines()` which machines a table's rows came from."""
+in the one line a table of its figures prints, `table_lines()` which machines a table's rows came from;
+`Phase`, the wall and CPU seconds and peak resident memory of what runs inside it (bench/scale,
+bench/width/scoring_cost)."""
 from __future__ import annotations
 
+import gc
 import json
 import os
 import platform
 import re
+import resource
+import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -123,3 +128,52 @@ def table_lines(rows: Mapping[str, Sequence[dict[str, Any] | str | None]]) -> li
         for line in dict.fromkeys("not recorded" if r is None else summary(r, load=False) for r in records or [None]):
             by_machine.setdefault(line, []).append(label)
     return [f"Machine: {line}: {', '.join(labels)}" for line, labels in by_machine.items()]
+
+
+# -- memory and time of one phase of a process ----------------------------------------------------------
+
+def rss() -> int:
+    return _status("VmRSS")
+
+
+def _status(key: str) -> int:
+    with open("/proc/self/status", encoding="utf-8") as f:
+        return int(re.search(rf"{key}:\s+(\d+)", f.read()).group(1)) * 1024
+
+
+def reset_peak() -> bool:
+    """Restart the peak RSS (VmHWM) from the current RSS; False where the kernel does not allow it (then
+    each phase's peak is the process's so far)."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="utf-8") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak() -> int:
+    try:
+        return _status("VmHWM")
+    except (OSError, AttributeError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+class Phase:
+    """Wall and CPU seconds and the peak RSS (bytes; `reset`: whether it is this phase's own, else the
+    process's so far) of what runs inside it."""
+
+    def __enter__(self) -> "Phase":
+        gc.collect()
+        self.reset = reset_peak()
+        self.rss_before = rss()
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+        self.peak = peak()
+
+    def record(self, **more: Any) -> dict[str, Any]:
+        return {"wall": round(self.wall, 2), "cpu": round(self.cpu, 2), "peak_rss": self.peak,
+                "rss_before": self.rss_before, "peak_reset": self.reset, **more}
