@@ -30,13 +30,18 @@ KILLS = 3  # kills per run before it is let finish (each after a later save than
 POINTS: set[tuple[str, str]] = set()
 
 
-def _hook(log: Path, pause: float) -> None:
-    """In the child: log every save and pause after it."""
+READY = "\tready"  # a logged save after which a state to continue from is on disk
+
+
+def _hook(log: Path, pause: float, ready) -> None:
+    """In the child: log every save (marked READY where `ready()` holds just after it) and pause after it.
+    The child judges `ready()` itself, between the save and its log line: judged by the parent, the file
+    system could already hold the next save while the log still shows this one."""
     write_bytes, staged_dir = atomic.write_bytes, atomic.staged_dir
 
     def saved(what: str) -> None:
         with open(log, "a") as f:
-            f.write(what + "\n")
+            f.write(what + (READY if ready() else "") + "\n")
         time.sleep(pause)
 
     def logged_write(path, data):
@@ -63,13 +68,14 @@ def _saves(log: Path) -> int:
 
 def run_child(fn, log: Path, kill: bool, saved=lambda: True) -> bool:
     """Run `fn` in a forked child; with `kill`, SIGKILL it in the pause after its first save that leaves
-    a saved state (`saved()`). Returns whether it was killed (else it finished, with exit status 0)."""
+    a saved state (`saved()`, judged in the child as it logs the save). Returns whether it was killed (else
+    it finished, with exit status 0)."""
     log.unlink(missing_ok=True)
     pid = os.fork()
     if pid == 0:  # the child: run, then leave without pytest's teardown
         code = 1
         try:
-            _hook(log, PAUSE if kill else 0.0)  # a run not to be killed need not wait
+            _hook(log, PAUSE if kill else 0.0, saved)  # a run not to be killed need not wait
             code = fn() or 0
         except BaseException:
             traceback.print_exc()
@@ -82,8 +88,9 @@ def run_child(fn, log: Path, kill: bool, saved=lambda: True) -> bool:
         if done:
             assert os.waitstatus_to_exitcode(status) == 0, "the run failed"
             return False
-        n = _saves(log)
-        if kill and n >= 1 and saved():
+        lines = log.read_text().splitlines() if log.exists() else []
+        n = len(lines)
+        if kill and n >= 1 and lines[-1].endswith(READY):
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
             assert _saves(log) == n, "the kill landed after a later save than the one it waited for"
