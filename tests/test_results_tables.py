@@ -41,7 +41,7 @@ TABLES = [
     ("At 10%", "| Method | Ratio | Calib. PPL | Validation",
      ("run", "bench/compare/results_md.py bench/compare/smollm2-r10-paper layer-ppl,blockpruner-joint")),
     ("At 30%", "| Method | Ratio | Calib. PPL | Validation",
-     ("run", "bench/compare/results_md.py bench/compare/smollm2-r30-paper layer-ppl,blockpruner-evo")),
+     ("run", "bench/compare/results_md.py bench/compare/smollm2-r30-paper layer-ppl,blockpruner-joint")),
     ("Healing", "| model | ratio | WikiText-2 ppl |", ("by hand", "from bench/heal/smollm2-bp20/results.json")),
     ("On a CPU with native bf16 (2026-12-05)", "| mode | CPU s |",
      ("by hand", "condensed from bench/search_speed/results/amd-epyc-avx512bf16.json (run.py --show prints it whole)")),
