@@ -32,3 +32,31 @@ def test_every_search_speed_record_agrees_within_the_tolerance(check):
     plain = [json.loads(p.read_text())["modes"]["plain"] for p in (ROOT / "bench/search_speed/results").glob("*.json")]
     assert len(plain) >= 2
     assert all(p["removed"] == plain[0]["removed"] and check.close(p["ppl"], plain[0]["ppl"]) for p in plain)
+
+
+def test_a_rerun_names_the_fields_that_keep_it_from_being_byte_identical(check, monkeypatch):
+    """A re-run whose outcome holds but whose bytes differ says which fields differ (a library's version
+    here), so a reader can tell a moved version from a moved result; identical bytes say so."""
+    recorded = ROOT / "bench/plans/demo/plan.json"
+    plan = json.loads(recorded.read_text())
+
+    def fake_prune(plan_to_write):
+        def prune(model, out, **kwargs):
+            out.mkdir(parents=True)
+            (out / "plan.json").write_bytes(plan_to_write)
+        return prune
+
+    same = check.recorded_as_now(plan, check.options_of(plan))
+    monkeypatch.setattr(check, "prune", fake_prune(same))
+    assert check.rerun("demo", recorded) == (True, f"{len(same)} bytes identical (batch size 1)")
+
+    moved = json.loads(same)
+    moved["versions"]["transformers"] = "0.0.0"
+    monkeypatch.setattr(check, "prune", fake_prune(check.dumps_json(moved).encode()))
+    ok, what = check.rerun("demo", recorded)
+    assert ok and what.endswith("not byte-identical: differs in versions (batch size 1)")
+
+    moved["steps"][0]["removed"] = "attn.29"
+    monkeypatch.setattr(check, "prune", fake_prune(check.dumps_json(moved).encode()))
+    ok, what = check.rerun("demo", recorded)
+    assert not ok and "different removals" in what

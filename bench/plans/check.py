@@ -12,7 +12,8 @@ it is now, into a temporary folder, and compares the new plan.json with the reco
 On the machine kind that recorded a plan the bytes are identical. Another CPU sums floats in another order
 (vector width, bf16 units), so its perplexities differ in the last bits: a plan that is not byte-identical
 passes when every step removes the same unit and every recorded perplexity (dense, each step's, the
-monitor's) is within PPL_RTOL of the recorded one; the line says which of the two held.
+monitor's) is within PPL_RTOL of the recorded one; the line says which of the two held, and which of the
+plan's fields differ (`versions` alone where only a library's version moved).
 
     python bench/plans/check.py [NAME ...]   (names as printed, e.g. compare/shortgpt demo speed/racing)
 
@@ -98,11 +99,11 @@ def rerun(name: str, path: Path) -> tuple[bool, str]:
             new = (Path(tmp) / "run" / "plan.json").read_bytes()
         if new == recorded:
             return True, f"{len(new)} bytes identical (batch size {batch})"
-        a = json.loads(new)
+        a, b = json.loads(new), json.loads(recorded)
         same, what = same_outcome(a, plan)
+        keys = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
         if same:
-            return True, f"{what}, not byte-identical (batch size {batch})"
-        keys = [k for k in sorted(set(a) | set(plan)) if a.get(k) != plan.get(k)]
+            return True, f"{what}, not byte-identical: differs in {', '.join(keys) or 'formatting'} (batch size {batch})"
         tried.append(f"batch size {batch}: {what}; differs in {', '.join(keys)}")
     return False, "; ".join(tried)
 
