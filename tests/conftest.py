@@ -56,6 +56,27 @@ def shared_data():
     return SHARED_DATA
 
 
+@pytest.fixture(scope="session")
+def smollm2_run(tmp_path_factory):
+    """One real BlockPruner run on SmolLM2 (2 Alpaca windows of 64 tokens, 3 blocks, its default checkpoint
+    exported), shared by the real-model tests that check its path and its checkpoints: the search is most of
+    their time, and one run serves them all. Tests may export it further; none may change what it holds."""
+    if not SHARED_DATA.exists():
+        pytest.skip(f"shared data folder {SHARED_DATA} not present")
+    import blockprune
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count())
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("BLOCKPRUNE_CACHE", _test_cache())
+            return blockprune.prune("smollm2-135m", tmp_path_factory.mktemp("smollm2") / "run", data_dir=SHARED_DATA,
+                                    calibration="alpaca", nsamples=2, seqlen=64, num_blocks=3, block_type="mix",
+                                    progress=False)
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def replaced():
     """`replaced(registry, entry)`: `entry` in place of the registry's entry of that name for the rest of the
@@ -73,7 +94,11 @@ def _threads(request):
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     # the real-model cache is shared across tests (it is expensive to build); everything else is per-test
-    monkeypatch.setenv("BLOCKPRUNE_CACHE", os.environ.get("BLOCKPRUNE_TEST_CACHE", str(Path.home() / ".cache" / "blockprune")))
+    monkeypatch.setenv("BLOCKPRUNE_CACHE", _test_cache())
+
+
+def _test_cache() -> str:
+    return os.environ.get("BLOCKPRUNE_TEST_CACHE", str(Path.home() / ".cache" / "blockprune"))
 
 
 def save_tiny_checkpoint(path, seed: int = 0, layers: int = 4, **overrides):

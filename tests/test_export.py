@@ -484,26 +484,23 @@ def test_a_format_registered_at_runtime_is_offered_and_used_by_the_cli(tmp_path,
 
 
 @pytest.mark.slow
-def test_pruned_smollm2_reloads_with_the_runs_calibration_perplexity(tmp_path, shared_data, capsys):
-    """A real BlockPruner run on SmolLM2 (2 windows of 64 tokens, 3 blocks), exported by the CLI through
-    path 2 and path 3: each reloaded checkpoint reproduces the plan's final calibration perplexity."""
+def test_pruned_smollm2_reloads_with_the_runs_calibration_perplexity(smollm2_run, shared_data):
+    """A real BlockPruner run on SmolLM2 (conftest's smollm2_run: 2 windows of 64 tokens, 3 blocks), exported
+    by the CLI through path 2 and path 3: each reloaded checkpoint reproduces the plan's final calibration
+    perplexity."""
     from transformers import AutoTokenizer
 
-    from blockprune import prune
     from blockprune.cli import main
     from blockprune.data import load_windows
 
-    calib = tmp_path / "calib.txt"
-    calib.write_text((shared_data / "calibration" / "alpaca_sample16.txt").read_text()[:640])
-    run = tmp_path / "run"
-    result = prune("smollm2-135m", run, num_blocks=3, calibration=str(calib), seqlen=64, export=False, progress=False)
-    recorded = result.plan.steps[-1]["ppl"]
+    run, plan = smollm2_run.out, smollm2_run.plan
+    recorded = plan.steps[-1]["ppl"]
     for fmt in ("remote-code", "nemotron-nas"):
         assert main(["export", str(run), "--format", fmt]) == 0
         path = run / f"model-{fmt}"
         tok = AutoTokenizer.from_pretrained(path)
-        windows = load_windows(str(calib), tok, 64)
-        assert len(windows) == result.plan.calibration["windows"] >= 2
+        windows = load_windows("alpaca", tok, 64, nsamples=2, seed=42, data_dir_=shared_data)
+        assert windows.sha256() == plan.calibration["sha256"] and len(windows) >= 2
         model = load(path)
         with torch.no_grad():
             nll = [torch.nn.functional.cross_entropy(model(ids[None]).logits[0, :-1].double(), ids[1:])
