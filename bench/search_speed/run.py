@@ -9,7 +9,8 @@ mode's efficiency: the block-forward work the cached search cannot avoid, at the
 as plain scoring measured it in the same run, over the measured time. Writes
 bench/search_speed/results/<machine tag>.json (`blockprune.machine`: a run on another kind of CPU writes
 beside the others, never over them) with the machine's record, and prints the table; `--show FILE` prints
-a results file's table again (how bench/RESULTS.md's per-machine tables are checked).
+a results file's table again, and `--show FILE --condensed` the short table bench/RESULTS.md shows of it (CPU
+times; a bf16 race's candidate-windows in bf16 and fp32 apart).
 
 Each mode runs in its own process with one thread, in two lanes side by side, one per core of this
 2-core machine: plain in one, incremental then both racings in the other (the two lanes take about as long).
@@ -17,7 +18,7 @@ Each mode reports its wall time and its process CPU time; on an idle machine the
 jobs share the cores the CPU-time ratios are the fairer comparison.
 
     python bench/search_speed/run.py [--data-dir ../shared/data] [--k 2]
-    python bench/search_speed/run.py --show bench/search_speed/results/amd-epyc-avx2.json
+    python bench/search_speed/run.py --show bench/search_speed/results/amd-epyc-avx2.json [--condensed]
 """
 from __future__ import annotations
 
@@ -122,9 +123,11 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=2)
     ap.add_argument("--mode", choices=list(MODES), help=argparse.SUPPRESS)  # internal: one mode per process
     ap.add_argument("--show", metavar="FILE", help="print the table of a results file and exit")
+    ap.add_argument("--condensed", action="store_true", help="with --show: the short table bench/RESULTS.md shows")
     args = ap.parse_args()
     if args.show:
-        print(table(json.loads(Path(args.show).read_text())), end="")
+        out = json.loads(Path(args.show).read_text())
+        print((condensed if args.condensed else table)(out), end="")
         return
     if args.mode:
         print(json.dumps(run_mode(args.mode, args.data_dir, args.k)))
@@ -214,6 +217,31 @@ def table(out: dict) -> str:
         lines.append(f"- {k}: {r['fast_dtype']} candidate-windows {sum(p['fast_windows'] for p in steps)}, fp32 "
                      f"{sum(p['full_windows'] for p in steps)}; decided in fp32, per step: {decided}; margins "
                      f"{margins} nats; largest error measured among the decided candidates afterwards {errors}")
+    return "\n".join(lines) + "\n"
+
+
+#: how bench/RESULTS.md's short table names the modes
+LABELS = {"racing": "racing (z = 2.5, default)", "racing-z3": "racing, z = 3",
+          "fast-bf16": "fast-bf16 (forced bf16 race, fp32 decisions)"}
+
+
+def condensed(out: dict) -> str:
+    """The short table of one results file: CPU times and selections; a mode that raced in a fast precision
+    counts its candidate-windows in that precision and in fp32 apart."""
+    results = out["modes"]
+    lines = ["| mode | CPU s | speed-up (CPU) | candidate-windows | removed | final calib. ppl |",
+             "|---|---:|---:|---:|---|---:|"]
+    for k, r in results.items():
+        windows, label = f"{r['evaluated_windows']}/{r['exhaustive_windows']}", LABELS.get(k, k)
+        if r.get("fast_dtype"):
+            steps = [p for p in r["precision"] if p]
+            windows = (f"{sum(p['fast_windows'] for p in steps)} {r['fast_dtype']} + "
+                       f"{sum(p['full_windows'] for p in steps)} fp32")
+        if k == "fast":
+            ran = f"{r['fast_dtype']} race, fp32 decisions" if r["fast_dtype"] else "racing"
+            label = f"fast (as `auto` runs it here: {ran})"
+        lines.append(f"| {label} | {r['cpu']:.1f} | {results['plain']['cpu'] / r['cpu']:.2f}x | {windows} | "
+                     f"{', '.join(r['removed'])} | {r['ppl']:.4f} |")
     return "\n".join(lines) + "\n"
 
 
