@@ -9,7 +9,7 @@ from pathlib import Path
 
 from blockprune import machine, timings
 
-ROOT = Path("bench/paper_protocol")
+ROOT = Path(__file__).resolve().parent
 
 
 def main() -> None:
