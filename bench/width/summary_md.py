@@ -10,13 +10,16 @@ import json
 from pathlib import Path
 
 from blockprune import machine
-from blockprune.words import count
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "bench" / "width" / "results" / "results.json"
 CONFIG = ROOT / "bench" / "scale" / "configs" / "smollm2-135m" / "config.json"
 #: results.json's score names as `--method` names them
 SCORES = {"llm-bip": "llm-bip", "local": "width-local", "magnitude": "width-magnitude"}
+
+
+def count(n: int, noun: str) -> str:
+    return f"{n} {noun if n == 1 else noun + 's'}"
 
 
 def span(values: list[int], noun: str) -> str:
