@@ -3,6 +3,7 @@
 transformers; what llama.cpp cannot run is refused before anything is written."""
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -158,8 +159,10 @@ def test_the_architecture_and_stand_ins_are_the_plainest_that_express_the_model(
     assert not np.any(q0.data)  # the stand-in head's output projection: exactly zero
     width, _ = fields("width")
     assert width["deci.attention.head_count"] == [4, 2, 4, 4] and width["deci.attention.head_count_kv"] == [2, 1, 2, 2]
-    assert width["deci.feed_forward_length"] == [96, 40, 64, 96] and "blockprune.stand_ins" not in width
-    # q8_0: layer 1's 40 channels get 24 zero ones, so its down projection is q8_0 too (not f16)
+    # layer 1's 40 channels get 24 zero ones in every outtype (f32 here): a multiple of FFN_ALIGN
+    assert width["deci.feed_forward_length"] == [96, 64, 64, 96] and "blockprune.stand_ins" not in width
+    assert json.loads(width["blockprune.provenance"])["ffn_zero_channels"] == {"1": 24}
+    # q8_0: so its down projection is q8_0 too (not f16)
     write("width", tmp_path / "width-q8_0.gguf", smol_tokenizer, "q8_0")
     r = GGUFReader(tmp_path / "width-q8_0.gguf")
     assert r.fields["deci.feed_forward_length"].contents() == [96, 64, 64, 96]
