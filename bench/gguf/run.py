@@ -7,17 +7,24 @@ Models: the dense one; the paper-calibration plans of `layer-ppl` and `blockprun
 `blockprune prune --model smollm2-135m --method llm-bip --ratio 0.2 --data-dir ../shared/data --no-export
 --out bench/gguf/llm-bip-r20` (the default calibration: 256 Alpaca rows in 2048-token windows).
 
-Speed, per model, outtype (f16, q8_0) and thread count (--threads, 1 and 2 by default): prompt processing is one 512-token batch into
-an empty context (tokens/s; logits of the last token only, as llama-bench does); generation is 128 tokens
-decoded one at a time after a 32-token prompt, greedy (tokens/s). Each figure: the best and the median of
---runs runs after a warm-up, the models interleaved run by run so that other jobs on the machine hit them
-alike. Perplexity: the first --ppl-windows windows of 2048 tokens of the WikiText-2 test text (as
-`blockprune eval` cuts them), llama.cpp in f32 and q8_0 against transformers in fp32 (1 torch thread).
+Two parts, run apart because they need different machines:
+- `speed` (a timing: run it with the machine to itself, two llama.cpp threads need both cores), per model,
+  outtype (f16, q8_0) and thread count (--threads, 1 and 2 by default): prompt processing is one 512-token
+  batch into an empty context (tokens/s; logits of the last token only, as llama-bench does); generation is
+  128 tokens decoded one at a time after a 32-token prompt, greedy (tokens/s). Each figure: the best and the
+  median of --runs runs after a warm-up, the models interleaved run by run so that other jobs on the machine
+  hit them alike.
+- `perplexity` (not a timing: one thread, it can run beside other one-thread jobs): the first --windows
+  windows of 2048 tokens of the WikiText-2 test text (as `blockprune eval` cuts them), llama.cpp in f32 and
+  q8_0 against transformers in fp32 (1 torch thread), for each of --models. Resumable: each finished model is
+  saved, and a re-run with the same windows keeps it.
 
-    python bench/gguf/run.py [--runs 3] [--ppl-windows 4] [--ppl-models dense] [--data-dir ../shared/data]
-                             [--note "two other one-thread jobs were running"]
+    python bench/gguf/run.py speed [--runs 3] [--threads 1,2] [--note "the machine to itself"]
+    python bench/gguf/run.py perplexity [--windows 16] [--models dense,layer-ppl,blockpruner,llm-bip]
+    python bench/gguf/run.py --show bench/gguf/results/amd-epyc-avx2.json
 
-Writes bench/gguf/results/<machine tag>.json and .md (blockprune.machine: one file per kind of CPU).
+Both write bench/gguf/results/<machine tag>.json and .md (blockprune.machine: one file per kind of CPU), each
+part with its own command, note and machine record; a part run again replaces only that part.
 """
 from __future__ import annotations
 
@@ -105,17 +112,83 @@ def llama_cpp_ppl(path: Path, windows: torch.Tensor) -> float:
     return math.exp(statistics.fmean(nll))
 
 
+def exported(net, tok, plans: dict[str, Plan], name: str, outtype: str, tmp: Path) -> Path:
+    path = tmp / f"{name}-{outtype}.gguf"
+    if not path.exists():
+        if name == "dense":
+            export(net, frozenset(), path, fmt="gguf", tokenizer=tok, options={"outtype": outtype},
+                   meta={"method": "dense"})
+        else:
+            plans[name].export(net, path, fmt="gguf", tokenizer=tok, options={"outtype": outtype})
+    return path
+
+
+def speed_part(args, net, tok, plans: dict[str, Plan], tmp: Path) -> dict:
+    text = "\n\n".join(load_rows(str(Path(args.data_dir) / "calibration" / "alpaca_sample16.txt")))
+    ids = tok(text).input_ids
+    names = ["dense", *plans]
+    files = {(n, o): exported(net, tok, plans, n, o, tmp) for n in names for o in OUTTYPES}
+    rows = {n: {"ratio": 0.0 if n == "dense" else plans[n].outcome.ratio,
+                "removed": [] if n == "dense" else plans[n].outcome.removed,
+                "bytes": {o: files[n, o].stat().st_size for o in OUTTYPES}, "speed": {}} for n in names}
+    for name in names:  # warm-up, then runs interleaved
+        speed(files[name, "f16"], 1, ids)
+    runs: dict[tuple, list[dict[str, float]]] = {}
+    for run in range(args.runs):
+        for threads in map(int, args.threads.split(",")):
+            for outtype in OUTTYPES:
+                for name in names:
+                    runs.setdefault((name, outtype, threads), []).append(speed(files[name, outtype], threads, ids))
+        print(f"speed run {run + 1}/{args.runs} done", file=sys.stderr)
+    for (name, outtype, threads), got in runs.items():
+        rows[name]["speed"][f"{outtype}/{threads}"] = {
+            f"{key}_{how}": fn(r[key] for r in got) for key in got[0]
+            for how, fn in (("best", max), ("median", lambda v: statistics.median(list(v))))}
+    return {"runs": args.runs, "prompt_tokens": PROMPT_TOKENS, "gen_tokens": GEN_TOKENS, "models": rows}
+
+
+def perplexity_part(args, net, tok, plans: dict[str, Plan], tmp: Path, saved: dict | None, save) -> dict:
+    part = {"windows": args.windows, "seqlen": SEQLEN, "models": {}}
+    if saved and (saved.get("windows"), saved.get("seqlen")) == (args.windows, SEQLEN):
+        part["models"] = dict(saved.get("models", {}))
+    windows = load_windows("wikitext2", tok, SEQLEN, data_dir_=args.data_dir, max_windows=args.windows)
+    for name in args.models.split(","):
+        if name in part["models"]:
+            print(f"perplexity {name}: kept from the saved part", file=sys.stderr)
+            continue
+        # a plan masks its removed blocks in place: on a copy, the base model stays whole
+        model = net if name == "dense" else plans[name].apply(copy.deepcopy(net))
+        hf = test_perplexity(model, tok, "wikitext2", seqlen=SEQLEN, max_windows=args.windows,
+                             data_dir=args.data_dir, progress=False)["ppl"]
+        part["models"][name] = {"transformers_fp32": hf, **{
+            f"llama.cpp_{o}": llama_cpp_ppl(exported(net, tok, plans, name, o, tmp), windows.ids) for o in ("f32", "q8_0")}}
+        save(part)
+        print(f"perplexity {name} done", file=sys.stderr)
+    return part
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--ppl-windows", type=int, default=4)
-    ap.add_argument("--ppl-models", default="dense", help="comma list of models whose perplexity is compared")
+    ap.add_argument("part", nargs="?", choices=["speed", "perplexity"])
+    ap.add_argument("--show", metavar="FILE", help="print a results file's tables and exit")
+    ap.add_argument("--runs", type=int, default=3, help="speed: runs per figure")
+    ap.add_argument("--threads", default="1,2", help="speed: llama.cpp thread counts to time, comma-separated "
+                    "(two threads spin while they wait for each other: on a busy machine they mostly spin)")
+    ap.add_argument("--windows", type=int, default=16, help="perplexity: WikiText-2 windows of 2048 tokens")
+    ap.add_argument("--models", default=",".join(["dense", *PLANS]), help="perplexity: comma-separated models")
     ap.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
-    ap.add_argument("--threads", default="1,2", help="llama.cpp thread counts to time, comma-separated (two "
-                    "threads spin while they wait for each other: on a busy machine they mostly spin)")
     ap.add_argument("--note", default="", help="what else ran on the machine, for the results")
     args = ap.parse_args()
+    if args.show:
+        print(markdown(json.loads(Path(args.show).read_text())))
+        return
+    if args.part is None:
+        ap.error("name a part: speed or perplexity (or --show FILE)")
+    unknown = set(args.models.split(",")) - {"dense", *PLANS}
+    if unknown:
+        ap.error(f"--models: unknown {sorted(unknown)}; choose from {['dense', *PLANS]}")
     torch.set_num_threads(1)
+    import llama_cpp
 
     net, tok = models.load("smollm2-135m")
     sha = models.fingerprint(net)
@@ -123,91 +196,58 @@ def main() -> None:
     for name, plan in plans.items():
         if plan.model["sha256"] != sha:
             sys.exit(f"{PLANS[name]} was not made on this smollm2-135m")
-    text = "\n\n".join(load_rows(str(Path(args.data_dir) / "calibration" / "alpaca_sample16.txt")))
-    ids = tok(text).input_ids
-    ppl_models = args.ppl_models.split(",")
-    rows: dict[str, dict] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        files: dict[tuple[str, str], Path] = {}
-        for name in ["dense", *plans]:
-            for outtype in (*OUTTYPES, *(("f32",) if name in ppl_models else ())):
-                path = Path(tmp) / f"{name}-{outtype}.gguf"
-                if name == "dense":
-                    export(net, frozenset(), path, fmt="gguf", tokenizer=tok, options={"outtype": outtype},
-                           meta={"method": "dense"})
-                else:
-                    plans[name].export(net, path, fmt="gguf", tokenizer=tok, options={"outtype": outtype})
-                files[name, outtype] = path
-            plan = plans.get(name)
-            rows[name] = {"ratio": 0.0 if plan is None else plan.outcome.ratio,
-                          "removed": [] if plan is None else plan.outcome.removed,
-                          "bytes": {o: files[name, o].stat().st_size for o in OUTTYPES}, "speed": {}}
-        for name in rows:  # warm-up, then runs interleaved
-            speed(files[name, "f16"], 1, ids)
-        runs: dict[tuple, list[dict[str, float]]] = {}
-        for run in range(args.runs):
-            for threads in map(int, args.threads.split(",")):
-                for outtype in OUTTYPES:
-                    for name in rows:
-                        runs.setdefault((name, outtype, threads), []).append(speed(files[name, outtype], threads, ids))
-            print(f"speed run {run + 1}/{args.runs} done", file=sys.stderr)
-        for (name, outtype, threads), got in runs.items():
-            rows[name]["speed"][f"{outtype}/{threads}"] = {
-                f"{key}_{how}": fn(r[key] for r in got) for key in got[0]
-                for how, fn in (("best", max), ("median", lambda v: statistics.median(list(v))))}
-        ppl = {}
-        windows = load_windows("wikitext2", tok, SEQLEN, data_dir_=args.data_dir, max_windows=args.ppl_windows)
-        for name in ppl_models:
-            # a plan masks its removed blocks in place: on a copy, the base model stays whole
-            model = net if name == "dense" else plans[name].apply(copy.deepcopy(net))
-            hf = test_perplexity(model, tok, "wikitext2", seqlen=SEQLEN, max_windows=args.ppl_windows,
-                                 data_dir=args.data_dir, progress=False)["ppl"]
-            ppl[name] = {"transformers_fp32": hf, **{f"llama.cpp_{o}": llama_cpp_ppl(files[name, o], windows.ids)
-                                                     for o in ("f32", "q8_0")}}
-            print(f"perplexity {name} done", file=sys.stderr)
-    import llama_cpp
+    out = machine.results_file(HERE / "results")
+    result = json.loads(out.read_text()) if out.exists() else {}
+    command = shlex.join(["python", "bench/gguf/run.py", *sys.argv[1:]])
 
-    result = {"command": shlex.join(["python", "bench/gguf/run.py", *sys.argv[1:]]), "machine": machine.describe(),
-              "note": args.note, "llama_cpp_python": llama_cpp.__version__, "runs": args.runs,
-              "prompt_tokens": PROMPT_TOKENS, "gen_tokens": GEN_TOKENS, "ppl_windows": args.ppl_windows,
-              "ppl_seqlen": SEQLEN, "plans": {k: str(v.relative_to(ROOT)) for k, v in PLANS.items()},
-              "models": rows, "perplexity": ppl}
-    table = markdown(result)
-    print(table)
-    out = HERE / "results"
-    out.mkdir(exist_ok=True)
-    (out / f"{machine.tag()}.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / f"{machine.tag()}.md").write_text(table)
+    def save(part: dict) -> None:
+        result.update(llama_cpp_python=llama_cpp.__version__,
+                      plans={k: str(v.relative_to(ROOT)) for k, v in PLANS.items()})
+        result[args.part] = {"command": command, "machine": machine.describe(), "note": args.note, **part}
+        machine.write_results(out.parent, result)
+        out.with_suffix(".md").write_text(markdown(result))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.part == "speed":
+            save(speed_part(args, net, tok, plans, Path(tmp)))
+        else:
+            perplexity_part(args, net, tok, plans, Path(tmp), result.get("perplexity"), save)
+    print(markdown(result))
 
 
 def markdown(r: dict) -> str:
-    m = r["machine"]
-    dense = r["models"]["dense"]
-    lines = ["## llama.cpp: dense against 20% pruned SmolLM2-135M", "",
-             f"llama-cpp-python {r['llama_cpp_python']} on {m['cpu']['model']} ({m['cpu']['cores']} cores, "
-             f"{', '.join(m['cpu']['flags'])}); load average at the end {m['load_average']}. {r['note']}", "",
-             f"Prompt processing: {r['prompt_tokens']} tokens in one batch; generation: {r['gen_tokens']} tokens "
-             f"one at a time. Tokens/s by CPU time (the work; for 1 thread, the speed with a core to itself) and by "
-             f"wall time (what this shared machine gave), best of {r['runs']} runs; x = against dense in the same "
-             "outtype and threads.", "",
-             "| model | removed | ratio | outtype | file | threads | prompt tok/CPU-s | x | generate tok/CPU-s | x "
-             "| prompt tok/s wall | x | generate tok/s wall | x |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for name, row in r["models"].items():
-        for key, s in row["speed"].items():
-            outtype, threads = key.split("/")
-            d = dense["speed"][key]
-            cells = " | ".join(f"{s[k + '_best']:.0f} | {s[k + '_best'] / d[k + '_best']:.2f}"
-                               for k in ("pp_cpu", "tg_cpu", "pp_wall", "tg_wall"))
-            lines.append(f"| {name} | {len(row['removed']) or '-'} | {row['ratio']:.1%} | {outtype} "
-                         f"| {row['bytes'][outtype] / 2**20:.1f} MiB | {threads} | {cells} |")
-    lines += ["", f"WikiText-2 test perplexity, first {r['ppl_windows']} windows of {r['ppl_seqlen']} tokens:", "",
-              "| model | transformers fp32 | llama.cpp f32 | diff | llama.cpp q8_0 | diff |", "|---|---|---|---|---|---|"]
-    for name, p in r["perplexity"].items():
-        hf = p["transformers_fp32"]
-        lines.append(f"| {name} | {hf:.3f} | {p['llama.cpp_f32']:.3f} | {p['llama.cpp_f32'] / hf - 1:+.3%} "
-                     f"| {p['llama.cpp_q8_0']:.3f} | {p['llama.cpp_q8_0'] / hf - 1:+.3%} |")
-    lines += ["", f"Command: `{r['command']}`", ""]
+    """The results file's tables: speed, then perplexity, each with its machine, note and command."""
+    lines = ["## llama.cpp: dense against 20% pruned SmolLM2-135M", "", f"llama-cpp-python {r['llama_cpp_python']}.", ""]
+    if "speed" in r:
+        sp = r["speed"]
+        dense = sp["models"]["dense"]
+        lines += [f"Speed, on {machine.summary(sp['machine'])}. {sp['note']}", "",
+                  f"Prompt processing: {sp['prompt_tokens']} tokens in one batch; generation: {sp['gen_tokens']} "
+                  f"tokens one at a time. Tokens/s by CPU time (the work; for 1 thread, the speed with a core to "
+                  f"itself) and by wall time, best of {sp['runs']} runs; x = against dense in the same outtype and "
+                  "threads.", "",
+                  "| model | removed | ratio | outtype | file | threads | prompt tok/CPU-s | x | generate tok/CPU-s | x "
+                  "| prompt tok/s wall | x | generate tok/s wall | x |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for name, row in sp["models"].items():
+            for key, got in row["speed"].items():
+                outtype, threads = key.split("/")
+                d = dense["speed"][key]
+                cells = " | ".join(f"{got[k + '_best']:.0f} | {got[k + '_best'] / d[k + '_best']:.2f}"
+                                   for k in ("pp_cpu", "tg_cpu", "pp_wall", "tg_wall"))
+                lines.append(f"| {name} | {len(row['removed']) or '-'} | {row['ratio']:.1%} | {outtype} "
+                             f"| {row['bytes'][outtype] / 2**20:.1f} MiB | {threads} | {cells} |")
+        lines += ["", f"Command: `{sp['command']}`", ""]
+    if "perplexity" in r:
+        pp = r["perplexity"]
+        lines += [f"WikiText-2 test perplexity, first {pp['windows']} windows of {pp['seqlen']} tokens, on "
+                  f"{machine.summary(pp['machine'])}; llama.cpp with its default f16 KV cache. {pp['note']}", "",
+                  "| model | transformers fp32 | llama.cpp f32 | diff | llama.cpp q8_0 | diff |", "|---|---|---|---|---|---|"]
+        for name, got in pp["models"].items():
+            hf = got["transformers_fp32"]
+            lines.append(f"| {name} | {hf:.3f} | {got['llama.cpp_f32']:.3f} | {got['llama.cpp_f32'] / hf - 1:+.3%} "
+                         f"| {got['llama.cpp_q8_0']:.3f} | {got['llama.cpp_q8_0'] / hf - 1:+.3%} |")
+        lines += ["", f"Command: `{pp['command']}`", ""]
     return "\n".join(lines)
 
 
