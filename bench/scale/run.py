@@ -296,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--memory", type=float, help="GiB the bench may use (default: the memory available now)")
     ap.add_argument("--note", help="recorded with each size run now (e.g. what else ran beside it)")
+    ap.add_argument("--again", action="store_true", help="measure --sizes again, replacing their records (a "
+                    "size is otherwise kept once done)")
     ap.add_argument("--results", type=Path, default=HERE / "results", help="where <machine tag>.json is written")
     ap.add_argument("--work", type=Path, help="where checkpoints are built (default: the system's temporary folder)")
     ap.add_argument("--show", metavar="FILE", help="print a results file's table and exit")
@@ -322,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = sorted(((params_of(args.configs / n), n) for n in names))
     command = shlex.join(["python", "bench/scale/run.py", *(sys.argv[1:] if argv is None else argv)])
     for params, name in sizes:
-        if results["sizes"].get(name, {}).get("status") == "done":
+        if results["sizes"].get(name, {}).get("status") == "done" and not (args.again and args.sizes):
             print(f"{name}: done before, kept")
             continue
         work = Path(tempfile.mkdtemp(prefix=f"scale-{name}-", dir=args.work))
