@@ -147,9 +147,12 @@ def cost_model(timing, view, candidates) -> list[float]:
     """The cost model's CPU seconds per candidate-window for these candidates: a candidate runs the blocks
     after its first (its own masked) and the LM head, at the one-layer timing's mean block time
     (estimate.seconds' rule); fastest and slowest timed runs."""
+    from blockprune.estimate import INSIDE_MODEL
+
     runs = [len(view.blocks) - u.index - len(u.blocks) for u in candidates]
     mean = sum(runs) / len(runs)
-    return [mean * (timing.attn[i] + timing.mlp[i]) / 2 + timing.head[i] for i in (0, 1)]
+    return [(INSIDE_MODEL if i == 0 else 1) * (mean * (timing.attn[i] + timing.mlp[i]) / 2 + timing.head[i])
+            for i in (0, 1)]
 
 
 def run_size(name: str, work: Path, dtype: str, args) -> dict[str, Any]:

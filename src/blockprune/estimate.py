@@ -17,18 +17,26 @@ the calibration text is tokenized when the model folder has a tokenizer (cheap; 
 - the leader copy: the boundaries past boundary 0 once more, per cache, kept only where the cache lives
   on the model's device and only while free memory covers it twice over; so it is shown and counted in
   the peak, but a run is not refused for it (the cache does without it when memory is short);
+- the candidate being scored: its run's boundaries, one batch's worth, kept until its score says whether
+  it leads (wherever a leader may be kept);
+- width methods: the narrowed copy of the weights (`width.slicing.narrow` copies, then slices); a score
+  that backpropagates (LLM-Pruner's) its gradients, autograd's saved activations and whole logits;
+- while loading on a CPU: the checkpoint's memory-mapped pages beside the weights made from them (in the
+  peak of resident memory, not in what the run needs: clean file pages the kernel can drop);
 - activations of one forward of --batch-size windows through one block (the MLP's three intermediate
   tensors dominate), and the LM head's slice of the logits: `view.window_nll` runs one window and 1024
   vocabulary rows at a time on a CPU (16384 on an accelerator), so the logit matrix is never whole; a JS
-  search (`--metric js`) and the width methods do hold windows x seqlen x vocab logits;
+  search (`--metric js`) and LLM-Pruner's gradients do hold a batch's whole logits;
 - the runtime: this process's resident memory (Python, torch, transformers, the tokenizer) on a CPU run.
 
 Time: one decoder layer of the model's shapes with random weights runs one window on this device (a
 warm-up and `REPEATS` timed runs, one where the warm-up took over `SLOW` seconds, each of its attention
-block, its MLP block and the LM head's vocabulary slice), and the search's block-runs are counted: a candidate at block i runs the blocks from the stored
-boundary at or before i to the end and then the head; each step also re-fills the cache past the removed
-block, and the monitor runs one pass. The range spans the fastest to the slowest timed run, the step
-counts a `--ratio` can mean, and racing's expected candidate-windows (exhaustive for the upper end of
+block, its MLP block, and the LM head: its fixed part with one vocabulary slice, plus each further
+slice's product alone), and the search's block-runs are counted: a candidate at block i runs the blocks
+from the stored boundary at or before i to the end and then the head; each step also re-fills the cache
+past the removed block, and the monitor runs one pass. The range spans the fastest timed run (times
+`INSIDE_MODEL`: a layer alone runs slower than inside the model) to the slowest, the step counts a
+`--ratio` can mean, and racing's expected candidate-windows (exhaustive for the upper end of
 `incremental` and `plain`)."""
 from __future__ import annotations
 
@@ -51,6 +59,9 @@ SLOW = 2.0  # seconds: a block whose warm-up takes longer is timed once, not REP
 # racing's candidate-windows as a share of exhaustive scoring's, the upper end of the expected range:
 # bench/search_speed measured 247-286 of 952 (26-30%) on SmolLM2 at z 2.5-3
 RACING_SHARE = 0.35
+# the low end of the time range is the fastest timed run times this: a decoder layer timed alone ran 3-15%
+# slower per block than the same blocks inside the whole model (bench/scale, SmolLM2-135M's shapes, 1 thread)
+INSIDE_MODEL = 0.85
 BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 GiB = 1024 ** 3
 
@@ -71,6 +82,7 @@ class Shapes:
     eager_attention: bool
     heads: int
     unit_params: dict[str, list[int]] = field(default_factory=dict)  # granularity -> candidate sizes
+    checkpoint_bytes: int = 2  # bytes a parameter in the checkpoint's files (the config's dtype; 2 if unsaid)
 
 
 def _config(spec: str):
@@ -118,8 +130,10 @@ def shapes(config) -> Shapes:
         except Exception:  # noqa: BLE001 - a pool the family cannot form: estimated from blocks
             sizes[gran] = [b.params for b in view.blocks]
     impl = getattr(config, "_attn_implementation", None) or "sdpa"
+    saved = str(getattr(cfg, "dtype", None) or getattr(config, "dtype", None) or "bfloat16").removeprefix("torch.")
     return Shapes(config.model_type, view.total_params, view.num_layers, len(view.blocks), hidden, inter,
-                  cfg.vocab_size, head_dim, view.parallel, impl == "eager", heads, sizes)
+                  cfg.vocab_size, head_dim, view.parallel, impl == "eager", heads, sizes,
+                  4 if saved == "float32" else 2)
 
 
 def stored_boundaries(blocks: int, every: int, parallel: bool = False) -> int:
@@ -227,6 +241,10 @@ def memory(s: Shapes, cal: Calibration, options, device: str = "cpu", runtime: i
             leader += (n - 1) * per
             items.append(Item(f"leader copy ({label})", (n - 1) * per, dev,
                               "up to: kept only while free memory covers it twice over"))
+            # the candidate being scored keeps its run's boundaries until its score says whether it leads
+            # (BoundaryCache.final_nll): one batch's worth, leader or not
+            items.append(Item(f"candidate in flight ({label})", (n - 1) * b * S * H * cb, dev,
+                              f"the boundaries of the run being scored: {n - 1} x {b} window(s)"))
     # activations: one block on `b` windows (MLP intermediates, or attention's q/k/v and output), plus the
     # residual stream and a norm's fp32 upcast
     act = b * S * (max(3 * s.intermediate, 4 * H + 2 * s.heads * s.head_dim) * w + 2 * H * w + H * 4)
@@ -238,9 +256,25 @@ def memory(s: Shapes, cal: Calibration, options, device: str = "cpu", runtime: i
     if options.metric == "js":  # dense and masked logits of a batch, their float64 log-softmaxes
         logits = b * S * s.vocab * (2 * w + 5 * 8)
         note = f"{b} windows x {S} tokens x {s.vocab} vocabulary: logits and float64 log-softmaxes (--metric js)"
-    elif not method.uses_scorer:
-        logits = b * S * s.vocab * 4
-        note = f"{b} windows x {S} tokens x {s.vocab} vocabulary x 4 bytes"
+    if method.granularity == "width":
+        # width.slicing.narrow deep-copies the model, then slices the copy's layers
+        items.append(Item(f"narrowed copy ({options.dtype})", s.params * w, dev,
+                          "the pruned model: a copy of the weights, narrowed after"))
+    if _needs_gradients(options):
+        gb = 1 if _fisher(options) else b  # the Fisher variants run one window per backward pass
+        pruned = _pruned_layer_params(s, options)
+        grads = pruned * (w + (8 if _fisher(options) else 4 if w != 4 else 0))
+        items.append(Item("gradients", grads, dev, f"{pruned:,} weights of the pruned layers: .grad and float32 "
+                          "copies or accumulators (width.taylor.gradients)"))
+        # what autograd keeps for the backward pass: per layer and token about 10 hidden-sized tensors
+        # (norms, attention's inputs and output, projections' inputs) and 3 intermediate-sized ones (the
+        # gate's input, the gated product); fitted to LLM-Pruner's measured peak on SmolLM2-135M's shape
+        # (-6%) and on tests/test_estimate.py's 8-layer model (+8%)
+        saved = gb * S * s.layers * (10 * H + 3 * s.intermediate) * w
+        items.append(Item(f"autograd activations (batch {gb})", saved, dev,
+                          f"{s.layers} layers x {S} tokens kept for the backward pass"))
+        logits = gb * S * s.vocab * (w + 2 * 4)
+        note = f"{gb} windows x {S} tokens x {s.vocab} vocabulary: logits, log-softmax and their gradient"
     items.append(Item(f"activations (batch {b})", act, dev, "one block's intermediates and the residual stream"))
     items.append(Item("logits", logits, dev, note))
     if runtime and dev == "cpu":
@@ -253,6 +287,15 @@ def memory(s: Shapes, cal: Calibration, options, device: str = "cpu", runtime: i
     if leader:
         peak[dev] = peak.get(dev, 0) + leader
     # while the fast copy is made: the weights and the copy, nothing cached yet but boundary 0
+    # while loading: the checkpoint's files are memory-mapped, and the pages read count in the resident
+    # memory next to the weights made from them (clean file pages: the kernel can drop them, so they
+    # are in the peak but not in what the run needs)
+    if dev == "cpu":
+        load = (runtime or 0) + s.params * (w + s.checkpoint_bytes)
+        if load > peak.get("cpu", 0):
+            peak["cpu"] = load
+            items.append(Item("checkpoint pages while loading", s.params * s.checkpoint_bytes, "cpu",
+                              "memory-mapped files, counted in the resident memory only while the weights load"))
     transient = {}
     if fast:
         base = runtime if dev == "cpu" else 0
@@ -260,6 +303,32 @@ def memory(s: Shapes, cal: Calibration, options, device: str = "cpu", runtime: i
         peak[dev] = max(peak.get(dev, 0), transient[dev])
         needed[dev] = max(needed.get(dev, 0), transient[dev])
     return Memory(items, peak, needed, transient)
+
+
+def _width_score(options):
+    from .width import get_score
+
+    name = getattr(options.chosen_method, "score", None)
+    return get_score(name) if name else None
+
+
+def _needs_gradients(options) -> bool:
+    score = _width_score(options)
+    return bool(score and score.gradients)
+
+
+def _fisher(options) -> bool:
+    return getattr(options.chosen_method, "score", "") == "llm-pruner-element2"
+
+
+def _pruned_layer_params(s: Shapes, options) -> int:
+    """Parameters of the layers a width method prunes (`--layers`)."""
+    from .width import parse_layers
+
+    sizes = s.unit_params.get("layer") or []
+    if len(sizes) != s.layers:
+        return int(s.params * (s.layers - 2) / max(1, s.layers))
+    return sum(sizes[i] for i in parse_layers(getattr(options, "layers", "1:-1"), s.layers))
 
 
 def available(device: str, out: str | os.PathLike | None = None) -> dict[str, int | None]:
@@ -398,10 +467,16 @@ def time_layer(config, dtype: str, device: str, seqlen: int) -> Timing:
         else:
             mlp = timed(lambda: view.run(prep.hidden, prep, frozenset(), 1, 2))
         h = view.run(prep.hidden, prep, frozenset())
-        one = timed(lambda: view.window_nll(h, ids))
+        one = timed(lambda: view.window_nll(h, ids))  # the head's fixed part (final norm, targets) and one slice
+        # each further slice: its product and logsumexp alone (scaling the whole call by the slices would
+        # repeat the fixed part: bench/scale measured that 15% over on SmolLM2's head)
+        weight = model.get_output_embeddings().weight
+        x = torch.randn(seqlen - 1, weight.shape[1], dtype=weight.dtype, device=dev)
+        more = timed(lambda: torch.logsumexp(torch.nn.functional.linear(x, weight).float(), -1))
     slices = math.ceil(vocab / text.vocab_size)
+    head = tuple(one[i] + (slices - 1) * more[i] for i in (0, 1))
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    return Timing(attn, mlp, (one[0] * slices, one[1] * slices), dtype, str(dev), load, torch.get_num_threads())
+    return Timing(attn, mlp, head, dtype, str(dev), load, torch.get_num_threads())
 
 
 @dataclass
@@ -491,9 +566,10 @@ def search(s: Shapes, cal: Calibration, options) -> Search:
 
 
 def seconds(work: Search, timing: Timing) -> tuple[float, float]:
-    """The time range: the work's low end at the fastest timed runs, its high end at the slowest."""
+    """The time range: the work's low end at the fastest timed runs (times `INSIDE_MODEL`), its high end at
+    the slowest."""
     block = ((timing.attn[0] + timing.mlp[0]) / 2, (timing.attn[1] + timing.mlp[1]) / 2)
-    return (work.block_runs[0] * block[0] + work.head_runs[0] * timing.head[0],
+    return (INSIDE_MODEL * (work.block_runs[0] * block[0] + work.head_runs[0] * timing.head[0]),
             work.block_runs[1] * block[1] + work.head_runs[1] * timing.head[1])
 
 
@@ -668,7 +744,7 @@ def render(est: Estimate) -> str:
         if where == "cpu" and have is not None:
             free += " (beside this process)"
         lines.append(f"  peak, {_place(where, est.device):<22} {gib(est.memory.peak[where]):>11}  "
-                     f"(without the leader copy {gib(est.memory.needed[where])}{free})")
+                     f"(needed, without the leader copy and checkpoint pages: {gib(est.memory.needed[where])}{free})")
     lines.append("  fits" if est.fits else "  DOES NOT FIT: " + ", ".join(
         f"{gib(b)} short on {_place(w, est.device)}" for w, b in est.short.items()))
     w = est.search

@@ -52,6 +52,9 @@ class WidthScore:
     #: the already-pruned earlier ones (sequential.py): (adapter, width modules, layer, its input moments,
     #: calibration windows) -> that layer's LayerScores (the official Wanda-sp's order)
     sequential: Callable | None = None
+    #: the score backpropagates the calibration loss (its memory: gradients and autograd's activations,
+    #: which `blockprune estimate` counts)
+    gradients: bool = False
 
 
 #: every width score, by name (`blockprune.registry`: one registration per name, in registration order)

@@ -153,6 +153,6 @@ def _compute(variant: str):
     return compute
 
 
-register(WidthScore("llm-pruner", _compute("element1"), rank="score"))
-register(WidthScore("llm-pruner-vector", _compute("vector"), rank="score"))
-register(WidthScore("llm-pruner-element2", _compute("element2"), rank="score"))
+register(WidthScore("llm-pruner", _compute("element1"), rank="score", gradients=True))
+register(WidthScore("llm-pruner-vector", _compute("vector"), rank="score", gradients=True))
+register(WidthScore("llm-pruner-element2", _compute("element2"), rank="score", gradients=True))
