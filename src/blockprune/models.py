@@ -169,13 +169,20 @@ def load(spec: str, dtype: str = "fp32", device: str = "cpu"):
     return model.eval(), tok
 
 
+FINGERPRINT_SLICE = 1 << 22  # values hashed at a time (16 MB in float32)
+
+
 def fingerprint(model: torch.nn.Module) -> str:
     """A hash of every parameter's name, shape and bytes: which model a plan or state belongs to."""
     h = hashlib.sha256()
     for name, p in sorted(model.state_dict().items()):
         h.update(name.encode())
         h.update(str(tuple(p.shape)).encode())
-        h.update(p.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+        # in slices, hashed in place: the same bytes as the whole tensor's float32 copy, without holding one
+        # (an 8B model's embedding is 2 GB in float32; bench/scale saw the copy in ShortGPT's peak)
+        flat = p.detach().reshape(-1)
+        for i in range(0, flat.numel(), FINGERPRINT_SLICE):
+            h.update(flat[i:i + FINGERPRINT_SLICE].to("cpu", torch.float32).contiguous().numpy())
     return h.hexdigest()
 
 
