@@ -64,7 +64,7 @@ TABLES = [
      ("file", "bench/context_length/smollm2-r20/table.md")),
     ("Calibration domain (issue 19, \"find out why\")", "| Calibration text |",
      ("file", "bench/domain/smollm2-r20/table.md")),
-    ("Scale (issue 31): bench ready, runs pending", "| model | params | dtype | phase |",
+    ("Scale (issue 31): SmolLM2-135M and -360M measured, 1B to 8B not yet", "| model | params | dtype | phase |",
      ("run", "bench/scale/run.py --show bench/scale/results/amd-epyc-avx2.json")),
 ]
 
