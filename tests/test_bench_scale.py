@@ -41,6 +41,9 @@ def test_a_size_is_recorded_kept_and_a_size_that_cannot_fit_is_skipped_with_its_
         assert 0 < p["evaluated_windows"] <= p["exhaustive_windows"] == 2 * 2  # 2 candidates x 2 windows
         assert p["estimate_seconds"] is None  # a partial step's time is no full step's: not compared
         assert p["peak_rss"] > 0 and p["estimate_needed"] <= p["estimate_peak"]
+    # each one-shot phase in a fresh process: the allocator's leftovers from the steps would move its peak
+    pids = {tiny["pid"], tiny["phases"]["shortgpt"]["pid"], tiny["phases"]["llm-bip"]["pid"]}
+    assert len(pids) == 3, pids
     assert not list(tmp_path.glob("scale-tiny-*")), "the size's checkpoint is left behind"
 
     # again, with a memory limit no model fits: the finished size is kept as it was, the new one skipped

@@ -9,8 +9,10 @@ own) measures, on `--windows` windows of `--seqlen` tokens of generated text:
   `--exhaustive-up-to` parameters), each as prune runs it after its dense perplexity pass (timed once, for
   every step): the boundary cache's fill, then the step; `--candidates N` scores only N of the pool, evenly spaced through the depth (the first N
   would be the costliest: a candidate runs every block after its own), and the record says so;
-- a `shortgpt` pass and an `llm-bip` pass (`--ratio 0.2`) through `blockprune.api.prune`;
-- export (`auto`) of the blockpruner step's removal and reload with `blockprune.load`.
+- export (`auto`) of the blockpruner step's removal and reload with `blockprune.load`;
+- a `shortgpt` pass and an `llm-bip` pass (`--ratio 0.2`) through `blockprune.api.prune`, each in a fresh
+  process of its own (in the size's process, what the allocator kept from earlier phases moved their peaks by
+  up to 15%).
 Each phase's wall and CPU seconds and its peak RSS (VmHWM, reset per phase through /proc/self/clear_refs)
 are recorded beside `estimate`'s peak for the same settings, and each step's CPU seconds per
 candidate-window beside the cost model's (its one-layer timing: mean blocks run per candidate x a block's
@@ -179,15 +181,13 @@ def run_size(name: str, work: Path, dtype: str, args) -> dict[str, Any]:
     built = round(time.perf_counter() - t, 1)
     calib = calibration_text(work / "calibration.txt", args.windows, args.seqlen)
     config = AutoConfig.from_pretrained(folder)
-    record: dict[str, Any] = {"build_seconds": built, "phases": {}}
+    record: dict[str, Any] = {"build_seconds": built, "pid": os.getpid(), "phases": {}}
     phases = record["phases"]
     params = estimate.shapes(config).params
     steps = [s for s in STEPS if s[2] == "racing" or params <= args.exhaustive_up_to]
     # memory estimates first, from the config, in this process before any weight (its runtime is the run's)
     ests = {label: estimated(folder, options(method, dtype, calib, args.seqlen, scorer=scorer))
             for label, method, scorer in steps}
-    for method in ("shortgpt", "llm-bip"):
-        ests[method] = estimated(folder, options(method, dtype, calib, args.seqlen))
     timing = estimate.time_layer(config, dtype, "cpu", args.seqlen)
     record["timing"] = {"attn": timing.attn, "mlp": timing.mlp, "head": timing.head, "load": timing.load}
 
@@ -242,13 +242,29 @@ def run_size(name: str, work: Path, dtype: str, args) -> dict[str, Any]:
     del back
     shutil.rmtree(out)
 
-    for method in ("shortgpt", "llm-bip"):
-        with machine.Phase() as ph:
-            prune(str(folder), work / method, options=options(method, dtype, calib, args.seqlen), export=False,
-                  progress=False)
-        phases[method] = ph.record(estimate_peak=ests[method]["peak"], estimate_needed=ests[method]["needed"])
-        print(f"{name}: {method}: {ph.wall:.0f} s", file=sys.stderr, flush=True)
     return record
+
+
+ONE_SHOT = ("shortgpt", "llm-bip")  # each in a fresh process: what earlier phases left in the allocator moved their peaks by 15%
+
+
+def run_one_shot(method: str, work: Path, dtype: str, args) -> dict[str, Any]:
+    """One `prune` pass of a one-shot method on the size's checkpoint in `work`, in this (fresh) process."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from transformers.utils import logging as hf_logging
+
+    from blockprune import machine, prune
+
+    hf_logging.disable_progress_bar()
+    folder, calib = work / "model", str(work / "calibration.txt")
+    opts = options(method, dtype, calib, args.seqlen)
+    est = estimated(folder, opts)  # before any weight: this process's runtime is the run's
+    with machine.Phase() as ph:
+        prune(str(folder), work / method, options=opts, export=False, progress=False)
+    print(f"{method}: {ph.wall:.0f} s", file=sys.stderr, flush=True)
+    return ph.record(estimate_peak=est["peak"], estimate_needed=est["needed"], pid=os.getpid())
 
 
 # -- the sizes, resumable ----------------------------------------------------------------------------------
@@ -307,12 +323,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--figure", metavar="FILE", help="draw a results file's figure (FILE with .png) and exit")
     ap.add_argument("--size", help=argparse.SUPPRESS)  # internal: one size in this process
     ap.add_argument("--dtype", help=argparse.SUPPRESS)
+    ap.add_argument("--one-shot", help=argparse.SUPPRESS)  # internal: one one-shot phase of --size in this process
     args = ap.parse_args(argv)
     if args.show:
         print(table(json.loads(Path(args.show).read_text(encoding="utf-8"))), end="")
         return 0
     if args.figure:
         print(f"wrote {figure(json.loads(Path(args.figure).read_text(encoding='utf-8')), Path(args.figure).with_suffix('.png'))}")
+        return 0
+    if args.size and args.one_shot:
+        print(json.dumps(run_one_shot(args.one_shot, args.work, args.dtype, args)))
         return 0
     if args.size:
         print(json.dumps(run_size(args.size, args.work, args.dtype, args)))
@@ -349,13 +369,18 @@ def main(argv: list[str] | None = None) -> int:
             cmd += ["--candidates", str(args.candidates)] if args.candidates else []
             load_start = [round(x, 2) for x in os.getloadavg()]
             got = subprocess.run(cmd, stdout=subprocess.PIPE, env=env, text=True)
+            run = json.loads(got.stdout.strip().splitlines()[-1]) if got.returncode == 0 else None
+            for method in ONE_SHOT if run else ():
+                got = subprocess.run(cmd + ["--one-shot", method], stdout=subprocess.PIPE, env=env, text=True)
+                if got.returncode != 0:
+                    break
+                run["phases"][method] = json.loads(got.stdout.strip().splitlines()[-1])
             shutil.rmtree(work, ignore_errors=True)
             if got.returncode != 0:
                 results["sizes"][name] = {**entry, "status": "failed", "reason": f"exit {got.returncode}",
                                           "machine": machine.describe()}
                 print(f"{name}: failed (exit {got.returncode})")
             else:
-                run = json.loads(got.stdout.strip().splitlines()[-1])
                 results["sizes"][name] = {**entry, "status": "done", "dtype": dtype, "load_average_start": load_start,
                                           **run, "machine": machine.describe()}
         results["sizes"] = dict(sorted(results["sizes"].items(), key=lambda kv: kv[1]["params"]))
