@@ -14,7 +14,8 @@ method: llm-bip, llm-bip:global, width-local, width-magnitude, wanda-sp, flap:gl
 llm-pruner, llm-pruner-vector, llm-pruner-element2.
 
 Every measurement is its own process (this script with --child), one after the other, so its peak resident
-memory (the child's own rusage, from os.wait4) is that measurement's alone:
+memory (the child's own VmHWM: getrusage's ru_maxrss would keep this script's RSS at the fork) is that
+measurement's alone:
 
 - `baseline`: load the model, cut the calibration windows, one forward pass over them (the calibration
   perplexity every prune run starts with);
@@ -113,6 +114,8 @@ def child(args: argparse.Namespace) -> None:
                        "dense_ppl": plan.dense["ppl"], "pruned_ppl": plan.width.get("ppl"),
                        "scoring": plan.width.get("scoring")}
     rec["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    # this process's own peak (VmHWM): getrusage's ru_maxrss keeps the parent's RSS at the fork across exec
+    rec["process_peak_rss_mib"] = round(machine.peak() / MIB, 1)
     Path(args.child_out).write_text(json.dumps(rec, indent=2))
 
 
@@ -151,14 +154,13 @@ def measure(label: str, args: argparse.Namespace) -> dict:
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         output = proc.stdout.read()
-        _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage (getrusage's RUSAGE_CHILDREN is a max)
+        proc.wait()
         seconds = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
         if proc.returncode != 0 or not out.exists():
             raise RuntimeError(f"{label}: the measuring process exited {proc.returncode}:\n{output[-3000:]}")
         rec = json.loads(out.read_text())
-    return {"label": label, "started": started, "process_seconds": round(seconds, 3),
-            "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),  # Linux: KiB
+    peak = rec.pop("process_peak_rss_mib")
+    return {"label": label, "started": started, "process_seconds": round(seconds, 3), "peak_rss_mib": peak,
             "cli": cli_line(label, args), **rec}
 
 

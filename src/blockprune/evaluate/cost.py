@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import resource
 import statistics
 import sys
 import time
@@ -10,6 +9,7 @@ from typing import Any
 
 import torch
 
+from .. import machine
 from ..models import count_params
 
 # A fixed prompt, so latencies of different models are comparable (the tokens differ only by tokenizer).
@@ -129,8 +129,8 @@ def _sync(device: torch.device) -> None:
 def peak_memory(device: torch.device) -> dict[str, Any]:
     if device.type == "cuda":
         return {"bytes": torch.cuda.max_memory_allocated(device), "what": "torch.cuda.max_memory_allocated"}
-    # ru_maxrss is in KiB on Linux: the whole process's peak, model loading included
-    return {"bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "what": "process max RSS"}
+    # the whole process's peak, model loading included (VmHWM: ru_maxrss would keep a parent's RSS at the fork)
+    return {"bytes": machine.peak(), "what": "process max RSS"}
 
 
 def cost(model, tokenizer, reference_params: int | None = None, new_tokens: int = 128, repeats: int = 5,
