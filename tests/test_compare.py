@@ -205,7 +205,12 @@ def test_parts_run_side_by_side_share_one_dense_evaluation(tiny_checkpoint, cali
     assert order[:2] == ["shortgpt", "eval " + tiny_checkpoint]  # searched first, then the dense model
     second = FakeEvaluator()
     result = run_compare(tiny_checkpoint, out, calib, second, methods="relative-magnitude")
-    assert [t for t, _ in second.calls] == [str(out / "relative-magnitude")]  # the dense model was not evaluated again
+    # the dense model was not evaluated again; relative-magnitude was, unless it removed what shortgpt did
+    # (then it shares shortgpt's evaluation, finished in the first call)
+    same = Plan.load(out / "relative-magnitude").outcome.key == Plan.load(out / "shortgpt").outcome.key
+    assert [t for t, _ in second.calls] == ([] if same else [str(out / "relative-magnitude")])
+    assert json.loads((out / "relative-magnitude" / "eval.json").read_text()).get("same_removal_as") == \
+        ("shortgpt" if same else None)
     # the other part's finished row stays in the table
     assert [r["method"] for r in result["rows"]] == ["dense", "shortgpt", "relative-magnitude"]
 
@@ -375,6 +380,22 @@ def test_width_methods_are_each_evaluated_once_with_their_own_ratio_and_calibrat
     monkeypatch.setattr(cmp, "prune", refuse)
     again = run_compare(tiny_checkpoint, out, calib, refuse, methods="wanda-sp", ratio=0.1)
     assert sorted(r["method"] for r in again["rows"]) == sorted(["dense", *methods.split(",")])
+
+
+def test_an_identical_model_from_an_earlier_invocation_shares_its_evaluation_and_flaps_bias_makes_another(
+        tiny_checkpoint, calib, tmp_path):
+    """One method per `compare` (bench/width/run.sh's lanes): width-local, the same units as the finished
+    llm-bip, takes llm-bip's evaluation; flap-nobias keeps flap's units without the bias compensation, a
+    different model, and is evaluated."""
+    out = tmp_path / "cmp"
+    ev = FakeEvaluator()
+    for m in ("llm-bip", "width-local", "flap", "flap-nobias"):
+        run_compare(tiny_checkpoint, out, calib, ev, methods=m, ratio=0.1)
+    flap, nobias = Plan.load(out / "flap"), Plan.load(out / "flap-nobias")
+    assert [d["kept_channels"] for d in flap.width["layers"]] == [d["kept_channels"] for d in nobias.width["layers"]]
+    assert flap.outcome.key != nobias.outcome.key
+    assert [t for t, _ in ev.calls] == [tiny_checkpoint, str(out / "llm-bip"), str(out / "flap"), str(out / "flap-nobias")]
+    assert json.loads((out / "width-local" / "eval.json").read_text())["same_removal_as"] == "llm-bip"
 
 
 def test_an_allocation_label_is_for_width_methods_only():

@@ -198,7 +198,13 @@ def compare(model: str, out: str | os.PathLike, *, ratio: float, methods: Sequen
     result = {"format": "blockprune.compare/1", "model": model, "target_ratio": ratio, "tasks": list(tasks),
               "calibration": {k: base.recorded()[k] for k in ("calibration", "nsamples", "seqlen", "seed")},
               "eval": eval_settings, "rows": rows}
-    reuse: dict[tuple, Path] = {}  # pruned model -> the first folder with it: identical ones share one evaluation
+    # pruned model -> the first folder with it: identical ones share one evaluation, the folder's finished
+    # methods from earlier invocations included (e.g. width-local, which under uniform allocation selects
+    # what llm-bip selects)
+    reuse: dict[tuple, Path] = {}
+    for sub in finished_folders(out):
+        if not missing_tasks(read(sub / "eval.json"), tasks, eval_settings):
+            reuse.setdefault(Plan.load(sub).outcome.key, sub)
     for e in entries:  # search then evaluate, one method at a time: the table grows as methods finish
         sub = out / e.folder
         run = run_method(e, model, out, base, data_dir=data_dir, device=device, progress=progress)
@@ -227,15 +233,19 @@ def folder_label(plan: Plan) -> str:
     return plan.method if rank == "ppl" else f"{plan.method}:{rank}"
 
 
+def finished_folders(out: Path) -> list[Path]:
+    """`out`'s method folders whose search is done, by name."""
+    return [sub for sub in sorted(p for p in out.iterdir() if p.is_dir() and (p / "compare.json").exists())
+            if _done(sub)]
+
+
 def finished_rows(out: Path, tasks: Sequence[str], eval_settings: dict[str, Any],
                   skip: set[str] = frozenset()) -> list[dict[str, Any]]:
     """Rows for every method folder of `out` whose search is done and whose evaluation holds `tasks` under
     `eval_settings`, in the order of the folder's earlier comparison.json, then by name."""
     earlier = [r["method"] for r in (read(out / "comparison.json") or {}).get("rows", [])]
     rows = []
-    for sub in sorted(p for p in out.iterdir() if p.is_dir() and (p / "compare.json").exists()):
-        if not _done(sub):
-            continue
+    for sub in finished_folders(out):
         plan = Plan.load(sub)
         label = folder_label(plan)
         allocated = f"{label}:{plan.options.get('allocation')}"  # a width method run as method:allocation

@@ -108,8 +108,12 @@ class Plan:
         """The pruned model this plan ends with, the one reading of it that api, verify, compare, report and
         the benches share: a width plan's narrowed widths, a depth plan's last step, or the dense model."""
         if self.width is not None:
+            # the kept units and the biases folded into the outputs (FLAP's compensation: the same units
+            # with and without it are two models)
             keep = tuple((d["layer"], tuple(d["kept_heads"] or ()), tuple(d["kept_kv"] or ()),
-                          tuple(d["kept_channels"] or ())) for d in self.width["layers"])
+                          tuple(d["kept_channels"] or ()),
+                          tuple((k, tuple(v)) for k, v in sorted((d.get("bias_compensation") or {}).items())))
+                         for d in self.width["layers"])
             return Outcome(self.width["ratio"], self.width.get("ppl"), self.width.get("validation_ppl"), [],
                            (self.removed_blocks, keep))
         if self.steps:

@@ -72,6 +72,7 @@ def evaluate_folder(target: str, sub: Path, tasks: Sequence[str], evaluator: Eva
     if twin is not None and twin != sub and not missing_tasks(read(twin / "eval.json"), tasks, settings):
         record = {**read(twin / "eval.json"), "same_removal_as": twin.name}
         atomic.write_json(path, record)
+        shutil.rmtree(part, ignore_errors=True)  # an interrupted evaluation of its own is not needed
         return record
     new = evaluator(target, missing, part)
     record = merge(record if len(missing) < len(tasks) else None, new, tasks, settings)
