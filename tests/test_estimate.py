@@ -125,6 +125,20 @@ def test_a_disk_cache_is_counted_on_disk_and_keeps_no_leader(tiny_checkpoint, ca
     assert est.memory.needed["disk"] == cache[0].bytes
 
 
+@pytest.mark.parametrize("method", ["llm-pruner", "llm-pruner-element2"])
+def test_the_estimate_counts_the_gradients_a_width_run_holds(tiny_checkpoint, calib_file, tmp_path, method):
+    """LLM-Pruner's gradient memory in the estimate is what its scoring pass reports holding (the .grad
+    tensors, and the Fisher variant's two float32 accumulators) for the layers it prunes."""
+    from blockprune.api import prune
+
+    opts = PruneOptions(method=method, ratio=0.2, calibration=calib_file, seqlen=32, validation="none")
+    est = estimate.estimate(tiny_checkpoint, opts, "cpu", timing=False)
+    plan = prune(tiny_checkpoint, tmp_path / "run", options=opts, export=False, progress=False).plan
+    held = plan.width["scoring"]["gradient_bytes"]
+    assert _items(est, "gradients") == [held] and held == (12 if method.endswith("element2") else 4) * \
+        plan.width["scoring"]["gradient_params"]
+
+
 def _peak_in_a_fresh_process(ckpt: Path, out: Path, options: str) -> dict:
     """`prune` with PruneOptions(`options`) in a fresh one-thread process: its peak RSS (VmHWM, the process's
     own: getrusage's ru_maxrss keeps this test process's RSS at the fork, which the whole suite grows past

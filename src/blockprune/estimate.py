@@ -83,6 +83,7 @@ class Shapes:
     heads: int
     unit_params: dict[str, list[int]] = field(default_factory=dict)  # granularity -> candidate sizes
     checkpoint_bytes: int = 2  # bytes a parameter in the checkpoint's files (the config's dtype; 2 if unsaid)
+    width_weights: list[int] = field(default_factory=list)  # per layer, the projection weights width methods prune
 
 
 def _config(spec: str):
@@ -129,11 +130,17 @@ def shapes(config) -> Shapes:
             sizes[gran] = [u.params for u in candidate_units(view, gran, kind)]
         except Exception:  # noqa: BLE001 - a pool the family cannot form: estimated from blocks
             sizes[gran] = [b.params for b in view.blocks]
+    try:
+        from .width.taylor import weights_of
+
+        width = [sum(p.numel() for p in weights_of(view, [i])) for i in range(view.num_layers)]
+    except Exception:  # noqa: BLE001 - a family the width methods do not support: no width run to estimate
+        width = []
     impl = getattr(config, "_attn_implementation", None) or "sdpa"
     saved = str(getattr(cfg, "dtype", None) or getattr(config, "dtype", None) or "bfloat16").removeprefix("torch.")
     return Shapes(config.model_type, view.total_params, view.num_layers, len(view.blocks), hidden, inter,
                   cfg.vocab_size, head_dim, view.parallel, impl == "eager", heads, sizes,
-                  4 if saved == "float32" else 2)
+                  4 if saved == "float32" else 2, width)
 
 
 def stored_boundaries(blocks: int, every: int, parallel: bool = False) -> int:
@@ -260,16 +267,19 @@ def memory(s: Shapes, cal: Calibration, options, device: str = "cpu", runtime: i
         # width.slicing.narrow deep-copies the model, then slices the copy's layers
         items.append(Item(f"narrowed copy ({options.dtype})", s.params * w, dev,
                           "the pruned model: a copy of the weights, narrowed after"))
-    if _needs_gradients(options):
-        gb = 1 if _fisher(options) else b  # the Fisher variants run one window per backward pass
-        pruned = _pruned_layer_params(s, options)
-        grads = pruned * (w + (8 if _fisher(options) else 4 if w != 4 else 0))
+    score = _width_score(options)
+    if score and score.gradients:
+        from .width.taylor import held_bytes
+
+        gb = 1 if score.fisher else b  # the Fisher variants run one window per backward pass
+        pruned = _pruned_weights(s, options)
+        grads = held_bytes(pruned, w, score.fisher)
         items.append(Item("gradients", grads, dev, f"{pruned:,} weights of the pruned layers: .grad and float32 "
                           "copies or accumulators (width.taylor.gradients)"))
         # what autograd keeps for the backward pass: per layer and token about 10 hidden-sized tensors
         # (norms, attention's inputs and output, projections' inputs) and 3 intermediate-sized ones (the
         # gate's input, the gated product); fitted to LLM-Pruner's measured peak on SmolLM2-135M's shape
-        # (-6%) and on tests/test_estimate.py's 8-layer model (+8%)
+        # (-6%) and on an 8-layer model of hidden size 512 (+8%)
         saved = gb * S * s.layers * (10 * H + 3 * s.intermediate) * w
         items.append(Item(f"autograd activations (batch {gb})", saved, dev,
                           f"{s.layers} layers x {S} tokens kept for the backward pass"))
@@ -312,23 +322,11 @@ def _width_score(options):
     return get_score(name) if name else None
 
 
-def _needs_gradients(options) -> bool:
-    score = _width_score(options)
-    return bool(score and score.gradients)
-
-
-def _fisher(options) -> bool:
-    return getattr(options.chosen_method, "score", "") == "llm-pruner-element2"
-
-
-def _pruned_layer_params(s: Shapes, options) -> int:
-    """Parameters of the layers a width method prunes (`--layers`)."""
+def _pruned_weights(s: Shapes, options) -> int:
+    """The projection weights of the layers a width method prunes (`--layers`)."""
     from .width import parse_layers
 
-    sizes = s.unit_params.get("layer") or []
-    if len(sizes) != s.layers:
-        return int(s.params * (s.layers - 2) / max(1, s.layers))
-    return sum(sizes[i] for i in parse_layers(getattr(options, "layers", "1:-1"), s.layers))
+    return sum(s.width_weights[i] for i in parse_layers(getattr(options, "layers", "1:-1"), s.layers))
 
 
 def available(device: str, out: str | os.PathLike | None = None) -> dict[str, int | None]:
@@ -557,7 +555,7 @@ def search(s: Shapes, cal: Calibration, options) -> Search:
     elif method.name == "blockpruner-evo":
         note = f"the seeds' greedy completions only; {options.generations} generations of raced mutations add more"
     if races:  # racing spends the fraction racing/exhaustive of the candidates' block runs
-        lo_share, hi_share = r_lo / max(1, cw_lo), r_hi / max(1, cw_hi)
+        lo_share = r_lo / max(1, cw_lo)
         cand_lo = (br_lo - W * N) * lo_share
         cand_hi = br_hi
         return Search(steps, cw_hi, (r_lo, r_hi), (cand_lo + W * N, cand_hi),
@@ -748,7 +746,7 @@ def render(est: Estimate) -> str:
     lines.append("  fits" if est.fits else "  DOES NOT FIT: " + ", ".join(
         f"{gib(b)} short on {_place(w, est.device)}" for w, b in est.short.items()))
     w = est.search
-    steps = f"1 step" if w.steps == (1, 1) else f"{w.steps[0]} steps" if w.steps[0] == w.steps[1] \
+    steps = "1 step" if w.steps == (1, 1) else f"{w.steps[0]} steps" if w.steps[0] == w.steps[1] \
         else f"{w.steps[0]}-{w.steps[1]} steps (--ratio: from the largest units first to the smallest)"
     if w.candidate_windows:
         line = f"search: {steps}, {w.candidate_windows:,} candidate-windows scored exhaustively"

@@ -55,6 +55,9 @@ class WidthScore:
     #: the score backpropagates the calibration loss (its memory: gradients and autograd's activations,
     #: which `blockprune estimate` counts)
     gradients: bool = False
+    #: its gradients carry the diagonal Fisher too: one backward pass per window, two float32 accumulators
+    #: (width.taylor.held_bytes)
+    fisher: bool = False
 
 
 #: every width score, by name (`blockprune.registry`: one registration per name, in registration order)

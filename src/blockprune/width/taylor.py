@@ -43,7 +43,8 @@ class Gradients:
     bytes: int  # gradient memory held at once: the .grad tensors plus the accumulators
 
 
-def _weights(view: BlockView, layers: list[int]) -> list[nn.Parameter]:
+def weights_of(view: BlockView, layers: list[int]) -> list[nn.Parameter]:
+    """The projection weights of `layers` that the width methods prune (and LLM-Pruner differentiates)."""
     adapter = view.adapter
     spec = modules_for(adapter)
     out = []
@@ -59,6 +60,13 @@ def _weights(view: BlockView, layers: list[int]) -> list[nn.Parameter]:
     return out
 
 
+def held_bytes(params: int, weight_bytes: int, fisher: bool) -> int:
+    """Gradient memory `gradients` holds at once for `params` weights of `weight_bytes` each: the .grad
+    tensors, and two float32 accumulators with the Fisher, or else the float32 gradients it returns (the
+    .grad tensors themselves in fp32)."""
+    return params * (weight_bytes + (8 if fisher else 4 if weight_bytes != 4 else 0))
+
+
 def window_losses(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
     """Each window's mean next-token NLL, differentiable."""
     logits = model(input_ids=ids, use_cache=False).logits[:, :-1].float()
@@ -71,7 +79,7 @@ def gradients(view: BlockView, windows: Windows, layers: list[int], batch_size: 
     """The calibration loss's gradient w.r.t. the pruned layers' projection weights (and, with `fisher`,
     the diagonal Fisher, which needs one backward pass per window). The model is left as it was."""
     model = view.model
-    weights = _weights(view, layers)
+    weights = weights_of(view, layers)
     wanted = {id(p) for p in weights}
     before = {id(p): p.requires_grad for p in model.parameters()}
     n = len(windows)
@@ -93,12 +101,10 @@ def gradients(view: BlockView, windows: Windows, layers: list[int], batch_size: 
                         grad[p].add_(g, alpha=1 / n)
                         fish[p].addcmul_(g, g, value=1 / n)
                         p.grad = None
-        held = sum(p.numel() * p.element_size() for p in weights)  # the .grad tensors during a backward pass
-        if fisher:
-            held += 2 * sum(t.numel() * t.element_size() for t in grad.values())
-        else:
+        if not fisher:
             grad = {p: p.grad.float() for p in weights}
-        return Gradients(grad, fish, sum(p.numel() for p in weights), held)
+        params = sum(p.numel() for p in weights)
+        return Gradients(grad, fish, params, held_bytes(params, weights[0].element_size(), fisher))
     finally:
         for p in model.parameters():
             p.grad = None
@@ -153,6 +159,6 @@ def _compute(variant: str):
     return compute
 
 
-register(WidthScore("llm-pruner", _compute("element1"), rank="score", gradients=True))
-register(WidthScore("llm-pruner-vector", _compute("vector"), rank="score", gradients=True))
-register(WidthScore("llm-pruner-element2", _compute("element2"), rank="score", gradients=True))
+for _name, _variant in (("llm-pruner", "element1"), ("llm-pruner-vector", "vector"),
+                       ("llm-pruner-element2", "element2")):
+    register(WidthScore(_name, _compute(_variant), rank="score", gradients=True, fisher=_variant == "element2"))
