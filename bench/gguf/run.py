@@ -45,9 +45,10 @@ import torch
 
 from blockprune import machine, models
 from blockprune.data import load_rows, load_windows
-from blockprune.evaluate.perplexity import test_perplexity
 from blockprune.export import export
 from blockprune.plan import Plan
+from blockprune.view import BlockView
+from blockprune.window_nll import perplexity
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -158,8 +159,7 @@ def perplexity_part(args, net, tok, plans: dict[str, Plan], tmp: Path, saved: di
             continue
         # a plan masks its removed blocks in place: on a copy, the base model stays whole
         model = net if name == "dense" else plans[name].apply(copy.deepcopy(net))
-        hf = test_perplexity(model, tok, "wikitext2", seqlen=SEQLEN, max_windows=args.windows,
-                             data_dir=args.data_dir, progress=False)["ppl"]
+        hf = perplexity(BlockView(model), windows)  # the windows llama.cpp gets, tokenized once
         part["models"][name] = {"transformers_fp32": hf, **{
             f"llama.cpp_{o}": llama_cpp_ppl(exported(net, tok, plans, name, o, tmp), windows.ids) for o in ("f32", "q8_0")}}
         save(part)
