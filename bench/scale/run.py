@@ -166,7 +166,6 @@ def run_size(name: str, work: Path, dtype: str, args) -> dict[str, Any]:
     from transformers.utils import logging as hf_logging
 
     from blockprune import estimate, machine, models, scoring
-    from blockprune import prune
     from blockprune.data import load_windows
     from blockprune.export import export, load
     from blockprune.window_nll import perplexity
@@ -320,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--results", type=Path, default=HERE / "results", help="where <machine tag>.json is written")
     ap.add_argument("--work", type=Path, help="where checkpoints are built (default: the system's temporary folder)")
     ap.add_argument("--show", metavar="FILE", help="print a results file's table and exit")
+    ap.add_argument("--summary", metavar="FILE", help="print a results file's one-row-per-size table (README) and exit")
     ap.add_argument("--figure", metavar="FILE", help="draw a results file's figure (FILE with .png) and exit")
     ap.add_argument("--size", help=argparse.SUPPRESS)  # internal: one size in this process
     ap.add_argument("--dtype", help=argparse.SUPPRESS)
@@ -327,6 +327,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.show:
         print(table(json.loads(Path(args.show).read_text(encoding="utf-8"))), end="")
+        return 0
+    if args.summary:
+        print(summary(json.loads(Path(args.summary).read_text(encoding="utf-8"))), end="")
         return 0
     if args.figure:
         print(f"wrote {figure(json.loads(Path(args.figure).read_text(encoding='utf-8')), Path(args.figure).with_suffix('.png'))}")
@@ -447,6 +450,41 @@ def table(results: dict[str, Any]) -> str:
                 line += f"; {k} with the dense pass took {_s(took)} s, estimate {_s(lo)}-{_s(hi)} s"
         scopes.append(line + (f". Note: {r['note']}" if r.get("note") and r["note"] not in r["command"] else ""))
     lines += ["", *scopes, *skips, "", *machine.table_lines(records)]
+    return "\n".join(lines) + "\n"
+
+
+def _outside(x: float, lo: float, hi: float) -> float:
+    """0 where lo <= x <= hi, else x's relative distance from the nearer end (negative below)."""
+    return 0.0 if lo <= x <= hi else x / hi - 1 if x > hi else x / lo - 1
+
+
+def summary(results: dict[str, Any]) -> str:
+    """One row per size, for the README: CPU seconds per candidate-window of each racing step against the
+    cost model's range, and each phase's peak RSS against the estimate (the worst phase named)."""
+    lines = ["| model | params | dtype | blockpruner s / candidate-window (cost model) | layer-ppl s / candidate-window "
+             "(cost model) | linear in parameters (blockpruner) | peak RSS outside the estimate, worst phase |",
+             "|---|---:|---|---:|---:|---:|---:|"]
+    done = [(n, r) for n, r in results["sizes"].items() if r["status"] == "done"]
+    base = next(((r["params"], r["phases"]["blockpruner racing"]["cpu_per_candidate_window"]) for _, r in done
+                 if "blockpruner racing" in r["phases"]), None)
+    for name, r in done:
+        cells = []
+        for label in ("blockpruner racing", "layer-ppl racing"):
+            p = r["phases"].get(label)
+            cells.append("-" if p is None else f"{_s(p['cpu_per_candidate_window'])} "
+                         f"({'-'.join(map(_s, p['model_per_candidate_window']))})")
+        p = r["phases"].get("blockpruner racing")
+        linear = "-" if not (p and base) else \
+            f"{p['cpu_per_candidate_window'] / base[1]:.2f}x for {r['params'] / base[0]:.2f}x"
+        # each phase against the estimate's range, without the leader copy to with it (a step holds it or
+        # not, as free memory allows): 0 inside, else how far outside; the worst phase
+        worst = max(((k, _outside(q["peak_rss"], q["estimate_needed"], q["estimate_peak"]))
+                     for k, q in r["phases"].items() if "estimate_peak" in q), key=lambda kv: abs(kv[1]))
+        cells += [linear, f"{worst[1]:+.0%} ({worst[0]})" if worst[1] else "inside, every phase"]
+        lines.append(f"| {name} | {_size(r['params'])} | {r['dtype']} | " + " | ".join(cells) + " |")
+    for name, r in results["sizes"].items():
+        if r["status"] != "done":
+            lines.append(f"| {name} | {_size(r['params'])} | - | {r['status']}: {r['reason']} | | | |")
     return "\n".join(lines) + "\n"
 
 
