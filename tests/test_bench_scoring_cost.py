@@ -2,7 +2,6 @@
 RSS) beside a baseline process (load + one forward pass), written to this machine's results file with the
 machine record; a re-run keeps what was measured and refuses other settings. On a tiny random Llama."""
 import json
-from pathlib import Path
 
 import pytest
 from conftest import bench_script

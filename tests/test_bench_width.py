@@ -2,7 +2,6 @@
 that one was made at the same ratio and evaluated alike, cost figures where `blockprune eval` wrote them, and
 LLM-BIP against the best published baseline."""
 import json
-from pathlib import Path
 
 import pytest
 from conftest import bench_script

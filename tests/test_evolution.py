@@ -4,7 +4,6 @@ import dataclasses
 import json
 
 import pytest
-import torch
 
 from blockprune.errors import UserError
 from blockprune.methods import Job

@@ -1,6 +1,5 @@
 """What a new user hit in an hour of use (issue 34, item 5): each a one-line refusal or a plain-words fix."""
 import json
-import os
 from pathlib import Path
 
 import pytest

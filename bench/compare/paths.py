@@ -16,7 +16,7 @@ from pathlib import Path
 
 from blockprune.compare import parse_methods
 from blockprune.plan import Plan
-from blockprune.units import expand, parse_unit
+from blockprune.units import parse_unit
 
 DEFAULT = ("shortgpt,relative-magnitude,layer-ppl,blockpruner-oneshot,blockpruner,blockpruner-refined,"
            "blockpruner-joint,blockpruner-evo")
