@@ -30,6 +30,8 @@ TABLES = [
     ("Width pruning", "| allocation / score |",
      ("run", "bench/width/summary_md.py")),
     ("Width pruning", "| model | piqa |", ("run", "bench/width/zero_shot_md.py")),
+    ("Width against depth at 20% (issue 33): FLAP keeps the most; LLM-BIP does not beat it", "| Method | Kind |",
+     ("run", "bench/width/table.py bench/width/smollm2-r20-paper")),
     ("Method comparison", "| Method | Ratio | Calib. PPL | WikiText-2 PPL |",
      ("run", "bench/compare/results_md.py bench/compare/smollm2-r20")),
     ("Method comparison at the paper's calibration (issue 19, item 3)", "| Method | Ratio | Calib. PPL | Validation",
