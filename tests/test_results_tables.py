@@ -66,8 +66,10 @@ TABLES = [
      ("file", "bench/context_length/smollm2-r20/table.md")),
     ("Calibration domain (issue 19, \"find out why\")", "| Calibration text |",
      ("file", "bench/domain/smollm2-r20/table.md")),
-    ("Scale (issue 31): SmolLM2-135M and -360M measured, 1B to 8B not yet", "| model | params | dtype | phase |",
-     ("run", "bench/scale/run.py --show bench/scale/results/amd-epyc-avx2.json")),
+    ("Scale (issue 31): 135M to 1.5B measured in fp32, 3B not yet, 8B skipped on this CPU",
+     "| model | params | dtype | phase |", ("run", "bench/scale/run.py --show bench/scale/results/amd-epyc-avx2.json")),
+    ("Scale (issue 31): 135M to 1.5B measured in fp32, 3B not yet, 8B skipped on this CPU",
+     "| model | params | dtype | blockpruner", ("run", "bench/scale/run.py --summary bench/scale/results/amd-epyc-avx2.json")),
 ]
 
 
