@@ -1,6 +1,11 @@
 """The block view computes exactly the model without the masked residual branches."""
 import copy
+import json
+import os
 import random
+import subprocess
+import sys
+import textwrap
 
 import pytest
 import torch
@@ -80,3 +85,38 @@ def test_unknown_block_names_are_refused():
     with pytest.raises(ValueError, match="unknown block names"):
         view.check_names({"attn.7"})
     view.check_names({"attn.1", "mlp.0"})
+
+
+def test_the_lm_head_holds_one_vocabulary_slice_not_the_logit_matrix():
+    """`window_nll` on a 65536-token vocabulary and a 2048-token window (a logit matrix of 537 MB), in a
+    fresh process where glibc's mmap threshold has been raised (as any forward pass raises it): the peak RSS
+    grows by a few slices, not by the matrix. Each slice's logsumexp, kept as its own small tensor, pinned the
+    heap between the freed slices and grew the process by about the whole matrix."""
+    script = textwrap.dedent("""
+        import json, torch
+        from transformers import LlamaConfig, LlamaForCausalLM
+        from blockprune import machine
+        from blockprune.view import BlockView
+        torch.set_num_threads(1)
+        cfg = LlamaConfig(vocab_size=65536, hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+                          num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=2048)
+        view = BlockView(LlamaForCausalLM(cfg).eval())
+        g = torch.Generator().manual_seed(0)
+        h, ids = torch.randn(1, 2048, 64, generator=g), torch.randint(0, 65536, (1, 2048), generator=g)
+        chunk = torch.empty(3 * 2**20)
+        del chunk  # a freed 12 MB chunk: glibc serves smaller ones from its heap after it
+        machine.reset_peak()
+        before = machine.rss()
+        for _ in range(3):
+            view.window_nll(h, ids)
+        print(json.dumps({"grew": machine.peak() - before, "reset": machine.reset_peak()}))
+    """)
+    src = os.path.join(os.path.dirname(__file__), os.pardir, "src")
+    got = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": src})
+    assert got.returncode == 0, got.stderr[-3000:]
+    r = json.loads(got.stdout.strip().splitlines()[-1])
+    if not r["reset"]:
+        pytest.skip("this kernel does not let a process reset its peak RSS")
+    matrix = 2047 * 65536 * 4
+    assert r["grew"] < matrix / 4, f"window_nll grew the process by {r['grew'] / 2**20:.0f} MiB"

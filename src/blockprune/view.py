@@ -157,8 +157,12 @@ class BlockView:
             if head.bias is not None:
                 picked = picked + head.bias[target].float()
             picked = self.adapter.scale_logits(picked.to(x.dtype)).float()
-            lse = [torch.logsumexp(self.adapter.scale_logits(nn.functional.linear(
-                x, head.weight[lo:lo + chunk], None if head.bias is None else head.bias[lo:lo + chunk])).float(), -1)
-                for lo in range(0, vocab, chunk)]
-            out[i] = (torch.logsumexp(torch.stack(lse, -1), -1) - picked).mean().double()
+            # each slice's logsumexp goes into one buffer made before the loop: kept as a list of small tensors,
+            # they pinned glibc's heap between the freed slices, and the process grew by about the whole logit
+            # matrix (400 MB a window on SmolLM2) although no more than one slice was ever alive
+            lse = torch.empty(x.shape[0], -(-vocab // chunk), dtype=torch.float32, device=x.device)
+            for j, lo in enumerate(range(0, vocab, chunk)):
+                lse[:, j] = torch.logsumexp(self.adapter.scale_logits(nn.functional.linear(
+                    x, head.weight[lo:lo + chunk], None if head.bias is None else head.bias[lo:lo + chunk])).float(), -1)
+            out[i] = (torch.logsumexp(lse, -1) - picked).mean().double()
         return out
