@@ -145,11 +145,11 @@ def layer_scores(attn: nn.Module | None, mlp: nn.Module | None, spec: WidthModul
     return LayerScores(heads, groups, channels)
 
 
-def _compute(variant: str):
+def _compute(variant: str, fisher: bool):
     def compute(view: BlockView, windows: Windows, layers: list[int], batch_size: int) -> Scoring:
         adapter = view.adapter
         spec = modules_for(adapter)
-        grads = gradients(view, windows, layers, batch_size, fisher=variant == "element2")
+        grads = gradients(view, windows, layers, batch_size, fisher=fisher)
         out = {}
         for i in layers:
             geo, attn, mlp = layer_parts(adapter, spec, i)
@@ -161,4 +161,5 @@ def _compute(variant: str):
 
 for _name, _variant in (("llm-pruner", "element1"), ("llm-pruner-vector", "vector"),
                        ("llm-pruner-element2", "element2")):
-    register(WidthScore(_name, _compute(_variant), rank="score", gradients=True, fisher=_variant == "element2"))
+    _fisher = _variant == "element2"  # the second-order term needs the diagonal Fisher
+    register(WidthScore(_name, _compute(_variant, _fisher), rank="score", gradients=True, fisher=_fisher))
