@@ -2,6 +2,9 @@
 that one was made at the same ratio and evaluated alike, cost figures where `blockprune eval` wrote them, and
 LLM-BIP against the best published baseline."""
 import json
+import os
+import subprocess
+from pathlib import Path
 
 import pytest
 from conftest import bench_script
@@ -83,3 +86,37 @@ def test_one_table_of_width_and_matching_depth_rows(table, tiny_checkpoint, cali
     run(tiny_checkpoint, other, calib, "shortgpt", limit=5)
     table.main([str(width), str(other)])
     assert "| shortgpt |" not in capsys.readouterr().out
+
+
+def test_depth_sh_evaluates_the_finished_depth_searches_with_the_width_runs_settings(tmp_path):
+    """bench/width/depth.sh copies SRC's finished greedy searches without their evaluation, leaves out an
+    unfinished one, takes OUT's dense evaluation, and runs one `compare` with OUT's ratio and evaluation
+    settings (here `blockprune` is a stub that logs its arguments)."""
+    out, src, depth = tmp_path / "width", tmp_path / "src", tmp_path / "depth"
+    settings = {"seqlen": 2048, "max_windows": 8, "limit": 100, "num_fewshot": 0}
+    (out / "dense").mkdir(parents=True)
+    (out / "dense" / "eval.json").write_text(json.dumps({"settings": settings, "perplexity": {}}))
+    (out / "llm-bip").mkdir()
+    (out / "llm-bip" / "plan.json").write_text(json.dumps({"status": "done", "options": {"ratio": 0.1}}))
+    for m, status in (("layer-ppl", "done"), ("blockpruner-joint", "done"), ("blockpruner", "running")):
+        (src / m).mkdir(parents=True)
+        for f in ("plan.json", "compare.json", "eval.json"):
+            (src / m / f).write_text(json.dumps({"status": status, "file": f}))
+    bin_dir, log = tmp_path / "bin", tmp_path / "calls.log"
+    bin_dir.mkdir()
+    (bin_dir / "blockprune").write_text(f'#!/bin/sh\necho "blockprune $*" >> "{log}"\n')
+    (bin_dir / "blockprune").chmod(0o755)
+    script = Path(__file__).resolve().parents[1] / "bench" / "width" / "depth.sh"
+    proc = subprocess.run(["bash", str(script), str(out), str(src), str(depth)], capture_output=True, text=True,
+                          env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"})
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in depth.iterdir()) == ["blockpruner-joint", "dense", "layer-ppl"]
+    assert sorted(p.name for p in (depth / "layer-ppl").iterdir()) == ["compare.json", "plan.json"]
+    assert json.loads((depth / "dense" / "eval.json").read_text())["settings"] == settings
+    call, = log.read_text().splitlines()
+    args = call.split()
+    opt = {args[i]: args[i + 1] for i in range(2, len(args) - 1) if args[i].startswith("--")}
+    assert args[:2] == ["blockprune", "compare"]
+    assert opt["--ratio"] == "0.1" and opt["--max-windows"] == "8" and opt["--limit"] == "100"
+    assert opt["--eval-seqlen"] == "2048" and opt["--out"] == str(depth)
+    assert opt["--methods"].split(",") == ["blockpruner-joint", "layer-ppl", "shortgpt", "relative-magnitude"]

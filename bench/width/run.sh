@@ -12,9 +12,9 @@
 # each lane logs to OUT/lane-*.log. Then, one process on one thread, `blockprune eval` measures every row's
 # cost (parameters, KV cache per token, generation speed) into OUT/cost/<folder>, and bench/width/table.py
 # prints one table of the width rows and the depth rows (layer-ppl, relative-magnitude, shortgpt,
-# blockpruner) of DEPTH (default bench/compare/smollm2-r<PCT>-paper, bench/compare/run.sh's paper-calibration
-# depth comparison at this ratio: its rows are shown only where its ratio and evaluation settings are this
-# run's). With METHODS (comma-separated), one process runs just those, and nothing else. OUT/table.md is the
+# blockpruner, blockpruner-joint) of DEPTH (default bench/compare/smollm2-r<PCT>-paper, bench/compare/run.sh's
+# paper-calibration depth comparison at this ratio: its rows are shown only where its ratio and evaluation
+# settings are this run's; bench/width/depth.sh evaluates its searches with this run's settings elsewhere). With METHODS (comma-separated), one process runs just those, and nothing else. OUT/table.md is the
 # record: each compare rewrites OUT/comparison.md with the calibration of its own invocation, which under
 # PROTOCOL=width differs by method. Every figure's file names the machine it was measured on (compare.json,
 # timings.json and eval.json, the cost figures' included, carry blockprune.machine's records) and the table

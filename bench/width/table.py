@@ -7,9 +7,9 @@ baseline on WikiText-2, PTB and the average.
     python bench/width/table.py OUT [DEPTH]
     python bench/width/table.py --depth-folders OUT [DEPTH]   (the depth run folders the table shows, one a line)
 
-Width rows are OUT's finished method folders; depth rows (layer-ppl, relative-magnitude, shortgpt, blockpruner)
-come from DEPTH (default bench/compare/smollm2-r20-paper) where its folders were pruned at OUT's ratio from the
-same model and evaluated with OUT's settings (otherwise the table says why there are none). Every figure is
+Width rows are OUT's finished method folders; depth rows (layer-ppl, relative-magnitude, shortgpt, blockpruner,
+blockpruner-joint) come from DEPTH (default bench/compare/smollm2-r20-paper) where its folders were pruned at
+OUT's ratio from the same model and evaluated with OUT's settings (otherwise the table says why there are none). Every figure is
 read from the folders' plan.json, eval.json and compare.json, as `blockprune compare` wrote them, and the
 table names the machines each row came from (those files' and its cost evaluation's machine records; "not
 recorded" where they hold none). Writes OUT/table.md and OUT/table.json and prints the table."""
@@ -26,7 +26,7 @@ from blockprune.evaluate.table import ZERO_SHOT, task_metric
 from blockprune.plan import Plan
 
 DEPTH = Path("bench/compare/smollm2-r20-paper")
-DEPTH_METHODS = ("layer-ppl", "relative-magnitude", "shortgpt", "blockpruner")
+DEPTH_METHODS = ("layer-ppl", "relative-magnitude", "shortgpt", "blockpruner", "blockpruner-joint")
 WIDTH_ORDER = ("llm-bip", "llm-bip:global", "width-local", "width-magnitude", "wanda-sp", "flap", "flap:global",
                "flap-nobias", "flap-nobias:global", "llm-pruner", "llm-pruner-vector", "llm-pruner-element2")
 LLM_BIP = ("llm-bip", "llm-bip:global")
