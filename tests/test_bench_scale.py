@@ -62,3 +62,21 @@ def test_a_size_is_recorded_kept_and_a_size_that_cannot_fit_is_skipped_with_its_
     png.unlink()
     bench("--figure", path)
     assert png.stat().st_size > 0
+
+
+def test_the_summary_measures_growth_against_the_smallest_size_of_the_same_precision(tmp_path):
+    def size(params, dtype, seconds):
+        phase = {"cpu_per_candidate_window": seconds, "model_per_candidate_window": [seconds, seconds],
+                 "peak_rss": 1, "estimate_needed": 1, "estimate_peak": 1, "step": [seconds, seconds],
+                 "evaluated_windows": 1}
+        return {"params": params, "status": "done", "dtype": dtype, "phases": {"blockpruner racing": phase}}
+
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"sizes": {"a": size(100, "fp32", 1.0), "b": size(300, "fp32", 2.5),
+                                          "c": size(1000, "bf16", 4.0), "d": size(2000, "bf16", 10.0)}}))
+    rows = {line.split(" | ")[0].strip("| "): line for line in bench("--summary", path).stdout.splitlines()}
+    assert "2.50x for 3.00x (from 100 in fp32)" in rows["b"]
+    # bf16's growth is read from the smallest bf16 size, never from an fp32 one
+    assert "1.00x for 1.00x (from 1,000 in bf16)" in rows["c"] and "2.50x for 2.00x (from 1,000 in bf16)" in rows["d"]
+    bench("--figure", path)
+    assert path.with_suffix(".png").stat().st_size > 0

@@ -465,8 +465,11 @@ def summary(results: dict[str, Any]) -> str:
              "(cost model) | linear in parameters (blockpruner) | peak RSS outside the estimate, worst phase |",
              "|---|---:|---|---:|---:|---:|---:|"]
     done = [(n, r) for n, r in results["sizes"].items() if r["status"] == "done"]
-    base = next(((r["params"], r["phases"]["blockpruner racing"]["cpu_per_candidate_window"]) for _, r in done
-                 if "blockpruner racing" in r["phases"]), None)
+    # growth from the smallest size run in the same precision: bf16 and fp32 run at different speeds
+    base = {}
+    for _, r in done:
+        if "blockpruner racing" in r["phases"]:
+            base.setdefault(r["dtype"], (r["params"], r["phases"]["blockpruner racing"]["cpu_per_candidate_window"]))
     for name, r in done:
         cells = []
         for label in ("blockpruner racing", "layer-ppl racing"):
@@ -474,8 +477,10 @@ def summary(results: dict[str, Any]) -> str:
             cells.append("-" if p is None else f"{_s(p['cpu_per_candidate_window'])} "
                          f"({'-'.join(map(_s, p['model_per_candidate_window']))})")
         p = r["phases"].get("blockpruner racing")
-        linear = "-" if not (p and base) else \
-            f"{p['cpu_per_candidate_window'] / base[1]:.2f}x for {r['params'] / base[0]:.2f}x"
+        b = base.get(r["dtype"])
+        linear = "-" if not (p and b) else \
+            f"{p['cpu_per_candidate_window'] / b[1]:.2f}x for {r['params'] / b[0]:.2f}x" + \
+            (f" (from {_size(b[0])} in {r['dtype']})" if len(base) > 1 else "")
         # each phase against the estimate's range, without the leader copy to with it (a step holds it or
         # not, as free memory allows): 0 inside, else how far outside; the worst phase
         worst = max(((k, _outside(q["peak_rss"], q["estimate_needed"], q["estimate_peak"]))
@@ -516,10 +521,13 @@ def figure(results: dict[str, Any], out: Path) -> Path:
         for i, style in ((0, "--"), (1, ":")):  # a marker too: one size alone draws no line
             ax1.plot(xs, [p["model_per_candidate_window"][i] for _, p in pts], style, marker="_", markersize=12,
                      color=color, label=f"{label}, cost model ({'fastest' if i == 0 else 'slowest'} timed layer)")
-        if len(pts) > 1:  # the target: cost per candidate-window linear in parameters
-            n0, c0 = pts[0][0], pts[0][1]["cpu_per_candidate_window"]
-            ax1.plot(xs, [c0 * n / n0 for n in xs], color=color, lw=0.6,
-                     label=f"{label}, linear in parameters from the smallest")
+        for dtype in dict.fromkeys(r["dtype"] for _, r in done):  # the target, within one precision
+            same = [(n, p) for (n, p), (_, r) in zip(pts, [x for x in done if f"{label} racing" in x[1]["phases"]])
+                    if r["dtype"] == dtype]
+            if len(same) > 1:
+                n0, c0 = same[0][0], same[0][1]["cpu_per_candidate_window"]
+                ax1.plot([n for n, _ in same], [c0 * n / n0 for n, _ in same], color=color, lw=0.6,
+                         label=f"{label}, linear in parameters from the smallest ({dtype})")
     ax1.set(xscale="log", yscale="log", xlabel="parameters", ylabel="seconds per candidate-window",
             title="Time per candidate-window")
     rows = []
