@@ -32,6 +32,9 @@ TABLES = [
     ("Width pruning", "| model | piqa |", ("run", "bench/width/zero_shot_md.py")),
     ("Width against depth at 20% (issue 33): FLAP keeps the most; LLM-BIP does not beat it", "| Method | Kind |",
      ("run", "bench/width/table.py bench/width/smollm2-r20-paper")),
+    ("Width against depth at 10%, quick subset (issue 33): every width method but magnitude ahead of every depth "
+     "row", "| Method | Kind |",
+     ("run", "bench/width/table.py bench/width/smollm2-r10-paper bench/compare/smollm2-r10-paper-quick")),
     ("Scoring cost on an AVX2-only CPU (2026-12-07)", "| method | process s |",
      ("run", "bench/width/scoring_cost.py --show bench/width/scoring-cost/amd-epyc-avx2.json")),
     ("Method comparison", "| Method | Ratio | Calib. PPL | WikiText-2 PPL |",
