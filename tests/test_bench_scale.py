@@ -80,3 +80,16 @@ def test_the_summary_measures_growth_against_the_smallest_size_of_the_same_preci
     assert "1.00x for 1.00x (from 1,000 in bf16)" in rows["c"] and "2.50x for 2.00x (from 1,000 in bf16)" in rows["d"]
     bench("--figure", path)
     assert path.with_suffix(".png").stat().st_size > 0
+
+
+def test_a_one_shot_pass_left_out_or_refused_leaves_the_size_recorded(tmp_path):
+    configs, results = tmp_path / "configs", tmp_path / "results"
+    (configs / "tiny").mkdir(parents=True)
+    (configs / "tiny" / "config.json").write_text(json.dumps(TINY))
+    bench("--configs", configs, "--results", results, "--work", tmp_path, "--seqlen", 32, "--candidates", 2,
+          "--exhaustive-up-to", 0, "--one-shots", "shortgpt")
+    [path] = results.glob("*.json")
+    tiny = json.loads(path.read_text())["sizes"]["tiny"]
+    assert tiny["status"] == "done" and "shortgpt" in tiny["phases"] and "llm-bip" not in tiny["phases"]
+    assert tiny["not_run"] == {"llm-bip": "left out (--one-shots)"}
+    assert "llm-bip not run: left out (--one-shots)" in bench("--show", path).stdout

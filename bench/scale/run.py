@@ -12,7 +12,8 @@ own) measures, on `--windows` windows of `--seqlen` tokens of generated text:
 - export (`auto`) of the blockpruner step's removal and reload with `blockprune.load`;
 - a `shortgpt` pass and an `llm-bip` pass (`--ratio 0.2`) through `blockprune.api.prune`, each in a fresh
   process of its own (in the size's process, what the allocator kept from earlier phases moved their peaks by
-  up to 15%).
+  up to 15%); `--one-shots` chooses them. One that `prune` refuses (it would not fit), fails or is left out is
+  recorded as not run, with the reason, beside the size's other phases.
 Each phase's wall and CPU seconds and its peak RSS (VmHWM, reset per phase through /proc/self/clear_refs)
 are recorded beside `estimate`'s peak for the same settings, and each step's CPU seconds per
 candidate-window beside the cost model's (its one-layer timing: mean blocks run per candidate x a block's
@@ -254,14 +255,18 @@ def run_one_shot(method: str, work: Path, dtype: str, args) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     from transformers.utils import logging as hf_logging
 
-    from blockprune import machine, prune
+    from blockprune import UserError, machine, prune
 
     hf_logging.disable_progress_bar()
     folder, calib = work / "model", str(work / "calibration.txt")
     opts = options(method, dtype, calib, args.seqlen)
     est = estimated(folder, opts)  # before any weight: this process's runtime is the run's
-    with machine.Phase() as ph:
-        prune(str(folder), work / method, options=opts, export=False, progress=False)
+    try:
+        with machine.Phase() as ph:
+            prune(str(folder), work / method, options=opts, export=False, progress=False)
+    except UserError as e:  # prune's own refusal (it would not fit): a finding, not a failure of the bench
+        print(f"{method}: refused: {e}", file=sys.stderr, flush=True)
+        return {"refused": str(e).splitlines()[0], "estimate_peak": est["peak"], "estimate_needed": est["needed"]}
     print(f"{method}: {ph.wall:.0f} s", file=sys.stderr, flush=True)
     return ph.record(estimate_peak=est["peak"], estimate_needed=est["needed"], pid=os.getpid())
 
@@ -312,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--exhaustive-up-to", type=float, default=1.6e9, help="parameters up to which the steps also "
                     "run exhaustively (default 1.6e9)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--one-shots", default=",".join(ONE_SHOT), help="the one-shot passes to run after the steps "
+                    f"(default {','.join(ONE_SHOT)}; empty for none)")
     ap.add_argument("--memory", type=float, help="GiB the bench may use (default: the memory available now)")
     ap.add_argument("--note", help="recorded with each size run now (e.g. what else ran beside it)")
     ap.add_argument("--again", action="store_true", help="measure --sizes again, replacing their records (a "
@@ -346,6 +353,9 @@ def main(argv: list[str] | None = None) -> int:
 
     path = machine.results_file(args.results)
     results = load_results(path)
+    one_shots = [m for m in args.one_shots.split(",") if m]
+    if set(one_shots) - set(ONE_SHOT):
+        ap.error(f"--one-shots takes {', '.join(ONE_SHOT)} (got {args.one_shots})")
     names = args.sizes.split(",") if args.sizes else [d.name for d in args.configs.iterdir() if (d / "config.json").exists()]
     sizes = sorted(((params_of(args.configs / n), n) for n in names))
     command = shlex.join(["python", "bench/scale/run.py", *(sys.argv[1:] if argv is None else argv)])
@@ -373,11 +383,16 @@ def main(argv: list[str] | None = None) -> int:
             load_start = [round(x, 2) for x in os.getloadavg()]
             got = subprocess.run(cmd, stdout=subprocess.PIPE, env=env, text=True)
             run = json.loads(got.stdout.strip().splitlines()[-1]) if got.returncode == 0 else None
-            for method in ONE_SHOT if run else ():
-                got = subprocess.run(cmd + ["--one-shot", method], stdout=subprocess.PIPE, env=env, text=True)
-                if got.returncode != 0:
-                    break
-                run["phases"][method] = json.loads(got.stdout.strip().splitlines()[-1])
+            if run:
+                # a one-shot phase that fails, is refused or is left out leaves the size's other phases recorded
+                run["not_run"] = {m: "left out (--one-shots)" for m in ONE_SHOT if m not in one_shots}
+                for method in one_shots:
+                    shot = subprocess.run(cmd + ["--one-shot", method], stdout=subprocess.PIPE, env=env, text=True)
+                    rec = json.loads(shot.stdout.strip().splitlines()[-1]) if shot.returncode == 0 else None
+                    if rec is None or "refused" in rec:
+                        run["not_run"][method] = rec["refused"] if rec else f"failed (exit {shot.returncode})"
+                    else:
+                        run["phases"][method] = rec
             shutil.rmtree(work, ignore_errors=True)
             if got.returncode != 0:
                 results["sizes"][name] = {**entry, "status": "failed", "reason": f"exit {got.returncode}",
@@ -448,6 +463,8 @@ def table(results: dict[str, Any]) -> str:
                 lo, hi = p["estimate_seconds"]
                 took = r["phases"]["dense pass"]["wall"] + p["wall"]
                 line += f"; {k} with the dense pass took {_s(took)} s, estimate {_s(lo)}-{_s(hi)} s"
+        for method, why in r.get("not_run", {}).items():
+            line += f"; {method} not run: {why}"
         scopes.append(line + (f". Note: {r['note']}" if r.get("note") and r["note"] not in r["command"] else ""))
     lines += ["", *scopes, *skips, "", *machine.table_lines(records)]
     return "\n".join(lines) + "\n"
