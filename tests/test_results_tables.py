@@ -35,6 +35,8 @@ TABLES = [
     ("Width against depth at 10%, quick subset (issue 33): every width method but magnitude ahead of every depth "
      "row", "| Method | Kind |",
      ("run", "bench/width/table.py bench/width/smollm2-r10-paper bench/compare/smollm2-r10-paper-quick")),
+    ("Width methods under the width papers' protocol (issue 33): FLAP leads again, Wanda-sp recovers", "| Method | Kind |",
+     ("run", "bench/width/table.py bench/width/smollm2-r20-width")),
     ("Scoring cost on an AVX2-only CPU (2026-12-07)", "| method | process s |",
      ("run", "bench/width/scoring_cost.py --show bench/width/scoring-cost/amd-epyc-avx2.json")),
     ("Method comparison", "| Method | Ratio | Calib. PPL | WikiText-2 PPL |",
