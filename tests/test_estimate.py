@@ -120,9 +120,10 @@ def test_the_estimate_counts_what_the_run_holds(tmp_path, scorer, every, extra):
 def test_a_disk_cache_is_counted_on_disk_and_keeps_no_leader(tiny_checkpoint, calib_file):
     est = estimate.estimate(tiny_checkpoint, PruneOptions(num_blocks=1, calibration=calib_file, seqlen=32,
                                                           cache_device="disk"), "cpu", timing=False)
+    # one cache, or two where the CPU runs bf16 natively and the default scorer is the fast one (fp32 and bf16)
     cache = [it for it in est.memory.items if it.name.startswith("boundary cache")]
-    assert [it.where for it in cache] == ["disk"] and not _items(est, "leader copy")
-    assert est.memory.needed["disk"] == cache[0].bytes
+    assert cache and {it.where for it in cache} == {"disk"} and not _items(est, "leader copy")
+    assert est.memory.needed["disk"] == sum(it.bytes for it in cache)
 
 
 @pytest.mark.parametrize("method", ["llm-pruner", "llm-pruner-element2"])
