@@ -539,8 +539,8 @@ def figure(results: dict[str, Any], out: Path) -> Path:
             ax1.plot(xs, [p["model_per_candidate_window"][i] for _, p in pts], style, marker="_", markersize=12,
                      color=color, label=f"{label}, cost model ({'fastest' if i == 0 else 'slowest'} timed layer)")
         for dtype in dict.fromkeys(r["dtype"] for _, r in done):  # the target, within one precision
-            same = [(n, p) for (n, p), (_, r) in zip(pts, [x for x in done if f"{label} racing" in x[1]["phases"]])
-                    if r["dtype"] == dtype]
+            same = [(n, r["phases"][f"{label} racing"]) for n, r in done
+                    if f"{label} racing" in r["phases"] and r["dtype"] == dtype]
             if len(same) > 1:
                 n0, c0 = same[0][0], same[0][1]["cpu_per_candidate_window"]
                 ax1.plot([n for n, _ in same], [c0 * n / n0 for n, _ in same], color=color, lw=0.6,
