@@ -93,3 +93,14 @@ def test_a_one_shot_pass_left_out_or_refused_leaves_the_size_recorded(tmp_path):
     assert tiny["status"] == "done" and "shortgpt" in tiny["phases"] and "llm-bip" not in tiny["phases"]
     assert tiny["not_run"] == {"llm-bip": "left out (--one-shots)"}
     assert "llm-bip not run: left out (--one-shots)" in bench("--show", path).stdout
+
+    # the pass left out, added later to the same record: the other phases unchanged, the pass's own command
+    bench("--configs", configs, "--results", results, "--work", tmp_path, "--sizes", "tiny", "--one-shots", "llm-bip",
+          "--add-one-shots", "--note", "added later")
+    after = json.loads(path.read_text())["sizes"]["tiny"]
+    assert after["not_run"] == {} and after["phases"]["llm-bip"]["peak_rss"] > 0
+    assert {k: v for k, v in after["phases"].items() if k != "llm-bip"} == tiny["phases"]
+    assert "--add-one-shots" in after["phases"]["llm-bip"]["added"]["command"]
+    shown = bench("--show", path).stdout
+    assert "| llm-bip |" in shown and "llm-bip added by `python bench/scale/run.py" in shown and "added later" in shown
+    assert not list(tmp_path.glob("scale-tiny-*")), "the size's checkpoint is left behind"

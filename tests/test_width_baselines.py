@@ -596,3 +596,67 @@ def test_llm_pruner_importance_is_the_official_taylor_importance(score):
         want = ref["importance"][score][str(i)]
         for key, got in (("groups", res.scores[i].groups), ("channels", res.scores[i].channels)):
             torch.testing.assert_close(got, torch.tensor(want[key], dtype=torch.float64), rtol=1e-5, atol=1e-7)
+
+
+# -- the pruned model without a copy (width.masking; export narrowing in place) ----------------------
+@pytest.mark.parametrize("score,gqa", [("llm-bip", "groups"), ("llm-bip", "heads"), ("flap", "groups"),
+                                       ("flap", "heads")])
+def test_the_masked_dense_model_computes_what_the_narrowed_copy_computes(score, gqa):
+    """prune scores the pruned model as the dense one masked (removed heads' and channels' inputs to the
+    output projections zeroed, FLAP's compensation added): the same logits as the narrowed copy, and the
+    dense model computes as before once the context ends."""
+    model = tiny_llama(layers=4)
+    ids = windows().ids
+    dense = logits(model, ids)
+    res = prune_width(BlockView(model), windows(), 0.3, WidthOptions(score=score, gqa=gqa, layers="all"))
+    assert res.built is None  # no copy made while scoring
+    with res.view() as pruned:
+        assert pruned.model is model
+        got = logits(model, ids)
+    assert not torch.allclose(got, dense)
+    torch.testing.assert_close(got, logits(res.model, ids), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(logits(model, ids), dense, rtol=0, atol=0)
+
+
+def test_compensation_biases_counted_on_the_dense_model_are_those_the_copy_gets():
+    from blockprune.width import bias
+
+    model = tiny_llama(layers=4)
+    res = _flap(model, gqa="heads")
+    assert res.bias_params == bias.created(BlockView(model).adapter, res.keep) > 0
+    copy = narrow(model, res.keep)
+    assert bias.add(copy, res.biases) == res.bias_params
+
+
+def test_narrowing_in_place_gives_the_copy_and_frees_the_old_projections():
+    model = tiny_llama(layers=4)
+    res = prune_width(BlockView(model), windows(), 0.3, WidthOptions(score="flap", layers="all"))
+    rec = record(res, WidthOptions(score="flap", layers="all"))
+    want = logits(apply(model, rec), windows().ids)
+    old = model.model.layers[1].mlp.down_proj
+    same = apply(model, rec, in_place=True)
+    assert same is model and model.model.layers[1].mlp.down_proj is not old
+    torch.testing.assert_close(logits(model, windows().ids), want, rtol=0, atol=0)
+
+
+def test_prune_and_export_of_a_width_plan_copy_no_weights(tmp_path, tiny_checkpoint, calib_file, monkeypatch):
+    """A width run's scoring, its pruned perplexity and its export make no second copy of the model (the
+    memory that kept width methods off an 8B model on a 24 GB machine); the checkpoint still reproduces the
+    recorded perplexity."""
+    import blockprune.width as width_pkg
+    from blockprune.api import prune
+    from blockprune.options import PruneOptions
+    from blockprune.verify import verify
+
+    real = width_pkg.narrow
+
+    def in_place_only(model, keep, *, in_place=False):
+        assert in_place, "a narrowed copy of the model"
+        return real(model, keep, in_place=True)
+
+    monkeypatch.setattr(width_pkg, "narrow", in_place_only)
+    opts = PruneOptions(method="flap", ratio=0.2, calibration=calib_file, seqlen=32, validation="none")
+    run = prune(tiny_checkpoint, tmp_path / "run", options=opts, progress=False)
+    assert run.checkpoint is not None
+    v = verify(run.out)
+    assert v.ok() and v.masked is not None and v.checkpoint is not None

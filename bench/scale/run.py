@@ -323,6 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--note", help="recorded with each size run now (e.g. what else ran beside it)")
     ap.add_argument("--again", action="store_true", help="measure --sizes again, replacing their records (a "
                     "size is otherwise kept once done)")
+    ap.add_argument("--add-one-shots", action="store_true", help="run only the --one-shots passes on --sizes "
+                    "already done on this machine, adding them to their records (each with its own command and date)")
     ap.add_argument("--results", type=Path, default=HERE / "results", help="where <machine tag>.json is written")
     ap.add_argument("--work", type=Path, help="where checkpoints are built (default: the system's temporary folder)")
     ap.add_argument("--show", metavar="FILE", help="print a results file's table and exit")
@@ -359,6 +361,13 @@ def main(argv: list[str] | None = None) -> int:
     names = args.sizes.split(",") if args.sizes else [d.name for d in args.configs.iterdir() if (d / "config.json").exists()]
     sizes = sorted(((params_of(args.configs / n), n) for n in names))
     command = shlex.join(["python", "bench/scale/run.py", *(sys.argv[1:] if argv is None else argv)])
+    if args.add_one_shots:
+        for params, name in sizes:
+            add_one_shots(name, results, one_shots, command, args)
+            path.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+        print(table(results), end="")
+        print(f"wrote {path} and {figure(results, path.with_suffix('.png'))}")
+        return 0
     for params, name in sizes:
         if results["sizes"].get(name, {}).get("status") == "done" and not (args.again and args.sizes):
             print(f"{name}: done before, kept")
@@ -376,23 +385,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"{name}: {dtype} ({why})", flush=True)
             env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-            cmd = [sys.executable, __file__, "--size", name, "--dtype", dtype, "--work", str(work),
-                   "--configs", str(args.configs), "--windows", str(args.windows), "--seqlen", str(args.seqlen),
-                   "--threads", str(args.threads), "--exhaustive-up-to", str(args.exhaustive_up_to)]
-            cmd += ["--candidates", str(args.candidates)] if args.candidates else []
+            cmd = size_command(name, work, dtype, args, args.windows, args.seqlen)
             load_start = [round(x, 2) for x in os.getloadavg()]
             got = subprocess.run(cmd, stdout=subprocess.PIPE, env=env, text=True)
             run = json.loads(got.stdout.strip().splitlines()[-1]) if got.returncode == 0 else None
             if run:
-                # a one-shot phase that fails, is refused or is left out leaves the size's other phases recorded
                 run["not_run"] = {m: "left out (--one-shots)" for m in ONE_SHOT if m not in one_shots}
-                for method in one_shots:
-                    shot = subprocess.run(cmd + ["--one-shot", method], stdout=subprocess.PIPE, env=env, text=True)
-                    rec = json.loads(shot.stdout.strip().splitlines()[-1]) if shot.returncode == 0 else None
-                    if rec is None or "refused" in rec:
-                        run["not_run"][method] = rec["refused"] if rec else f"failed (exit {shot.returncode})"
-                    else:
-                        run["phases"][method] = rec
+                run_one_shots(cmd, env, one_shots, run)
             shutil.rmtree(work, ignore_errors=True)
             if got.returncode != 0:
                 results["sizes"][name] = {**entry, "status": "failed", "reason": f"exit {got.returncode}",
@@ -407,6 +406,49 @@ def main(argv: list[str] | None = None) -> int:
     print(table(results), end="")
     print(f"wrote {path} and {figure(results, path.with_suffix('.png'))}")
     return 0
+
+
+def size_command(name: str, work: Path, dtype: str, args, windows: int, seqlen: int) -> list[str]:
+    """The command that runs one size's phases (or, with --one-shot, one one-shot pass) in a fresh process."""
+    cmd = [sys.executable, __file__, "--size", name, "--dtype", dtype, "--work", str(work),
+           "--configs", str(args.configs), "--windows", str(windows), "--seqlen", str(seqlen),
+           "--threads", str(args.threads), "--exhaustive-up-to", str(args.exhaustive_up_to)]
+    return cmd + (["--candidates", str(args.candidates)] if args.candidates else [])
+
+
+def run_one_shots(cmd: list[str], env: dict, methods: list[str], run: dict[str, Any],
+                  added: dict[str, Any] | None = None) -> None:
+    """Each one-shot pass in its own process, into `run`'s phases (with `added`, when it joins a record
+    made earlier); one that fails or is refused is recorded in `run["not_run"]` with why, and leaves the
+    size's other phases recorded."""
+    for method in methods:
+        shot = subprocess.run(cmd + ["--one-shot", method], stdout=subprocess.PIPE, env=env, text=True)
+        rec = json.loads(shot.stdout.strip().splitlines()[-1]) if shot.returncode == 0 else None
+        if rec is None or "refused" in rec:
+            run["not_run"][method] = rec["refused"] if rec else f"failed (exit {shot.returncode})"
+        else:
+            run["phases"][method] = {**rec, **({"added": added} if added else {})}
+            run["not_run"].pop(method, None)
+
+
+def add_one_shots(name: str, results: dict[str, Any], methods: list[str], command: str, args) -> None:
+    """--add-one-shots: `methods` on a size done before on this machine, on the same seeded checkpoint."""
+    run = results["sizes"].get(name)
+    if not run or run.get("status") != "done":
+        print(f"{name}: not done on this machine; run it without --add-one-shots first")
+        return
+    work = Path(tempfile.mkdtemp(prefix=f"scale-{name}-", dir=args.work))
+    try:
+        build_checkpoint(args.configs / name, work / "model")
+        calibration_text(work / "calibration.txt", run["windows"], run["seqlen"])
+        run.setdefault("not_run", {})
+        added = {"command": command, "date": time.strftime("%Y-%m-%d %H:%M"), "note": args.note}
+        run_one_shots(size_command(name, work, run["dtype"], args, run["windows"], run["seqlen"]),
+                      {**os.environ, "OMP_NUM_THREADS": str(args.threads)}, methods, run, added)
+        for m in methods:
+            print(f"{name}: {m}: " + (f"not run: {run['not_run'][m]}" if m in run["not_run"] else "added"))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 # -- table and figure --------------------------------------------------------------------------------------
@@ -465,6 +507,10 @@ def table(results: dict[str, Any]) -> str:
                 line += f"; {k} with the dense pass took {_s(took)} s, estimate {_s(lo)}-{_s(hi)} s"
         for method, why in r.get("not_run", {}).items():
             line += f"; {method} not run: {why}"
+        for method, p in r["phases"].items():
+            if "added" in p:  # a one-shot pass run later on the same seeded checkpoint (--add-one-shots)
+                a = p["added"]
+                line += f"; {method} added by `{a['command']}` ({a['date']}{', ' + a['note'] if a.get('note') else ''})"
         scopes.append(line + (f". Note: {r['note']}" if r.get("note") and r["note"] not in r["command"] else ""))
     lines += ["", *scopes, *skips, "", *machine.table_lines(records)]
     return "\n".join(lines) + "\n"

@@ -185,7 +185,8 @@ def _run(model: str, out: Path, options: PruneOptions, data_dir, device: str, re
     checkpoint = None
     if export and main:
         # base_model as given here: a resumed run may name the same weights by another path
-        checkpoint = plan.export(net, out / "model", tokenizer=tok,
+        # the last use of the dense model: a width plan narrows it in place, not a copy
+        checkpoint = plan.export(net, out / "model", tokenizer=tok, in_place=True,
                                  meta={"base_model": model, "blockprune_version": plan.versions["blockprune"]})
     return RunResult(out, plan, checkpoint, _summary(plan, method, plan_path, checkpoint))
 

@@ -19,8 +19,11 @@ the calibration text is tokenized when the model folder has a tokenizer (cheap; 
   the peak, but a run is not refused for it (the cache does without it when memory is short);
 - the candidate being scored: its run's boundaries, one batch's worth, kept until its score says whether
   it leads (wherever a leader may be kept);
-- width methods: the narrowed copy of the weights (`width.slicing.narrow` copies, then slices); a score
-  that backpropagates (LLM-Pruner's) its gradients, autograd's saved activations and whole logits;
+- width methods: no copy of the weights for most (the pruned model's perplexity runs on the dense one
+  masked, `width.masking`, and export narrows it in place), but a copy a sequential score (Wanda-sp under
+  uniform allocation) narrows layer by layer as it scores; a score that reads activation statistics, its
+  hooks' float64 copy of the MLP's intermediate and its square; a score that backpropagates (LLM-Pruner's)
+  its gradients, autograd's saved activations and whole logits;
 - while loading on a CPU: the checkpoint's memory-mapped pages beside the weights made from them (in the
   peak of resident memory, not in what the run needs: clean file pages the kernel can drop);
 - activations of one forward of --batch-size windows through one block (the MLP's three intermediate
@@ -263,11 +266,17 @@ def memory(s: Shapes, cal: Calibration, options, device: str = "cpu", runtime: i
     if options.metric == "js":  # dense and masked logits of a batch, their float64 log-softmaxes
         logits = b * S * s.vocab * (2 * w + 5 * 8)
         note = f"{b} windows x {S} tokens x {s.vocab} vocabulary: logits and float64 log-softmaxes (--metric js)"
-    if method.granularity == "width":
-        # width.slicing.narrow deep-copies the model, then slices the copy's layers
-        items.append(Item(f"narrowed copy ({options.dtype})", s.params * w, dev,
-                          "the pruned model: a copy of the weights, narrowed after"))
     score = _width_score(options)
+    if score and score.sequential is not None and getattr(options, "allocation", "uniform") == "uniform":
+        # width.sequential scores each layer on the outputs of the pruned earlier ones: a copy it narrows
+        # as it goes (other scores run the pruned model masked, width.masking, and export narrows in place)
+        items.append(Item(f"narrowed copy ({options.dtype})", s.params * w, dev,
+                          "the pruned model: a copy of the weights, narrowed as each layer is scored"))
+    if score and score.needs_data and not score.gradients:
+        # the statistics hooks (width.scores.collect_activations, width.stats) take each hooked input in
+        # float64 and square it: two float64 copies of the largest (the MLP's intermediate) at once
+        items.append(Item("statistics hooks (float64)", b * S * max(s.intermediate, s.heads * s.head_dim) * 16, dev,
+                          f"the down projection's input of {b} window(s) in float64, and its square"))
     if score and score.gradients:
         from .width.taylor import held_bytes
 

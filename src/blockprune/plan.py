@@ -171,20 +171,22 @@ class Plan:
                             f"differ); give the model the plan names, unchanged")
         return net, tok
 
-    def apply(self, model):
+    def apply(self, model, *, in_place: bool = False):
         """This plan on `model`, its base model, in memory: a width plan's narrower copy (`model` is left
-        as it was), then the removed blocks' modules replaced in place, exactly as the remote-code export
-        does on load (an ordinary model object: generate, KV cache and lm-eval all work). Returns the
-        model to use."""
+        as it was; `in_place` narrows `model` itself, for a caller done with the dense model), then the
+        removed blocks' modules replaced in place, exactly as the remote-code export does on load (an
+        ordinary model object: generate, KV cache and lm-eval all work). Returns the model to use."""
         from .export import mask_modules
 
-        model = self._narrowed(model)
+        model = self._narrowed(model, in_place)
         mask_modules(model, self.removed_blocks)
         return model
 
     def export(self, model, out: str | Path, *, fmt: str = "auto", tokenizer=None,
-               meta: dict[str, Any] | None = None, options: dict[str, Any] | None = None) -> Path:
-        """Write this plan applied to `model` (its base model, unchanged) as a checkpoint in `fmt`.
+               meta: dict[str, Any] | None = None, options: dict[str, Any] | None = None,
+               in_place: bool = False) -> Path:
+        """Write this plan applied to `model` (its base model, unchanged unless `in_place`, which narrows
+        a width plan's base itself rather than a copy) as a checkpoint in `fmt`.
 
         A depth plan goes to the depth exporter as the base model and its removed blocks (what it writes
         is derived from the modules it removes); a width plan's narrower model goes to the width exporter.
@@ -194,17 +196,17 @@ class Plan:
                 **(meta or {})}
         if self.width is not None:
             from .export import export_width
-            return export_width(self._narrowed(model), out, fmt=fmt, meta=meta, tokenizer=tokenizer,
+            return export_width(self._narrowed(model, in_place), out, fmt=fmt, meta=meta, tokenizer=tokenizer,
                                 options=options)
         from .export import export as export_depth
         return export_depth(model, self.removed_blocks, out, fmt=fmt, meta=meta, tokenizer=tokenizer,
                             options=options)
 
-    def _narrowed(self, model):
+    def _narrowed(self, model, in_place: bool = False):
         if self.width is None:
             return model
         from .width import apply as narrow
-        return narrow(model, self.width)
+        return narrow(model, self.width, in_place=in_place)
 
     def identity(self, loose: tuple[str, ...] = ()) -> dict[str, Any]:
         """What must match for a saved state to be resumed: the model, the data and the options (but the

@@ -37,7 +37,7 @@ def verify(run_dir: str | os.PathLike, data_dir: str | os.PathLike | None = None
     if windows.sha256() != plan.calibration["sha256"]:
         raise UserError("the calibration windows differ from the plan's (another data file or tokenizer?); "
                         "give the --data-dir the run used")
-    masked = perplexity(BlockView(plan.apply(net)), windows)
+    masked = perplexity(BlockView(plan.apply(net, in_place=True)), windows)
     ckpt = None
     if (run_dir / "model" / "config.json").exists():
         ckpt = perplexity(BlockView(load_checkpoint(run_dir / "model", device=device)), windows)

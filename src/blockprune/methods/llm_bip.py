@@ -82,7 +82,8 @@ class WidthMethod(MethodDefaults):
         opts = self._options(job.options)
         result = width.prune_width(job.view, job.windows, job.ratio, opts, job.batch_size)
         plan.width = width.record(result, opts)
-        plan.width["ppl"] = perplexity(BlockView(result.model), job.windows, batch_size=job.batch_size)
+        with result.view() as pruned:  # the dense model masked as the narrowed one: no copy of the weights
+            plan.width["ppl"] = perplexity(pruned, job.windows, batch_size=job.batch_size)
         return plan
 
 

@@ -12,7 +12,9 @@ and MLP channels, scored by LLM-BIP or a baseline, and write a physically narrow
 rebuilds the same narrower model without scoring again. docs/llm-bip.md lists every choice."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -27,6 +29,7 @@ from .modules import has_branch, modules_for
 from .registry import SCORES
 from .registry import get as get_score
 from .scores import LayerScores, widths
+from .masking import masked
 from .sequential import prune_sequential
 from .slicing import narrow
 
@@ -86,7 +89,7 @@ def check(view: BlockView, options: WidthOptions) -> list[int]:
 
 @dataclass
 class WidthResult:
-    model: nn.Module  # the narrower copy
+    base: nn.Module  # the model scored, left as it was
     keep: dict[int, Keep]
     scores: dict[int, LayerScores]
     units: dict[int, LayerUnits]
@@ -98,13 +101,34 @@ class WidthResult:
     biases: dict[int, dict[str, torch.Tensor]] | None = None
     bias_params: int = 0  # bias entries the compensation created (zeros included); removed_params is net of them
     info: dict | None = None  # the score's figures (llm-pruner: gradient memory)
+    built: nn.Module | None = None  # the narrower copy, where scoring built one (sequential scores) or once asked
+
+    @property
+    def model(self) -> nn.Module:
+        """The narrower copy (with its compensated biases), built on first use: a second copy of the
+        weights, which `view` avoids."""
+        if self.built is None:
+            self.built = narrow(self.base, self.keep)
+            if self.biases is not None:
+                _bias.add(self.built, self.biases)
+        return self.built
+
+    @contextmanager
+    def view(self) -> Iterator[BlockView]:
+        """The pruned model to run: the copy where one exists, else the base computing as it would
+        (width.masking: no second copy of the weights)."""
+        if self.built is not None:
+            yield BlockView(self.built)
+            return
+        with masked(self.base, self.keep, self.biases):
+            yield BlockView(self.base)
 
 
 def prune_width(view: BlockView, windows: Windows | None, ratio: float, options: WidthOptions,
                 batch_size: int = 1) -> WidthResult:
-    """Score every unit of the chosen layers, allocate for `ratio` of all parameters, and narrow a copy
-    (with bias compensation for scores that ask for it: the removed parameters are then net of the
-    biases it creates)."""
+    """Score every unit of the chosen layers and allocate for `ratio` of all parameters (with bias
+    compensation for scores that ask for it: the removed parameters are then net of the biases it
+    creates). The narrower model is the result's `view` (masked) or `model` (a copy, built when asked)."""
     layers = check(view, options)
     score = get_score(options.score)
     if score.needs_data and windows is None:
@@ -114,8 +138,8 @@ def prune_width(view: BlockView, windows: Windows | None, ratio: float, options:
         assert not score.compensate
         model, keep, scores, units = prune_sequential(view, windows, layers, target, options.gqa, score.sequential,
                                                       batch_size)
-        return WidthResult(model, keep, scores, units, target, removed_params(units, keep), view.total_params,
-                           windows.ids.numel())
+        return WidthResult(view.model, keep, scores, units, target, removed_params(units, keep), view.total_params,
+                           windows.ids.numel(), built=model)
     scoring = score.compute(view, windows, layers, batch_size)
     # the biases compensation will surely create (o/down everywhere, all of them in layers left as they are)
     # are freed on top of the target, so that the net removal comes as close to it as the units allow
@@ -123,12 +147,11 @@ def prune_width(view: BlockView, windows: Windows | None, ratio: float, options:
     fixed = _compensation_floor(view, layers) if score.compensate or score.reserve_biases else 0
     keep, units = allocate(view.adapter, scoring.scores, target + fixed, options.allocation, options.gqa,
                            rank=score.rank, reduce=score.reduce)
-    model = narrow(view.model, keep)
     biases, created = None, 0
     if score.compensate:
         biases = _bias.deltas(view.adapter, keep, scoring.means)
-        created = _bias.add(model, biases)
-    return WidthResult(model, keep, scoring.scores, units, target, removed_params(units, keep) - created,
+        created = _bias.created(view.adapter, keep)
+    return WidthResult(view.model, keep, scoring.scores, units, target, removed_params(units, keep) - created,
                        view.total_params, scoring.tokens, biases, created, scoring.info or None)
 
 
@@ -175,9 +198,10 @@ def keep_from_record(width: dict) -> dict[int, Keep]:
     return {d["layer"]: Keep(d["kept_heads"], d["kept_kv"], d["kept_channels"]) for d in width["layers"]}
 
 
-def apply(model: nn.Module, width: dict) -> nn.Module:
-    """The narrower copy of `model` that a plan's `width` record describes (with its compensated biases)."""
-    pruned = narrow(model, keep_from_record(width))
+def apply(model: nn.Module, width: dict, *, in_place: bool = False) -> nn.Module:
+    """The narrower copy of `model` that a plan's `width` record describes (with its compensated biases);
+    `in_place` narrows `model` itself instead (for a caller that owns it: no second copy of the weights)."""
+    pruned = narrow(model, keep_from_record(width), in_place=in_place)
     if any("bias_compensation" in d for d in width["layers"]):
         _bias.add(pruned, {d["layer"]: {k: torch.tensor(v, dtype=torch.float64)
                                          for k, v in d["bias_compensation"].items()}

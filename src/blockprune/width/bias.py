@@ -86,6 +86,27 @@ def zero_bias_params(adapter: Adapter, layers: list[int] | None = None) -> int:
                if getattr(p, n).bias is None)
 
 
+def created(adapter: Adapter, keep: dict[int, Keep]) -> int:
+    """The bias entries `add` would create on the model narrowed to `keep` (what `zero_bias_params` counts
+    on that copy), counted on the dense model: q/k/v and gate/up keep only their kept rows."""
+    spec = modules_for(adapter)
+    n = 0
+    for i in range(len(adapter.layers())):
+        k = keep.get(i)
+        d = geometry(adapter, spec, i).head_dim
+        for kind, parent, name in _linears(adapter, i):
+            lin = getattr(parent, name)
+            if lin.bias is not None:
+                continue
+            rows = lin.out_features
+            if kind == "attn" and k is not None and k.heads is not None and name in (spec.q, spec.k, spec.v):
+                rows = (len(k.heads) if name == spec.q else len(k.kv)) * d
+            elif kind == "mlp" and k is not None and k.channels is not None and name in (spec.gate, spec.up):
+                rows = len(k.channels)
+            n += rows
+    return n
+
+
 def add(model: nn.Module, biases: dict[int, dict[str, torch.Tensor]]) -> int:
     """Give `model` (in place) the biases its config flags imply, zero where new, plus `biases` on the
     o/down projections of the layers named; returns how many bias entries were created."""

@@ -1,7 +1,7 @@
 """A physically narrower copy of a model: the kept rows/columns of q/k/v/o and gate/up/down.
 
-The copy is the in-memory pruned model (there is no separate masked model): its logits are what the
-exported checkpoint must reproduce. Norms shared across heads (per-head-dim q/k norms) and
+The copy is the in-memory pruned model: its logits are what the exported checkpoint must reproduce
+(masking.py computes the same without the copy). Norms shared across heads (per-head-dim q/k norms) and
 biases of the output projections are untouched; q/k/v and gate/up biases are sliced with their rows."""
 from __future__ import annotations
 
@@ -63,9 +63,10 @@ def narrow_layer(layer: nn.Module, spec: WidthModules, keep: Keep) -> None:
         _set_if_present(mlp, "intermediate_size", len(keep.channels))
 
 
-def narrow(model: nn.Module, keep: dict[int, Keep]) -> nn.Module:
-    """A deep copy of `model` with each layer in `keep` narrowed; `model` is left as it was."""
-    pruned = copy.deepcopy(model)
+def narrow(model: nn.Module, keep: dict[int, Keep], *, in_place: bool = False) -> nn.Module:
+    """A deep copy of `model` with each layer in `keep` narrowed, `model` left as it was; or, `in_place`,
+    `model` itself narrowed (each layer's old projections freed as it goes)."""
+    pruned = model if in_place else copy.deepcopy(model)
     adapter = adapter_for(pruned)
     spec = modules_for(adapter)
     for i, k in keep.items():
