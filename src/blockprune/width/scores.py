@@ -129,17 +129,18 @@ def collect_activations(view: BlockView, windows: Windows, layers: list[int], ba
     channels: dict[int, torch.Tensor] = {}
     handles = []
 
+    # the sums are allocated before the pass and added to in place: small tensors made between the hooks'
+    # large float64 temporaries would pin glibc's heap above them (the pass's RSS grew by the weights'
+    # size at SmolLM2-135M's shape; view.window_nll had the same fault)
     def on_heads(i: int, head_dim: int):
         def hook(_mod, args):
             x = args[0].detach().double()
-            sq = x.reshape(-1, x.shape[-1] // head_dim, head_dim).pow(2).sum(dim=(0, 2))
-            heads[i] = heads[i] + sq if i in heads else sq
+            heads[i].add_(x.reshape(-1, x.shape[-1] // head_dim, head_dim).pow(2).sum(dim=(0, 2)))
         return hook
 
     def on_channels(i: int):
         def hook(_mod, args):
-            sq = args[0].detach().double().reshape(-1, args[0].shape[-1]).pow(2).sum(dim=0)
-            channels[i] = channels[i] + sq if i in channels else sq
+            channels[i].add_(args[0].detach().double().reshape(-1, args[0].shape[-1]).pow(2).sum(dim=0))
         return hook
 
     for i in layers:
@@ -147,9 +148,11 @@ def collect_activations(view: BlockView, windows: Windows, layers: list[int], ba
         layer = adapter.layers()[i]
         if geo.heads is not None:
             o = _sub(_sub(layer, spec.attn), spec.o)
+            heads[i] = torch.zeros(geo.heads, dtype=torch.float64, device=o.weight.device)
             handles.append(o.register_forward_pre_hook(on_heads(i, geo.head_dim)))
         if geo.channels is not None:
             down = _sub(_sub(layer, spec.mlp), spec.down)
+            channels[i] = torch.zeros(geo.channels, dtype=torch.float64, device=down.weight.device)
             handles.append(down.register_forward_pre_hook(on_channels(i)))
     try:
         for b in range(0, len(windows), batch_size):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from ..data import Windows
 from ..view import BlockView
@@ -48,26 +49,31 @@ class Collector:
             geo = geometry(adapter, spec, i)
             layer = adapter.layers()[i]
             if geo.heads is not None:
-                o = _sub(_sub(layer, spec.attn), spec.o)
-                self.handles.append(o.register_forward_pre_hook(self._hook(i, "o")))
+                self._watch(i, "o", _sub(_sub(layer, spec.attn), spec.o))
             if geo.channels is not None:
-                down = _sub(_sub(layer, spec.mlp), spec.down)
-                self.handles.append(down.register_forward_pre_hook(self._hook(i, "down")))
+                self._watch(i, "down", _sub(_sub(layer, spec.mlp), spec.down))
+
+    def _watch(self, i: int, kind: str, lin: nn.Linear) -> None:
+        # the sums are allocated before the pass and added to in place: small tensors made between the
+        # hooks' large float64 temporaries would pin glibc's heap above them (width.scores has the same)
+        zeros = lambda: torch.zeros(lin.in_features, dtype=torch.float64, device=lin.weight.device)  # noqa: E731
+        self.acc.setdefault(i, {})[kind] = [0, zeros(), zeros()]
+        self.handles.append(lin.register_forward_pre_hook(self._hook(i, kind)))
 
     def _hook(self, i: int, kind: str):
         def on_input(_mod, args):
             x = args[0].detach().double().reshape(-1, args[0].shape[-1])
-            s = self.acc.setdefault(i, {}).setdefault(kind, [0, 0.0, 0.0])
+            s = self.acc[i][kind]
             s[0] += x.shape[0]
-            s[1] = s[1] + x.sum(dim=0)
-            s[2] = s[2] + x.pow(2).sum(dim=0)
+            s[1].add_(x.sum(dim=0))
+            s[2].add_(x.pow(2).sum(dim=0))
         return on_input
 
     def remove(self) -> dict[int, dict[str, Moments]]:
         """Unhook; per layer {"o": Moments, "down": Moments} for the branches it has."""
         for h in self.handles:
             h.remove()
-        return {i: {k: Moments(n, s.cpu(), q.cpu()) for k, (n, s, q) in self.acc.get(i, {}).items()}
+        return {i: {k: Moments(n, s.cpu(), q.cpu()) for k, (n, s, q) in self.acc.get(i, {}).items() if n}
                 for i in self.layers}
 
 
