@@ -75,13 +75,13 @@ TABLES = [
      ("file", "bench/context_length/smollm2-r20/table.md")),
     ("Calibration domain (issue 19, \"find out why\")", "| Calibration text |",
      ("file", "bench/domain/smollm2-r20/table.md")),
-    ("Scale (issue 31): 135M to 1.5B measured in fp32, 8B in bf16 on a CPU with native bf16, 3B not yet",
+    ("Scale (issue 31): 135M to 3B measured in fp32, 8B in bf16 on a CPU with native bf16",
      "| model | params | dtype | phase |", ("run", "bench/scale/run.py --show bench/scale/results/amd-epyc-avx2.json")),
-    ("Scale (issue 31): 135M to 1.5B measured in fp32, 8B in bf16 on a CPU with native bf16, 3B not yet",
+    ("Scale (issue 31): 135M to 3B measured in fp32, 8B in bf16 on a CPU with native bf16",
      "| model | params | dtype | blockpruner", ("run", "bench/scale/run.py --summary bench/scale/results/amd-epyc-avx2.json")),
-    ("Llama-3.1-8B in bf16 on a CPU with native bf16 (2026-12-07)", "| model | params | dtype | phase |",
+    ("On a CPU with native bf16: 135M, 360M and 3B in fp32, 8B in bf16 (2026-12-07)", "| model | params | dtype | phase |",
      ("run", "bench/scale/run.py --show bench/scale/results/amd-epyc-avx512bf16.json")),
-    ("Llama-3.1-8B in bf16 on a CPU with native bf16 (2026-12-07)", "| model | params | dtype | blockpruner",
+    ("On a CPU with native bf16: 135M, 360M and 3B in fp32, 8B in bf16 (2026-12-07)", "| model | params | dtype | blockpruner",
      ("run", "bench/scale/run.py --summary bench/scale/results/amd-epyc-avx512bf16.json")),
 ]
 
