@@ -198,3 +198,20 @@ def doc_module(doc: str, name: str):
     sys.modules[name] = mod
     exec(compile(code, f"docs/{doc}", "exec"), mod.__dict__)
     return mod
+
+
+def growth_in_a_fresh_process(script: str) -> int:
+    """Run `script` (which prints {"grew": bytes, "reset": bool} as its last line, measured with
+    blockprune.machine's peak reset) in a fresh one-thread process; the growth, or a skip where the kernel
+    cannot reset a process's peak RSS."""
+    import json
+    import subprocess
+
+    src = os.path.join(os.path.dirname(__file__), os.pardir, "src")
+    got = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": src})
+    assert got.returncode == 0, got.stderr[-3000:]
+    r = json.loads(got.stdout.strip().splitlines()[-1])
+    if not r["reset"]:
+        pytest.skip("this kernel does not let a process reset its peak RSS")
+    return r["grew"]

@@ -1,10 +1,6 @@
 """The block view computes exactly the model without the masked residual branches."""
 import copy
-import json
-import os
 import random
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -13,7 +9,7 @@ import torch
 from blockprune.data import Windows
 from blockprune.window_nll import perplexity, window_nll
 from blockprune.view import BlockView
-from conftest import tiny_llama
+from conftest import growth_in_a_fresh_process, tiny_llama
 
 
 def zeroed(model, removed):
@@ -111,12 +107,6 @@ def test_the_lm_head_holds_one_vocabulary_slice_not_the_logit_matrix():
             view.window_nll(h, ids)
         print(json.dumps({"grew": machine.peak() - before, "reset": machine.reset_peak()}))
     """)
-    src = os.path.join(os.path.dirname(__file__), os.pardir, "src")
-    got = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": src})
-    assert got.returncode == 0, got.stderr[-3000:]
-    r = json.loads(got.stdout.strip().splitlines()[-1])
-    if not r["reset"]:
-        pytest.skip("this kernel does not let a process reset its peak RSS")
+    grew = growth_in_a_fresh_process(script)
     matrix = 2047 * 65536 * 4
-    assert r["grew"] < matrix / 4, f"window_nll grew the process by {r['grew'] / 2**20:.0f} MiB"
+    assert grew < matrix / 4, f"window_nll grew the process by {grew / 2**20:.0f} MiB"

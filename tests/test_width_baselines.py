@@ -19,7 +19,7 @@ from blockprune.width.scores import Geometry
 from blockprune.width.stats import Moments, input_moments
 from blockprune.arch.llama import LlamaAdapter
 
-from conftest import tiny_llama
+from conftest import growth_in_a_fresh_process, tiny_llama
 
 LLAMA = LlamaAdapter.width_modules
 NEW = ["wanda-sp", "flap", "llm-pruner", "llm-pruner-vector", "llm-pruner-element2"]
@@ -668,9 +668,6 @@ def test_the_statistics_pass_holds_its_temporaries_not_every_layers(collect):
     RSS grows by about one hook's float64 temporaries, not by every layer's. Each layer's sums, allocated as
     small tensors between those temporaries, pinned glibc's heap above them (at SmolLM2-135M's shape the pass
     grew the process by 600 MB, the size of the weights)."""
-    import os
-    import subprocess
-    import sys
     import textwrap
 
     script = textwrap.dedent(f"""
@@ -696,12 +693,6 @@ def test_the_statistics_pass_holds_its_temporaries_not_every_layers(collect):
         collect(view, w, list(range(12)), 1)
         print(json.dumps({{"grew": machine.peak() - before, "reset": machine.reset_peak()}}))
     """)
-    src = os.path.join(os.path.dirname(__file__), os.pardir, "src")
-    got = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": src})
-    assert got.returncode == 0, got.stderr[-3000:]
-    r = json.loads(got.stdout.strip().splitlines()[-1])
-    if not r["reset"]:
-        pytest.skip("this kernel does not let a process reset its peak RSS")
+    grew = growth_in_a_fresh_process(script)
     hook = 2 * 2048 * 1024 * 8  # the down projection's input in float64 and its square
-    assert r["grew"] < 3 * hook, f"{collect} grew the process by {r['grew'] / 2**20:.0f} MiB"
+    assert grew < 3 * hook, f"{collect} grew the process by {grew / 2**20:.0f} MiB"
