@@ -108,9 +108,7 @@ class WidthResult:
         """The narrower copy (with its compensated biases), built on first use: a second copy of the
         weights, which `view` avoids."""
         if self.built is None:
-            self.built = narrow(self.base, self.keep)
-            if self.biases is not None:
-                _bias.add(self.built, self.biases)
+            self.built = _narrowed(self.base, self.keep, self.biases)
         return self.built
 
     @contextmanager
@@ -201,9 +199,16 @@ def keep_from_record(width: dict) -> dict[int, Keep]:
 def apply(model: nn.Module, width: dict, *, in_place: bool = False) -> nn.Module:
     """The narrower copy of `model` that a plan's `width` record describes (with its compensated biases);
     `in_place` narrows `model` itself instead (for a caller that owns it: no second copy of the weights)."""
-    pruned = narrow(model, keep_from_record(width), in_place=in_place)
-    if any("bias_compensation" in d for d in width["layers"]):
-        _bias.add(pruned, {d["layer"]: {k: torch.tensor(v, dtype=torch.float64)
-                                         for k, v in d["bias_compensation"].items()}
-                           for d in width["layers"] if "bias_compensation" in d})
+    biases = {d["layer"]: {k: torch.tensor(v, dtype=torch.float64) for k, v in d["bias_compensation"].items()}
+              for d in width["layers"] if "bias_compensation" in d}
+    return _narrowed(model, keep_from_record(width), biases or None, in_place=in_place)
+
+
+def _narrowed(model: nn.Module, keep: dict[int, Keep], biases: dict[int, dict[str, torch.Tensor]] | None,
+              *, in_place: bool = False) -> nn.Module:
+    """`narrow` with the compensated biases added: what a result (`WidthResult.model`) and a plan's record
+    (`apply`) both rebuild."""
+    pruned = narrow(model, keep, in_place=in_place)
+    if biases is not None:
+        _bias.add(pruned, biases)
     return pruned

@@ -56,8 +56,9 @@ class Collector:
     def _watch(self, i: int, kind: str, lin: nn.Linear) -> None:
         # the sums are allocated before the pass and added to in place: small tensors made between the
         # hooks' large float64 temporaries would pin glibc's heap above them (width.scores has the same)
-        zeros = lambda: torch.zeros(lin.in_features, dtype=torch.float64, device=lin.weight.device)  # noqa: E731
-        self.acc.setdefault(i, {})[kind] = [0, zeros(), zeros()]
+        like = {"dtype": torch.float64, "device": lin.weight.device}
+        n = lin.in_features
+        self.acc.setdefault(i, {})[kind] = [0, torch.zeros(n, **like), torch.zeros(n, **like)]
         self.handles.append(lin.register_forward_pre_hook(self._hook(i, kind)))
 
     def _hook(self, i: int, kind: str):
