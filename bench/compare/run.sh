@@ -53,6 +53,14 @@ DENSE=bench/compare/smollm2-r20-paper/dense/eval.json
 if [ "${PROTOCOL:-quick}" = paper ] && [ ! -e "$OUT/dense/eval.json" ] && [ -e "$DENSE" ]; then
     mkdir -p "$OUT/dense" && cp "$DENSE" "$OUT/dense/eval.json"
 fi
+# likewise greedy BlockPruner below 20%: a greedy search takes a smaller budget's steps alike until the budget
+# binds, so its folder starts from the 20% run's saved state (plan and step times, no evaluation); compare
+# resumes it, and prune's resume keeps the steps a fresh run at this ratio shares and searches on from there
+GREEDY=bench/compare/smollm2-r20-paper/blockpruner
+if [ "${PROTOCOL:-quick}" = paper ] && [ ! -e "$OUT/blockpruner/plan.json" ] && [ -e "$GREEDY/plan.json" ] \
+        && python3 -c "import sys; sys.exit(not ${RATIO:-0.2} < 0.2)"; then
+    mkdir -p "$OUT/blockpruner" && cp "$GREEDY/plan.json" "$GREEDY/timings.json" "$OUT/blockpruner/"
+fi
 
 compare() {
     blockprune compare --model smollm2-135m --data-dir "$DATA" --ratio "${RATIO:-0.2}" --methods "$1" "${SETTINGS[@]}" --out "$OUT"
