@@ -11,7 +11,7 @@ from blockprune.view import BlockView
 from blockprune.export import export_width as export
 from blockprune.width import WidthOptions, prune_width, widths
 from blockprune.width.scores import (activation_channel_scores, activation_head_scores, collect_activations,
-                                     magnitude_scores, propagation_factor, Geometry)
+                                     magnitude_scores, propagation_factor, spectral, Geometry)
 from blockprune.arch.llama import LlamaAdapter
 
 from conftest import tiny_llama
@@ -42,6 +42,17 @@ def test_activation_scores_match_hand_computation():
     assert activation_head_scores(head_sq, w_o, 2).tolist() == pytest.approx([8, 3])  # local: no factor
     chan_sq = torch.tensor([16.0, 1.0])  # ||a_0|| = 4, ||a_1|| = 1
     assert activation_channel_scores(chan_sq, w_down).tolist() == pytest.approx([4 * 0.5, 1 * 3])
+
+
+@pytest.mark.parametrize("shape", [(7, 3), (3, 7), (5, 5)])
+def test_spectral_norm_is_the_largest_singular_value_in_either_orientation(shape):
+    # a wide matrix's norm is taken on its transpose (3x faster): the same number, tall or wide
+    u, _ = torch.linalg.qr(torch.randn(shape[0], shape[0], dtype=torch.float64))
+    v, _ = torch.linalg.qr(torch.randn(shape[1], shape[1], dtype=torch.float64))
+    k = min(shape)
+    w = u[:, :k] @ torch.diag(torch.tensor([5.0, 2.0, 1.0] + [0.5] * (k - 3), dtype=torch.float64)) @ v[:, :k].T
+    assert spectral(w.float()) == pytest.approx(5.0, rel=1e-6)
+    assert spectral(w) == pytest.approx(spectral(w.T), rel=1e-12)
 
 
 def test_magnitude_scores_match_hand_computation():

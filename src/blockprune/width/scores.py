@@ -167,7 +167,10 @@ def collect_activations(view: BlockView, windows: Windows, layers: list[int], ba
 
 # -- the scores proper: pure functions of activation sums and weights ---------------------------------
 def spectral(w: torch.Tensor) -> float:
-    return float(torch.linalg.matrix_norm(w.detach().double(), ord=2))
+    """||w||_2, taken on the tall orientation: LAPACK's SVD of a wide row-major matrix (a down projection,
+    hidden x intermediate) runs about 3x slower than of its transpose, and the norm is the same."""
+    w = w.detach().double()
+    return float(torch.linalg.matrix_norm(w.T if w.shape[0] < w.shape[1] else w, ord=2))
 
 
 def head_blocks(w_o: torch.Tensor, head_dim: int) -> list[torch.Tensor]:
