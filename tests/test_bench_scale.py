@@ -44,6 +44,9 @@ def test_a_size_is_recorded_kept_and_a_size_that_cannot_fit_is_skipped_with_its_
     # each one-shot phase in a fresh process: the allocator's leftovers from the steps would move its peak
     pids = {tiny["pid"], tiny["phases"]["shortgpt"]["pid"], tiny["phases"]["llm-bip"]["pid"]}
     assert len(pids) == 3, pids
+    for method in ("shortgpt", "llm-bip"):  # timed in the pass's own process before its weights load
+        lo, hi = tiny["phases"][method]["estimate_seconds"]
+        assert 0 < lo <= hi
     assert not list(tmp_path.glob("scale-tiny-*")), "the size's checkpoint is left behind"
 
     # again, with a memory limit no model fits: the finished size is kept as it was, the new one skipped
@@ -57,6 +60,7 @@ def test_a_size_is_recorded_kept_and_a_size_that_cannot_fit_is_skipped_with_its_
     assert "| tiny | " in shown and "| blockpruner racing |" in shown and "| llm-bip |" in shown
     assert "- wide (" in shown and "skipped: fp32 needs" in shown
     assert "blockpruner racing 2 of 6" in shown and "evenly spaced through the depth" in shown
+    assert "; llm-bip took " in shown and "; shortgpt took " in shown
     assert "Machine: " in shown
     png = path.with_suffix(".png")
     png.unlink()

@@ -350,6 +350,45 @@ def test_stored_boundaries_follow_the_cache_rule():
     assert estimate.stored_boundaries(64, 8) == 9 and estimate.stored_boundaries(8, 3, parallel=True) == 3
 
 
+@pytest.mark.parametrize("method", ["llm-bip", "width-local", "width-magnitude"])
+def test_the_estimate_counts_the_spectral_norms_a_width_score_takes(tiny_checkpoint, calib_file, tmp_path,
+                                                                    monkeypatch, method):
+    """The shapes a width run's estimate times are the matrices its scoring pass takes spectral norms of
+    (LLM-BIP's MLP norms take longer than its forward passes at 8B on a CPU), and the time range adds them."""
+    from blockprune.api import prune
+    from blockprune.width import scores
+
+    taken: dict = {}
+    real = scores.spectral
+
+    def counted(w):
+        shape = tuple(w.shape)
+        taken[shape] = taken.get(shape, 0) + 1
+        return real(w)
+
+    monkeypatch.setattr(scores, "spectral", counted)
+    opts = PruneOptions(method=method, ratio=0.2, calibration=calib_file, seqlen=32, validation="none")
+    est = estimate.estimate(tiny_checkpoint, opts, "cpu", timing=False)
+    taken.clear()
+    prune(tiny_checkpoint, tmp_path / "run", options=opts, export=False, progress=False)
+    assert {(r, c): n for r, c, n in est.search.norms} == taken
+    assert bool(taken) == (method != "width-magnitude")
+    timing = estimate.Timing((0.0, 0.0), (0.0, 0.0), (0.0, 0.0), "fp32", "cpu",
+                             norms=[(r, c, 1.0, 2.0) for r, c, _ in est.search.norms])
+    assert estimate.seconds(est.search, timing) == (sum(taken.values()), 2 * sum(taken.values()))
+
+
+def test_a_large_spectral_norm_is_timed_on_a_scaled_proxy(monkeypatch):
+    """A norm too large to time in a moment: a smaller matrix of the same aspect, scaled by rows x cols^2."""
+    timed = []
+    monkeypatch.setattr(estimate, "NORM_PROXY", 64 * 16 ** 2)
+    from blockprune.width import scores
+    real = scores.spectral
+    monkeypatch.setattr(scores, "spectral", lambda w: timed.append(tuple(w.shape)) or real(w))
+    (r, c, lo, hi), = estimate.time_norms([(32, 128)], "cpu")
+    assert (r, c) == (32, 128) and set(timed) == {(64, 16)} and 0 < lo <= hi
+
+
 def test_estimate_command_prints_the_breakdown_and_a_time_range(tiny_checkpoint, calib_file, capsys):
     code, out, err = _cli(capsys, "estimate", "--model", tiny_checkpoint, "--calibration", calib_file, "--seqlen", "32",
                           "--num-blocks", "2", "--scorer", "racing")

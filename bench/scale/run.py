@@ -137,13 +137,15 @@ def options(method: str, dtype: str, calib: str, seqlen: int, **more):
     return PruneOptions(method=method, dtype=dtype, calibration=calib, seqlen=seqlen, validation="none", **more)
 
 
-def estimated(folder: Path, opts) -> dict[str, Any]:
-    """estimate's memory for these settings, with this process's resident memory as the runtime."""
+def estimated(folder: Path, opts, timing: bool = False) -> dict[str, Any]:
+    """estimate's memory for these settings, with this process's resident memory as the runtime; with
+    `timing`, its time range too (one layer and the score's spectral norms timed here and now)."""
     from blockprune import estimate
 
-    est = estimate.estimate(str(folder), opts, "cpu", timing=False)
+    est = estimate.estimate(str(folder), opts, "cpu", timing=timing)
     return {"peak": est.memory.peak["cpu"], "needed": est.memory.needed["cpu"], "windows": est.calibration.windows,
-            "search": est.search}
+            "search": est.search, "time": list(est.time) if est.time else None,
+            "load": est.timing.load if est.timing else None}
 
 
 def cost_model(timing, view, candidates) -> list[float]:
@@ -260,7 +262,7 @@ def run_one_shot(method: str, work: Path, dtype: str, args) -> dict[str, Any]:
     hf_logging.disable_progress_bar()
     folder, calib = work / "model", str(work / "calibration.txt")
     opts = options(method, dtype, calib, args.seqlen)
-    est = estimated(folder, opts)  # before any weight: this process's runtime is the run's
+    est = estimated(folder, opts, timing=True)  # before any weight: this process's runtime is the run's
     try:
         with machine.Phase() as ph:
             prune(str(folder), work / method, options=opts, export=False, progress=False)
@@ -268,7 +270,8 @@ def run_one_shot(method: str, work: Path, dtype: str, args) -> dict[str, Any]:
         print(f"{method}: refused: {e}", file=sys.stderr, flush=True)
         return {"refused": str(e).splitlines()[0], "estimate_peak": est["peak"], "estimate_needed": est["needed"]}
     print(f"{method}: {ph.wall:.0f} s", file=sys.stderr, flush=True)
-    return ph.record(estimate_peak=est["peak"], estimate_needed=est["needed"], pid=os.getpid())
+    return ph.record(estimate_peak=est["peak"], estimate_needed=est["needed"], estimate_seconds=est["time"],
+                     estimate_load=est["load"], pid=os.getpid())
 
 
 # -- the sizes, resumable ----------------------------------------------------------------------------------
@@ -505,6 +508,12 @@ def table(results: dict[str, Any]) -> str:
                 lo, hi = p["estimate_seconds"]
                 took = r["phases"]["dense pass"]["wall"] + p["wall"]
                 line += f"; {k} with the dense pass took {_s(took)} s, estimate {_s(lo)}-{_s(hi)} s"
+        for method in ONE_SHOT:
+            p = r["phases"].get(method, {})
+            if p.get("estimate_seconds"):  # timed in the pass's own process just before it (load average)
+                lo, hi = p["estimate_seconds"]
+                line += (f"; {method} took {_s(p['wall'])} s, estimate {_s(lo)}-{_s(hi)} s (timed at load average "
+                         f"{p['estimate_load']:.1f})")
         for method, why in r.get("not_run", {}).items():
             line += f"; {method} not run: {why}"
         for method, p in r["phases"].items():

@@ -413,6 +413,8 @@ class Timing:
     device: str
     load: float | None = None  # the 1-minute load average while timing (a busy machine times slower)
     threads: int | None = None  # torch's CPU threads while timing (the run uses as many)
+    #: seconds of one float64 spectral norm of each matrix shape the run takes (rows, cols, fastest, slowest)
+    norms: list[tuple[int, int, float, float]] = field(default_factory=list)
 
 
 def time_layer(config, dtype: str, device: str, seqlen: int) -> Timing:
@@ -486,6 +488,40 @@ def time_layer(config, dtype: str, device: str, seqlen: int) -> Timing:
     return Timing(attn, mlp, head, dtype, str(dev), load, torch.get_num_threads())
 
 
+# A spectral norm too large to time in a moment is timed on a smaller matrix of the same aspect and scaled
+# by rows x cols^2 (the SVD's work); float64 SVD on one thread ran 8% more seconds per unit of that work at
+# 8192x3072 than at 2048x768 (AMD EPYC), so the scaled time's range is widened by these factors
+NORM_PROXY = 2048 * 768 ** 2
+NORM_SCALED = (0.9, 1.25)
+
+
+def time_norms(shapes: list[tuple[int, int]], device: str) -> list[tuple[int, int, float, float]]:
+    """Seconds of one float64 spectral norm (`width.scores.spectral`) of each shape: fastest and slowest of
+    two runs after a warm-up, of a random matrix of that shape or of its scaled-down proxy."""
+    import torch
+
+    from .width.scores import spectral
+
+    dev = torch.device("cpu" if device == "auto" else device)
+    out = []
+    for rows, cols in sorted(set(shapes)):
+        tall, narrow = max(rows, cols), min(rows, cols)
+        work = tall * narrow ** 2
+        k = max(1.0, (work / NORM_PROXY) ** (1 / 3))
+        m, n = max(1, round(tall / k)), max(1, round(narrow / k))
+        w = torch.randn(m, n, dtype=torch.float64, device=dev, generator=torch.Generator(dev).manual_seed(0))
+        runs = []
+        for i in range(3):
+            t = time.perf_counter()
+            spectral(w)  # returns a Python float: the device has finished
+            if i:
+                runs.append(time.perf_counter() - t)
+        scale = work / (m * n ** 2)
+        lo, hi = (NORM_SCALED if k > 1 else (1.0, 1.0))
+        out.append((rows, cols, min(runs) * scale * lo, max(runs) * scale * hi))
+    return out
+
+
 @dataclass
 class Search:
     steps: tuple[int, int]
@@ -494,6 +530,7 @@ class Search:
     block_runs: tuple[float, float]  # window-blocks run, low and high (for the time)
     head_runs: tuple[float, float]  # window-heads run
     note: str = ""
+    norms: tuple[tuple[int, int, int], ...] = ()  # spectral norms a width score takes: (rows, cols, how many)
 
 
 def search(s: Shapes, cal: Calibration, options) -> Search:
@@ -508,8 +545,11 @@ def search(s: Shapes, cal: Calibration, options) -> Search:
         passes = (1, 4) if gran == "width" else (1, 2)
         steps = (1, 1)
         mon = V if gran != "width" else 0
+        norms = _norms(s, options) if gran == "width" else ()
         return Search(steps, 0, None, (passes[0] * W * N + mon * N, passes[1] * W * N + mon * N),
-                      (passes[0] * W + mon, passes[1] * W + mon), "no candidate scoring: forward passes over the windows")
+                      (passes[0] * W + mon, passes[1] * W + mon),
+                      "no candidate scoring: forward passes over the windows"
+                      + (f" and {sum(c for *_, c in norms):,} spectral norms" if norms else ""), norms)
     sizes = sorted(s.unit_params.get("block" if gran != "layer" else "layer", []))
     if options.block_type != "mix" and gran == "block":
         kind = options.block_type
@@ -572,12 +612,28 @@ def search(s: Shapes, cal: Calibration, options) -> Search:
     return Search(steps, cw_hi, None, (br_lo, br_hi), (h_lo, h_hi), note)
 
 
+def _norms(s: Shapes, options) -> tuple[tuple[int, int, int], ...]:
+    """The spectral norms a width method's score takes over the layers it prunes, by shape."""
+    from .width import parse_layers
+
+    score = _width_score(options)
+    if score is None or score.matrix_norms is None:
+        return ()
+    layers = len(parse_layers(getattr(options, "layers", "1:-1"), s.layers))
+    counts: dict[tuple[int, int], int] = {}
+    for shape in score.matrix_norms(s.hidden, s.heads, s.head_dim, s.intermediate):
+        counts[shape] = counts.get(shape, 0) + layers
+    return tuple((r, c, n) for (r, c), n in counts.items())
+
+
 def seconds(work: Search, timing: Timing) -> tuple[float, float]:
     """The time range: the work's low end at the fastest timed runs (times `INSIDE_MODEL`), its high end at
-    the slowest."""
+    the slowest; a width score's spectral norms at their own timing."""
     block = ((timing.attn[0] + timing.mlp[0]) / 2, (timing.attn[1] + timing.mlp[1]) / 2)
-    return (INSIDE_MODEL * (work.block_runs[0] * block[0] + work.head_runs[0] * timing.head[0]),
-            work.block_runs[1] * block[1] + work.head_runs[1] * timing.head[1])
+    per_norm = {(r, c): (lo, hi) for r, c, lo, hi in timing.norms}
+    norms = [sum(n * per_norm[(r, c)][i] for r, c, n in work.norms) for i in (0, 1)]
+    return (INSIDE_MODEL * (work.block_runs[0] * block[0] + work.head_runs[0] * timing.head[0]) + norms[0],
+            work.block_runs[1] * block[1] + work.head_runs[1] * timing.head[1] + norms[1])
 
 
 # -- the whole estimate ----------------------------------------------------------------------------------
@@ -628,6 +684,7 @@ def estimate(model: str, options, device: str = "cpu", data_dir=None, out=None, 
     if timing:
         try:
             est.timing = time_layer(config, resolved.dtype, device, resolved.seqlen)
+            est.timing.norms = time_norms([(r, c) for r, c, _ in est.search.norms], device)
             est.time = seconds(est.search, est.timing)
         except Exception as e:  # noqa: BLE001 - a family whose one-layer copy will not build: no time
             est.timing_error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
@@ -771,6 +828,12 @@ def render(est: Estimate) -> str:
                      f"LM head {t.head[0]:.3f}-{t.head[1]:.3f} s"
                      + (f"; {count(t.threads, 'thread')}" if t.threads and t.device == "cpu" else "")
                      + (f", load average {t.load:.1f} on {os.cpu_count()} CPUs" if t.load is not None else ""))
+        if t.norms:
+            per = {(r, c): (lo, hi) for r, c, lo, hi in t.norms}
+            part = [sum(n * per[(r, c)][i] for r, c, n in w.norms) for i in (0, 1)]
+            lines.append(f"spectral norms (float64, the width score's): "
+                         + ", ".join(f"{n:,} of {r}x{c}" for r, c, n in w.norms)
+                         + f", {duration(part[0])} - {duration(part[1])} (in the time below)")
         lines.append(f"time (estimate): {duration(est.time[0])} - {duration(est.time[1])}"
                      + (" (at least)" if w.note and "not estimated" in w.note or "generations" in w.note else ""))
     elif est.timing_error:

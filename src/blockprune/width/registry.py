@@ -58,6 +58,10 @@ class WidthScore:
     #: its gradients carry the diagonal Fisher too: one backward pass per window, two float32 accumulators
     #: (width.taylor.held_bytes)
     fisher: bool = False
+    #: the matrices whose spectral norm (float64 SVD) the score takes in each pruned layer, by their shapes:
+    #: (hidden, heads, head_dim, intermediate) -> [(rows, cols), ...]; `blockprune estimate` times them
+    #: (an 8B model's MLP norms take longer than its forward passes on a CPU)
+    matrix_norms: Callable[[int, int, int, int], list[tuple[int, int]]] | None = None
 
 
 #: every width score, by name (`blockprune.registry`: one registration per name, in registration order)

@@ -251,5 +251,15 @@ def _compute(score: str):
     return compute
 
 
+def _norms(score: str):
+    """The spectral norms `score_layers` takes in one layer: W_o[:, h] for every head, and for LLM-BIP's
+    factor W_up and W_down."""
+    def shapes(hidden: int, heads: int, head_dim: int, intermediate: int) -> list[tuple[int, int]]:
+        mlp = [(intermediate, hidden), (hidden, intermediate)] if score == "llm-bip" else []
+        return [(hidden, head_dim)] * heads + mlp
+    return shapes
+
+
 for _name in BUILTIN:
-    register(WidthScore(_name, _compute(_name), needs_data=_name != "magnitude"))
+    register(WidthScore(_name, _compute(_name), needs_data=_name != "magnitude",
+                        matrix_norms=_norms(_name) if _name != "magnitude" else None))
