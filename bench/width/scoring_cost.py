@@ -23,7 +23,7 @@ measurement's alone:
   --ratio R --no-export --quiet --out TMP` makes (load, windows, the dense calibration perplexity, the method,
   the pruned model's calibration perplexity, plan.json into a temporary folder, removed afterwards), with
   `blockprune.width.prune_width` timed inside the process: the scoring pass (the method's statistics or
-  gradients, the allocation and the narrowed copy of the model), its seconds and the peak RSS while it runs
+  gradients and the allocation; before 2026-12-07 also a narrowed copy of the model), its seconds and the peak RSS while it runs
   (the kernel's high-water mark reset just before it through /proc/self/clear_refs; absent where that cannot
   be written).
 
@@ -57,6 +57,9 @@ BASELINE = "baseline"
 #: what decides the figures: a results file made with other settings is never mixed with these
 SETTINGS = ("model", "calibration", "nsamples", "seqlen", "seed", "ratio", "layers", "batch_size", "dtype")
 MIB = 1024 * 1024
+#: when width runs stopped building a narrowed copy of the model to score it (commit c1a02b7): rows measured
+#: before hold it in their peak and seconds
+COPY_REMOVED = "2026-12-07T12:14:19+00:00"
 
 
 def child(args: argparse.Namespace) -> None:
@@ -206,9 +209,13 @@ def table(record: dict) -> str:
             for k, g in grads.items()) + ".")
     out.append("Load average (1, 5, 15 min) at each process's start: " + "; ".join(
         f"{k} {'/'.join(f'{x:g}' for x in r['machine']['load_average'])}" for k, r in rows.items()) + ".")
+    copied = [k for k, r in rows.items() if k != BASELINE and r["started"] < COPY_REMOVED]
     out.append("over baseline: the method's process minus the baseline's (load, windows, one forward pass): its "
                "scoring pass plus the pruned model's calibration perplexity that prune records. Scoring pass: "
-               "blockprune.width.prune_width (statistics or gradients, allocation, the narrowed copy).")
+               "blockprune.width.prune_width (statistics or gradients, allocation"
+               + (f"; {'every row' if len(copied) == len(rows) - (BASELINE in rows) else ', '.join(copied)}: "
+                  f"measured before {COPY_REMOVED[:10]} {COPY_REMOVED[11:16]} UTC, when the pass also built a "
+                  f"narrowed copy of the model (width runs no longer do)" if copied else "") + ").")
     out += machine.table_lines({k: [r["machine"]] for k, r in rows.items()})
     return "\n".join(out)
 
