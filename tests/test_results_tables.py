@@ -56,7 +56,7 @@ TABLES = [
      ("run", "bench/compare/at_ratio.py --table bench/compare/smollm2-r20-paper bench/compare/smollm2-at-layer-ppl-size "
              "layer-ppl blockpruner-joint")),
     ("At 10%", "| Method | Ratio | Calib. PPL | Validation",
-     ("run", "bench/compare/results_md.py bench/compare/smollm2-r10-paper layer-ppl,blockpruner-joint")),
+     ("run", "bench/compare/results_md.py bench/compare/smollm2-r10-paper layer-ppl,blockpruner-joint,blockpruner")),
     ("At 30%", "| Method | Ratio | Calib. PPL | Validation",
      ("run", "bench/compare/results_md.py bench/compare/smollm2-r30-paper layer-ppl,blockpruner-joint")),
     ("Healing", "| model | ratio | WikiText-2 ppl |", ("run", "bench/heal/results_md.py bench/heal/smollm2-bp20")),
