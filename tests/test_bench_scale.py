@@ -67,6 +67,16 @@ def test_a_size_is_recorded_kept_and_a_size_that_cannot_fit_is_skipped_with_its_
     bench("--figure", path)
     assert png.stat().st_size > 0
 
+    # a pass recorded before the bench timed estimates: --time-estimates adds the range, with its command
+    record = json.loads(path.read_text())
+    del record["sizes"]["tiny"]["phases"]["shortgpt"]["estimate_seconds"]
+    path.write_text(json.dumps(record))
+    bench(*common, "--sizes", "tiny", "--time-estimates")
+    shortgpt = json.loads(path.read_text())["sizes"]["tiny"]["phases"]["shortgpt"]
+    assert 0 < shortgpt["estimate_seconds"][0] <= shortgpt["estimate_seconds"][1]
+    assert "--time-estimates" in shortgpt["estimate_timed"]["command"]
+    assert "afterwards, by `python bench/scale/run.py" in bench("--show", path).stdout
+
 
 def test_the_summary_measures_growth_against_the_smallest_size_of_the_same_precision(tmp_path):
     def size(params, dtype, seconds):

@@ -328,6 +328,9 @@ def main(argv: list[str] | None = None) -> int:
                     "size is otherwise kept once done)")
     ap.add_argument("--add-one-shots", action="store_true", help="run only the --one-shots passes on --sizes "
                     "already done on this machine, adding them to their records (each with its own command and date)")
+    ap.add_argument("--time-estimates", action="store_true", help="time estimate's range for the --one-shots "
+                    "passes of --sizes recorded without one (before the bench timed it in the pass's own process), "
+                    "adding it to their records with this command and date; loads no weights")
     ap.add_argument("--results", type=Path, default=HERE / "results", help="where <machine tag>.json is written")
     ap.add_argument("--work", type=Path, help="where checkpoints are built (default: the system's temporary folder)")
     ap.add_argument("--show", metavar="FILE", help="print a results file's table and exit")
@@ -364,6 +367,12 @@ def main(argv: list[str] | None = None) -> int:
     names = args.sizes.split(",") if args.sizes else [d.name for d in args.configs.iterdir() if (d / "config.json").exists()]
     sizes = sorted(((params_of(args.configs / n), n) for n in names))
     command = shlex.join(["python", "bench/scale/run.py", *(sys.argv[1:] if argv is None else argv)])
+    if args.time_estimates:
+        for params, name in sizes:
+            time_estimates(name, results, one_shots, command, args)
+            path.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+        print(table(results), end="")
+        return 0
     if args.add_one_shots:
         for params, name in sizes:
             add_one_shots(name, results, one_shots, command, args)
@@ -454,6 +463,37 @@ def add_one_shots(name: str, results: dict[str, Any], methods: list[str], comman
         shutil.rmtree(work, ignore_errors=True)
 
 
+def time_estimates(name: str, results: dict[str, Any], methods: list[str], command: str, args) -> None:
+    """--time-estimates: estimate's time range for one-shot passes recorded without one, from the size's
+    config and calibration text alone (a folder with the config and the byte tokenizer, no weights)."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    run = results["sizes"].get(name)
+    todo = [m for m in methods if run and m in run.get("phases", {}) and not run["phases"][m].get("estimate_seconds")]
+    if not todo:
+        print(f"{name}: no one-shot pass of {', '.join(methods)} without an estimated time")
+        return
+    from transformers import AutoConfig
+
+    from blockprune.models import byte_tokenizer
+
+    work = Path(tempfile.mkdtemp(prefix=f"scale-{name}-", dir=args.work))
+    try:
+        AutoConfig.from_pretrained(args.configs / name).save_pretrained(work / "model")
+        byte_tokenizer().save_pretrained(work / "model")
+        calib = calibration_text(work / "calibration.txt", run["windows"], run["seqlen"])
+        for m in todo:
+            est = estimated(work / "model", options(m, run["dtype"], calib, run["seqlen"]), timing=True)
+            run["phases"][m].update(estimate_seconds=est["time"], estimate_load=est["load"],
+                                    estimate_timed={"command": command, "date": time.strftime("%Y-%m-%d %H:%M"),
+                                                    "note": args.note})
+            print(f"{name}: {m}: took {run['phases'][m]['wall']:.0f} s, estimate {est['time'][0]:.0f}-"
+                  f"{est['time'][1]:.0f} s", file=sys.stderr, flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 # -- table and figure --------------------------------------------------------------------------------------
 
 def _size(params: int) -> str:
@@ -512,8 +552,10 @@ def table(results: dict[str, Any]) -> str:
             p = r["phases"].get(method, {})
             if p.get("estimate_seconds"):  # timed in the pass's own process just before it (load average)
                 lo, hi = p["estimate_seconds"]
+                later = p.get("estimate_timed")
                 line += (f"; {method} took {_s(p['wall'])} s, estimate {_s(lo)}-{_s(hi)} s (timed at load average "
-                         f"{p['estimate_load']:.1f})")
+                         f"{p['estimate_load']:.1f}"
+                         + (f", afterwards, by `{later['command']}` ({later['date']})" if later else "") + ")")
         for method, why in r.get("not_run", {}).items():
             line += f"; {method} not run: {why}"
         for method, p in r["phases"].items():
