@@ -39,7 +39,7 @@ TABLES = [
      ("run", "bench/width/table.py bench/width/smollm2-r20-width")),
     ("Scoring cost on an AVX2-only CPU (2026-12-07)", "| method | process s |",
      ("run", "bench/width/scoring_cost.py --show bench/width/scoring-cost/amd-epyc-avx2.json")),
-    ("The LLM-Pruner variants' scoring cost on a CPU with native bf16 (2026-12-07)", "| method | process s |",
+    ("Scoring cost on a CPU with native bf16 (2026-12-07): every width method", "| method | process s |",
      ("run", "bench/width/scoring_cost.py --show bench/width/scoring-cost/amd-epyc-avx512bf16.json")),
     ("Method comparison", "| Method | Ratio | Calib. PPL | WikiText-2 PPL |",
      ("run", "bench/compare/results_md.py bench/compare/smollm2-r20")),
