@@ -325,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--memory", type=float, help="GiB the bench may use (default: the memory available now)")
     ap.add_argument("--note", help="recorded with each size run now (e.g. what else ran beside it)")
     ap.add_argument("--again", action="store_true", help="measure --sizes again, replacing their records (a "
-                    "size is otherwise kept once done)")
+                    "size is otherwise kept once done); with --time-estimates, time again the estimates it added")
     ap.add_argument("--add-one-shots", action="store_true", help="run only the --one-shots passes on --sizes "
                     "already done on this machine, adding them to their records (each with its own command and date)")
     ap.add_argument("--time-estimates", action="store_true", help="time estimate's range for the --one-shots "
@@ -470,7 +470,8 @@ def time_estimates(name: str, results: dict[str, Any], methods: list[str], comma
 
     torch.set_num_threads(args.threads)
     run = results["sizes"].get(name)
-    todo = [m for m in methods if run and m in run.get("phases", {}) and not run["phases"][m].get("estimate_seconds")]
+    todo = [m for m in methods if run and m in run.get("phases", {})
+            and (not run["phases"][m].get("estimate_seconds") or (args.again and "estimate_timed" in run["phases"][m]))]
     if not todo:
         print(f"{name}: no one-shot pass of {', '.join(methods)} without an estimated time")
         return

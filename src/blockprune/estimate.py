@@ -541,13 +541,10 @@ def search(s: Shapes, cal: Calibration, options) -> Search:
     W, V, N = cal.windows, cal.validation_windows, s.blocks
     B = min(options.batch_size, W)
     gran = method.granularity
-    if not method.uses_scorer:  # one-shot passes: the dense model over every window, a few times
-        passes = (1, 4) if gran == "width" else (1, 2)
-        steps = (1, 1)
-        mon = V if gran != "width" else 0
-        norms = _norms(s, options) if gran == "width" else ()
-        return Search(steps, 0, None, (passes[0] * W * N + mon * N, passes[1] * W * N + mon * N),
-                      (passes[0] * W + mon, passes[1] * W + mon),
+    if not method.uses_scorer and gran == "width":  # one-shot passes: the dense model over every window
+        passes = (1, 4)
+        norms = _norms(s, options)
+        return Search((1, 1), 0, None, (passes[0] * W * N, passes[1] * W * N), (passes[0] * W, passes[1] * W),
                       "no candidate scoring: forward passes over the windows"
                       + (f" and {sum(c for *_, c in norms):,} spectral norms" if norms else ""), norms)
     sizes = sorted(s.unit_params.get("block" if gran != "layer" else "layer", []))
@@ -571,6 +568,16 @@ def search(s: Shapes, cal: Calibration, options) -> Search:
                 break
             acc, hi = acc + p, hi + 1
         steps = (max(1, lo), max(1, hi))
+    if not method.uses_scorer:
+        # a one-shot depth method (ShortGPT, Relative Magnitude): the dense model's perplexity, one scoring
+        # pass over the blocks (its float64 statistics count up to a second one: bench/scale measured 3.5-3.6
+        # dense passes for one removal), then each removal step's perplexity on the model pruned so far
+        per_unit = N // max(1, pool) if pool else 1
+        runs = [sum(N - (t + 1) * per_unit for t in range(K)) for K in steps]
+        mon = (V, V * (1 + steps[1]))  # the overfitting monitor: the dense model's, and up to one a step
+        return Search(steps, 0, None, (2 * W * N + W * runs[0] + mon[0] * N, 3 * W * N + W * runs[1] + mon[1] * N),
+                      ((1 + steps[0]) * W + mon[0], (2 + steps[1]) * W + mon[1]),
+                      "no candidate scoring: a scoring pass and each removal step's perplexity")
     every = options.cache_every if options.metric == scoring.PERPLEXITY else 1
     if options.scorer == "plain" and options.metric == scoring.PERPLEXITY:
         every = N  # a full pass per candidate: no cache
