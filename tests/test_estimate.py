@@ -378,6 +378,29 @@ def test_the_estimate_counts_the_spectral_norms_a_width_score_takes(tiny_checkpo
     assert estimate.seconds(est.search, timing) == (sum(taken.values()), 2 * sum(taken.values()))
 
 
+@pytest.mark.parametrize("method", ["shortgpt", "relative-magnitude"])
+def test_a_one_shot_depth_method_counts_a_perplexity_pass_per_removed_layer(tiny_checkpoint, calib_file, tmp_path,
+                                                                            monkeypatch, method):
+    """ShortGPT's work: the dense perplexity, its scoring pass, then the perplexity of the model pruned so far
+    after each removal: the block runs the estimate counts are those the run makes."""
+    from blockprune.api import prune
+    from blockprune.arch.llama import LlamaAdapter
+
+    opts = PruneOptions(method=method, num_blocks=2, calibration=calib_file, seqlen=32, validation="none")
+    est = estimate.estimate(tiny_checkpoint, opts, "cpu", timing=False)
+    runs = []
+    real = LlamaAdapter.branch
+
+    def counted(self, layer, kind, h, kw):  # one block on a batch of windows
+        runs.append(h.shape[0])
+        return real(self, layer, kind, h, kw)
+
+    monkeypatch.setattr(LlamaAdapter, "branch", counted)
+    prune(tiny_checkpoint, tmp_path / "run", options=opts, export=False, progress=False)
+    lo, hi = est.search.block_runs
+    assert runs and lo <= sum(runs) <= hi, (lo, sum(runs), hi)
+
+
 def test_a_large_spectral_norm_is_timed_on_a_scaled_proxy(monkeypatch):
     """A norm too large to time in a moment: a smaller matrix of the same aspect, scaled by rows x cols^2."""
     timed = []
