@@ -633,12 +633,17 @@ def _norms(s: Shapes, options) -> tuple[tuple[int, int, int], ...]:
     return tuple((r, c, n) for (r, c), n in counts.items())
 
 
+def norm_seconds(work: Search, timing: Timing) -> tuple[float, float]:
+    """The time range of a width score's spectral norms, at their own timing."""
+    per_norm = {(r, c): (lo, hi) for r, c, lo, hi in timing.norms}
+    return tuple(sum(n * per_norm[(r, c)][i] for r, c, n in work.norms) for i in (0, 1))
+
+
 def seconds(work: Search, timing: Timing) -> tuple[float, float]:
     """The time range: the work's low end at the fastest timed runs (times `INSIDE_MODEL`), its high end at
     the slowest; a width score's spectral norms at their own timing."""
     block = ((timing.attn[0] + timing.mlp[0]) / 2, (timing.attn[1] + timing.mlp[1]) / 2)
-    per_norm = {(r, c): (lo, hi) for r, c, lo, hi in timing.norms}
-    norms = [sum(n * per_norm[(r, c)][i] for r, c, n in work.norms) for i in (0, 1)]
+    norms = norm_seconds(work, timing)
     return (INSIDE_MODEL * (work.block_runs[0] * block[0] + work.head_runs[0] * timing.head[0]) + norms[0],
             work.block_runs[1] * block[1] + work.head_runs[1] * timing.head[1] + norms[1])
 
@@ -836,8 +841,7 @@ def render(est: Estimate) -> str:
                      + (f"; {count(t.threads, 'thread')}" if t.threads and t.device == "cpu" else "")
                      + (f", load average {t.load:.1f} on {os.cpu_count()} CPUs" if t.load is not None else ""))
         if t.norms:
-            per = {(r, c): (lo, hi) for r, c, lo, hi in t.norms}
-            part = [sum(n * per[(r, c)][i] for r, c, n in w.norms) for i in (0, 1)]
+            part = norm_seconds(w, t)
             lines.append(f"spectral norms (float64, the width score's): "
                          + ", ".join(f"{n:,} of {r}x{c}" for r, c, n in w.norms)
                          + f", {duration(part[0])} - {duration(part[1])} (in the time below)")
