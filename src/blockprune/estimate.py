@@ -40,7 +40,10 @@ from the stored boundary at or before i to the end and then the head; each step 
 past the removed block, and the monitor runs one pass. The range spans the fastest timed run (times
 `INSIDE_MODEL`: a layer alone runs slower than inside the model) to the slowest, the step counts a
 `--ratio` can mean, and racing's expected candidate-windows (exhaustive for the upper end of
-`incremental` and `plain`)."""
+`incremental` and `plain`). A one-shot method scores no candidate: a depth one runs the dense model's
+perplexity, one scoring pass and a perplexity pass per removal; a width one a few passes of the dense model,
+plus the float64 SVDs of its score's spectral norms, each shape timed (or a smaller matrix of its aspect,
+scaled by rows x cols^2)."""
 from __future__ import annotations
 
 import math
@@ -568,11 +571,11 @@ def search(s: Shapes, cal: Calibration, options) -> Search:
                 break
             acc, hi = acc + p, hi + 1
         steps = (max(1, lo), max(1, hi))
+    per_unit = N // max(1, pool) if pool else 1  # blocks per unit
     if not method.uses_scorer:
         # a one-shot depth method (ShortGPT, Relative Magnitude): the dense model's perplexity, one scoring
         # pass over the blocks (its float64 statistics count up to a second one: bench/scale measured 3.5-3.6
         # dense passes for one removal), then each removal step's perplexity on the model pruned so far
-        per_unit = N // max(1, pool) if pool else 1
         runs = [sum(N - (t + 1) * per_unit for t in range(K)) for K in steps]
         mon = (V, V * (1 + steps[1]))  # the overfitting monitor: the dense model's, and up to one a step
         return Search(steps, 0, None, (2 * W * N + W * runs[0] + mon[0] * N, 3 * W * N + W * runs[1] + mon[1] * N),
@@ -581,7 +584,6 @@ def search(s: Shapes, cal: Calibration, options) -> Search:
     every = options.cache_every if options.metric == scoring.PERPLEXITY else 1
     if options.scorer == "plain" and options.metric == scoring.PERPLEXITY:
         every = N  # a full pass per candidate: no cache
-    per_unit = N // max(1, pool) if pool else 1  # blocks per unit
     races = options.metric == scoring.PERPLEXITY and scoring.get(options.scorer).races
     one_step = method.complete_scores and not method.iterative
     totals = []
