@@ -78,20 +78,43 @@ def test_a_size_is_recorded_kept_and_a_size_that_cannot_fit_is_skipped_with_its_
     assert "afterwards, by `python bench/scale/run.py" in bench("--show", path).stdout
 
 
+def flops_by_hand(config: dict, seqlen: int, pool: int, firsts: list[int]) -> float:
+    """FLOPs per candidate-window of a Llama config, counted from its numbers: each candidate runs the blocks
+    after its own (attention at even block indices) and the LM head."""
+    d, heads, kv = config["hidden_size"], config["num_attention_heads"], config["num_key_value_heads"]
+    dh, blocks = d // heads, 2 * config["num_hidden_layers"]
+    attn = 2 * seqlen * (2 * d * heads * dh + 2 * d * kv * dh) + 4 * heads * dh * seqlen * (seqlen + 1) / 2
+    mlp = 2 * seqlen * 3 * d * config["intermediate_size"]
+    head = 2 * (seqlen - 1) * d * config["vocab_size"]
+    unit = blocks // pool
+    runs = [sum(mlp if b % 2 else attn for b in range(first + unit, blocks)) + head for first in firsts]
+    return sum(runs) / len(runs)
+
+
 def test_the_summary_measures_growth_against_the_smallest_size_of_the_same_precision(tmp_path):
-    def size(params, dtype, seconds):
+    configs = tmp_path / "configs"
+    shapes = {"a": TINY, "b": {**TINY, "hidden_size": 128, "num_hidden_layers": 4}}
+    for name, config in shapes.items():
+        (configs / name).mkdir(parents=True)
+        (configs / name / "config.json").write_text(json.dumps(config))
+
+    def size(params, dtype, seconds, pool):
         phase = {"cpu_per_candidate_window": seconds, "model_per_candidate_window": [seconds, seconds],
                  "peak_rss": 1, "estimate_needed": 1, "estimate_peak": 1, "step": [seconds, seconds],
-                 "evaluated_windows": 1}
-        return {"params": params, "status": "done", "dtype": dtype, "phases": {"blockpruner racing": phase}}
+                 "evaluated_windows": 1, "candidates": 2, "pool": pool}
+        return {"params": params, "status": "done", "dtype": dtype, "seqlen": 128, "phases": {"blockpruner racing": phase}}
 
     path = tmp_path / "results.json"
-    path.write_text(json.dumps({"sizes": {"a": size(100, "fp32", 1.0), "b": size(300, "fp32", 2.5),
-                                          "c": size(1000, "bf16", 4.0), "d": size(2000, "bf16", 10.0)}}))
-    rows = {line.split(" | ")[0].strip("| "): line for line in bench("--summary", path).stdout.splitlines()}
-    assert "2.50x for 3.00x (from 100 in fp32)" in rows["b"]
-    # bf16's growth is read from the smallest bf16 size, never from an fp32 one
-    assert "1.00x for 1.00x (from 1,000 in bf16)" in rows["c"] and "2.50x for 2.00x (from 1,000 in bf16)" in rows["d"]
+    path.write_text(json.dumps({"sizes": {"a": size(100, "fp32", 1.0, 6), "b": size(300, "fp32", 2.5, 8),
+                                          "c": size(1000, "bf16", 4.0, 6), "d": size(2000, "bf16", 10.0, 6)}}))
+    rows = {line.split(" | ")[0].strip("| "): line
+            for line in bench("--summary", path, "--configs", configs).stdout.splitlines()}
+    # b's 2 candidates of 8 blocks are its first and last; a's of 6 the same
+    work = flops_by_hand(shapes["b"], 128, 8, [0, 7]) / flops_by_hand(TINY, 128, 6, [0, 5])
+    assert f"2.50x for 3.00x parameters, {work:.2f}x FLOPs (from 100 in fp32)" in rows["b"]
+    # bf16's growth is read from the smallest bf16 size, never from an fp32 one; no config, no FLOPs
+    assert "1.00x for 1.00x parameters (from 1,000 in bf16)" in rows["c"]
+    assert "2.50x for 2.00x parameters (from 1,000 in bf16)" in rows["d"]
     bench("--figure", path)
     assert path.with_suffix(".png").stat().st_size > 0
 

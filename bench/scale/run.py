@@ -160,6 +160,38 @@ def cost_model(timing, view, candidates) -> list[float]:
             for i in (0, 1)]
 
 
+def work_per_candidate_window(config_dir: Path, phase: dict[str, Any], seqlen: int) -> float | None:
+    """The arithmetic a step's candidates did, in FLOPs per candidate-window, from the config (a meta-device
+    model): each candidate runs the blocks after its own and the LM head, as `cost_model` counts them; a
+    block's products are 2 x tokens x its linear weights, attention's scores and mixing 4 x head dim x heads
+    over the causal triangle (the CPU kernel skips the masked half), the head 2 x (tokens - 1) x its weight.
+    None for a layout it cannot count (no config, a parallel layer, a pool it does not know)."""
+    import torch
+    from transformers import AutoConfig
+
+    from blockprune.estimate import meta_model, shapes
+
+    if not (config_dir / "config.json").exists():
+        return None
+    config = AutoConfig.from_pretrained(config_dir)
+    s = shapes(config)
+    if s.parallel or phase["pool"] not in (s.layers, s.blocks):
+        return None
+    model = meta_model(config)
+    layer = model.model.layers[0]  # the bench's shapes repeat one layer
+
+    def linear(module) -> int:
+        return sum(m.weight.numel() for m in module.modules() if isinstance(m, torch.nn.Linear))
+
+    attn = 2 * seqlen * linear(layer.self_attn) + 2 * s.heads * s.head_dim * seqlen * (seqlen + 1)
+    block = (attn, 2 * seqlen * linear(layer.mlp))  # even blocks attention, odd ones MLP
+    head = 2 * (seqlen - 1) * model.get_output_embeddings().weight.numel()
+    per_unit = s.blocks // phase["pool"]  # 1: block candidates, 2: layer candidates
+    firsts = [i * per_unit for i in spaced(list(range(phase["pool"])), phase["candidates"])]
+    runs = [sum(block[b % 2] for b in range(first + per_unit, s.blocks)) + head for first in firsts]
+    return sum(runs) / len(runs)
+
+
 def run_size(name: str, work: Path, dtype: str, args) -> dict[str, Any]:
     """Every phase of one size, in this process; the record of each."""
     import torch
@@ -344,10 +376,10 @@ def main(argv: list[str] | None = None) -> int:
         print(table(json.loads(Path(args.show).read_text(encoding="utf-8"))), end="")
         return 0
     if args.summary:
-        print(summary(json.loads(Path(args.summary).read_text(encoding="utf-8"))), end="")
+        print(summary(json.loads(Path(args.summary).read_text(encoding="utf-8")), args.configs), end="")
         return 0
     if args.figure:
-        print(f"wrote {figure(json.loads(Path(args.figure).read_text(encoding='utf-8')), Path(args.figure).with_suffix('.png'))}")
+        print(f"wrote {figure(json.loads(Path(args.figure).read_text(encoding='utf-8')), Path(args.figure).with_suffix('.png'), args.configs)}")
         return 0
     if args.size and args.one_shot:
         print(json.dumps(run_one_shot(args.one_shot, args.work, args.dtype, args)))
@@ -378,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
             add_one_shots(name, results, one_shots, command, args)
             path.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
         print(table(results), end="")
-        print(f"wrote {path} and {figure(results, path.with_suffix('.png'))}")
+        print(f"wrote {path} and {figure(results, path.with_suffix('.png'), args.configs)}")
         return 0
     for params, name in sizes:
         if results["sizes"].get(name, {}).get("status") == "done" and not (args.again and args.sizes):
@@ -416,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")  # after each size: resumable
     print(table(results), end="")
-    print(f"wrote {path} and {figure(results, path.with_suffix('.png'))}")
+    print(f"wrote {path} and {figure(results, path.with_suffix('.png'), args.configs)}")
     return 0
 
 
@@ -573,18 +605,25 @@ def _outside(x: float, lo: float, hi: float) -> float:
     return 0.0 if lo <= x <= hi else x / hi - 1 if x > hi else x / lo - 1
 
 
-def summary(results: dict[str, Any]) -> str:
+def summary(results: dict[str, Any], configs: Path = HERE / "configs") -> str:
     """One row per size, for the README: CPU seconds per candidate-window of each racing step against the
-    cost model's range, and each phase's peak RSS against the estimate (the worst phase named)."""
+    cost model's range; their growth from the smallest size against the growth of the parameters and of the
+    arithmetic the candidates did (`work_per_candidate_window`); each phase's peak RSS against the estimate
+    (the worst phase named)."""
     lines = ["| model | params | dtype | blockpruner s / candidate-window (cost model) | layer-ppl s / candidate-window "
-             "(cost model) | linear in parameters (blockpruner) | peak RSS outside the estimate, worst phase |",
+             "(cost model) | blockpruner's time from the smallest size, for its parameters' and FLOPs' growth | "
+             "peak RSS outside the estimate, worst phase |",
              "|---|---:|---|---:|---:|---:|---:|"]
     done = [(n, r) for n, r in results["sizes"].items() if r["status"] == "done"]
+
+    def flops(name: str, r: dict[str, Any]) -> float | None:
+        return work_per_candidate_window(configs / name, r["phases"]["blockpruner racing"], r["seqlen"])
+
     # growth from the smallest size run in the same precision: bf16 and fp32 run at different speeds
     base = {}
-    for _, r in done:
-        if "blockpruner racing" in r["phases"]:
-            base.setdefault(r["dtype"], (r["params"], r["phases"]["blockpruner racing"]["cpu_per_candidate_window"]))
+    for name, r in done:
+        if "blockpruner racing" in r["phases"] and r["dtype"] not in base:
+            base[r["dtype"]] = (r["params"], r["phases"]["blockpruner racing"]["cpu_per_candidate_window"], flops(name, r))
     for name, r in done:
         cells = []
         for label in ("blockpruner racing", "layer-ppl racing"):
@@ -593,14 +632,17 @@ def summary(results: dict[str, Any]) -> str:
                          f"({'-'.join(map(_s, p['model_per_candidate_window']))})")
         p = r["phases"].get("blockpruner racing")
         b = base.get(r["dtype"])
-        linear = "-" if not (p and b) else \
-            f"{p['cpu_per_candidate_window'] / b[1]:.2f}x for {r['params'] / b[0]:.2f}x" + \
-            (f" (from {_size(b[0])} in {r['dtype']})" if len(base) > 1 else "")
+        growth = "-"
+        if p and b:
+            work = flops(name, r)
+            growth = (f"{p['cpu_per_candidate_window'] / b[1]:.2f}x for {r['params'] / b[0]:.2f}x parameters"
+                      + (f", {work / b[2]:.2f}x FLOPs" if work and b[2] else "")
+                      + (f" (from {_size(b[0])} in {r['dtype']})" if len(base) > 1 else ""))
         # each phase against the estimate's range, without the leader copy to with it (a step holds it or
         # not, as free memory allows): 0 inside, else how far outside; the worst phase
         worst = max(((k, _outside(q["peak_rss"], q["estimate_needed"], q["estimate_peak"]))
                      for k, q in r["phases"].items() if "estimate_peak" in q), key=lambda kv: abs(kv[1]))
-        cells += [linear, f"{worst[1]:+.0%} ({worst[0]})" if worst[1] else "inside, every phase"]
+        cells += [growth, f"{worst[1]:+.0%} ({worst[0]})" if worst[1] else "inside, every phase"]
         lines.append(f"| {name} | {_size(r['params'])} | {r['dtype']} | " + " | ".join(cells) + " |")
     for name, r in results["sizes"].items():
         if r["status"] != "done":
@@ -608,16 +650,18 @@ def summary(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def figure(results: dict[str, Any], out: Path) -> Path:
+def figure(results: dict[str, Any], out: Path, configs: Path = HERE / "configs") -> Path:
     """Time per candidate-window and peak memory against parameters, measured (points) and the cost
-    model's (lines: the one-layer timing's range per size; estimate's peak without and with the leader)."""
+    model's (lines: the one-layer timing's range per size; estimate's peak without and with the leader);
+    within a precision, the time the smallest size's would grow to in proportion to the parameters and to
+    the FLOPs (`work_per_candidate_window`)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     done = [(r["params"], r) for r in results["sizes"].values() if r["status"] == "done"]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 6.4))
     for label, marker, color in (("blockpruner", "o", "C0"), ("layer-ppl", "s", "C1")):
         for how, fill in (("racing", color), ("exhaustive", "none")):
             got = [(n, r["phases"][f"{label} {how}"]) for n, r in done if f"{label} {how}" in r["phases"]]
@@ -637,12 +681,16 @@ def figure(results: dict[str, Any], out: Path) -> Path:
             ax1.plot(xs, [p["model_per_candidate_window"][i] for _, p in pts], style, marker="_", markersize=12,
                      color=color, label=f"{label}, cost model ({'fastest' if i == 0 else 'slowest'} timed layer)")
         for dtype in dict.fromkeys(r["dtype"] for _, r in done):  # the issue's target, within one precision
-            same = [(n, r["phases"][f"{label} racing"]) for n, r in done
-                    if f"{label} racing" in r["phases"] and r["dtype"] == dtype]
+            same = [(r["params"], name, r["seqlen"], r["phases"][f"{label} racing"]) for name, r in results["sizes"].items()
+                    if r["status"] == "done" and f"{label} racing" in r["phases"] and r["dtype"] == dtype]
             if len(same) > 1:
-                n0, c0 = same[0][0], same[0][1]["cpu_per_candidate_window"]
-                ax1.plot([n for n, _ in same], [c0 * n / n0 for n, _ in same], color=color, lw=0.6,
+                xs, c0 = [n for n, *_ in same], same[0][3]["cpu_per_candidate_window"]
+                ax1.plot(xs, [c0 * n / xs[0] for n in xs], color=color, lw=0.6,
                          label=f"{label}, linear in parameters from the smallest ({dtype})")
+                work = [work_per_candidate_window(configs / name, p, seqlen) for _, name, seqlen, p in same]
+                if all(work):
+                    ax1.plot(xs, [c0 * w / work[0] for w in work], "-.", color=color, lw=0.8,
+                             label=f"{label}, linear in FLOPs from the smallest ({dtype})")
     ax1.set(xscale="log", yscale="log", xlabel="parameters", ylabel="seconds per candidate-window",
             title="Time per candidate-window")
     rows = []
@@ -657,8 +705,14 @@ def figure(results: dict[str, Any], out: Path) -> Path:
                  label="estimate, without the leader copy")
         ax2.plot(xs, [e / GiB for *_, e in rows], ":", marker="_", markersize=12, label="estimate, with the leader copy")
     ax2.set(xscale="log", yscale="log", xlabel="parameters", ylabel="GiB", title="Peak memory (the heaviest phase of each)")
-    for ax in (ax1, ax2):
-        ax.legend(fontsize=7)
+    sizes = sorted({n for n, _ in done})
+    for ax in (ax1, ax2):  # ticks at the sizes measured, named as the tables name them
+        ax.set_xticks(sizes, [_size(n) for n in sizes])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
