@@ -44,7 +44,7 @@ def test_a_size_is_recorded_kept_and_a_size_that_cannot_fit_is_skipped_with_its_
     # each one-shot phase in a fresh process: the allocator's leftovers from the steps would move its peak
     pids = {tiny["pid"], tiny["phases"]["shortgpt"]["pid"], tiny["phases"]["llm-bip"]["pid"]}
     assert len(pids) == 3, pids
-    for method in ("shortgpt", "llm-bip"):  # timed in the pass's own process before its weights load
+    for method in ("shortgpt", "llm-bip"):  # timed in the pass's own process right after it
         lo, hi = tiny["phases"][method]["estimate_seconds"]
         assert 0 < lo <= hi
     assert not list(tmp_path.glob("scale-tiny-*")), "the size's checkpoint is left behind"

@@ -12,7 +12,8 @@ own) measures, on `--windows` windows of `--seqlen` tokens of generated text:
 - export (`auto`) of the blockpruner step's removal and reload with `blockprune.load`;
 - a `shortgpt` pass and an `llm-bip` pass (`--ratio 0.2`) through `blockprune.api.prune`, each in a fresh
   process of its own (in the size's process, what the allocator kept from earlier phases moved their peaks by
-  up to 15%); `--one-shots` chooses them. One that `prune` refuses (it would not fit), fails or is left out is
+  up to 15%), `estimate`'s time range timed in that process right after the pass (timed before it, the
+  timing's allocations stayed in the pass's peak); `--one-shots` chooses them. One that `prune` refuses (it would not fit), fails or is left out is
   recorded as not run, with the reason, beside the size's other phases.
 Each phase's wall and CPU seconds and its peak RSS (VmHWM, reset per phase through /proc/self/clear_refs)
 are recorded beside `estimate`'s peak for the same settings, and each step's CPU seconds per
@@ -294,7 +295,7 @@ def run_one_shot(method: str, work: Path, dtype: str, args) -> dict[str, Any]:
     hf_logging.disable_progress_bar()
     folder, calib = work / "model", str(work / "calibration.txt")
     opts = options(method, dtype, calib, args.seqlen)
-    est = estimated(folder, opts, timing=True)  # before any weight: this process's runtime is the run's
+    est = estimated(folder, opts)  # before any weight: this process's runtime is the run's (as prune's check)
     try:
         with machine.Phase() as ph:
             prune(str(folder), work / method, options=opts, export=False, progress=False)
@@ -302,8 +303,11 @@ def run_one_shot(method: str, work: Path, dtype: str, args) -> dict[str, Any]:
         print(f"{method}: refused: {e}", file=sys.stderr, flush=True)
         return {"refused": str(e).splitlines()[0], "estimate_peak": est["peak"], "estimate_needed": est["needed"]}
     print(f"{method}: {ph.wall:.0f} s", file=sys.stderr, flush=True)
-    return ph.record(estimate_peak=est["peak"], estimate_needed=est["needed"], estimate_seconds=est["time"],
-                     estimate_load=est["load"], pid=os.getpid())
+    # the time range right after the pass, at the load it ran under: timed before it, the timing's own
+    # allocations stayed in the process and raised the pass's peak (80 MB at 135M, where prune times nothing)
+    timed = estimated(folder, opts, timing=True)
+    return ph.record(estimate_peak=est["peak"], estimate_needed=est["needed"], estimate_seconds=timed["time"],
+                     estimate_load=timed["load"], pid=os.getpid())
 
 
 # -- the sizes, resumable ----------------------------------------------------------------------------------
@@ -583,7 +587,7 @@ def table(results: dict[str, Any]) -> str:
                 line += f"; {k} with the dense pass took {_s(took)} s, estimate {_s(lo)}-{_s(hi)} s"
         for method in ONE_SHOT:
             p = r["phases"].get(method, {})
-            if p.get("estimate_seconds"):  # timed in the pass's own process just before it (load average)
+            if p.get("estimate_seconds"):  # timed in the pass's own process right after it (load average)
                 lo, hi = p["estimate_seconds"]
                 later = p.get("estimate_timed")
                 line += (f"; {method} took {_s(p['wall'])} s, estimate {_s(lo)}-{_s(hi)} s (timed at load average "
