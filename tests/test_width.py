@@ -10,8 +10,9 @@ from blockprune.errors import UserError
 from blockprune.view import BlockView
 from blockprune.export import export_width as export
 from blockprune.width import WidthOptions, prune_width, widths
+from blockprune.width.modules import Geometry
 from blockprune.width.scores import (activation_channel_scores, activation_head_scores, collect_activations,
-                                     magnitude_scores, propagation_factor, spectral, Geometry)
+                                     magnitude_scores, propagation_factor, spectral)
 from blockprune.arch.llama import LlamaAdapter
 
 from conftest import tiny_llama

@@ -15,7 +15,7 @@ from blockprune.export import export_width as export
 from blockprune.view import BlockView
 from blockprune.width import WidthOptions, apply, narrow, prune_width, record, widths
 from blockprune.width import flap, taylor, wanda_sp
-from blockprune.width.scores import Geometry
+from blockprune.width.modules import Geometry
 from blockprune.width.stats import Moments, input_moments
 from blockprune.arch.llama import LlamaAdapter
 

@@ -276,7 +276,7 @@ def memory(s: Shapes, cal: Calibration, options, device: str = "cpu", runtime: i
         items.append(Item(f"narrowed copy ({options.dtype})", s.params * w, dev,
                           "the pruned model: a copy of the weights, narrowed as each layer is scored"))
     if score and score.needs_data and not score.gradients:
-        # the statistics hooks (width.scores.collect_activations, width.stats) take each hooked input in
+        # the statistics hooks (width.stats, which every statistics-based score reads) take each hooked input in
         # float64 and square it: two float64 copies of the largest (the MLP's intermediate) at once
         items.append(Item("statistics hooks (float64)", b * S * max(s.intermediate, s.heads * s.head_dim) * 16, dev,
                           f"the down projection's input of {b} window(s) in float64, and its square"))

@@ -27,8 +27,8 @@ import torch
 from torch import nn
 
 from ..arch import Adapter
-from .modules import WidthModules, modules_for
-from .scores import Geometry, LayerScores, geometry
+from .modules import Geometry, WidthModules, geometry, modules_for
+from .scores import LayerScores
 
 ALLOCATIONS = ("uniform", "global")
 GQA = ("groups", "heads")

@@ -21,8 +21,7 @@ from torch import nn
 from ..arch import Adapter, adapter_for
 from ..errors import UserError
 from .allocation import Keep
-from .modules import family, has_branch, modules_for
-from .scores import _sub, geometry
+from .modules import family, geometry, has_branch, modules_for
 
 
 def flags(adapter: Adapter) -> tuple[str, str]:
@@ -52,12 +51,12 @@ def deltas(adapter: Adapter, keep: dict[int, Keep],
         if k.heads is not None:
             kept = set(_rows(k.heads, geo.head_dim))
             cols = [c for c in range(geo.heads * geo.head_dim) if c not in kept]
-            w = _sub(_sub(layer, spec.attn), spec.o).weight.detach().double().cpu()
+            w = layer.get_submodule(spec.attn).get_submodule(spec.o).weight.detach().double().cpu()
             d["o"] = w[:, cols] @ means[i]["o"][cols].double() if cols else torch.zeros(w.shape[0], dtype=torch.float64)
         if k.channels is not None:
             kept = set(k.channels)
             cols = [c for c in range(geo.channels) if c not in kept]
-            w = _sub(_sub(layer, spec.mlp), spec.down).weight.detach().double().cpu()
+            w = layer.get_submodule(spec.mlp).get_submodule(spec.down).weight.detach().double().cpu()
             d["down"] = w[:, cols] @ means[i]["down"][cols].double() if cols else torch.zeros(w.shape[0],
                                                                                                dtype=torch.float64)
         out[i] = d
@@ -70,10 +69,10 @@ def _linears(adapter: Adapter, layer: int) -> list[tuple[str, nn.Module, str]]:
     mod = adapter.layers()[layer]
     out = []
     if has_branch(adapter, spec, layer, "attn"):
-        attn = _sub(mod, spec.attn)
+        attn = mod.get_submodule(spec.attn)
         out += [("attn", attn, n) for n in (spec.q, spec.k, spec.v, spec.o)]
     if has_branch(adapter, spec, layer, "mlp"):
-        mlp = _sub(mod, spec.mlp)
+        mlp = mod.get_submodule(spec.mlp)
         out += [("mlp", mlp, n) for n in (spec.gate, spec.up, spec.down)]
     return out
 
@@ -122,7 +121,7 @@ def add(model: nn.Module, biases: dict[int, dict[str, torch.Tensor]]) -> int:
                 created += lin.out_features
         for key, name, path in (("o", spec.o, spec.attn), ("down", spec.down, spec.mlp)):
             if key in biases.get(i, {}):
-                lin = _sub(_sub(adapter.layers()[i], path), name)
+                lin = adapter.layers()[i].get_submodule(path).get_submodule(name)
                 with torch.no_grad():
                     lin.bias.add_(biases[i][key].to(device=lin.bias.device, dtype=lin.bias.dtype))
     setattr(model.config, attn_flag, True)

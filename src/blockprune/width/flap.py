@@ -27,9 +27,9 @@ import torch
 
 from ..data import Windows
 from ..view import BlockView
-from .modules import modules_for
+from .modules import geometry, modules_for
 from .registry import Scoring, WidthScore, register
-from .scores import LayerScores, _sub, geometry
+from .scores import LayerScores
 from .stats import input_moments
 
 
@@ -67,11 +67,12 @@ def compute(view: BlockView, windows: Windows, layers: list[int], batch_size: in
         heads = groups = channels = None
         means[i] = {k: m.mean for k, m in moments[i].items()}
         if geo.heads is not None:
-            w_o = _sub(_sub(layer, spec.attn), spec.o).weight
+            w_o = layer.get_submodule(spec.attn).get_submodule(spec.o).weight
             heads = head_scores(moments[i]["o"].variance, w_o, geo.head_dim)
             groups = heads.reshape(geo.kv, geo.group_size).mean(dim=1)
         if geo.channels is not None:
-            channels = channel_scores(moments[i]["down"].variance, _sub(_sub(layer, spec.mlp), spec.down).weight)
+            down = layer.get_submodule(spec.mlp).get_submodule(spec.down)
+            channels = channel_scores(moments[i]["down"].variance, down.weight)
         out[i] = LayerScores(heads, groups, channels)
     return Scoring(out, tokens, means=means)
 

@@ -36,10 +36,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..arch import Adapter, adapter_for
+from ..arch import adapter_for
 from ..data import Windows
 from ..view import BlockView
-from .modules import WidthModules, has_branch, modules_for
+from .modules import WidthModules, geometry, layer_parts, modules_for
+from .stats import input_moments
 from .registry import Scoring, WidthScore, register
 
 #: the scores computed here (the published baselines register their own modules: see registry.py)
@@ -47,49 +48,10 @@ BUILTIN = ("llm-bip", "local", "magnitude")
 
 
 @dataclass
-class Geometry:
-    """The current widths of one layer (None where depth pruning removed the branch)."""
-
-    heads: int | None
-    kv: int | None
-    head_dim: int | None
-    channels: int | None
-
-    @property
-    def group_size(self) -> int:
-        return self.heads // self.kv
-
-
-@dataclass
 class LayerScores:
     heads: torch.Tensor | None  # (heads,)
     groups: torch.Tensor | None  # (kv,)
     channels: torch.Tensor | None  # (channels,)
-
-
-def _sub(layer: nn.Module, path: str) -> nn.Module:
-    return layer.get_submodule(path)
-
-
-def layer_parts(adapter: Adapter, spec: WidthModules, i: int) -> tuple[Geometry, nn.Module | None, nn.Module | None]:
-    """Layer i's widths and its attention and MLP modules (None where the layer has none to prune)."""
-    geo = geometry(adapter, spec, i)
-    layer = adapter.layers()[i]
-    return (geo, _sub(layer, spec.attn) if geo.heads is not None else None,
-            _sub(layer, spec.mlp) if geo.channels is not None else None)
-
-
-def geometry(adapter: Adapter, spec: WidthModules, layer: int) -> Geometry:
-    mod = adapter.layers()[layer]
-    heads = kv = head_dim = channels = None
-    if has_branch(adapter, spec, layer, "attn"):
-        attn = _sub(mod, spec.attn)
-        head_dim = attn.head_dim
-        heads = _sub(attn, spec.o).in_features // head_dim
-        kv = _sub(attn, spec.k).out_features // head_dim
-    if has_branch(adapter, spec, layer, "mlp"):
-        channels = _sub(_sub(mod, spec.mlp), spec.down).in_features
-    return Geometry(heads, kv, head_dim, channels)
 
 
 def widths(model: nn.Module) -> list[dict[str, int | None]]:
@@ -120,49 +82,15 @@ class Activations:
     tokens: int
 
 
-@torch.no_grad()
 def collect_activations(view: BlockView, windows: Windows, layers: list[int], batch_size: int = 1) -> Activations:
-    """One forward pass of the (dense) model over `windows`, hooks summing squared activations."""
-    adapter = view.adapter
-    spec = modules_for(adapter)
-    heads: dict[int, torch.Tensor] = {}
-    channels: dict[int, torch.Tensor] = {}
-    handles = []
-
-    # the sums are allocated before the pass and added to in place: small tensors made between the hooks'
-    # large float64 temporaries would pin glibc's heap above them (the pass's RSS grew by the weights'
-    # size at SmolLM2-135M's shape; view.window_nll had the same fault)
-    def on_heads(i: int, head_dim: int):
-        def hook(_mod, args):
-            x = args[0].detach().double()
-            heads[i].add_(x.reshape(-1, x.shape[-1] // head_dim, head_dim).pow(2).sum(dim=(0, 2)))
-        return hook
-
-    def on_channels(i: int):
-        def hook(_mod, args):
-            channels[i].add_(args[0].detach().double().reshape(-1, args[0].shape[-1]).pow(2).sum(dim=0))
-        return hook
-
-    for i in layers:
-        geo = geometry(adapter, spec, i)
-        layer = adapter.layers()[i]
-        if geo.heads is not None:
-            o = _sub(_sub(layer, spec.attn), spec.o)
-            heads[i] = torch.zeros(geo.heads, dtype=torch.float64, device=o.weight.device)
-            handles.append(o.register_forward_pre_hook(on_heads(i, geo.head_dim)))
-        if geo.channels is not None:
-            down = _sub(_sub(layer, spec.mlp), spec.down)
-            channels[i] = torch.zeros(geo.channels, dtype=torch.float64, device=down.weight.device)
-            handles.append(down.register_forward_pre_hook(on_channels(i)))
-    try:
-        for b in range(0, len(windows), batch_size):
-            ids = windows.ids[b:b + batch_size]
-            prep = view.prepare(ids)
-            view.run(prep.hidden, prep, frozenset())
-    finally:
-        for h in handles:
-            h.remove()
-    return Activations(heads, channels, windows.ids.numel())
+    """One forward pass of the (dense) model over `windows` (`stats.input_moments`): a head's ||o_h||^2 is
+    the sum of its channels' squares at the output projection's input, a channel's a_j^2 its square at the
+    down projection's."""
+    moments, tokens = input_moments(view, windows, layers, batch_size)
+    spec = modules_for(view.adapter)
+    heads = {i: m["o"].sq.reshape(geometry(view.adapter, spec, i).heads, -1).sum(dim=1)
+             for i, m in moments.items() if "o" in m}
+    return Activations(heads, {i: m["down"].sq for i, m in moments.items() if "down" in m}, tokens)
 
 
 # -- the scores proper: pure functions of activation sums and weights ---------------------------------
@@ -187,7 +115,7 @@ def activation_head_scores(head_sq: torch.Tensor, w_o: torch.Tensor, head_dim: i
 
 def activation_channel_scores(chan_sq: torch.Tensor, w_down: torch.Tensor) -> torch.Tensor:
     """||a_j||_2 * ||W_down[:, j]||_2."""
-    return chan_sq.double().sqrt() * w_down.detach().double().norm(dim=0)
+    return chan_sq.double().sqrt() * w_down.detach().double().norm(dim=0).cpu()  # the sums are on the CPU
 
 
 def propagation_factor(w_up: torch.Tensor, w_down: torch.Tensor) -> float:
@@ -208,14 +136,15 @@ def magnitude_scores(attn: nn.Module | None, mlp: nn.Module | None, spec: WidthM
     heads = groups = channels = None
     if attn is not None:
         d = geo.head_dim
-        o_sq = _sub(attn, spec.o).weight.detach().double().pow(2).sum(dim=0).reshape(-1, d).sum(dim=1)
-        head_sq = _rows_sq(_sub(attn, spec.q), d) + o_sq
-        kv_sq = _rows_sq(_sub(attn, spec.k), d) + _rows_sq(_sub(attn, spec.v), d)
+        o_sq = attn.get_submodule(spec.o).weight.detach().double().pow(2).sum(dim=0).reshape(-1, d).sum(dim=1)
+        head_sq = _rows_sq(attn.get_submodule(spec.q), d) + o_sq
+        kv_sq = _rows_sq(attn.get_submodule(spec.k), d) + _rows_sq(attn.get_submodule(spec.v), d)
         heads = head_sq.sqrt()
         groups = (head_sq.reshape(geo.kv, geo.group_size).sum(dim=1) + kv_sq).sqrt()
     if mlp is not None:
-        down_sq = _sub(mlp, spec.down).weight.detach().double().pow(2).sum(dim=0)
-        channels = (_rows_sq(_sub(mlp, spec.gate), 1) + _rows_sq(_sub(mlp, spec.up), 1) + down_sq).sqrt()
+        down_sq = mlp.get_submodule(spec.down).weight.detach().double().pow(2).sum(dim=0)
+        gate_up = _rows_sq(mlp.get_submodule(spec.gate), 1) + _rows_sq(mlp.get_submodule(spec.up), 1)
+        channels = (gate_up + down_sq).sqrt()
     return LayerScores(heads, groups, channels)
 
 
@@ -235,11 +164,11 @@ def score_layers(view: BlockView, layers: list[int], score: str, acts: Activatio
         if attn is not None:
             factor = 1.0
             if score == "llm-bip" and mlp is not None:
-                factor = propagation_factor(_sub(mlp, spec.up).weight, _sub(mlp, spec.down).weight)
-            heads = activation_head_scores(acts.heads[i], _sub(attn, spec.o).weight, geo.head_dim, factor)
+                factor = propagation_factor(mlp.get_submodule(spec.up).weight, mlp.get_submodule(spec.down).weight)
+            heads = activation_head_scores(acts.heads[i], attn.get_submodule(spec.o).weight, geo.head_dim, factor)
             groups = heads.reshape(geo.kv, geo.group_size).sum(dim=1)
         if mlp is not None:
-            channels = activation_channel_scores(acts.channels[i], _sub(mlp, spec.down).weight)
+            channels = activation_channel_scores(acts.channels[i], mlp.get_submodule(spec.down).weight)
         out[i] = LayerScores(heads, groups, channels)
     return out
 

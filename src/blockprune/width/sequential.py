@@ -19,8 +19,8 @@ from ..arch import Adapter
 from ..data import Windows
 from ..view import BlockView
 from .allocation import Keep, LayerUnits, _keep, _uniform, layer_units
-from .modules import WidthModules, modules_for
-from .scores import LayerScores, geometry
+from .modules import WidthModules, geometry, modules_for
+from .scores import LayerScores
 from .slicing import narrow_layer
 from .stats import Collector, Moments
 

@@ -14,8 +14,7 @@ from torch import nn
 
 from ..data import Windows
 from ..view import BlockView
-from .modules import modules_for
-from .scores import _sub, geometry
+from .modules import geometry, modules_for
 
 
 @dataclass
@@ -49,9 +48,9 @@ class Collector:
             geo = geometry(adapter, spec, i)
             layer = adapter.layers()[i]
             if geo.heads is not None:
-                self._watch(i, "o", _sub(_sub(layer, spec.attn), spec.o))
+                self._watch(i, "o", layer.get_submodule(spec.attn).get_submodule(spec.o))
             if geo.channels is not None:
-                self._watch(i, "down", _sub(_sub(layer, spec.mlp), spec.down))
+                self._watch(i, "down", layer.get_submodule(spec.mlp).get_submodule(spec.down))
 
     def _watch(self, i: int, kind: str, lin: nn.Linear) -> None:
         # the sums are allocated before the pass and added to in place: small tensors made between the

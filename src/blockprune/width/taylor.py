@@ -28,9 +28,9 @@ from torch import nn
 
 from ..data import Windows
 from ..view import BlockView
-from .modules import WidthModules, modules_for
+from .modules import Geometry, WidthModules, geometry, layer_parts, modules_for
 from .registry import Scoring, WidthScore, register
-from .scores import Geometry, LayerScores, _sub, geometry, layer_parts
+from .scores import LayerScores
 
 VARIANTS = ("element1", "vector", "element2")
 
@@ -52,11 +52,11 @@ def weights_of(view: BlockView, layers: list[int]) -> list[nn.Parameter]:
         geo = geometry(adapter, spec, i)
         layer = adapter.layers()[i]
         if geo.heads is not None:
-            attn = _sub(layer, spec.attn)
-            out += [_sub(attn, n).weight for n in (spec.q, spec.k, spec.v, spec.o)]
+            attn = layer.get_submodule(spec.attn)
+            out += [attn.get_submodule(n).weight for n in (spec.q, spec.k, spec.v, spec.o)]
         if geo.channels is not None:
-            mlp = _sub(layer, spec.mlp)
-            out += [_sub(mlp, n).weight for n in (spec.gate, spec.up, spec.down)]
+            mlp = layer.get_submodule(spec.mlp)
+            out += [mlp.get_submodule(n).weight for n in (spec.gate, spec.up, spec.down)]
     return out
 
 
@@ -137,11 +137,12 @@ def layer_scores(attn: nn.Module | None, mlp: nn.Module | None, spec: WidthModul
     if attn is not None:
         d = geo.head_dim
         per = lambda t: t.reshape(-1, d).sum(dim=1)  # noqa: E731  channels -> heads
-        heads = per(imp(_sub(attn, spec.q), 1)) + per(imp(_sub(attn, spec.o), 0))
-        kv = per(imp(_sub(attn, spec.k), 1)) + per(imp(_sub(attn, spec.v), 1))
+        heads = per(imp(attn.get_submodule(spec.q), 1)) + per(imp(attn.get_submodule(spec.o), 0))
+        kv = per(imp(attn.get_submodule(spec.k), 1)) + per(imp(attn.get_submodule(spec.v), 1))
         groups = heads.reshape(geo.kv, geo.group_size).sum(dim=1) + kv
     if mlp is not None:
-        channels = imp(_sub(mlp, spec.gate), 1) + imp(_sub(mlp, spec.up), 1) + imp(_sub(mlp, spec.down), 0)
+        channels = (imp(mlp.get_submodule(spec.gate), 1) + imp(mlp.get_submodule(spec.up), 1)
+                    + imp(mlp.get_submodule(spec.down), 0))
     return LayerScores(heads, groups, channels)
 
 

@@ -21,9 +21,9 @@ import torch
 from ..arch import Adapter, WidthModules
 from ..data import Windows
 from ..view import BlockView
-from .modules import modules_for
+from .modules import geometry, modules_for
 from .registry import Scoring, WidthScore, register
-from .scores import LayerScores, _sub, geometry
+from .scores import LayerScores
 from .stats import Moments, input_moments
 
 
@@ -44,10 +44,12 @@ def layer_scores(adapter: Adapter, spec: WidthModules, i: int, moments: dict[str
     layer = adapter.layers()[i]
     heads = groups = channels = None
     if geo.heads is not None:
-        heads = head_scores(_sub(_sub(layer, spec.attn), spec.o).weight, moments["o"].sq, samples, geo.head_dim)
+        w_o = layer.get_submodule(spec.attn).get_submodule(spec.o).weight
+        heads = head_scores(w_o, moments["o"].sq, samples, geo.head_dim)
         groups = heads.reshape(geo.kv, geo.group_size).sum(dim=1)
     if geo.channels is not None:
-        channels = channel_scores(_sub(_sub(layer, spec.mlp), spec.down).weight, moments["down"].sq, samples)
+        w_down = layer.get_submodule(spec.mlp).get_submodule(spec.down).weight
+        channels = channel_scores(w_down, moments["down"].sq, samples)
     return LayerScores(heads, groups, channels)
 
 
