@@ -13,8 +13,9 @@ own) measures, on `--windows` windows of `--seqlen` tokens of generated text:
 - a `shortgpt` pass and an `llm-bip` pass (`--ratio 0.2`) through `blockprune.api.prune`, each in a fresh
   process of its own (in the size's process, what the allocator kept from earlier phases moved their peaks by
   up to 15%), `estimate`'s time range timed in that process right after the pass (timed before it, the
-  timing's allocations stayed in the pass's peak); `--one-shots` chooses them. One that `prune` refuses (it would not fit), fails or is left out is
-  recorded as not run, with the reason, beside the size's other phases.
+  timing's allocations stayed in the pass's peak); `--one-shots` chooses them. One that `prune` refuses (it
+  would not fit), fails or is left out is recorded as not run, with the reason, beside the size's other
+  phases.
 Each phase's wall and CPU seconds and its peak RSS (VmHWM, reset per phase through /proc/self/clear_refs)
 are recorded beside `estimate`'s peak for the same settings, and each step's CPU seconds per
 candidate-window beside the cost model's (its one-layer timing: mean blocks run per candidate x a block's
