@@ -141,3 +141,13 @@ def test_a_one_shot_pass_left_out_or_refused_leaves_the_size_recorded(tmp_path):
     shown = bench("--show", path).stdout
     assert "| llm-bip |" in shown and "llm-bip added by `python bench/scale/run.py" in shown and "added later" in shown
     assert not list(tmp_path.glob("scale-tiny-*")), "the size's checkpoint is left behind"
+
+    # the steps measured again alone (--again, no one-shot pass): the earlier passes are kept, each with the
+    # command that ran it; the steps are new (their own process)
+    bench("--configs", configs, "--results", results, "--work", tmp_path, "--sizes", "tiny", "--seqlen", 32,
+          "--candidates", 2, "--exhaustive-up-to", 0, "--one-shots", "", "--again")
+    again = json.loads(path.read_text())["sizes"]["tiny"]
+    assert again["pid"] != after["pid"] and again["not_run"] == {} and again["commit"]
+    assert again["phases"]["llm-bip"] == after["phases"]["llm-bip"]
+    assert {k: v for k, v in again["phases"]["shortgpt"].items() if k != "added"} == after["phases"]["shortgpt"]
+    assert again["phases"]["shortgpt"]["added"]["command"] == after["command"]

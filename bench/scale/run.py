@@ -154,11 +154,11 @@ def cost_model(timing, view, candidates) -> list[float]:
     """The cost model's CPU seconds per candidate-window for these candidates: a candidate runs the blocks
     after its first (its own masked) and the LM head, at the one-layer timing's mean block time
     (estimate.seconds' rule); fastest and slowest timed runs."""
-    from blockprune.estimate import INSIDE_MODEL
+    from blockprune.estimate import ACROSS_PROCESSES, INSIDE_MODEL
 
     runs = [len(view.blocks) - u.index - len(u.blocks) for u in candidates]
     mean = sum(runs) / len(runs)
-    return [(INSIDE_MODEL if i == 0 else 1) * (mean * (timing.attn[i] + timing.mlp[i]) / 2 + timing.head[i])
+    return [(INSIDE_MODEL if i == 0 else ACROSS_PROCESSES) * (mean * (timing.attn[i] + timing.mlp[i]) / 2 + timing.head[i])
             for i in (0, 1)]
 
 
@@ -362,7 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--memory", type=float, help="GiB the bench may use (default: the memory available now)")
     ap.add_argument("--note", help="recorded with each size run now (e.g. what else ran beside it)")
     ap.add_argument("--again", action="store_true", help="measure --sizes again, replacing their records (a "
-                    "size is otherwise kept once done); with --time-estimates, time again the estimates it added")
+                    "size is otherwise kept once done) but for a one-shot pass left out of --one-shots, which keeps "
+                    "its earlier record; with --time-estimates, time again the estimates it added")
     ap.add_argument("--add-one-shots", action="store_true", help="run only the --one-shots passes on --sizes "
                     "already done on this machine, adding them to their records (each with its own command and date)")
     ap.add_argument("--time-estimates", action="store_true", help="time estimate's range for the --one-shots "
@@ -424,7 +425,9 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tempfile.mkdtemp(prefix=f"scale-{name}-", dir=args.work))
         budget = int(args.memory * GiB) if args.memory is not None else estimate.available("cpu")["cpu"]
         dtype, why = choose_dtype(args.configs / name, budget, shutil.disk_usage(work).free, args.seqlen, args.windows)
+        earlier = results["sizes"].get(name, {})
         entry: dict[str, Any] = {"params": params, "command": command, "date": time.strftime("%Y-%m-%d %H:%M"),
+                                 "commit": commit(),
                                  "windows": args.windows, "seqlen": args.seqlen, "threads": args.threads,
                                  "candidates": args.candidates, "note": args.note, "native_bf16": bool(native_fast_dtype("cpu"))}
         if dtype is None:
@@ -440,6 +443,7 @@ def main(argv: list[str] | None = None) -> int:
             run = json.loads(got.stdout.strip().splitlines()[-1]) if got.returncode == 0 else None
             if run:
                 run["not_run"] = {m: "left out (--one-shots)" for m in ONE_SHOT if m not in one_shots}
+                keep_one_shots(earlier, run, [m for m in ONE_SHOT if m not in one_shots])
                 run_one_shots(cmd, env, one_shots, run)
             shutil.rmtree(work, ignore_errors=True)
             if got.returncode != 0:
@@ -463,6 +467,25 @@ def size_command(name: str, work: Path, dtype: str, args, windows: int, seqlen: 
            "--configs", str(args.configs), "--windows", str(windows), "--seqlen", str(seqlen),
            "--threads", str(args.threads), "--exhaustive-up-to", str(args.exhaustive_up_to)]
     return cmd + (["--candidates", str(args.candidates)] if args.candidates else [])
+
+
+def commit() -> str | None:
+    """The checked-out commit of this bench's code (what rule the estimates it records followed)."""
+    got = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True)
+    return got.stdout.strip() or None if got.returncode == 0 else None
+
+
+def keep_one_shots(earlier: dict[str, Any], run: dict[str, Any], methods: list[str]) -> None:
+    """A size measured again keeps the one-shot passes left out this time from its earlier record, each
+    with the command and date that ran it (the checkpoint is the same: seeded)."""
+    if earlier.get("status") != "done":
+        return
+    for m in methods:
+        if m in earlier["phases"]:
+            p = earlier["phases"][m]
+            run["phases"][m] = {**p, "added": p.get("added") or {
+                "command": earlier["command"], "date": earlier["date"], "note": earlier.get("note")}}
+            run["not_run"].pop(m, None)
 
 
 def run_one_shots(cmd: list[str], env: dict, methods: list[str], run: dict[str, Any],
@@ -491,7 +514,7 @@ def add_one_shots(name: str, results: dict[str, Any], methods: list[str], comman
         build_checkpoint(args.configs / name, work / "model")
         calibration_text(work / "calibration.txt", run["windows"], run["seqlen"])
         run.setdefault("not_run", {})
-        added = {"command": command, "date": time.strftime("%Y-%m-%d %H:%M"), "note": args.note}
+        added = {"command": command, "date": time.strftime("%Y-%m-%d %H:%M"), "note": args.note, "commit": commit()}
         run_one_shots(size_command(name, work, run["dtype"], args, run["windows"], run["seqlen"]),
                       {**os.environ, "OMP_NUM_THREADS": str(args.threads)}, methods, run, added)
         for m in methods:

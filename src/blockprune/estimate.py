@@ -33,12 +33,12 @@ the calibration text is tokenized when the model folder has a tokenizer (cheap; 
 - the runtime: this process's resident memory (Python, torch, transformers, the tokenizer) on a CPU run.
 
 Time: one decoder layer of the model's shapes with random weights runs one window on this device (a
-warm-up and `REPEATS` timed runs, one where the warm-up took over `SLOW` seconds, each of its attention
-block, its MLP block, and the LM head: its fixed part with one vocabulary slice, plus each further
+warm-up and `REPEATS` timed runs of each of its attention block, its MLP block, and the LM head: its fixed part with one vocabulary slice, plus each further
 slice's product alone), and the search's block-runs are counted: a candidate at block i runs the blocks
 from the stored boundary at or before i to the end and then the head; each step also re-fills the cache
 past the removed block, and the monitor runs one pass. The range spans the fastest timed run (times
-`INSIDE_MODEL`: a layer alone runs slower than inside the model) to the slowest, the step counts a
+`INSIDE_MODEL`: a layer alone runs slower than inside the model) to the slowest (times `ACROSS_PROCESSES`:
+the same layer timed in another process on a shared machine ran up to 21% slower), the step counts a
 `--ratio` can mean, and racing's expected candidate-windows (exhaustive for the upper end of
 `incremental` and `plain`). A one-shot method scores no candidate: a depth one runs the dense model's
 perplexity, one scoring pass and a perplexity pass per removal; a width one a few passes of the dense model,
@@ -60,14 +60,17 @@ from .errors import UserError
 # characters per token when the model folder has no tokenizer: SmolLM2's tokenizer gives 4.4-4.6 on
 # Alpaca, 4.2 on WikiText-2 and 4.4 on PTB; 4 errs towards more windows (more memory, more time)
 CHARS_PER_TOKEN = 4.0
-REPEATS = 3
-SLOW = 2.0  # seconds: a block whose warm-up takes longer is timed once, not REPEATS times
+REPEATS = 3  # each timed this often after a warm-up, however slow (one run of a seconds-long block missed by 10%)
 # racing's candidate-windows as a share of exhaustive scoring's, the upper end of the expected range:
 # bench/search_speed measured 247-286 of 952 (26-30%) on SmolLM2 at z 2.5-3
 RACING_SHARE = 0.35
 # the low end of the time range is the fastest timed run times this: a decoder layer timed alone ran 3-15%
 # slower per block than the same blocks inside the whole model (bench/scale, SmolLM2-135M's shapes, 1 thread)
 INSIDE_MODEL = 0.85
+# the high end of the time range is the slowest timed run times this: the one-layer timing moves between
+# processes on a shared VM (Llama-3.2-3B's MLP, fp32, 2048 tokens: 3.45 s in one process, 4.18 s in
+# another), and whole runs took up to 1.09x the slowest timed run's range (bench/scale, AMD EPYC, 1 thread)
+ACROSS_PROCESSES = 1.15
 BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 GiB = 1024 ** 3
 
@@ -456,18 +459,13 @@ def time_layer(config, dtype: str, device: str, seqlen: int) -> Timing:
             torch.cuda.synchronize(dev)
 
     def timed(fn) -> tuple[float, float]:
-        sync()
-        t = time.perf_counter()
-        fn()  # warm-up; a slow block (seconds: a large model on a CPU) is timed once more only
+        fn()  # warm-up
         sync()
         runs = []
-        for _ in range(REPEATS if time.perf_counter() - t < SLOW else 1):
-            if dev.type == "cuda":
-                torch.cuda.synchronize(dev)
+        for _ in range(REPEATS):
             t = time.perf_counter()
             fn()
-            if dev.type == "cuda":
-                torch.cuda.synchronize(dev)
+            sync()
             runs.append(time.perf_counter() - t)
         return min(runs), max(runs)
 
@@ -643,11 +641,11 @@ def norm_seconds(work: Search, timing: Timing) -> tuple[float, float]:
 
 def seconds(work: Search, timing: Timing) -> tuple[float, float]:
     """The time range: the work's low end at the fastest timed runs (times `INSIDE_MODEL`), its high end at
-    the slowest; a width score's spectral norms at their own timing."""
+    the slowest (times `ACROSS_PROCESSES`); a width score's spectral norms at their own timing."""
     block = ((timing.attn[0] + timing.mlp[0]) / 2, (timing.attn[1] + timing.mlp[1]) / 2)
     norms = norm_seconds(work, timing)
     return (INSIDE_MODEL * (work.block_runs[0] * block[0] + work.head_runs[0] * timing.head[0]) + norms[0],
-            work.block_runs[1] * block[1] + work.head_runs[1] * timing.head[1] + norms[1])
+            ACROSS_PROCESSES * (work.block_runs[1] * block[1] + work.head_runs[1] * timing.head[1] + norms[1]))
 
 
 # -- the whole estimate ----------------------------------------------------------------------------------
