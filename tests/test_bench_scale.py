@@ -106,17 +106,44 @@ def test_the_summary_measures_growth_against_the_smallest_size_of_the_same_preci
 
     path = tmp_path / "results.json"
     path.write_text(json.dumps({"sizes": {"a": size(100, "fp32", 1.0, 6), "b": size(300, "fp32", 2.5, 8),
-                                          "c": size(1000, "bf16", 4.0, 6), "d": size(2000, "bf16", 10.0, 6)}}))
+                                          "a:bf16": size(1000, "bf16", 4.0, 6), "d": size(2000, "bf16", 10.0, 6)}}))
     rows = {line.split(" | ")[0].strip("| "): line
             for line in bench("--summary", path, "--configs", configs).stdout.splitlines()}
     # b's 2 candidates of 8 blocks are its first and last; a's of 6 the same
     work = flops_by_hand(shapes["b"], 128, 8, [0, 7]) / flops_by_hand(TINY, 128, 6, [0, 5])
     assert f"2.50x for 3.00x parameters, {work:.2f}x FLOPs (from 100 in fp32)" in rows["b"]
-    # bf16's growth is read from the smallest bf16 size, never from an fp32 one; no config, no FLOPs
-    assert "1.00x for 1.00x parameters (from 1,000 in bf16)" in rows["c"]
+    # bf16's growth is read from the smallest bf16 size, never from an fp32 one (a config run in a chosen
+    # precision, `<size>:<dtype>`, is counted from its config); no config, no FLOPs
+    assert "1.00x for 1.00x parameters, 1.00x FLOPs (from 1,000 in bf16)" in rows["a:bf16"]
     assert "2.50x for 2.00x parameters (from 1,000 in bf16)" in rows["d"]
     bench("--figure", path)
     assert path.with_suffix(".png").stat().st_size > 0
+
+
+def test_the_summary_fits_a_line_in_the_parameters_from_three_sizes():
+    sys.path.insert(0, str(RUN.parent))
+    import run
+
+    line = [(100, 1.0 + 0.02 * 100, "a"), (400, 1.0 + 0.02 * 400, "b"), (1000, 1.0 + 0.02 * 1000, "c")]
+    said = run.line_in_parameters("fp32", line)
+    assert "a line in the parameters, 1.00 s + 20000000.00 s per billion, within " in said
+    assert "within +0%" in said or "within -0%" in said
+    # a fixed cost makes the proportion undershoot the smallest size: 3 s where 0.02 x 100 would be 2
+    assert "off by up to -" in said and "at a." in said
+    assert run.line_in_parameters("fp32", line[:2]) is None  # two sizes fix any line
+
+
+def test_a_chosen_precision_is_recorded_apart_and_skipped_with_its_reason(tmp_path):
+    configs, results = tmp_path / "configs", tmp_path / "results"
+    (configs / "tiny").mkdir(parents=True)
+    (configs / "tiny" / "config.json").write_text(json.dumps(TINY))
+    bench("--configs", configs, "--results", results, "--work", tmp_path, "--seqlen", 32, "--dtype", "bf16",
+          "--memory", 0.001)
+    [path] = results.glob("*.json")
+    sizes = json.loads(path.read_text())["sizes"]
+    assert list(sizes) == ["tiny:bf16"] and sizes["tiny:bf16"]["status"] == "skipped"
+    assert "fp32" not in sizes["tiny:bf16"]["reason"]
+    assert ("bf16 needs" in sizes["tiny:bf16"]["reason"]) != ("no native bf16" in sizes["tiny:bf16"]["reason"])
 
 
 def test_a_one_shot_pass_left_out_or_refused_leaves_the_size_recorded(tmp_path):

@@ -313,34 +313,53 @@ def run_one_shot(method: str, work: Path, dtype: str, args) -> dict[str, Any]:
 
 # -- the sizes, resumable ----------------------------------------------------------------------------------
 
-def choose_dtype(config_dir: Path, budget: int, free_disk: int, seqlen: int, windows: int) -> tuple[str | None, str]:
-    """(dtype, why): fp32 where the heaviest phase's estimate fits in `budget` bytes, else bf16 where the
-    CPU runs it natively and it fits; (None, the reason) otherwise."""
+def weightless(config_dir: Path, folder: Path, windows: int, seqlen: int) -> str:
+    """A model folder with the size's config and the byte tokenizer but no weights (what `estimate` reads),
+    and the calibration text beside it; the text's path."""
+    from transformers import AutoConfig
+
+    from blockprune.models import byte_tokenizer
+
+    AutoConfig.from_pretrained(config_dir).save_pretrained(folder)
+    byte_tokenizer().save_pretrained(folder)
+    return calibration_text(folder.parent / "calibration.txt", windows, seqlen)
+
+
+def choose_dtype(config_dir: Path, budget: int, free_disk: int, seqlen: int, windows: int,
+                 dtypes: tuple[str, ...] = ("fp32", "bf16")) -> tuple[str | None, str]:
+    """(dtype, why): the first of `dtypes` (fp32, then bf16) where the heaviest phase's estimate fits in
+    `budget` bytes, bf16 only where the CPU runs it natively; (None, the reason) otherwise."""
     from blockprune import estimate
     from blockprune.scoring.twoprecision import native_fast_dtype
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        shutil.copy(config_dir / "config.json", folder / "config.json")
-        calib = calibration_text(folder / "calibration.txt", windows, seqlen)
-        from blockprune.models import byte_tokenizer
-
-        tok = byte_tokenizer()
+        calib = weightless(config_dir, folder / "model", windows, seqlen)
         needs = {}
-        for dtype in ("fp32", "bf16"):
-            est = estimate.estimate(str(folder), options("blockpruner", dtype, calib, seqlen, scorer="incremental"),
-                                    "cpu", timing=False, tokenizer=tok)
+        for dtype in dtypes:
+            est = estimate.estimate(str(folder / "model"), options("blockpruner", dtype, calib, seqlen,
+                                                                   scorer="incremental"), "cpu", timing=False)
             needs[dtype] = est.memory.needed["cpu"]
             disk = est.shapes.params * (2 + estimate.BYTES[dtype])  # the bf16 checkpoint and the export
             if needs[dtype] <= budget and disk <= free_disk and (dtype == "fp32" or native_fast_dtype("cpu")):
                 return dtype, f"estimate {estimate.gib(needs[dtype])} within {estimate.gib(budget)}"
             if disk > free_disk:
                 return None, f"{dtype} needs {estimate.gib(disk)} of disk, {estimate.gib(free_disk)} free"
-    why = f"fp32 needs {estimate.gib(needs['fp32'])}, more than the {estimate.gib(budget)} allowed (--memory)"
-    if not native_fast_dtype("cpu"):
-        return None, (why + "; bf16 not run: this CPU has no native bf16 (avx512_bf16 or amx_bf16), so it would "
-                      "be emulated, many times slower than fp32")
-    return None, why + f"; bf16 needs {estimate.gib(needs['bf16'])}"
+    why = [f"{d} needs {estimate.gib(needs[d])}, more than the {estimate.gib(budget)} allowed (--memory)"
+           for d in dtypes if needs[d] > budget and (d == "fp32" or native_fast_dtype("cpu"))]
+    if "bf16" in dtypes and not native_fast_dtype("cpu"):
+        why.append("bf16 not run: this CPU has no native bf16 (avx512_bf16 or amx_bf16), so it would be emulated, "
+                   "many times slower than fp32")
+    return None, "; ".join(why)
+
+
+def record_key(name: str, args) -> str:
+    """A size's key in the results file: its config's name, with `:<dtype>` where --dtype chose the precision."""
+    return f"{name}:{args.dtype}" if args.dtype else name
+
+
+def config_name(key: str) -> str:
+    return key.split(":")[0]
 
 
 def load_results(path: Path) -> dict[str, Any]:
@@ -375,7 +394,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--summary", metavar="FILE", help="print a results file's one-row-per-size table (README) and exit")
     ap.add_argument("--figure", metavar="FILE", help="draw a results file's figure (FILE with .png) and exit")
     ap.add_argument("--size", help=argparse.SUPPRESS)  # internal: one size in this process
-    ap.add_argument("--dtype", help=argparse.SUPPRESS)
+    ap.add_argument("--dtype", choices=("fp32", "bf16"), help="run --sizes in this precision rather than the first "
+                    "that fits (fp32, then bf16), each recorded as <size>:<dtype>")
     ap.add_argument("--one-shot", help=argparse.SUPPRESS)  # internal: one one-shot phase of --size in this process
     args = ap.parse_args(argv)
     if args.show:
@@ -419,23 +439,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {path} and {figure(results, path.with_suffix('.png'), args.configs)}")
         return 0
     for params, name in sizes:
-        if results["sizes"].get(name, {}).get("status") == "done" and not (args.again and args.sizes):
-            print(f"{name}: done before, kept")
+        key = record_key(name, args)
+        if results["sizes"].get(key, {}).get("status") == "done" and not (args.again and args.sizes):
+            print(f"{key}: done before, kept")
             continue
         work = Path(tempfile.mkdtemp(prefix=f"scale-{name}-", dir=args.work))
         budget = int(args.memory * GiB) if args.memory is not None else estimate.available("cpu")["cpu"]
-        dtype, why = choose_dtype(args.configs / name, budget, shutil.disk_usage(work).free, args.seqlen, args.windows)
-        earlier = results["sizes"].get(name, {})
+        dtype, why = choose_dtype(args.configs / name, budget, shutil.disk_usage(work).free, args.seqlen, args.windows,
+                                  (args.dtype,) if args.dtype else ("fp32", "bf16"))
+        earlier = results["sizes"].get(key, {})
         entry: dict[str, Any] = {"params": params, "command": command, "date": time.strftime("%Y-%m-%d %H:%M"),
                                  "commit": commit(),
                                  "windows": args.windows, "seqlen": args.seqlen, "threads": args.threads,
                                  "candidates": args.candidates, "note": args.note, "native_bf16": bool(native_fast_dtype("cpu"))}
         if dtype is None:
             shutil.rmtree(work)
-            results["sizes"][name] = {**entry, "status": "skipped", "reason": why, "machine": machine.describe()}
-            print(f"{name}: skipped: {why}")
+            results["sizes"][key] = {**entry, "status": "skipped", "reason": why, "machine": machine.describe()}
+            print(f"{key}: skipped: {why}")
         else:
-            print(f"{name}: {dtype} ({why})", flush=True)
+            print(f"{key}: {dtype} ({why})", flush=True)
             env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
             cmd = size_command(name, work, dtype, args, args.windows, args.seqlen)
             load_start = [round(x, 2) for x in os.getloadavg()]
@@ -447,11 +469,11 @@ def main(argv: list[str] | None = None) -> int:
                 run_one_shots(cmd, env, one_shots, run)
             shutil.rmtree(work, ignore_errors=True)
             if got.returncode != 0:
-                results["sizes"][name] = {**entry, "status": "failed", "reason": f"exit {got.returncode}",
-                                          "machine": machine.describe()}
-                print(f"{name}: failed (exit {got.returncode})")
+                results["sizes"][key] = {**entry, "status": "failed", "reason": f"exit {got.returncode}",
+                                         "machine": machine.describe()}
+                print(f"{key}: failed (exit {got.returncode})")
             else:
-                results["sizes"][name] = {**entry, "status": "done", "dtype": dtype, "load_average_start": load_start,
+                results["sizes"][key] = {**entry, "status": "done", "dtype": dtype, "load_average_start": load_start,
                                           **run, "machine": machine.describe()}
         results["sizes"] = dict(sorted(results["sizes"].items(), key=lambda kv: kv[1]["params"]))
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -505,9 +527,10 @@ def run_one_shots(cmd: list[str], env: dict, methods: list[str], run: dict[str, 
 
 def add_one_shots(name: str, results: dict[str, Any], methods: list[str], command: str, args) -> None:
     """--add-one-shots: `methods` on a size done before on this machine, on the same seeded checkpoint."""
-    run = results["sizes"].get(name)
+    key = record_key(name, args)
+    run = results["sizes"].get(key)
     if not run or run.get("status") != "done":
-        print(f"{name}: not done on this machine; run it without --add-one-shots first")
+        print(f"{key}: not done on this machine; run it without --add-one-shots first")
         return
     work = Path(tempfile.mkdtemp(prefix=f"scale-{name}-", dir=args.work))
     try:
@@ -518,7 +541,7 @@ def add_one_shots(name: str, results: dict[str, Any], methods: list[str], comman
         run_one_shots(size_command(name, work, run["dtype"], args, run["windows"], run["seqlen"]),
                       {**os.environ, "OMP_NUM_THREADS": str(args.threads)}, methods, run, added)
         for m in methods:
-            print(f"{name}: {m}: " + (f"not run: {run['not_run'][m]}" if m in run["not_run"] else "added"))
+            print(f"{key}: {m}: " + (f"not run: {run['not_run'][m]}" if m in run["not_run"] else "added"))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -529,21 +552,16 @@ def time_estimates(name: str, results: dict[str, Any], methods: list[str], comma
     import torch
 
     torch.set_num_threads(args.threads)
-    run = results["sizes"].get(name)
+    key = record_key(name, args)
+    run = results["sizes"].get(key)
     todo = [m for m in methods if run and m in run.get("phases", {})
             and (not run["phases"][m].get("estimate_seconds") or (args.again and "estimate_timed" in run["phases"][m]))]
     if not todo:
         print(f"{name}: no one-shot pass of {', '.join(methods)} without an estimated time")
         return
-    from transformers import AutoConfig
-
-    from blockprune.models import byte_tokenizer
-
     work = Path(tempfile.mkdtemp(prefix=f"scale-{name}-", dir=args.work))
     try:
-        AutoConfig.from_pretrained(args.configs / name).save_pretrained(work / "model")
-        byte_tokenizer().save_pretrained(work / "model")
-        calib = calibration_text(work / "calibration.txt", run["windows"], run["seqlen"])
+        calib = weightless(args.configs / name, work / "model", run["windows"], run["seqlen"])
         for m in todo:
             est = estimated(work / "model", options(m, run["dtype"], calib, run["seqlen"]), timing=True)
             run["phases"][m].update(estimate_seconds=est["time"], estimate_load=est["load"],
@@ -645,13 +663,14 @@ def summary(results: dict[str, Any], configs: Path = HERE / "configs") -> str:
     done = [(n, r) for n, r in results["sizes"].items() if r["status"] == "done"]
 
     def flops(name: str, r: dict[str, Any]) -> float | None:
-        return work_per_candidate_window(configs / name, r["phases"]["blockpruner racing"], r["seqlen"])
+        return work_per_candidate_window(configs / config_name(name), r["phases"]["blockpruner racing"], r["seqlen"])
 
+    work = {name: flops(name, r) for name, r in done if "blockpruner racing" in r["phases"]}
     # growth from the smallest size run in the same precision: bf16 and fp32 run at different speeds
     base = {}
     for name, r in done:
-        if "blockpruner racing" in r["phases"] and r["dtype"] not in base:
-            base[r["dtype"]] = (r["params"], r["phases"]["blockpruner racing"]["cpu_per_candidate_window"], flops(name, r))
+        if name in work and r["dtype"] not in base:
+            base[r["dtype"]] = (r["params"], r["phases"]["blockpruner racing"]["cpu_per_candidate_window"], work[name])
     for name, r in done:
         cells = []
         for label in ("blockpruner racing", "layer-ppl racing"):
@@ -662,9 +681,8 @@ def summary(results: dict[str, Any], configs: Path = HERE / "configs") -> str:
         b = base.get(r["dtype"])
         growth = "-"
         if p and b:
-            work = flops(name, r)
             growth = (f"{p['cpu_per_candidate_window'] / b[1]:.2f}x for {r['params'] / b[0]:.2f}x parameters"
-                      + (f", {work / b[2]:.2f}x FLOPs" if work and b[2] else "")
+                      + (f", {work[name] / b[2]:.2f}x FLOPs" if work[name] and b[2] else "")
                       + (f" (from {_size(b[0])} in {r['dtype']})" if len(base) > 1 else ""))
         # each phase against the estimate's range, without the leader copy to with it (a step holds it or
         # not, as free memory allows): 0 inside, else how far outside; the worst phase
@@ -675,7 +693,32 @@ def summary(results: dict[str, Any], configs: Path = HERE / "configs") -> str:
     for name, r in results["sizes"].items():
         if r["status"] != "done":
             lines.append(f"| {name} | {_size(r['params'])} | - | {r['status']}: {r['reason']} | | | |")
-    return "\n".join(lines) + "\n"
+    fits = [line_in_parameters(dtype, [(r["params"], r["phases"]["blockpruner racing"]["cpu_per_candidate_window"], n)
+                                       for n, r in done if n in work and r["dtype"] == dtype]) for dtype in base]
+    return "\n".join(lines + [f for f in fits if f]) + "\n"
+
+
+def line_in_parameters(dtype: str, points: list[tuple[int, float, str]]) -> str | None:
+    """blockpruner's seconds per candidate-window against a line in the parameters, a + b x params, and
+    against a proportion, b x params, each fitted by least squares of the relative error; the size farthest
+    from each. None under three sizes (two fix any line)."""
+    import numpy as np
+
+    if len(points) < 3:
+        return None
+    P = np.array([p for p, _, _ in points], dtype=float)
+    y = np.array([t for _, t, _ in points])
+    (a, b), *_ = np.linalg.lstsq(np.stack([1 / y, P / y], 1), np.ones_like(y), rcond=None)
+    b0 = float((P / y).sum() / (P ** 2 / y ** 2).sum())
+
+    def farthest(fit):
+        off = fit / y - 1
+        i = int(np.abs(off).argmax())
+        return f"{off[i]:+.0%} at {points[i][2]}"
+
+    return (f"\nIn {dtype} ({len(points)} sizes), blockpruner's s / candidate-window is a line in the parameters, "
+            f"{a:.2f} s + {b * 1e9:.2f} s per billion, within {farthest(a + b * P)}; in proportion to the "
+            f"parameters alone ({b0 * 1e9:.2f} s per billion) it is off by up to {farthest(b0 * P)}.")
 
 
 def figure(results: dict[str, Any], out: Path, configs: Path = HERE / "configs") -> Path:
@@ -715,7 +758,7 @@ def figure(results: dict[str, Any], out: Path, configs: Path = HERE / "configs")
                 xs, c0 = [n for n, *_ in same], same[0][3]["cpu_per_candidate_window"]
                 ax1.plot(xs, [c0 * n / xs[0] for n in xs], color=color, lw=0.6,
                          label=f"{label}, linear in parameters from the smallest ({dtype})")
-                work = [work_per_candidate_window(configs / name, p, seqlen) for _, name, seqlen, p in same]
+                work = [work_per_candidate_window(configs / config_name(name), p, seqlen) for _, name, seqlen, p in same]
                 if all(work):
                     ax1.plot(xs, [c0 * w / work[0] for w in work], "-.", color=color, lw=0.8,
                              label=f"{label}, linear in FLOPs from the smallest ({dtype})")
