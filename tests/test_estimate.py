@@ -140,10 +140,18 @@ def test_the_estimate_counts_the_gradients_a_width_run_holds(tiny_checkpoint, ca
         plan.width["scoring"]["gradient_params"]
 
 
-def _peak_in_a_fresh_process(ckpt: Path, out: Path, options: str) -> dict:
+def _peak_in_a_fresh_process(ckpt: Path, out: Path, options: str, large_model_allocator: bool = False) -> dict:
     """`prune` with PruneOptions(`options`) in a fresh one-thread process: its peak RSS (VmHWM, the process's
     own: getrusage's ru_maxrss keeps this test process's RSS at the fork, which the whole suite grows past
-    the run's), the estimate's peak and windows, made in that process before any weight (its runtime)."""
+    the run's), the estimate's peak and windows, made in that process before any weight (its runtime).
+    glibc's malloc mmaps an allocation over its threshold and unmaps it when freed, but raises the threshold
+    to each such block freed, up to 32 MiB, and serves what falls under it from its heap, where fragments
+    stay resident: a model large enough for memory to matter (1B and up) has its largest tensors over 32 MiB,
+    while this tiny one's (4-32 MiB) went to the heap, and the depth test's peak RSS came out 1.04-1.08 GB in 5 runs of 6 and 1.30 in the sixth
+    against an estimate of 1.07. `large_model_allocator` fixes the threshold at 1 MiB (`MALLOC_MMAP_THRESHOLD_`)
+    so that the tiny model allocates as a large one does: 12 runs of 12 at 1.04-1.06 GB. (LLM-Pruner's width
+    run, so set, peaked 14% under its estimate: the autograd buffers its backward pass frees go back to the
+    system, where the default allocator keeps them; its estimate errs high, the side a refusal can afford.)"""
     script = textwrap.dedent(f"""
         import json, torch
         torch.set_num_threads(1)
@@ -156,7 +164,8 @@ def _peak_in_a_fresh_process(ckpt: Path, out: Path, options: str) -> dict:
         print(json.dumps({{"rss": machine.peak(), "peak": est.memory.peak["cpu"], "windows": est.calibration.windows}}))
     """)
     got = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600,
-                         env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": SRC})
+                         env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": SRC,
+                              **({"MALLOC_MMAP_THRESHOLD_": str(1 << 20)} if large_model_allocator else {})})
     assert got.returncode == 0, got.stderr[-3000:]
     return json.loads(got.stdout.strip().splitlines()[-1])
 
@@ -164,14 +173,14 @@ def _peak_in_a_fresh_process(ckpt: Path, out: Path, options: str) -> dict:
 def test_peak_rss_of_a_run_is_within_15_percent_of_the_estimate(tmp_path):
     """A model whose caches dominate (hidden 512, 64 windows of 256 tokens: 9 boundaries of 32 MiB and
     the leader copy), pruned one step in a fresh process: its peak RSS against the estimate's peak, the
-    runtime included. Tolerance 15%: five runs of this size measured 0.03-7.8% off (RSS 1.04-1.14 GB against
-    an estimate of 1.05-1.06 GB; the allocator's retention varies from run to run); the issue's target of
-    10% is for bench/scale's sizes, where weights and caches dwarf that variation."""
+    runtime included. Tolerance 15%: twelve runs of this size measured 1.1-3.1% under the estimate of 1.07 GB
+    with the allocator set as large models use it (`_peak_in_a_fresh_process`); the issue's target of 10% is
+    for bench/scale's sizes, where weights and caches dwarf the runtime's variation."""
     ckpt = save_tiny_checkpoint(tmp_path / "m", layers=4, hidden_size=512, intermediate_size=1024,
                                 num_attention_heads=8, num_key_value_heads=4, max_position_embeddings=512)
     calib = _text(tmp_path / "c.txt", 64 * 256 + 100)
     r = _peak_in_a_fresh_process(ckpt, tmp_path / "run", f"num_blocks=1, calibration={calib!r}, seqlen=256, "
-                                 "scorer='incremental', batch_size=4")
+                                 "scorer='incremental', batch_size=4", large_model_allocator=True)
     assert r["windows"] == 64
     assert abs(r["rss"] - r["peak"]) <= 0.15 * r["rss"], r
 
