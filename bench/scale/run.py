@@ -613,7 +613,8 @@ def table(results: dict[str, Any]) -> str:
         steps = [(k, p) for k, p in r["phases"].items() if "pool" in p]
         scope = "; ".join(f"{k} {p['candidates']} of {p['pool']}" for k, p in steps)
         part = r["candidates"] is not None and any(p["candidates"] < p["pool"] for _, p in steps)
-        line = (f"- {name}: `{r['command']}` ({r['date']}), {r['windows']} windows x {r['seqlen']} tokens, "
+        at = f", commit {r['commit']}" if r.get("commit") else ""
+        line = (f"- {name}: `{r['command']}` ({r['date']}{at}), {r['windows']} windows x {r['seqlen']} tokens, "
                 f"{r['threads']} thread{'s' if r['threads'] != 1 else ''}, load average {'/'.join(map(str, r['load_average_start']))} at the start "
                 f"and {'/'.join(map(str, r['machine']['load_average']))} at the end; candidates scored: {scope}")
         line += (" (evenly spaced through the depth: the step times are not a full step's, only the per "
@@ -640,7 +641,8 @@ def table(results: dict[str, Any]) -> str:
         for method, p in r["phases"].items():
             if "added" in p:  # a one-shot pass run later on the same seeded checkpoint (--add-one-shots)
                 a = p["added"]
-                line += f"; {method} added by `{a['command']}` ({a['date']}{', ' + a['note'] if a.get('note') else ''})"
+                line += (f"; {method} added by `{a['command']}` ({a['date']}"
+                         f"{', commit ' + a['commit'] if a.get('commit') else ''}{', ' + a['note'] if a.get('note') else ''})")
         scopes.append(line + (f". Note: {r['note']}" if r.get("note") and r["note"] not in r["command"] else ""))
     lines += ["", *scopes, *skips, "", *machine.table_lines(records)]
     return "\n".join(lines) + "\n"
