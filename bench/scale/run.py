@@ -734,6 +734,11 @@ def figure(results: dict[str, Any], out: Path, configs: Path = HERE / "configs")
     import matplotlib.pyplot as plt
 
     done = [(r["params"], r) for r in results["sizes"].values() if r["status"] == "done"]
+    dtypes = list(dict.fromkeys(r["dtype"] for _, r in done))
+
+    def tag(dtype: str) -> str:
+        return f" ({dtype})" if len(dtypes) > 1 else ""
+
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 6.4))
     for label, marker, color in (("blockpruner", "o", "C0"), ("layer-ppl", "s", "C1")):
         for how, fill in (("racing", color), ("exhaustive", "none")):
@@ -746,14 +751,14 @@ def figure(results: dict[str, Any], out: Path, configs: Path = HERE / "configs")
                             if how == "racing" else "+", color=color, label=f"{label} {how}, measured wall")
         # the cost model's lines through the racing steps (every size has one; an exhaustive step's
         # candidates are the same, so is its model)
-        pts = [(n, r["phases"][f"{label} racing"]) for n, r in done if f"{label} racing" in r["phases"]]
-        if not pts:
-            continue
-        xs = [n for n, _ in pts]
-        for i, style in ((0, "--"), (1, ":")):  # a marker too: one size alone draws no line
-            ax1.plot(xs, [p["model_per_candidate_window"][i] for _, p in pts], style, marker="_", markersize=12,
-                     color=color, label=f"{label}, cost model ({'fastest' if i == 0 else 'slowest'} timed layer)")
-        for dtype in dict.fromkeys(r["dtype"] for _, r in done):  # the target, within one precision
+        for dtype in dtypes:  # a precision's own line: fp32 and bf16 run at different speeds
+            pts = [(n, r["phases"][f"{label} racing"]) for n, r in done
+                   if f"{label} racing" in r["phases"] and r["dtype"] == dtype]
+            for i, style in ((0, "--"), (1, ":")):  # a marker too: one size alone draws no line
+                ax1.plot([n for n, _ in pts], [p["model_per_candidate_window"][i] for _, p in pts], style, marker="_",
+                         markersize=12, color=color,
+                         label=f"{label}, cost model ({'fastest' if i == 0 else 'slowest'} timed layer){tag(dtype)}")
+        for dtype in dtypes if label == "blockpruner" else ():  # the target, within one precision
             same = [(r["params"], name, r["seqlen"], r["phases"][f"{label} racing"]) for name, r in results["sizes"].items()
                     if r["status"] == "done" and f"{label} racing" in r["phases"] and r["dtype"] == dtype]
             if len(same) > 1:
@@ -766,17 +771,20 @@ def figure(results: dict[str, Any], out: Path, configs: Path = HERE / "configs")
                              label=f"{label}, linear in FLOPs from the smallest ({dtype})")
     ax1.set(xscale="log", yscale="log", xlabel="parameters", ylabel="seconds per candidate-window",
             title="Time per candidate-window")
-    rows = []
-    for n, r in done:
-        scoring = [p for p in r["phases"].values() if "estimate_peak" in p]
-        rows.append((n, max(p["peak_rss"] for p in scoring), max(p["estimate_needed"] for p in scoring),
-                     max(p["estimate_peak"] for p in scoring)))
-    if rows:
+    for k, dtype in enumerate(dtypes):
+        rows = []
+        for n, r in done:
+            scoring = [p for p in r["phases"].values() if "estimate_peak" in p]
+            if r["dtype"] == dtype and scoring:
+                rows.append((n, max(p["peak_rss"] for p in scoring), max(p["estimate_needed"] for p in scoring),
+                             max(p["estimate_peak"] for p in scoring)))
         xs = [n for n, *_ in rows]
-        ax2.scatter(xs, [m / GiB for _, m, _, _ in rows], label="peak RSS, measured")
-        ax2.plot(xs, [e / GiB for _, _, e, _ in rows], "--", marker="_", markersize=12,
-                 label="estimate, without the leader copy")
-        ax2.plot(xs, [e / GiB for *_, e in rows], ":", marker="_", markersize=12, label="estimate, with the leader copy")
+        ax2.scatter(xs, [m / GiB for _, m, _, _ in rows], marker="os^"[k % 3], color="C2",
+                    label=f"peak RSS, measured{tag(dtype)}")
+        ax2.plot(xs, [e / GiB for _, _, e, _ in rows], "--", marker="_", markersize=12, color=f"C{2 * k}",
+                 label=f"estimate, without the leader copy{tag(dtype)}")
+        ax2.plot(xs, [e / GiB for *_, e in rows], ":", marker="_", markersize=12, color=f"C{2 * k + 1}",
+                 label=f"estimate, with the leader copy{tag(dtype)}")
     ax2.set(xscale="log", yscale="log", xlabel="parameters", ylabel="GiB", title="Peak memory (the heaviest phase of each)")
     sizes = sorted({n for n, _ in done})
     for ax in (ax1, ax2):  # ticks at the sizes measured, named as the tables name them
