@@ -147,9 +147,10 @@ def _peak_in_a_fresh_process(ckpt: Path, out: Path, options: str, large_model_al
     glibc's malloc mmaps an allocation over its threshold and unmaps it when freed, but raises the threshold
     to each such block freed, up to 32 MiB, and serves what falls under it from its heap, where fragments
     stay resident: a model large enough for memory to matter (1B and up) has its largest tensors over 32 MiB,
-    while this tiny one's (4-32 MiB) went to the heap, and the depth test's peak RSS came out 1.06-1.30 GB over 18 runs (two over 1.2) against an
-    estimate of 1.07. `large_model_allocator` fixes the threshold at 1 MiB (`MALLOC_MMAP_THRESHOLD_`)
-    so that the tiny model allocates as a large one does: 12 runs of 12 at 1.04-1.06 GB. (LLM-Pruner's width
+    while this tiny one's (4-32 MiB) went to the heap, and the depth test's peak RSS came out 1.06-1.30 GB
+    over 18 runs (two over 1.2) against an estimate of 1.07. `large_model_allocator` fixes the threshold at
+    1 MiB (`MALLOC_MMAP_THRESHOLD_`) so that the tiny model allocates as a large one does: 12 runs of 12 at
+    1.04-1.06 GB. (LLM-Pruner's width
     run, so set, peaked 14% under its estimate: the autograd buffers its backward pass frees go back to the
     system, where the default allocator keeps them; its estimate errs high, the side a refusal can afford.)"""
     script = textwrap.dedent(f"""

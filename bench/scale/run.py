@@ -153,13 +153,12 @@ def estimated(folder: Path, opts, timing: bool = False) -> dict[str, Any]:
 def cost_model(timing, view, candidates) -> list[float]:
     """The cost model's CPU seconds per candidate-window for these candidates: a candidate runs the blocks
     after its first (its own masked) and the LM head, at the one-layer timing's mean block time
-    (estimate.seconds' rule); fastest and slowest timed runs."""
-    from blockprune.estimate import ACROSS_PROCESSES, INSIDE_MODEL
+    (`estimate.seconds` of that work); its range's low and high ends."""
+    from blockprune import estimate
 
     runs = [len(view.blocks) - u.index - len(u.blocks) for u in candidates]
     mean = sum(runs) / len(runs)
-    return [(INSIDE_MODEL if i == 0 else ACROSS_PROCESSES) * (mean * (timing.attn[i] + timing.mlp[i]) / 2 + timing.head[i])
-            for i in (0, 1)]
+    return list(estimate.seconds(estimate.Search((1, 1), 1, None, (mean, mean), (1, 1)), timing))
 
 
 def work_per_candidate_window(config_dir: Path, phase: dict[str, Any], seqlen: int) -> float | None:
@@ -506,7 +505,8 @@ def keep_one_shots(earlier: dict[str, Any], run: dict[str, Any], methods: list[s
         if m in earlier["phases"]:
             p = earlier["phases"][m]
             run["phases"][m] = {**p, "added": p.get("added") or {
-                "command": earlier["command"], "date": earlier["date"], "note": earlier.get("note")}}
+                "command": earlier["command"], "date": earlier["date"], "note": earlier.get("note"),
+                "commit": earlier.get("commit")}}
             run["not_run"].pop(m, None)
 
 
@@ -557,7 +557,7 @@ def time_estimates(name: str, results: dict[str, Any], methods: list[str], comma
     todo = [m for m in methods if run and m in run.get("phases", {})
             and (not run["phases"][m].get("estimate_seconds") or (args.again and "estimate_timed" in run["phases"][m]))]
     if not todo:
-        print(f"{name}: no one-shot pass of {', '.join(methods)} without an estimated time")
+        print(f"{key}: no one-shot pass of {', '.join(methods)} without an estimated time")
         return
     work = Path(tempfile.mkdtemp(prefix=f"scale-{name}-", dir=args.work))
     try:
@@ -567,7 +567,7 @@ def time_estimates(name: str, results: dict[str, Any], methods: list[str], comma
             run["phases"][m].update(estimate_seconds=est["time"], estimate_load=est["load"],
                                     estimate_timed={"command": command, "date": time.strftime("%Y-%m-%d %H:%M"),
                                                     "note": args.note})
-            print(f"{name}: {m}: took {run['phases'][m]['wall']:.0f} s, estimate {est['time'][0]:.0f}-"
+            print(f"{key}: {m}: took {run['phases'][m]['wall']:.0f} s, estimate {est['time'][0]:.0f}-"
                   f"{est['time'][1]:.0f} s", file=sys.stderr, flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)

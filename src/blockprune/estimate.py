@@ -33,10 +33,10 @@ the calibration text is tokenized when the model folder has a tokenizer (cheap; 
 - the runtime: this process's resident memory (Python, torch, transformers, the tokenizer) on a CPU run.
 
 Time: one decoder layer of the model's shapes with random weights runs one window on this device (a
-warm-up and `REPEATS` timed runs of each of its attention block, its MLP block, and the LM head: its fixed part with one vocabulary slice, plus each further
-slice's product alone), and the search's block-runs are counted: a candidate at block i runs the blocks
-from the stored boundary at or before i to the end and then the head; each step also re-fills the cache
-past the removed block, and the monitor runs one pass. The range spans the fastest timed run (times
+warm-up and `REPEATS` timed runs of each of its attention block, its MLP block, and the LM head: its fixed
+part with one vocabulary slice, plus each further slice's product alone), and the search's block-runs are
+counted: a candidate at block i runs the blocks from the stored boundary at or before i to the end and
+then the head; each step also re-fills the cache past the removed block, and the monitor runs one pass. The range spans the fastest timed run (times
 `INSIDE_MODEL`: a layer alone runs slower than inside the model) to the slowest (times `ACROSS_PROCESSES`:
 the same layer timed in another process on a shared machine ran up to 21% slower), the step counts a
 `--ratio` can mean, and racing's expected candidate-windows (exhaustive for the upper end of
